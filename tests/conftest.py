@@ -1,0 +1,23 @@
+"""Test-wide setup: quiet TensorFlow, two logical CPU devices, the repo on the path.
+
+Two logical CPU devices are configured before anything initialises the
+TensorFlow runtime, so that `tf.distribute.MirroredStrategy` tests have two
+replicas on a machine with no accelerator. Everything else runs on the first.
+"""
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+import tensorflow as tf  # noqa: E402
+
+_cpus = tf.config.list_physical_devices("CPU")
+try:
+    tf.config.set_logical_device_configuration(
+        _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+except RuntimeError:  # Runtime already initialised (e.g. under Bazel): keep it.
+    pass
