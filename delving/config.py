@@ -1,0 +1,227 @@
+"""The training configuration: one frozen dataclass, saved as `config.json`.
+
+`delving.train` turns its flags into a `TrainConfig` exactly once, with
+`resolve_config(**flag_values)`; every library below it takes the config (or
+plain keyword arguments), never flags.
+
+Flags whose sensible value depends on the data default to `None` and are
+filled here from a *preset*:
+
+- `imagenet` (used as soon as `--data_dir` or `--tfds_name` is given): the
+  paper's recipe, Sec. 4 -- model A, PReLU, Eq. 14 init, batch 128, SGD
+  momentum 0.9, lr 1e-2 divided by 10 twice when the validation error
+  plateaus, weight decay 5e-4, dropout 0.5, shorter side jittered in
+  [256, 512] and 224x224 crops, about 80 epochs.
+- `builtin` (no data flags: the offline default): the same recipe shrunk so
+  that it trains on the generated built-in dataset in a few CPU minutes --
+  `small_14` (Table 1) at a quarter of its width with 256-unit fc layers,
+  64x64 crops from shorter sides jittered in [73, 146] (the paper's
+  224 : [256, 512] ratio), a larger learning rate and a few epochs.
+
+Anything passed explicitly wins over the preset. The resolved config (no
+`None` left in a recipe field) is what `config.json` holds, so a run can be
+re-created from its model_dir alone.
+"""
+import dataclasses
+import json
+import math
+import os
+from typing import Optional
+
+PRESETS = {
+    "imagenet": dict(
+        model="model_a", num_classes=1000, width_multiplier=1.0,
+        fc_units=4096, dropout=0.5, image_size=224, scale_range=(256, 512),
+        eval_resize=256, batch_size=128, epochs=80, learning_rate=1e-2,
+        lr_decay_epochs=(40, 60), lr_plateau_patience=3, weight_decay=5e-4,
+        lighting_std=0.1, input_std=False, checkpoint_every_steps=1000,
+        log_every_steps=100, cache_data=False),
+    "builtin": dict(
+        model="small_14", num_classes=None, width_multiplier=0.25,
+        fc_units=256, dropout=0.5, image_size=64, scale_range=(73, 146),
+        eval_resize=73, batch_size=64, epochs=6, learning_rate=2e-2,
+        lr_decay_epochs=(4, 5), lr_plateau_patience=1, weight_decay=5e-4,
+        lighting_std=0.1, input_std=True, checkpoint_every_steps=50,
+        log_every_steps=10, cache_data=True),
+}
+
+#: Fields that define the network: a checkpoint only restores into the same.
+ARCHITECTURE_FIELDS = ("model", "activation", "init", "num_classes",
+                       "width_multiplier", "fc_units")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything one training run needs; defaults are the paper's (Sec. 4)."""
+    # Data. No `data_dir` and no `tfds_name` means the built-in dataset.
+    data_dir: Optional[str] = None
+    tfds_name: Optional[str] = None
+    tfds_data_dir: Optional[str] = None
+    tfds_manual_dir: Optional[str] = None
+    labels_file: Optional[str] = None
+    label_offset: int = 1  # ImageNet TFRecords store labels 1..1000.
+    preset: str = "imagenet"
+    # Network.
+    model: str = "model_a"
+    activation: str = "prelu"
+    init: str = "he_fan_out"  # Eq. 14, what the paper trains with.
+    num_classes: int = 1000
+    dropout: float = 0.5
+    width_multiplier: float = 1.0
+    fc_units: int = 4096
+    # Input.
+    image_size: int = 224
+    scale_range: tuple = (256, 512)
+    eval_resize: int = 256
+    lighting_std: float = 0.1
+    input_std: bool = False  # also divide by pipelines' STD_RGB after the mean
+    cache_data: bool = False
+    # Optimisation.
+    batch_size: int = 128  # global, over all replicas and workers
+    epochs: int = 80
+    steps_per_epoch: Optional[int] = None  # None: one pass over the data
+    eval_steps: Optional[int] = None  # None: the whole validation split
+    learning_rate: float = 1e-2
+    lr_schedule: str = "plateau"
+    lr_decay_epochs: tuple = (40, 60)
+    lr_decay_factor: float = 0.1
+    lr_max_decays: int = 2
+    lr_plateau_patience: int = 3
+    lr_plateau_min_delta: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    # Execution.
+    strategy: str = "auto"
+    tpu: Optional[str] = None
+    mixed_precision: str = "none"
+    jit_compile: bool = False
+    model_dir: Optional[str] = None
+    seed: int = 0
+    checkpoint_every_steps: int = 1000
+    keep_checkpoints: int = 3
+    log_every_steps: int = 100
+
+    @property
+    def dataset_name(self) -> str:
+        """The tfds name, 'the built-in dataset' or the TFRecord directory."""
+        if self.tfds_name:
+            return self.tfds_name
+        if self.preset == "builtin":
+            return f"the built-in dataset ({self.data_dir or 'generated'})"
+        return self.data_dir
+
+    def lr_at_decays(self, num_decays: int) -> float:
+        return self.learning_rate * self.lr_decay_factor ** num_decays
+
+
+def preset_for(data_dir=None, tfds_name=None) -> str:
+    """`builtin` when no dataset is named, else `imagenet`."""
+    return "imagenet" if (data_dir or tfds_name) else "builtin"
+
+
+def default_model_dir(cfg: TrainConfig) -> str:
+    """A stable default, so that running the same command again resumes."""
+    return os.path.join("runs", f"{cfg.preset}_{cfg.model}_{cfg.activation}")
+
+
+def resolve_config(preset=None, **values) -> TrainConfig:
+    """TrainConfig from explicit values; `None` values come from the preset.
+
+    Args:
+      preset: 'builtin' or 'imagenet'; default from the data flags.
+      **values: TrainConfig fields. A value of None means "not given".
+    """
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise TypeError(f"unknown TrainConfig fields: {', '.join(unknown)}")
+    preset = preset or preset_for(values.get("data_dir"), values.get("tfds_name"))
+    if preset not in PRESETS:
+        raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
+    merged = {k: v for k, v in PRESETS[preset].items() if v is not None}
+    merged.update({k: v for k, v in values.items() if v is not None})
+    if merged.get("num_classes") is None and preset == "builtin":
+        from pipelines import builtin  # the generated set fixes its classes
+        merged["num_classes"] = builtin.NUM_CLASSES
+    for key in ("scale_range", "lr_decay_epochs"):
+        if key in merged:
+            merged[key] = tuple(int(v) for v in merged[key])
+    cfg = TrainConfig(preset=preset, **merged)
+    if cfg.model_dir is None:
+        cfg = dataclasses.replace(cfg, model_dir=default_model_dir(cfg))
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: TrainConfig) -> None:
+    """One-line ValueError naming the field, for values no flag validator saw."""
+    def check(ok, field, why):
+        if not ok:
+            raise ValueError(f"{field}={getattr(cfg, field)!r}: {why}")
+    for field in ("num_classes", "image_size", "batch_size", "epochs",
+                  "eval_resize", "fc_units", "checkpoint_every_steps",
+                  "log_every_steps", "keep_checkpoints"):
+        check(getattr(cfg, field) > 0, field, "must be positive")
+    for field in ("steps_per_epoch", "eval_steps"):
+        check(getattr(cfg, field) is None or getattr(cfg, field) > 0, field,
+              "must be positive")
+    check(cfg.learning_rate > 0, "learning_rate", "must be positive")
+    check(cfg.width_multiplier > 0, "width_multiplier", "must be positive")
+    check(0 <= cfg.dropout < 1, "dropout", "must be in [0, 1)")
+    check(cfg.weight_decay >= 0, "weight_decay", "must be >= 0")
+    check(0 <= cfg.momentum < 1, "momentum", "must be in [0, 1)")
+    lo, hi = (cfg.scale_range + (0, 0))[:2]
+    check(len(cfg.scale_range) == 2 and cfg.image_size <= lo <= hi,
+          "scale_range", f"must be two sizes min<=max, both >= image_size "
+          f"({cfg.image_size})")
+    check(cfg.eval_resize >= cfg.image_size, "eval_resize",
+          f"must be >= image_size ({cfg.image_size})")
+    check(not (cfg.data_dir and cfg.tfds_name), "tfds_name",
+          "give either --data_dir or --tfds_name, not both")
+    check(cfg.lr_schedule in ("plateau", "step"), "lr_schedule",
+          "must be 'plateau' or 'step'")
+    check(cfg.mixed_precision in ("none", "float16", "bfloat16"),
+          "mixed_precision", "must be none, float16 or bfloat16")
+
+
+def steps_for(num_examples: int, batch_size: int) -> int:
+    """Training steps in one pass (full batches only), at least one."""
+    return max(1, num_examples // batch_size) if num_examples else 1
+
+
+def eval_steps_for(num_examples: int, batch_size: int) -> int:
+    return max(1, math.ceil(num_examples / batch_size))
+
+
+def to_json(cfg: TrainConfig) -> str:
+    return json.dumps(dataclasses.asdict(cfg), indent=2, sort_keys=True) + "\n"
+
+
+def from_json(text: str) -> TrainConfig:
+    """Inverse of `to_json`; fields unknown to this version are ignored."""
+    data = json.loads(text)
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    data = {k: (tuple(v) if isinstance(v, list) else v)
+            for k, v in data.items() if k in names}
+    return TrainConfig(**data)
+
+
+def save(cfg: TrainConfig, path: str) -> None:
+    """Write `config.json` atomically (write a temporary file, then rename)."""
+    import tensorflow as tf  # gfile: works for gs:// model dirs too
+    tmp = path + ".tmp"
+    with tf.io.gfile.GFile(tmp, "w") as f:
+        f.write(to_json(cfg))
+    tf.io.gfile.rename(tmp, path, overwrite=True)
+
+
+def load(path: str) -> TrainConfig:
+    import tensorflow as tf
+    with tf.io.gfile.GFile(path) as f:
+        return from_json(f.read())
+
+
+def architecture_diff(old: TrainConfig, new: TrainConfig) -> dict:
+    """Network-defining fields that differ: {field: (old, new)}."""
+    return {k: (getattr(old, k), getattr(new, k)) for k in ARCHITECTURE_FIELDS
+            if getattr(old, k) != getattr(new, k)}

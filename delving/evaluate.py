@@ -1,0 +1,76 @@
+r"""Top-1/top-5 error of a trained model_dir on its validation split.
+
+  python -m delving.evaluate --model_dir=runs/builtin_small_14_prelu \
+      --views=center,10view [--scale=256[,384,480]]
+
+Reads the model (model.keras, or the latest checkpoint of a run still in
+progress) and the data and preprocessing from the model_dir's config.json.
+Views (see `delving.evaluation.VIEWS`): `center` (centre crop), `10view`
+(corners + centre and mirrors); several scales are averaged per image.
+"""
+import sys
+
+from absl import app
+from absl import flags
+
+_MODEL_DIR = flags.DEFINE_string("model_dir", None, "a delving.train model_dir.",
+                                 required=True)
+_VIEWS = flags.DEFINE_list("views", ["center"], "comma-separated test views.")
+_SCALE = flags.DEFINE_list("scale", None, "shorter side(s) before cropping; "
+                           "default: the run's --eval_resize.")
+_BATCH = flags.DEFINE_integer("batch_size", 32, "images per batch.", lower_bound=1)
+_STEPS = flags.DEFINE_integer("steps", None, "at most this many batches.",
+                              lower_bound=1)
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "override the run's data_dir.")
+_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "evaluate this checkpoint "
+                                  "instead of model.keras.")
+
+
+@flags.validator("scale", "--scale: expected positive sizes, e.g. 256,384")
+def _check_scale(values):
+    return values is None or all(v.isdigit() and int(v) > 0 for v in values)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    import dataclasses
+    import tensorflow as tf
+    from delving import evaluation, inputs
+    from pipelines import errors
+    unknown = [v for v in _VIEWS.value if v not in evaluation.VIEWS]
+    if unknown:
+        sys.exit(f"delving.evaluate: error: --views: unknown {', '.join(unknown)}; "
+                 f"choose from {', '.join(evaluation.VIEWS)}")
+    try:
+        model, cfg = evaluation.load_model(_MODEL_DIR.value,
+                                           checkpoint=_CHECKPOINT.value)
+        if _DATA_DIR.value:
+            cfg = dataclasses.replace(cfg, data_dir=_DATA_DIR.value)
+        source = inputs.source_from_config(cfg)
+        scales = tuple(int(s) for s in _SCALE.value or [cfg.eval_resize])
+        print(f"{cfg.model} ({cfg.activation}) from {_MODEL_DIR.value} on "
+              f"{cfg.dataset_name}, validation split, crops {cfg.image_size}")
+        rows = []
+        for view in _VIEWS.value:
+            result = evaluation.evaluate(
+                model, source, view=view, scales=scales, image_size=cfg.image_size,
+                batch_size=_BATCH.value, steps=_STEPS.value, progress=True)
+            rows.append((view, result))
+    except errors.DataError as e:
+        sys.exit(f"delving.evaluate: error: {e}")
+    except tf.errors.OpError as e:
+        data_error = errors.as_data_error(e)
+        if data_error is None:
+            raise
+        sys.exit(f"delving.evaluate: error: {data_error}")
+    scale_text = ",".join(map(str, scales))
+    print(f"{'view':<8} {'scales':<12} {'top-1 err':>9} {'top-5 err':>9} "
+          f"{'loss':>8} {'images':>7}")
+    for view, r in rows:
+        print(f"{view:<8} {scale_text:<12} {r['top1_error']:9.2%} "
+              f"{r['top5_error']:9.2%} {r['loss']:8.4f} {r['count']:7d}")
+
+
+if __name__ == "__main__":
+    app.run(main)

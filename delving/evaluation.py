@@ -1,0 +1,225 @@
+"""Validation-set evaluation under any strategy, with a registry of test views.
+
+A *view* says how one image becomes class probabilities: which tensors the
+input pipeline makes from it, and how the model scores them. Adding a way of
+testing is one `register_view(View(...))` call; `Evaluator` does the rest
+(distribution over replicas, several scales, loss and top-1/top-5 error).
+
+Views here (the paper, Sec. 4):
+
+- `center`: shorter side resized to the scale, the centre crop.
+- `10view`: the 4 corner crops and the centre crop, and their mirrors,
+  probabilities averaged.
+
+`delving.dense` registers `dense` (the paper's dense multi-view testing on
+feature maps) the same way. With several scales (`scales=(256, 384, 480)`)
+the probabilities of each image are also averaged over the scales, the
+paper's multi-scale combination.
+"""
+import dataclasses
+from typing import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from pipelines import preprocessing
+
+
+@dataclasses.dataclass(frozen=True)
+class View:
+    """One way of testing an image.
+
+    Attributes:
+      name: the `--views` value.
+      description: one line for --help.
+      make_dataset: `fn(source, split, *, scale, image_size, batch_size,
+        input_context, dtype) -> tf.data.Dataset` of `(inputs, labels)`
+        per-replica batches, where `source` is a `delving.inputs.DataSource`
+        and `batch_size` is global (the `pipelines` readers divide it by the
+        replicas of `input_context`).
+      scores: `fn(model, inputs) -> float32 [batch, classes]` probabilities;
+        traced inside a `tf.function`, once per replica.
+      max_batch_size: a cap on the per-replica batch (None: no cap), e.g. 1
+        for views whose inputs differ in size between images.
+    """
+    name: str
+    description: str
+    make_dataset: Callable
+    scores: Callable
+    max_batch_size: int | None = None
+
+
+VIEWS: dict = {}
+
+
+def register_view(view: View) -> View:
+    VIEWS[view.name] = view
+    return view
+
+
+def _probabilities(logits):
+    return tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
+
+
+def _center_dataset(source, split, *, scale, image_size, batch_size,
+                    input_context, dtype):
+    return source.dataset(split, is_training=False, batch_size=batch_size,
+                          image_size=image_size, resize_size=scale,
+                          input_context=input_context, dtype=dtype)
+
+
+def _ten_view_dataset(source, split, *, scale, image_size, batch_size,
+                      input_context, dtype):
+    images = source.resized_images(split, resize_size=scale,
+                                   input_context=input_context)
+    crops = images.map(lambda image, label: (
+        tf.cast(preprocessing.ten_crop(image, image_size), dtype), label),
+        num_parallel_calls=tf.data.AUTOTUNE)
+    if input_context:
+        batch_size = input_context.get_per_replica_batch_size(batch_size)
+    return crops.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def _ten_view_scores(model, views):
+    shape = tf.shape(views)  # [batch, 10, S, S, 3]
+    logits = model(tf.reshape(views, tf.concat([[-1], shape[2:]], 0)),
+                   training=False)
+    probs = _probabilities(logits)
+    return tf.reduce_mean(tf.reshape(probs, [shape[0], shape[1], -1]), axis=1)
+
+
+register_view(View(
+    "center", "shorter side to the scale, centre crop",
+    _center_dataset, lambda model, x: _probabilities(model(x, training=False))))
+register_view(View(
+    "10view", "4 corners + centre and their mirrors, averaged (Sec. 4)",
+    _ten_view_dataset, _ten_view_scores))
+
+
+class Evaluator:
+    """Top-1/top-5 error and loss of `model` on a validation split.
+
+    Builds the distributed dataset and the compiled step once; `run()` can be
+    called after every epoch.
+
+    Args:
+      model: a Keras classifier returning logits.
+      source: a `delving.inputs.DataSource`.
+      view: a name in `VIEWS`.
+      scales: shorter-side sizes; probabilities are averaged over them.
+      image_size: crop side.
+      batch_size: global batch size.
+      steps: at most this many batches (None: the whole split).
+      strategy: a `tf.distribute.Strategy` (default: the current one).
+      split: which split (default 'validation').
+      dtype: input dtype (the compute dtype of the mixed-precision policy).
+    """
+
+    def __init__(self, model, source, *, view="center", scales=(256,),
+                 image_size=224, batch_size=128, steps=None, strategy=None,
+                 split="validation", dtype="float32"):
+        if view not in VIEWS:
+            raise ValueError(f"unknown view {view!r}; choose from {', '.join(VIEWS)}")
+        self.view, self.model, self.steps = VIEWS[view], model, steps
+        self.strategy = strategy or tf.distribute.get_strategy()
+        self.scales = tuple(int(s) for s in scales)
+        replicas = self.strategy.num_replicas_in_sync
+        per_replica = max(1, batch_size // replicas)
+        if self.view.max_batch_size:
+            per_replica = min(per_replica, self.view.max_batch_size)
+        self.batch_size = per_replica * replicas
+
+        def dataset_fn(context):
+            per_scale = [self.view.make_dataset(
+                source, split, scale=s, image_size=image_size,
+                batch_size=self.batch_size,
+                input_context=context, dtype=dtype) for s in self.scales]
+            if len(per_scale) == 1:
+                return per_scale[0].map(lambda x, y: ((x,), y))
+            return tf.data.Dataset.zip(tuple(per_scale)).map(
+                lambda *pairs: (tuple(p[0] for p in pairs), pairs[0][1]))
+        self.dataset = self.strategy.distribute_datasets_from_function(dataset_fn)
+
+        def replica_step(inputs, labels):
+            probs = tf.add_n([self.view.scores(model, x) for x in inputs])
+            probs /= len(inputs)
+            labels = tf.cast(labels, tf.int32)
+            k = tf.minimum(5, tf.shape(probs)[-1])
+            picked = tf.gather(probs, labels, axis=1, batch_dims=1)
+            nll = -tf.math.log(tf.maximum(picked, 1e-12))
+            # Rank of the true class: 1 + number of classes scored higher.
+            rank = tf.reduce_sum(tf.cast(probs > picked[:, None], tf.int32), axis=1)
+            return (tf.reduce_sum(nll),
+                    tf.reduce_sum(tf.cast(rank < 1, tf.float32)),
+                    tf.reduce_sum(tf.cast(rank < k, tf.float32)),
+                    tf.cast(tf.shape(labels)[0], tf.float32))
+
+        @tf.function
+        def step(batch):
+            out = self.strategy.run(replica_step, args=batch)
+            return [self.strategy.reduce("SUM", x, axis=None) for x in out]
+        self._step = step
+
+    def run(self, progress=False) -> dict:
+        """{'loss', 'top1_error', 'top5_error', 'count'} over the split."""
+        iterator = iter(self.dataset)
+        total = np.zeros(4)
+        bar = keras.utils.Progbar(self.steps, verbose=1) if progress else None
+        batches = 0
+        while self.steps is None or batches < self.steps:
+            batch = iterator.get_next_as_optional()
+            if not batch.has_value():
+                break
+            total += [x.numpy() for x in self._step(batch.get_value())]
+            batches += 1
+            if bar:
+                bar.update(batches, [("top1_err", 1 - total[1] / total[3]),
+                                     ("top5_err", 1 - total[2] / total[3])])
+        n = total[3]
+        if not n:
+            raise ValueError("the validation split gave no images")
+        return {"loss": total[0] / n, "top1_error": 1 - total[1] / n,
+                "top5_error": 1 - total[2] / n, "count": int(n)}
+
+
+def evaluate(model, source, **kwargs) -> dict:
+    """One-shot `Evaluator(model, source, **kwargs).run()`."""
+    progress = kwargs.pop("progress", False)
+    return Evaluator(model, source, **kwargs).run(progress=progress)
+
+
+
+def load_model(model_dir, *, checkpoint=None):
+    """The model of a model_dir: `model.keras`, else config + checkpoint.
+
+    `model.keras` exists once training has finished; before that (or when a
+    `checkpoint` path is asked for) the network is rebuilt from `config.json`
+    and the checkpoint's weights are restored into it.
+
+    Returns:
+      (model, TrainConfig)
+    """
+    import keras_layers  # noqa: F401  (registers the custom layers)
+    from delving import config as config_lib
+    from delving import models
+    from delving import run_files
+    files = run_files.paths(model_dir)
+    if not tf.io.gfile.exists(files["config"]):
+        from pipelines import errors
+        raise errors.DataError(f"{model_dir} is not a training model_dir "
+                               f"(no {files['config']})")
+    cfg = config_lib.load(files["config"])
+    if checkpoint is None and tf.io.gfile.exists(files["model"]):
+        return keras.saving.load_model(files["model"]), cfg
+    checkpoint = checkpoint or tf.train.latest_checkpoint(files["checkpoints"])
+    if not checkpoint:
+        from pipelines import errors
+        raise errors.DataError(f"{model_dir} has neither model.keras nor a "
+                               "checkpoint yet")
+    model = models.build_model(
+        cfg.model, num_classes=cfg.num_classes, activation=cfg.activation,
+        init=cfg.init, dropout=cfg.dropout, width_multiplier=cfg.width_multiplier,
+        fc_units=cfg.fc_units)
+    tf.train.Checkpoint(model=model).restore(checkpoint).expect_partial()
+    return model, cfg

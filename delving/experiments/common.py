@@ -1,0 +1,191 @@
+"""Shared pieces of the reproduction experiments: the paper's numbers, tables, output files.
+
+Every experiment binary writes into its `--output_dir`:
+
+  <name>.md     the Markdown table(s) it also prints,
+  <name>.json   every measured value, which `report.py` reads to write docs/REPRODUCTION.md,
+  <name>*.png   its figures (matplotlib, Agg backend: no display needed).
+
+The constants below are the paper's *reported* numbers, as given in the
+project's paper notes (NOTES.md section 4 for Table 1, section 7 for Table 2). They
+are printed beside our measurements for comparison; they are never results.
+"""
+import json
+import math
+import os
+import platform
+import re
+import shutil
+import time
+
+import matplotlib
+
+matplotlib.use("Agg")  # Before pyplot is imported anywhere: files only, no display.
+import matplotlib.pyplot as plt  # noqa: E402  pylint: disable=wrong-import-position
+
+from delving import run_files  # noqa: E402  pylint: disable=wrong-import-position
+
+# Table 2 of the paper (NOTES.md section 7): small model, 10-view testing,
+# (top-1, top-5) validation error in percent.
+PAPER_TABLE2 = {
+    "relu": (33.82, 13.34),
+    "lrelu": (33.80, 13.56),
+    "prelu_shared": (32.71, 12.87),
+    "prelu": (32.64, 12.75),
+}
+
+# Table 1 of the paper (NOTES.md section 4): learned PReLU coefficients of the
+# 14-layer model, (channel-shared, channel-wise mean), by layer name. The
+# training app prints the same table, so both read one copy.
+PAPER_TABLE1 = run_files.TABLE1
+
+ACTIVATION_LABELS = {
+    "relu": "ReLU",
+    "lrelu": "LReLU (a=0.25)",
+    "prelu_shared": "PReLU, channel-shared",
+    "prelu": "PReLU, channel-wise",
+}
+
+INIT_LABELS = {
+    "he_fan_in": "He, fan-in (Eq. 10)",
+    "he_fan_out": "He, fan-out (Eq. 14)",
+    "xavier": "Xavier, Var=1/n",
+}
+
+# One colour per init / activation, the same in every figure.
+COLORS = {
+    "he_fan_in": "tab:red",
+    "he_fan_out": "tab:orange",
+    "xavier": "tab:blue",
+    "relu": "tab:gray",
+    "lrelu": "tab:green",
+    "prelu_shared": "tab:purple",
+    "prelu": "tab:red",
+}
+
+
+def fmt(value, digits=2):
+    """Formats a number for a table; None and NaN become a dash."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, float) and value != 0 and (abs(value) < 1e-2 or abs(value) >= 1e5):
+        return f"{value:.{digits}e}"
+    return f"{value:.{digits}f}"
+
+
+def markdown_table(headers, rows):
+    """A GitHub Markdown table; cells are converted with str()."""
+    lines = ["| " + " | ".join(str(h) for h in headers) + " |",
+             "| " + " | ".join("---" for _ in headers) + " |"]
+    for row in rows:
+        if len(row) != len(headers):
+            raise ValueError(f"row has {len(row)} cells, table has {len(headers)} columns: {row}")
+        lines.append("| " + " | ".join(str(c) for c in row) + " |")
+    return "\n".join(lines)
+
+
+def mean_std(values):
+    """Mean and sample standard deviation (0 for a single value)."""
+    values = [float(v) for v in values]
+    if not values:
+        return float("nan"), float("nan")
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, 0.0
+    var = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
+    return mean, math.sqrt(var)
+
+
+def write_outputs(output_dir, name, *, markdown, results, figures=()):
+    """Writes `<name>.md` and `<name>.json`, saves each (suffix, figure) as `<name><suffix>.png`.
+
+    Returns the list of written paths. Figures are closed after saving.
+    """
+    os.makedirs(output_dir, exist_ok=True)
+    paths = []
+    md_path = os.path.join(output_dir, f"{name}.md")
+    with open(md_path, "w") as f:
+        f.write(markdown.rstrip() + "\n")
+    paths.append(md_path)
+    json_path = os.path.join(output_dir, f"{name}.json")
+    with open(json_path, "w") as f:
+        json.dump(results, f, indent=2, sort_keys=True)
+    paths.append(json_path)
+    for suffix, fig in figures:
+        png_path = os.path.join(output_dir, f"{name}{suffix}.png")
+        fig.savefig(png_path, dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        paths.append(png_path)
+    return paths
+
+
+def read_results(output_dir, name):
+    with open(os.path.join(output_dir, f"{name}.json")) as f:
+        return json.load(f)
+
+
+def hardware_summary():
+    """CPU model, core count and memory of this machine, read from the OS."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            match = re.search(r"^model name\s*:\s*(.+)$", f.read(), re.MULTILINE)
+        if match:
+            cpu = match.group(1).strip()
+    except OSError:
+        pass
+    cores = os.cpu_count()
+    if hasattr(os, "sched_getaffinity"):
+        cores = len(os.sched_getaffinity(0))
+    memory_gib = None
+    try:
+        with open("/proc/meminfo") as f:
+            match = re.search(r"^MemTotal:\s*(\d+) kB", f.read(), re.MULTILINE)
+        if match:
+            memory_gib = int(match.group(1)) / 2**20
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": cores, "memory_gib": memory_gib,
+            "system": f"{platform.system()} {platform.release()}",
+            "python": platform.python_version()}
+
+
+# A tiny built-in dataset for --quick runs (tests): seconds to generate.
+QUICK_SPLITS = (("train", 48, 2), ("validation", 24, 1))
+
+
+def resolve_data_dir(data_dir, *, quick, output_dir):
+    """`--data_dir` if given; else the built-in set (a tiny one under output_dir for --quick)."""
+    from pipelines import builtin  # pylint: disable=import-outside-toplevel
+    if data_dir:
+        return data_dir
+    if quick:
+        return builtin.ensure_dataset(os.path.join(output_dir, "quick_data"),
+                                      splits=QUICK_SPLITS)
+    return builtin.ensure_dataset()
+
+
+def train(*, model_dir, data_dir, verbose=1, **fields):
+    """One fresh training run on `data_dir` through `delving.trainer`.
+
+    `fields` are `TrainConfig` fields; the rest comes from the `builtin`
+    preset (the paper's recipe shrunk for the built-in set). `model_dir` is
+    emptied first, so every number comes from this run, not a resumed one.
+
+    Returns:
+      (trainer.TrainResult, seconds).
+    """
+    from delving import config as config_lib  # pylint: disable=import-outside-toplevel
+    from delving import trainer  # pylint: disable=import-outside-toplevel
+    if os.path.isdir(model_dir):
+        shutil.rmtree(model_dir)
+    cfg = config_lib.resolve_config(preset="builtin", data_dir=data_dir,
+                                    model_dir=model_dir, **fields)
+    start = time.time()
+    result = trainer.train(cfg, verbose=verbose)
+    return result, time.time() - start
+
+
+def num_train_examples(data_dir):
+    from delving import inputs  # pylint: disable=import-outside-toplevel
+    return inputs.DataSource(data_dir=data_dir).num_examples("train")

@@ -1,0 +1,108 @@
+r"""Runs every reproduction experiment and regenerates docs/REPRODUCTION.md.
+
+Each experiment runs as its own process with the exact command printed in
+the report, writes its tables, JSON and figures into `--work_dir`; this
+binary then copies the figures to `--figures_dir` and writes the report from
+the JSON files: every number in it comes from these runs (the paper's numbers
+beside them come from `delving.experiments.common`).
+
+Usage (from the repository root; about half an hour on 2 CPU cores):
+  python -m delving.experiments.report
+  python -m delving.experiments.report --quick --output=/tmp/r/REPRODUCTION.md \
+      --figures_dir=/tmp/r/figures --work_dir=/tmp/r/work       # seconds, for tests
+"""
+import datetime
+import importlib.metadata
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+
+from absl import app
+from absl import flags
+
+_OUTPUT = flags.DEFINE_string("output", "docs/REPRODUCTION.md", "The report to (re)write.")
+_FIGURES_DIR = flags.DEFINE_string("figures_dir", "docs/figures", "Where the report's PNGs go.")
+_WORK_DIR = flags.DEFINE_string("work_dir", "runs/reproduction",
+                                "Output directories of the experiments (runs, JSON, tables).")
+_QUICK = flags.DEFINE_bool("quick", False, "Run every experiment with --quick (for tests).")
+_EXTRA = flags.DEFINE_multi_string(
+    "experiment_flag", [], "EXPERIMENT:--flag=value passed to one experiment, e.g. "
+    "'activations:--seeds=0,1,2,3'. Repeatable.")
+
+EXPERIMENTS = ("signal_propagation", "convergence", "activations")
+
+
+def _command(name, work_dir, quick, extra):
+    cmd = ["python", "-m", f"delving.experiments.{name}", f"--output_dir={work_dir}/{name}"]
+    if quick:
+        cmd.append("--quick")
+    return cmd + [e.split(":", 1)[1] for e in extra if e.split(":", 1)[0] == name]
+
+
+def run_experiments(work_dir, quick, extra):
+    """Runs each experiment binary; returns {name: (command, seconds)}."""
+    done = {}
+    for name in EXPERIMENTS:
+        cmd = _command(name, work_dir, quick, extra)
+        print(f"\n=== {shlex.join(cmd)}", flush=True)
+        start = time.time()
+        proc = subprocess.run([sys.executable] + cmd[1:], check=False)
+        if proc.returncode:
+            raise SystemExit(f"error: {shlex.join(cmd)} exited with status {proc.returncode}")
+        done[name] = (cmd, time.time() - start)
+    return done
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    for e in _EXTRA.value:
+        if e.split(":", 1)[0] not in EXPERIMENTS or ":" not in e:
+            raise app.UsageError(f"--experiment_flag={e}: expected EXPERIMENT:--flag=value "
+                                 f"with EXPERIMENT in {list(EXPERIMENTS)}")
+    from delving.experiments import report_text  # pylint: disable=import-outside-toplevel
+    started = datetime.datetime.now(datetime.timezone.utc)
+    start = time.time()
+    done = run_experiments(_WORK_DIR.value, _QUICK.value, _EXTRA.value)
+    total = time.time() - start
+    os.makedirs(_FIGURES_DIR.value, exist_ok=True)
+    figures = {}
+    for name in EXPERIMENTS:
+        src_dir = os.path.join(_WORK_DIR.value, name)
+        for file in sorted(os.listdir(src_dir)):
+            if file.endswith(".png"):
+                shutil.copyfile(os.path.join(src_dir, file), os.path.join(_FIGURES_DIR.value, file))
+                figures[file[:-4]] = os.path.relpath(os.path.join(_FIGURES_DIR.value, file),
+                                                     os.path.dirname(os.path.abspath(_OUTPUT.value)))
+    versions = {p: _version(p) for p in ("tensorflow", "keras", "numpy", "matplotlib")}
+    text = report_text.render(
+        work_dir=_WORK_DIR.value, runs=done, total_seconds=total, started=started,
+        figures=figures, quick=_QUICK.value, versions=versions,
+        report_command=shlex.join(["python", "-m", "delving.experiments.report"] + argv[1:]
+                                  + _flag_args()))
+    os.makedirs(os.path.dirname(os.path.abspath(_OUTPUT.value)), exist_ok=True)
+    with open(_OUTPUT.value, "w") as f:
+        f.write(text)
+    print(f"\nWrote {_OUTPUT.value} and {len(figures)} figures in {_FIGURES_DIR.value} "
+          f"({total / 60:.1f} min)")
+
+
+def _flag_args():
+    """The flags this run was given, as they were written."""
+    names = {"output", "figures_dir", "work_dir", "quick", "experiment_flag"}
+    return [a for a in sys.argv[1:] if a.lstrip("-").split("=")[0] in names
+            or a.lstrip("-") in {f"no{n}" for n in names}]
+
+
+def _version(package):
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,67 @@
+r"""Sends images to a model served by TensorFlow Serving; prints the top-k.
+
+    python -m export.client --server=localhost:8500 cat.jpg dog.png
+    python -m export.client --server=localhost:8501 --rest cat.jpg
+
+The files' bytes go unchanged to the `serving_default` signature (the server
+decodes them and runs the paper's dense multi-scale testing); requests are
+built by `export/client_lib.py`.
+"""
+import sys
+
+from absl import app, flags
+
+from export import client_lib
+
+_SERVER = flags.DEFINE_string(
+    "server", "localhost:8500",
+    "host:port of TF Serving: its gRPC port (8500), or with --rest its REST "
+    "port (8501).")
+_REST = flags.DEFINE_bool("rest", False, "Use the REST API instead of gRPC.")
+_MODEL_NAME = flags.DEFINE_string(
+    "model_name", "prelu",
+    "Model name on the server: the name in models.config, by default the "
+    "basename of the export's --export_base.")
+_VERSION = flags.DEFINE_integer("version", None,
+                                "Model version; default the latest.")
+_TIMEOUT = flags.DEFINE_float("timeout", 60.0, "Request timeout, seconds.")
+
+
+def main(argv):
+    paths = argv[1:]
+    if not paths:
+        raise app.UsageError("give one or more image files")
+    images = []
+    for path in paths:
+        try:
+            with open(path, "rb") as f:
+                images.append(f.read())
+        except OSError as e:
+            sys.exit(f"error: cannot read {path}: {e.strerror}")
+    try:
+        if _REST.value:
+            body = client_lib.predict_rest(_SERVER.value, client_lib.build_rest_body(images),
+                                model_name=_MODEL_NAME.value,
+                                version=_VERSION.value, timeout=_TIMEOUT.value)
+            results = client_lib.parse_rest_response(body)
+        else:
+            request = client_lib.build_predict_request(images,
+                                            model_name=_MODEL_NAME.value,
+                                            version=_VERSION.value)
+            results = client_lib.parse_predict_response(
+                client_lib.predict_grpc(_SERVER.value, request, timeout=_TIMEOUT.value))
+    except (OSError, RuntimeError) as e:  # URLError is an OSError
+        sys.exit(f"error: {_SERVER.value}: {e}")
+    except Exception as e:  # grpc.RpcError: status and the server's message
+        if hasattr(e, "code") and hasattr(e, "details"):
+            sys.exit(f"error: {_SERVER.value}: {e.code().name}: {e.details()}")
+        raise
+    for path, top in zip(paths, results):
+        print(path)
+        for rank, entry in enumerate(top, 1):
+            print(f"  {rank}. {entry['score']:.4f}  {entry['label']} "
+                  f"(class {entry['class']})")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,228 @@
+"""SavedModels for TensorFlow Serving: dense multi-scale inference in the graph.
+
+`export_saved_model(model_dirs, export_base)` writes `export_base/<N>/`, a
+SavedModel made with `keras.export.ExportArchive` (which, unlike a Keras
+model wrapped in a plain `tf.Module`, the server's session-based C++ loader
+can restore), with two signatures:
+
+- `serving_default`: `image_bytes` string `[batch]` (JPEG, PNG, GIF first
+  frame, BMP; images in one batch may differ in size) ->
+  `probabilities` float32 `[batch, classes]`, `classes` int32 `[batch, k]`,
+  `scores` float32 `[batch, k]`, `labels` string `[batch, k]`.
+- `predict_images`: `images` uint8 `[batch, height, width, 3]` -> the same.
+
+Both run `delving.dense.dense_probabilities`, the paper's dense multi-view
+testing (Sec. 4) that `delving.evaluate --views=dense` reports, so offline
+evaluation and serving compute exactly the same thing. Several model dirs
+make one ensemble whose probabilities are the mean of its members'.
+
+Only core TensorFlow ops, no `tf.py_function`, no XLA-only functions.
+Undecodable input fails the request with `InvalidArgument`, never the server:
+empty strings and unknown formats are reported by name, and images whose
+header claims more than `max_image_pixels` pixels are refused before decoding
+(a 60000x60000 PNG is a few KB on the wire and 10 GB decoded).
+
+After the SavedModel, `export/serving_files.py` adds
+`assets.extra/tf_serving_warmup_requests` (replayed by the server at load)
+and `export_base/models.config`. The version directory is written under a
+temporary name and renamed into place, so a server polling `export_base`
+never loads a half-written version.
+"""
+import dataclasses
+import os
+import re
+import shutil
+
+import keras
+import tensorflow as tf
+
+from delving import config as config_lib
+from delving import dense, models, run_files
+from export import image_decoding, serving_files
+from export.client_lib import SIGNATURE_BYTES, SIGNATURE_IMAGES
+from pipelines import preprocessing
+
+DEFAULT_TOP_K = 5
+#: Larger images (by their header) are refused: 100 MP is 300 MB decoded.
+DEFAULT_MAX_IMAGE_PIXELS = 100_000_000
+
+
+class ExportError(ValueError):
+    """A user mistake in what to export (missing files, mismatched classes)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ServableModel:
+    """One trained model and what dense inference needs to know about it."""
+    model_dir: str
+    model: keras.Model
+    config: config_lib.TrainConfig
+    classes: tuple  # ((synset, name), ...) in label order
+
+    def dense_inference(self, **kwargs):
+        """`delving.dense.DenseInference` with this model's window and
+        normalization; `kwargs`: scales, flip, max_aspect_ratio."""
+        return dense.DenseInference(
+            self.model, window=models.head_window(self.config.model),
+            mean=getattr(self.config, "mean", preprocessing.MEAN_RGB),
+            std=getattr(self.config, "std", None), **kwargs)
+
+
+def load_servable(model_dir):
+    """The final model of a training run (`config.json`, `classes.tsv`,
+    `model.keras`, as `delving.train` writes them)."""
+    paths = run_files.paths(model_dir)
+    missing = [os.path.basename(paths[key]) for key in ("config", "classes", "model")
+               if not tf.io.gfile.exists(paths[key])]
+    if missing:
+        raise ExportError(f"{model_dir}: missing {', '.join(missing)} (is it "
+                          f"the --model_dir of a finished training run?)")
+    cfg = config_lib.load(paths["config"])
+    classes = tuple((synset, name)
+                    for _, synset, name in run_files.read_classes(model_dir))
+    model = keras.saving.load_model(paths["model"], safe_mode=True)
+    num_classes = model.output_shape[-1]
+    if num_classes != len(classes):
+        raise ExportError(f"{model_dir}: model has {num_classes} outputs but "
+                          f"classes.tsv lists {len(classes)} classes")
+    return ServableModel(model_dir, model, cfg, classes)
+
+
+def check_ensemble(servables):
+    """All members must classify into the same classes, in the same order."""
+    first = servables[0]
+    for other in servables[1:]:
+        if [s for s, _ in other.classes] != [s for s, _ in first.classes]:
+            raise ExportError(f"{other.model_dir} and {first.model_dir} have "
+                              f"different classes.tsv; an ensemble averages "
+                              f"probabilities of the same classes")
+
+
+def label_names(classes):
+    """The `labels` output: the class name, else its synset, else its index."""
+    return [name or synset or str(i) for i, (synset, name) in enumerate(classes)]
+
+
+class DenseClassifier:
+    """The exported computation, also callable in Python (the reference the
+    tests compare the served model with)."""
+
+    def __init__(self, servables, *, scales=dense.DEFAULT_SCALES, flip=True,
+                 top_k=DEFAULT_TOP_K,
+                 max_aspect_ratio=dense.DEFAULT_MAX_ASPECT_RATIO,
+                 max_image_pixels=DEFAULT_MAX_IMAGE_PIXELS):
+        if not servables:
+            raise ExportError("nothing to export: give at least one model_dir")
+        check_ensemble(servables)
+        self.servables = tuple(servables)
+        self.labels = label_names(servables[0].classes)
+        self.top_k = max(1, min(top_k, len(self.labels)))
+        self.max_image_pixels = max_image_pixels
+        self._members = [s.dense_inference(
+            scales=scales, flip=flip, max_aspect_ratio=max_aspect_ratio)
+            for s in self.servables]
+
+    def probabilities(self, images):
+        """uint8 `[B, H, W, 3]` -> float32 `[B, classes]`: the ensemble mean."""
+        probs = [member(images) for member in self._members]
+        return tf.add_n(probs) / len(probs) if len(probs) > 1 else probs[0]
+
+    def outputs(self, probabilities):
+        probabilities = tf.ensure_shape(probabilities, [None, len(self.labels)])
+        scores, classes = tf.math.top_k(probabilities, k=self.top_k)
+        labels = tf.gather(tf.constant(self.labels), classes)
+        return {"probabilities": probabilities, "classes": classes,
+                "scores": scores, "labels": labels}
+
+    def predict_images(self, images):
+        return self.outputs(self.probabilities(images))
+
+    def predict_image_bytes(self, image_bytes):
+        def one(encoded):
+            image = image_decoding.decode_image(
+                encoded, max_pixels=self.max_image_pixels)
+            return self.probabilities(image[None])[0]
+        num_classes = len(self.labels)
+        probs = tf.map_fn(
+            one, image_bytes,
+            fn_output_signature=tf.TensorSpec([num_classes], tf.float32))
+        return self.outputs(probs)
+
+
+def build_archive(classifier):
+    """A `keras.export.ExportArchive` with both signatures."""
+    archive = keras.export.ExportArchive()
+    for servable in classifier.servables:
+        archive.track(servable.model)
+
+    # The argument names are the signatures' input names.
+    def serving_default(image_bytes):
+        return classifier.predict_image_bytes(image_bytes)
+
+    def predict_images(images):
+        return classifier.predict_images(images)
+
+    archive.add_endpoint(SIGNATURE_BYTES, serving_default, input_signature=[
+        tf.TensorSpec([None], tf.string, name="image_bytes")])
+    archive.add_endpoint(SIGNATURE_IMAGES, predict_images, input_signature=[
+        tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
+    return archive
+
+
+def next_version(export_base):
+    """1 + the largest integer-named version under `export_base` (1 if none)."""
+    if not tf.io.gfile.isdir(export_base):
+        return 1
+    versions = [int(name.rstrip("/")) for name in tf.io.gfile.listdir(export_base)
+                if re.fullmatch(r"\d+/?", name)]
+    return max(versions, default=0) + 1
+
+
+def export_saved_model(model_dirs, export_base, *, version=None,
+                       model_name=None, scales=dense.DEFAULT_SCALES, flip=True,
+                       top_k=DEFAULT_TOP_K,
+                       max_aspect_ratio=dense.DEFAULT_MAX_ASPECT_RATIO,
+                       max_image_pixels=DEFAULT_MAX_IMAGE_PIXELS,
+                       verbose=False):
+    """Exports one model, or an ensemble of several, for TF Serving.
+
+    Args:
+      model_dirs: a model_dir or a list of them (an ensemble).
+      export_base: the server's base path; versions go to `<export_base>/<N>`.
+      version: N; default one more than the largest existing version.
+      model_name: the name in `models.config`; default basename(export_base).
+      scales, flip, max_aspect_ratio: dense testing (`delving.dense`).
+      top_k: how many classes the `classes`/`scores`/`labels` outputs hold.
+      max_image_pixels: larger images are refused with InvalidArgument.
+      verbose: let `ExportArchive.write_out` list the variables.
+
+    Returns:
+      The version directory written.
+    """
+    if isinstance(model_dirs, (str, os.PathLike)):
+        model_dirs = [model_dirs]
+    export_base = os.path.abspath(export_base)
+    model_name = model_name or os.path.basename(export_base)
+    version = next_version(export_base) if version is None else int(version)
+    final_dir = os.path.join(export_base, str(version))
+    if tf.io.gfile.exists(final_dir):
+        raise ExportError(f"{final_dir} already exists; pick another --version "
+                          f"or leave it out for the next free one")
+    classifier = DenseClassifier(
+        [load_servable(d) for d in model_dirs], scales=scales, flip=flip,
+        top_k=top_k, max_aspect_ratio=max_aspect_ratio,
+        max_image_pixels=max_image_pixels)
+    # Not integer-named: the server ignores it until the rename below.
+    tmp_dir = os.path.join(export_base, f".tmp-{version}-{os.getpid()}")
+    if tf.io.gfile.exists(tmp_dir):
+        shutil.rmtree(tmp_dir)
+    tf.io.gfile.makedirs(export_base)
+    try:
+        build_archive(classifier).write_out(tmp_dir, verbose=verbose)
+        serving_files.write_warmup_requests(tmp_dir, model_name=model_name)
+        os.rename(tmp_dir, final_dir)
+    finally:
+        if os.path.exists(tmp_dir):
+            shutil.rmtree(tmp_dir)
+    serving_files.write_models_config(export_base, model_name=model_name)
+    return final_dir

@@ -1,0 +1,85 @@
+"""Decoding untrusted image bytes inside a served graph, with core ops only.
+
+`decode_image` turns one request's bytes into uint8 `[H, W, 3]` or fails
+with `InvalidArgument` naming the problem: an empty string, a format other
+than JPEG/PNG/GIF/BMP, corrupt data, or an image whose header claims more
+pixels than allowed. The size check reads the header (JPEG via
+`tf.io.extract_jpeg_shape`, PNG/GIF/BMP from their fixed header fields), so
+a tiny file that would decode to gigabytes is refused before decoding.
+"""
+import tensorflow as tf
+
+from pipelines import preprocessing
+
+_HEADER_BYTES = 32
+
+
+def _unsigned(header, offset, size, big_endian):
+    """Unsigned integer of `size` bytes at `offset` of a uint8 header."""
+    digits = tf.cast(header[offset:offset + size], tf.int64)
+    if not big_endian:
+        digits = tf.reverse(digits, [0])
+    value = tf.constant(0, tf.int64)
+    for i in range(size):
+        value = value * 256 + digits[i]
+    return value
+
+
+def header_size(image_bytes):
+    """`(height, width)` int64 from an image header; `(0, 0)` when the format
+    has no size in a fixed place (not JPEG, PNG, GIF or BMP)."""
+    padded = tf.strings.substr(
+        tf.strings.join([tf.strings.substr(image_bytes, 0, _HEADER_BYTES),
+                         tf.constant(b"\0" * _HEADER_BYTES)]), 0, _HEADER_BYTES)
+    header = tf.io.decode_raw(padded, tf.uint8)
+    magic = tf.strings.substr(padded, 0, 8)
+
+    def jpeg():
+        shape = tf.cast(tf.io.extract_jpeg_shape(image_bytes), tf.int64)
+        return shape[0], shape[1]
+
+    def png():  # IHDR: width, height as big-endian uint32 at 16 and 20
+        return (_unsigned(header, 20, 4, True), _unsigned(header, 16, 4, True))
+
+    def gif():  # logical screen: little-endian uint16 width, height at 6, 8
+        return (_unsigned(header, 8, 2, False), _unsigned(header, 6, 2, False))
+
+    def bmp():  # BITMAPINFOHEADER: int32 width at 18, height at 22 (< 0: top-down)
+        def signed(offset):
+            value = _unsigned(header, offset, 4, False)
+            return tf.where(value >= 2**31, 2**32 - value, value)
+        return signed(22), signed(18)
+
+    def unknown():
+        return tf.constant(0, tf.int64), tf.constant(0, tf.int64)
+
+    return tf.case([
+        (tf.io.is_jpeg(image_bytes), jpeg),
+        (tf.equal(magic, b"\x89PNG\r\n\x1a\n"), png),
+        (tf.equal(tf.strings.substr(magic, 0, 3), b"GIF"), gif),
+        (tf.equal(tf.strings.substr(magic, 0, 2), b"BM"), bmp),
+    ], default=unknown, exclusive=False)
+
+
+def decode_image(image_bytes, *, max_pixels=None):
+    """One encoded image (scalar string) -> uint8 `[H, W, 3]`.
+
+    Args:
+      image_bytes: JPEG, PNG, GIF (first frame) or BMP bytes.
+      max_pixels: refuse images whose header claims more pixels; None: no cap.
+
+    Raises (when run):
+      InvalidArgumentError: empty, not an image, corrupt, or too large.
+    """
+    checks = [tf.debugging.assert_greater(
+        tf.strings.length(image_bytes), 0,
+        message="image_bytes is an empty string, expected JPEG, PNG, GIF or "
+                "BMP bytes")]
+    if max_pixels:
+        height, width = header_size(image_bytes)
+        checks.append(tf.debugging.Assert(
+            height * width <= max_pixels,
+            [f"image too large: more than max_image_pixels={max_pixels} "
+             f"pixels; height, width:", height, width]))
+    with tf.control_dependencies(checks):
+        return preprocessing.decode_rgb(image_bytes)

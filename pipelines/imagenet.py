@@ -1,0 +1,208 @@
+"""Streams shards in the standard ImageNet TFRecord schema through tf.data.
+
+Works on a local directory or any path TF's file system supports (gs://...).
+Labels 1..1000 in the records become 0..999 (`label_offset`, `num_classes`
+configurable for other datasets written in the same schema).
+
+Shard damage is reported by file: every shard is read with its byte size
+known, so a truncated or corrupt shard (which TFRecordDataset reports without
+a file name) is detected when the bytes read fall short of the file size.
+
+Example:
+  >>> ds = make_dataset("/data/imagenet", "train", batch_size=128,
+  ...                   is_training=True)
+  >>> images, labels = next(iter(ds))   # [128, 224, 224, 3], [128]
+"""
+import concurrent.futures
+import os
+import sys
+
+import tensorflow as tf
+
+from pipelines import dataset_ops
+from pipelines import errors
+from pipelines import preprocessing
+from pipelines import records
+
+AUTOTUNE = tf.data.AUTOTUNE
+DEFAULT_SHUFFLE_BUFFER = 10_000
+_RECORD_OVERHEAD = 16  # length (8) + length crc (4) + data crc (4) bytes.
+_RECORD, _TRUNCATED, _END = 0, 1, 2
+
+
+def list_files(data_dir, split, file_pattern=None):
+  """Sorted shard paths of `split` (pattern `<split>-*` unless given).
+
+  Raises:
+    DataError: the directory does not exist or nothing matches.
+  """
+  pattern = file_pattern or "%s-*" % split
+  if not os.path.isabs(pattern) and "://" not in pattern:
+    if not tf.io.gfile.isdir(data_dir):
+      raise errors.DataError(
+          "data directory %s does not exist (split %r, pattern %r)"
+          % (data_dir, split, pattern))
+    pattern = os.path.join(data_dir, pattern)
+  files = sorted(f for f in tf.io.gfile.glob(pattern) if ".tmp-" not in f)
+  if not files:
+    raise errors.DataError(
+        "no files match %s for split %r" % (pattern, split))
+  return files
+
+
+def _file_sizes(files):
+  # One stat per shard, in parallel: ~1000 shards on GCS take seconds.
+  with concurrent.futures.ThreadPoolExecutor(16) as pool:
+    return list(pool.map(lambda f: tf.io.gfile.stat(f).length, files))
+
+
+def _read_shard(filename, size):
+  """Records of one shard as `(record, origin, kind)`.
+
+  `kind` is _RECORD for each record, and at the end of the shard either
+  _END (all `size` bytes read) or _TRUNCATED (reading stopped early).
+  """
+  reader = tf.data.TFRecordDataset(filename).ignore_errors()
+  reader = reader.map(lambda r: (r, False)).concatenate(
+      tf.data.Dataset.from_tensors((tf.constant(b""), True)))
+
+  def step(state, element):
+    consumed, index = state
+    record, at_end = element
+    consumed += tf.cast(tf.strings.length(record) + _RECORD_OVERHEAD,
+                        tf.int64) * tf.cast(tf.logical_not(at_end), tf.int64)
+    kind = tf.where(at_end, tf.where(consumed >= size, _END, _TRUNCATED),
+                    _RECORD)
+    origin = tf.strings.join(
+        ["record ", tf.strings.as_string(index), " of ", filename])
+    return (consumed, index + 1), (record, origin, kind)
+
+  return reader.scan((tf.constant(0, tf.int64), tf.constant(0, tf.int64)),
+                     step).filter(lambda record, origin, kind: kind != _END)
+
+
+def _parse(record, origin, kind, skip_corrupt):
+  """`(record, origin, kind)` -> `(image_bytes, label, origin)`."""
+  shard = tf.strings.regex_replace(origin, "^record [0-9]+ of ", "")
+  if not skip_corrupt:
+    check = errors.assert_that(
+        kind != _TRUNCATED, "truncated or corrupt TFRecord shard ", shard,
+        " (pass skip_corrupt=True to read what is intact)")
+    with tf.control_dependencies([check]):
+      record = tf.identity(record)
+  features = tf.io.parse_single_example(record, records.REQUIRED_FEATURES)
+  checks = [
+      errors.assert_that(
+          tf.logical_or(kind == _TRUNCATED,
+                        tf.not_equal(features[name], default)),
+          "required feature %s missing in " % name, origin)
+      for name, default in records.MISSING.items()]
+  with tf.control_dependencies(checks):
+    return (tf.identity(features[records.ENCODED]),
+            features[records.LABEL], origin)
+
+
+def _log_truncated(record, origin, kind):
+  def log():
+    intact = tf.strings.regex_replace(origin, "^record ([0-9]+) of (.*)$",
+                                      "\\2 after \\1 intact records")
+    tf.print(tf.strings.join(
+        ["pipelines: skipped the unreadable rest of truncated or corrupt "
+         "shard ", intact]), output_stream=sys.stderr)
+    return False
+  return tf.cond(kind == _TRUNCATED, log, lambda: True)
+
+
+def make_dataset(data_dir, split, *, batch_size, is_training, image_size=224,
+                 scale_range=(256, 512), resize_size=256, num_classes=1000,
+                 label_offset=1, input_context=None, file_pattern=None,
+                 shuffle_buffer=DEFAULT_SHUFFLE_BUFFER, cache=False,
+                 deterministic=None, drop_remainder=None, dtype="float32",
+                 mean=preprocessing.MEAN_RGB, std=None, skip_corrupt=False,
+                 seed=None, repeat=False, crop=True, flip=True,
+                 lighting_std=0.1, cycle_length=16):
+  """A `tf.data.Dataset` of `(images [B, S, S, 3] dtype, labels int32 [B])`.
+
+  Args:
+    data_dir: directory (local or any tf.io.gfile path) holding the shards.
+    split: "train" or "validation" (names the default pattern `<split>-*`).
+    batch_size: global batch size; with `input_context` each input pipeline
+      batches `input_context.get_per_replica_batch_size(batch_size)`.
+    is_training: paper augmentation, shuffling, `drop_remainder`; otherwise
+      resize to `resize_size` and centre crop, in file order.
+    image_size, scale_range, resize_size, flip, lighting_std, mean, std:
+      preprocessing parameters (see `pipelines.preprocessing`).
+    num_classes, label_offset: labels in the records are
+      `label_offset .. label_offset + num_classes - 1`; out come 0-based.
+    input_context: `tf.distribute.InputContext`. Shards by file when there
+      are at least as many files as input pipelines, else by record.
+    file_pattern: overrides `<split>-*` (relative to data_dir, or absolute).
+    shuffle_buffer: records in the shuffle buffer (training).
+    cache: True caches the records in memory, a string caches to that file.
+    deterministic: element order; None is True for evaluation or a given
+      seed, False (faster) for unseeded training.
+    drop_remainder: None means `is_training`.
+    dtype: image dtype of the batches (e.g. "bfloat16" for mixed precision).
+    skip_corrupt: skip undecodable images and the unreadable rest of a
+      truncated shard (logged with counts) instead of failing on them.
+    seed: shuffling and augmentation seed (None: a fresh one per call).
+    repeat: repeat forever.
+    crop: evaluation only; False yields whole resized images (batch 1).
+    cycle_length: shards read in parallel.
+
+  Raises:
+    DataError: missing directory or no files for the pattern.
+  """
+  files = list_files(data_dir, split, file_pattern)
+  num_pipelines = input_context.num_input_pipelines if input_context else 1
+  pipeline_id = input_context.input_pipeline_id if input_context else 0
+  if input_context:
+    batch_size = input_context.get_per_replica_batch_size(batch_size)
+  if drop_remainder is None:
+    drop_remainder = is_training
+  if deterministic is None:
+    deterministic = (not is_training) or seed is not None
+  seed = dataset_ops.base_seed(seed)
+  shard_by_file = num_pipelines > 1 and len(files) >= num_pipelines
+  shard_by_record = num_pipelines > 1 and not shard_by_file
+
+  file_ds = tf.data.Dataset.from_tensor_slices(
+      (files, tf.constant(_file_sizes(files), tf.int64)))
+  if shard_by_file:
+    file_ds = file_ds.shard(num_pipelines, pipeline_id)
+  if is_training and not shard_by_record:
+    # Record sharding needs the same file order on every worker.
+    file_ds = file_ds.shuffle(len(files), seed=seed,
+                              reshuffle_each_iteration=True)
+  ds = file_ds.interleave(
+      _read_shard, cycle_length=min(cycle_length, len(files)),
+      num_parallel_calls=AUTOTUNE,
+      deterministic=True if shard_by_record else deterministic)
+  if skip_corrupt:
+    ds = ds.filter(_log_truncated)
+  if shard_by_record:
+    ds = ds.shard(num_pipelines, pipeline_id)
+  if cache:
+    ds = ds.cache(cache if isinstance(cache, str) else "")
+  if is_training and shuffle_buffer:
+    ds = ds.shuffle(shuffle_buffer, seed=seed + pipeline_id,
+                    reshuffle_each_iteration=True)
+  if repeat:
+    ds = ds.repeat()
+  ds = ds.map(lambda *e: _parse(*e, skip_corrupt=skip_corrupt),
+              num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+
+  preprocess_fn = dataset_ops.make_preprocess_fn(
+      is_training=is_training, image_size=image_size, scale_range=scale_range,
+      resize_size=resize_size, mean=mean, std=std, crop=crop, flip=flip,
+      lighting_std=lighting_std)
+  shape = [image_size, image_size, 3] if (is_training or crop) else [
+      None, None, 3]
+  ds = dataset_ops.preprocess_stage(
+      ds, preprocess_fn, image_shape=shape, seed=seed,
+      skip_corrupt=skip_corrupt, dtype=tf.as_dtype(dtype),
+      num_classes=num_classes, label_offset=label_offset,
+      seed_start=pipeline_id, seed_step=num_pipelines)
+  return dataset_ops.finish(
+      ds, batch_size=batch_size, drop_remainder=drop_remainder,
+      deterministic=deterministic, manual_shard=input_context is not None)

@@ -1,0 +1,228 @@
+"""The paper's image preprocessing as pure TensorFlow functions.
+
+Every function works eagerly and inside `tf.data.Dataset.map` (graph mode),
+and all randomness is stateless: the same `seed` gives the same image in both.
+
+Training (NOTES.md section 5): shorter side rescaled to `s ~ U[256, 512]`,
+random 224x224 crop, horizontal flip with probability 1/2, AlexNet PCA
+lighting noise, per-channel mean subtraction (optional std division).
+
+Speed: for JPEG input the crop is chosen *before* decoding. A crop of
+`image_size` pixels at scale `s` covers `image_size * shorter / s` pixels of
+the original image, so only that window is decoded
+(`tf.io.decode_and_crop_jpeg`) and then resized to `image_size`. Other formats
+(PNG, GIF, BMP, grayscale or CMYK files) take the general path: full decode to
+3-channel RGB, the same window, the same resize.
+"""
+import tensorflow as tf
+
+# ImageNet statistics on the 0-255 scale, RGB order (NOTES.md section 9).
+MEAN_RGB = (123.68, 116.78, 103.94)
+STD_RGB = (58.40, 57.12, 57.38)
+# AlexNet PCA lighting: eigenvalues of the RGB covariance, on the 0-255 scale
+# (the [0, 1]-scale values 0.2175, 0.0188, 0.0045 times 255); eigenvectors
+# are the *columns* of EIGVEC.
+EIGVAL = (0.2175 * 255.0, 0.0188 * 255.0, 0.0045 * 255.0)
+EIGVEC = ((-0.5675, 0.7192, 0.4009),
+          (-0.5808, -0.0045, -0.8140),
+          (-0.5836, -0.6948, 0.4203))
+
+# Bilinear with antialiasing for both training and evaluation, so that the
+# network sees the same resampling at test time as during training.
+_RESIZE = dict(method="bilinear", antialias=True)
+
+
+def decode_rgb(image_bytes):
+  """Decodes JPEG, PNG, GIF (first frame), BMP or WebP bytes to RGB.
+
+  Grayscale and CMYK images come out as 3-channel RGB, RGBA loses its alpha.
+
+  Args:
+    image_bytes: scalar string tensor, the encoded image.
+
+  Returns:
+    uint8 tensor `[H, W, 3]`.
+  """
+  image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
+  image.set_shape([None, None, 3])
+  return image
+
+
+def decode_crop(image_bytes, window_fn):
+  """Decodes only the window `window_fn(shape)` of the image, as RGB uint8.
+
+  Args:
+    image_bytes: scalar string tensor.
+    window_fn: maps the int32 `[height, width]` of the original image to an
+      int32 window `[y, x, h, w]` in original coordinates.
+
+  Returns:
+    uint8 `[h, w, 3]`. JPEG decodes just the window (the header gives the
+    shape without decoding); other formats decode once, then slice.
+  """
+  def jpeg():
+    window = window_fn(tf.io.extract_jpeg_shape(image_bytes)[:2])
+    return tf.io.decode_and_crop_jpeg(image_bytes, window, channels=3)
+
+  def general():
+    image = decode_rgb(image_bytes)
+    y, x, h, w = tf.unstack(window_fn(tf.shape(image)[:2]))
+    return image[y:y + h, x:x + w, :]
+
+  image = tf.cond(tf.io.is_jpeg(image_bytes), jpeg, general)
+  image.set_shape([None, None, 3])
+  return image
+
+
+def resize_shorter_side(image, size):
+  """Resizes `image [H, W, C]` (or a batch `[B, H, W, C]` of same-sized
+  images) so its shorter side is `size`, keeping aspect.
+
+  Small images are upscaled. Returns float32 on the input's value scale.
+  """
+  shape = tf.cast(tf.shape(image)[-3:-1], tf.float32)
+  scale = tf.cast(size, tf.float32) / tf.reduce_min(shape)
+  new_shape = tf.maximum(tf.cast(tf.round(shape * scale), tf.int32), 1)
+  return tf.image.resize(tf.cast(image, tf.float32), new_shape, **_RESIZE)
+
+
+def crop_window(shape, image_size, scale, offset_fraction):
+  """The square window of the original image that becomes the crop.
+
+  Args:
+    shape: int32 `[height, width]` of the original image.
+    image_size: side of the crop in the rescaled image.
+    scale: the rescaled shorter side `s` (float scalar).
+    offset_fraction: float `[2]` in [0, 1]: where the window lies along
+      (y, x) within the room left; 0.5 centres it.
+
+  Returns:
+    int32 `[y, x, h, w]` in original-image coordinates, never empty and
+    never larger than the image.
+  """
+  shorter = tf.cast(tf.reduce_min(shape), tf.float32)
+  side = tf.cast(tf.round(tf.cast(image_size, tf.float32) * shorter / scale),
+                 tf.int32)
+  side = tf.clip_by_value(side, 1, tf.reduce_min(shape))
+  room = tf.cast(shape - side, tf.float32)
+  offset = tf.cast(tf.floor(room * offset_fraction + 0.5), tf.int32)
+  offset = tf.minimum(offset, shape - side)
+  return tf.stack([offset[0], offset[1], side, side])
+
+
+def lighting(image, alpha_std, seed, eigval=EIGVAL, eigvec=EIGVEC):
+  """AlexNet PCA lighting noise: adds `eigvec @ (alpha * eigval)` per image.
+
+  Args:
+    image: float `[H, W, 3]` RGB on the 0-255 scale.
+    alpha_std: standard deviation of `alpha ~ N(0, alpha_std)`.
+    seed: int32 `[2]` stateless seed.
+  """
+  alpha = tf.random.stateless_normal([3], seed, stddev=alpha_std)
+  rgb = tf.linalg.matvec(tf.constant(eigvec, tf.float32),
+                         alpha * tf.constant(eigval, tf.float32))
+  return image + rgb
+
+
+def normalize(image, mean=MEAN_RGB, std=None):
+  """Subtracts the per-channel `mean` and divides by `std` (each optional)."""
+  image = tf.cast(image, tf.float32)
+  if mean is not None:
+    image -= tf.constant(mean, tf.float32)
+  if std is not None:
+    image /= tf.constant(std, tf.float32)
+  return image
+
+
+def _seed_or_random(seed):
+  if seed is None:
+    return tf.random.uniform([2], maxval=2**31 - 1, dtype=tf.int32)
+  return tf.cast(tf.convert_to_tensor(seed), tf.int32)
+
+
+def preprocess_for_train(image_bytes, *, image_size=224,
+                         scale_range=(256, 512), flip=True, lighting_std=0.1,
+                         mean=MEAN_RGB, std=None, seed=None):
+  """Scale jitter, random crop, flip, PCA lighting, mean subtraction.
+
+  Args:
+    image_bytes: scalar string tensor (JPEG fast path, any format works).
+    image_size: side `S` of the square crop.
+    scale_range: `(low, high)`: the shorter side is rescaled to
+      `s ~ U[low, high]` before cropping (the paper: 256 to 512).
+    flip: random horizontal flip with probability 1/2.
+    lighting_std: std of AlexNet's PCA lighting coefficients; 0 disables.
+    mean, std: per-channel statistics for `normalize` (0-255 scale).
+    seed: int `[2]` stateless seed; None draws one (not reproducible).
+
+  Returns:
+    float32 `[S, S, 3]`.
+
+  Example:
+    >>> image = preprocess_for_train(jpeg_bytes, seed=[0, 7])
+  """
+  seeds = tf.random.experimental.stateless_split(_seed_or_random(seed), 4)
+  scale = tf.random.stateless_uniform(
+      [], seeds[0], float(scale_range[0]), float(scale_range[1]))
+  offset = tf.random.stateless_uniform([2], seeds[1])
+  image = decode_crop(
+      image_bytes, lambda shape: crop_window(shape, image_size, scale, offset))
+  image = tf.image.resize(image, [image_size, image_size], **_RESIZE)
+  if flip:
+    image = tf.image.stateless_random_flip_left_right(image, seeds[2])
+  if lighting_std:
+    image = lighting(image, lighting_std, seeds[3])
+  image = normalize(image, mean, std)
+  image.set_shape([image_size, image_size, 3])
+  return image
+
+
+def preprocess_for_eval(image_bytes, *, image_size=224, resize_size=256,
+                        crop=True, mean=MEAN_RGB, std=None):
+  """Shorter side to `resize_size`, then the centre `image_size` crop.
+
+  Args:
+    image_bytes: scalar string tensor.
+    image_size: side of the centre crop.
+    resize_size: the shorter side after resizing.
+    crop: False returns the whole resized image, `[H', W', 3]` with
+      `min(H', W') == resize_size` (dense testing, 10-view).
+    mean, std: per-channel statistics for `normalize`.
+
+  Returns:
+    float32 `[image_size, image_size, 3]`, or `[H', W', 3]` when not cropping.
+  """
+  if not crop:
+    return normalize(resize_shorter_side(decode_rgb(image_bytes), resize_size),
+                     mean, std)
+  image = decode_crop(image_bytes, lambda shape: crop_window(
+      shape, image_size, float(resize_size), tf.constant([0.5, 0.5])))
+  image = tf.image.resize(image, [image_size, image_size], **_RESIZE)
+  image = normalize(image, mean, std)
+  image.set_shape([image_size, image_size, 3])
+  return image
+
+
+def ten_crop(image, crop_size):
+  """The paper's 10 views: 4 corners and the centre, then their mirrors.
+
+  Args:
+    image: `[H, W, C]` with `H, W >= crop_size` (e.g. from
+      `preprocess_for_eval(..., crop=False)`).
+    crop_size: side of each view.
+
+  Returns:
+    `[10, crop_size, crop_size, C]`, in the order top-left, top-right,
+    bottom-left, bottom-right, centre, then the same five flipped
+    left-right.
+  """
+  shape = tf.shape(image)
+  h, w, c = shape[0], shape[1], crop_size
+  tf.debugging.assert_greater_equal(
+      tf.minimum(h, w), c, message="ten_crop: image smaller than the crop")
+  starts = [(0, 0), (0, w - c), (h - c, 0), (h - c, w - c),
+            ((h - c) // 2, (w - c) // 2)]
+  views = tf.stack([image[y:y + c, x:x + c, :] for y, x in starts])
+  views = tf.concat([views, tf.reverse(views, axis=[2])], axis=0)
+  views.set_shape([10, crop_size, crop_size, image.shape[-1]])
+  return views

@@ -1,0 +1,159 @@
+"""The layers in whole models: the three model styles, `.keras` files, a second
+Keras backend and MirroredStrategy."""
+import importlib.util
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras
+import keras_layers
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _layers():
+    """A tiny version of the paper's nets: every public piece, both PReLU kinds."""
+    return [
+        keras.layers.Conv2D(6, 3, padding="same",
+                            kernel_initializer=keras_layers.HeVarianceScaling("fan_out")),
+        keras_layers.PReLU(),
+        keras.layers.Conv2D(6, 2, kernel_initializer=keras_layers.HeVarianceScaling(
+            "fan_in", negative_slope=0.25, distribution="truncated_normal")),
+        keras_layers.PReLU(channel_shared=True),
+        keras_layers.SpatialPyramidPooling((3, 2, 1)),
+        keras.layers.Dense(8, kernel_initializer=keras_layers.XavierVarianceScaling()),
+        keras_layers.PReLU(),
+        keras.layers.Dense(3),
+    ]
+
+
+@keras.saving.register_keras_serializable(package="keras_layers_tests")
+class SubclassedNet(keras.Model):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.stack = _layers()
+
+    def call(self, inputs):
+        for layer in self.stack:
+            inputs = layer(inputs)
+        return inputs
+
+
+def _sequential():
+    return keras.Sequential([keras.Input((None, None, 3))] + _layers())
+
+
+def _functional():
+    inputs = keras.Input((None, None, 3))
+    y = inputs
+    for layer in _layers():
+        y = layer(y)
+    return keras.Model(inputs, y)
+
+
+def _subclassed():
+    model = SubclassedNet()
+    model(np.zeros((1, 8, 8, 3), "float32"))
+    return model
+
+
+@pytest.mark.parametrize("build", [_sequential, _functional, _subclassed])
+def test_save_and_load_safe_mode(build, tmp_path):
+    # Training steps run in the MirroredStrategy and second-backend tests.
+    model = build()
+    rng = np.random.default_rng(0)
+    for v in model.trainable_variables:  # non-default slopes must survive the file
+        if v.name == "alpha":
+            v.assign(rng.uniform(-1, 1, v.shape).astype("float32"))
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    restored = keras.models.load_model(path, safe_mode=True)
+    for shape in [(2, 5, 7, 3), (1, 16, 12, 3)]:  # any image size, thanks to SPP
+        x = rng.standard_normal(shape).astype("float32")
+        np.testing.assert_allclose(restored(x).numpy(), model(x).numpy(), rtol=1e-5, atol=1e-6)
+    restored_types = {type(layer).__name__ for layer in restored._flatten_layers()}
+    assert {"PReLU", "SpatialPyramidPooling"} <= restored_types
+
+
+def test_mirrored_strategy_two_replicas_one_step():
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    assert strategy.num_replicas_in_sync == 2
+    with strategy.scope():
+        model = _functional()
+        optimizer = keras.optimizers.SGD(0.1, momentum=0.9, weight_decay=5e-4)
+        keras_layers.exclude_prelu_from_weight_decay(optimizer, model)
+        model.compile(optimizer, keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    slopes = [v for v in model.trainable_variables if v.name == "alpha"]
+    before = [v.numpy().copy() for v in slopes]
+    rng = np.random.default_rng(1)
+    data = tf.data.Dataset.from_tensor_slices(
+        (rng.standard_normal((8, 11, 11, 3)).astype("float32"), np.arange(8) % 3)).batch(8)
+    history = model.fit(data, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    assert all(not np.array_equal(b, v.numpy()) for b, v in zip(before, slopes))
+
+
+_SECOND_BACKEND_SCRIPT = textwrap.dedent("""
+    import math, sys
+    import numpy as np
+    import keras
+    import keras_layers
+    assert keras.backend.backend() == sys.argv[1], keras.backend.backend()
+    rng = np.random.default_rng(0)
+
+    # The layers alone, against NumPy.
+    x = rng.standard_normal((2, 5, 7, 4)).astype("float32")
+    y = keras.ops.convert_to_numpy(keras_layers.PReLU()(x))
+    np.testing.assert_allclose(y, np.maximum(x, 0) + 0.25 * np.minimum(x, 0), rtol=1e-6)
+    pooled = keras.ops.convert_to_numpy(keras_layers.SpatialPyramidPooling((2, 1))(x))
+    top_left = x[:, 0:3, 0:4].max(axis=(1, 2))
+    np.testing.assert_array_equal(pooled[:, :4], top_left)
+    np.testing.assert_array_equal(pooled[:, -4:], x.max(axis=(1, 2)))
+    w = keras.ops.convert_to_numpy(keras_layers.HeVarianceScaling("fan_out")((3, 3, 64, 128)))
+    assert abs(w.std() / math.sqrt(2 / (9 * 128)) - 1) < 0.05
+
+    # A model with every piece: fit one step, save, load in safe mode.
+    inputs = keras.Input((None, None, 3))
+    h = keras.layers.Conv2D(4, 3, kernel_initializer=keras_layers.HeVarianceScaling("fan_out"))(inputs)
+    h = keras_layers.PReLU()(h)
+    h = keras_layers.PReLU(channel_shared=True)(h)
+    h = keras_layers.SpatialPyramidPooling((3, 2, 1))(h)
+    h = keras.layers.Dense(3, kernel_initializer=keras_layers.XavierVarianceScaling())(h)
+    model = keras.Model(inputs, h)
+    optimizer = keras.optimizers.SGD(0.1, weight_decay=5e-4)
+    assert len(keras_layers.exclude_prelu_from_weight_decay(optimizer, model)) == 2
+    model.compile(optimizer, keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    history = model.fit(rng.standard_normal((4, 9, 8, 3)).astype("float32"),
+                        np.array([0, 1, 2, 0]), epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    model.save(sys.argv[2])
+    restored = keras.models.load_model(sys.argv[2], safe_mode=True)
+    x = rng.standard_normal((2, 6, 11, 3)).astype("float32")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(restored(x)),
+                               keras.ops.convert_to_numpy(model(x)), rtol=1e-5, atol=1e-6)
+    print("SECOND_BACKEND_OK")
+""")
+
+
+def _second_backend():
+    for backend in ("torch", "jax"):
+        if importlib.util.find_spec(backend) is not None:
+            return backend
+    return None
+
+
+def test_layers_under_a_second_backend(tmp_path):
+    backend = _second_backend()
+    if backend is None:
+        pytest.skip("neither torch nor jax is installed (requirements-test.txt installs torch)")
+    env = dict(os.environ, KERAS_BACKEND=backend, PYTHONPATH=ROOT, CUDA_VISIBLE_DEVICES="")
+    result = subprocess.run(
+        [sys.executable, "-c", _SECOND_BACKEND_SCRIPT, backend, str(tmp_path / "m.keras")],
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and "SECOND_BACKEND_OK" in result.stdout, (
+        result.stdout[-3000:] + result.stderr[-3000:])

@@ -1,0 +1,74 @@
+"""exclude_prelu_from_weight_decay: the paper never decays the PReLU slopes."""
+import numpy as np
+import pytest
+
+import keras
+import keras_layers
+
+
+def _model():
+    inner = keras.Sequential([keras.layers.Dense(3), keras_layers.PReLU(channel_shared=True)],
+                             name="inner")
+    inputs = keras.Input((6, 6, 2))
+    y = keras.layers.Conv2D(4, 3)(inputs)
+    y = keras_layers.PReLU()(y)
+    y = keras.layers.PReLU(shared_axes=[1, 2])(y)  # Keras' own PReLU is excluded too
+    y = keras_layers.SpatialPyramidPooling((2, 1))(y)
+    return keras.Model(inputs, inner(y))  # a nested model
+
+
+def _zero_gradient_step(optimizer, model):
+    before = {v.path: v.numpy().copy() for v in model.trainable_variables}
+    grads = [keras.ops.zeros_like(v) for v in model.trainable_variables]
+    optimizer.apply(grads, model.trainable_variables)
+    return before, {v.path: v.numpy() for v in model.trainable_variables}
+
+
+@pytest.mark.parametrize("make_optimizer", [
+    lambda: keras.optimizers.SGD(0.1, momentum=0.9, weight_decay=0.5),
+    lambda: keras.optimizers.AdamW(0.1, weight_decay=0.5),
+    lambda: keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.1, weight_decay=0.5)),
+])
+def test_zero_gradient_step_keeps_slopes_and_shrinks_kernels(make_optimizer):
+    model = _model()
+    optimizer = make_optimizer()
+    excluded = keras_layers.exclude_prelu_from_weight_decay(optimizer, model)
+    slopes = [v for v in model.trainable_variables if v.name == "alpha"]
+    assert len(slopes) == 3 and {id(v) for v in excluded} == {id(v) for v in slopes}
+    before, after = _zero_gradient_step(optimizer, model)
+    for path, value in after.items():
+        if path.endswith("alpha"):
+            np.testing.assert_array_equal(value, before[path])
+        elif path.endswith("kernel"):
+            # Decoupled decay: w -= lr * wd * w, i.e. a factor 1 - 0.05.
+            np.testing.assert_allclose(value, 0.95 * before[path], rtol=1e-5)
+
+
+def test_without_exclusion_the_slopes_decay():
+    model = _model()
+    before, after = _zero_gradient_step(keras.optimizers.SGD(0.1, weight_decay=0.5), model)
+    alpha = [p for p in after if p.endswith("alpha")][0]
+    np.testing.assert_allclose(after[alpha], 0.95 * before[alpha], rtol=1e-5)
+
+
+def test_earlier_exclusions_are_kept():
+    model = _model()
+    optimizer = keras.optimizers.SGD(0.1, weight_decay=0.5)
+    optimizer.exclude_from_weight_decay(var_names=["bias"])
+    keras_layers.exclude_prelu_from_weight_decay(optimizer, model)
+    model.layers[1].bias.assign(np.ones(4, "float32"))
+    _, after = _zero_gradient_step(optimizer, model)
+    np.testing.assert_array_equal(after[model.layers[1].bias.path], np.ones(4))
+
+
+def test_no_weight_decay_nothing_to_do_and_clear_errors():
+    model = _model()
+    assert keras_layers.exclude_prelu_from_weight_decay(keras.optimizers.SGD(0.1), model) == []
+    optimizer = keras.optimizers.SGD(0.1, weight_decay=0.5)
+    optimizer.build(model.trainable_variables)
+    with pytest.raises(ValueError, match="already built"):
+        keras_layers.exclude_prelu_from_weight_decay(optimizer, model)
+    unbuilt = keras.Sequential([keras.layers.Dense(2), keras_layers.PReLU()])
+    with pytest.raises(ValueError, match="build the model"):
+        keras_layers.exclude_prelu_from_weight_decay(keras.optimizers.SGD(0.1, weight_decay=0.5),
+                                                     unbuilt)

@@ -1,0 +1,219 @@
+"""The TFRecord reader on real shards with real JPEGs, broken ones included."""
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import imaging_testutil as util
+from pipelines import errors
+from pipelines import imagenet
+from pipelines import records
+
+SMALL = dict(image_size=16, scale_range=(18, 30), resize_size=18)
+
+
+def labels_of(ds):
+  return [int(v) for _, y in ds for v in y.numpy()]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+  root = str(tmp_path_factory.mktemp("imagenet"))
+  # Every example has its own label (num_classes=1000), so labels identify
+  # examples in the sharding tests.
+  util.write_shards(root, "train", num_shards=4, per_shard=5, num_classes=1000)
+  util.write_shards(root, "validation", num_shards=2, per_shard=3,
+                    num_classes=1000, seed=1)
+  return root
+
+
+def test_train_batches(data_dir):
+  ds = imagenet.make_dataset(data_dir, "train", batch_size=6,
+                             is_training=True, seed=3, **SMALL)
+  batches = list(ds)
+  assert len(batches) == 3  # 20 examples, drop_remainder for training.
+  images, labels = batches[0]
+  assert images.shape == (6, 16, 16, 3) and images.dtype == tf.float32
+  assert labels.dtype == tf.int32
+  seen = labels_of(ds)
+  assert len(set(seen)) == 18 and all(0 <= v < 20 for v in seen)
+  # Mean subtracted: values centred near zero, not 0..255.
+  assert -130 < float(tf.reduce_mean(images)) < 130
+
+
+def test_train_is_reproducible_with_a_seed(data_dir):
+  make = lambda seed: imagenet.make_dataset(
+      data_dir, "train", batch_size=4, is_training=True, seed=seed, **SMALL)
+  a, b, c = (next(iter(make(s))) for s in (7, 7, 8))
+  np.testing.assert_array_equal(a[0].numpy(), b[0].numpy())
+  np.testing.assert_array_equal(a[1].numpy(), b[1].numpy())
+  assert not np.array_equal(a[0].numpy(), c[0].numpy())
+
+
+def test_eval_reads_everything_in_a_fixed_order(data_dir):
+  ds = imagenet.make_dataset(data_dir, "validation", batch_size=4,
+                             is_training=False, **SMALL)
+  # Round-robin over the two shards; the remainder is kept for evaluation.
+  assert labels_of(ds) == [0, 3, 1, 4, 2, 5]
+  assert next(iter(ds))[0].shape == (4, 16, 16, 3)
+
+
+def test_label_offset_num_classes_and_dtype(data_dir):
+  ds = imagenet.make_dataset(data_dir, "validation", batch_size=6,
+                             is_training=False, label_offset=0,
+                             num_classes=1001, dtype="bfloat16", **SMALL)
+  images, labels = next(iter(ds))
+  assert images.dtype == tf.bfloat16
+  assert sorted(labels.numpy().tolist()) == [1, 2, 3, 4, 5, 6]
+
+
+def test_label_out_of_range_names_the_record(data_dir):
+  ds = imagenet.make_dataset(data_dir, "validation", batch_size=6,
+                             is_training=False, num_classes=3, **SMALL)
+  with pytest.raises(tf.errors.InvalidArgumentError) as info:
+    list(ds)
+  message = str(errors.as_data_error(info.value))
+  assert message.startswith("label 4 outside 1..3 in record 0 of ")
+  assert "validation-00001-of-00002 (check num_classes" in message
+
+
+def test_whole_image_eval_for_dense_testing(data_dir):
+  ds = imagenet.make_dataset(data_dir, "validation", batch_size=1,
+                             is_training=False, crop=False, resize_size=20)
+  images, _ = next(iter(ds))
+  assert images.shape == (1, 20, 28, 3)  # 40x56 images, shorter side 20.
+
+
+@pytest.mark.parametrize("pipelines,expect_by_file", [(2, True), (5, False)])
+def test_input_context_shards_disjointly(data_dir, pipelines, expect_by_file):
+  seen = []
+  for i in range(pipelines):
+    context = tf.distribute.InputContext(pipelines, i, num_replicas_in_sync=2)
+    ds = imagenet.make_dataset(data_dir, "train", batch_size=2,
+                               is_training=True, input_context=context,
+                               drop_remainder=False, seed=1, **SMALL)
+    batches = list(ds)
+    assert batches[0][0].shape[0] == 1  # Per-replica batch: 2 / 2.
+    seen.append([int(v) for _, y in batches for v in y.numpy()])
+  flat = [v for part in seen for v in part]
+  assert sorted(flat) == list(range(20))  # Every example exactly once.
+  if expect_by_file:  # Whole files go to one pipeline: 5 labels in a row.
+    assert all(sorted(p)[0] % 5 == 0 for p in seen if p)
+
+
+def test_mirrored_strategy_distributes_the_dataset(data_dir):
+  strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+  dist = strategy.distribute_datasets_from_function(
+      lambda ctx: imagenet.make_dataset(data_dir, "train", batch_size=4,
+                                        is_training=True, input_context=ctx,
+                                        **SMALL))
+  images, labels = next(iter(dist))
+  local = strategy.experimental_local_results(images)
+  assert len(local) == 2 and local[0].shape == (2, 16, 16, 3)
+
+
+def test_cache_and_repeat(data_dir):
+  ds = imagenet.make_dataset(data_dir, "validation", batch_size=3,
+                             is_training=False, cache=True, repeat=True,
+                             **SMALL)
+  assert labels_of(ds.take(4)) == [0, 3, 1, 4, 2, 5] * 2
+
+
+@pytest.mark.parametrize("pattern", [None, "nothing-*"])
+def test_missing_directory_or_pattern_is_one_line(tmp_path, data_dir,
+                                                  pattern):
+  where = str(tmp_path / "absent") if pattern is None else data_dir
+  with pytest.raises(errors.DataError) as info:
+    imagenet.make_dataset(where, "train", batch_size=2, is_training=True,
+                          file_pattern=pattern)
+  message = str(info.value)
+  assert "\n" not in message and "'train'" in message
+  assert (pattern or "train-*") in message
+
+
+def write_bad_dir(root, bad_record):
+  """Two good shards and one holding `bad_record` between two good ones."""
+  util.write_shards(root, "train", num_shards=2, per_shard=3, num_classes=4)
+  good = util.example(util.image_bytes(), 1)
+  util.write_records(os.path.join(root, "train-bad"),
+                     [good, bad_record, good])
+  return root
+
+
+UNDECODABLE = [util.image_bytes()[:200], b"\x89PNG garbage", b"hello"]
+
+
+@pytest.mark.parametrize("payload", UNDECODABLE)
+def test_undecodable_image_fails_naming_the_record(tmp_path, payload):
+  root = write_bad_dir(str(tmp_path), util.example(payload, 2))
+  ds = imagenet.make_dataset(root, "train", batch_size=9, is_training=False,
+                             num_classes=4, **SMALL)
+  with pytest.raises(tf.errors.InvalidArgumentError) as info:
+    list(ds)
+  message = str(errors.as_data_error(info.value))
+  assert message == ("cannot decode the image in record 1 of %s (pass "
+                     "skip_corrupt=True to skip such images)"
+                     % os.path.join(root, "train-bad"))
+
+
+def test_undecodable_image_skipped_and_counted(tmp_path, capfd):
+  root = write_bad_dir(str(tmp_path), util.example(b"junk", 2))
+  ds = imagenet.make_dataset(root, "train", batch_size=9, is_training=True,
+                             num_classes=4, skip_corrupt=True,
+                             drop_remainder=False, **SMALL)
+  assert len(labels_of(ds)) == 8
+  log = capfd.readouterr().err
+  assert "skipped an undecodable image in record 1 of" in log
+  assert "train-bad (1 skipped so far)" in log
+
+
+def test_truncated_shard_fails_naming_the_file(tmp_path):
+  util.write_shards(str(tmp_path), "train", num_shards=2, per_shard=4)
+  broken = util.truncate(str(tmp_path / "train-00001-of-00002"))
+  ds = imagenet.make_dataset(str(tmp_path), "train", batch_size=3,
+                             is_training=False)
+  with pytest.raises(tf.errors.InvalidArgumentError) as info:
+    list(ds)
+  message = str(errors.as_data_error(info.value))
+  assert message.startswith("truncated or corrupt TFRecord shard " + broken)
+
+
+def test_truncated_shard_skipped_with_a_log(tmp_path, capfd):
+  util.write_shards(str(tmp_path), "train", num_shards=2, per_shard=4)
+  util.truncate(str(tmp_path / "train-00001-of-00002"), keep_fraction=0.6)
+  ds = imagenet.make_dataset(str(tmp_path), "train", batch_size=3,
+                             is_training=True, skip_corrupt=True,
+                             drop_remainder=False)
+  assert len(labels_of(ds)) == 4 + 2  # 60% of a 4-record shard: 2 intact.
+  assert "train-00001-of-00002 after 2 intact records" in capfd.readouterr().err
+
+
+def test_corrupted_bytes_inside_a_shard(tmp_path):
+  util.write_shards(str(tmp_path), "train", num_shards=1, per_shard=3)
+  path = str(tmp_path / "train-00000-of-00001")
+  data = bytearray(open(path, "rb").read())
+  data[len(data) // 2] ^= 0xFF  # Breaks a record's CRC.
+  open(path, "wb").write(bytes(data))
+  ds = imagenet.make_dataset(str(tmp_path), "train", batch_size=3,
+                             is_training=False)
+  with pytest.raises(tf.errors.InvalidArgumentError) as info:
+    list(ds)
+  assert path in str(errors.as_data_error(info.value))
+
+
+@pytest.mark.parametrize("missing", [records.ENCODED, records.LABEL])
+def test_missing_feature_names_the_feature(tmp_path, missing):
+  root = write_bad_dir(str(tmp_path), util.example(
+      util.image_bytes(), 2, **{missing: None}))
+  ds = imagenet.make_dataset(root, "train", batch_size=9, is_training=False,
+                             num_classes=4, skip_corrupt=True, **SMALL)
+  with pytest.raises(tf.errors.InvalidArgumentError) as info:
+    list(ds)
+  message = str(errors.as_data_error(info.value))
+  assert message.startswith("required feature %s missing in record 1 of"
+                            % missing)
+
+
+def test_as_data_error_ignores_other_errors():
+  assert errors.as_data_error(ValueError("boom")) is None

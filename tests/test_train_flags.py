@@ -1,0 +1,101 @@
+"""Bad flags fail before any work, in one line naming the flag; config files."""
+import dataclasses
+
+import pytest
+
+from delving import config
+from delving.schedules import LearningRateSchedule
+from tests import train_testutil as util
+
+
+def _bad_flag_cases(empty_dir):
+    two_workers = util.tf_config([1, 2], 0)
+    return [
+        (["--model=model_z"], {}, "--model"),
+        (["--batch_size=0"], {}, "--batch_size"),
+        (["--scale_range=300"], {}, "--scale_range"),
+        (["--image_size=200"], {}, "scale_range"),  # preset jitter [73, 146]
+        (["--strategy=multi_worker", "--batch_size=3"], {"TF_CONFIG": two_workers},
+         "--batch_size=3 is not divisible by the 2 replicas"),
+        ([f"--data_dir={empty_dir}"], {}, "--data_dir: no files match"),
+        ([f"--data_dir={empty_dir}/missing"], {}, "does not exist"),
+    ]
+
+
+def test_bad_flags_fail_in_one_line(tmp_path):
+    """Each bad command exits non-zero, with no traceback, before training."""
+    cases = _bad_flag_cases(tmp_path)
+    model_dir = tmp_path / "never_written"
+    procs = [util.start("delving.train", args + [f"--model_dir={model_dir}"], **env)
+             for args, env, _ in cases]  # in parallel: start-up dominates
+    for proc, (args, _, expected) in zip(procs, cases):
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode != 0, args
+        assert "Traceback" not in err, err[-2000:]
+        lines = util.error_lines(err)
+        assert len(lines) == 1, (args, lines)
+        assert expected in lines[0], (args, lines[0])
+        assert "Training" not in out
+    assert not model_dir.exists()
+
+
+def test_presets_fill_only_what_is_not_given():
+    builtin = config.resolve_config()
+    assert builtin.preset == "builtin" and builtin.model == "small_14"
+    assert builtin.num_classes == 10 and builtin.image_size == 64
+    paper = config.resolve_config(data_dir="/data/imagenet")
+    assert paper.preset == "imagenet"
+    assert (paper.model, paper.batch_size, paper.learning_rate, paper.momentum,
+            paper.weight_decay, paper.dropout, paper.scale_range, paper.image_size,
+            paper.init, paper.activation, paper.epochs, paper.lr_schedule) == (
+        "model_a", 128, 1e-2, 0.9, 5e-4, 0.5, (256, 512), 224, "he_fan_out",
+        "prelu", 80, "plateau")
+    mine = config.resolve_config(data_dir="/d", batch_size=256, model="model_b")
+    assert (mine.batch_size, mine.model, mine.epochs) == (256, "model_b", 80)
+    assert mine.model_dir == "runs/imagenet_model_b_prelu"
+
+
+def test_config_json_round_trip(tmp_path):
+    cfg = config.resolve_config(scale_range=["80", "100"], lr_decay_epochs=[2, 4])
+    path = str(tmp_path / "config.json")
+    config.save(cfg, path)
+    assert config.load(path) == cfg
+    assert config.load(path).scale_range == (80, 100)
+
+
+@pytest.mark.parametrize("field,value,words", [
+    ("batch_size", 0, "must be positive"),
+    ("dropout", 1.0, "[0, 1)"),
+    ("eval_resize", 10, ">= image_size"),
+    ("lr_schedule", "cosine", "plateau"),
+])
+def test_config_validation_names_the_field(field, value, words):
+    with pytest.raises(ValueError, match=rf"^{field}=.*{words[:8]}".replace("[", r"\[")
+                       .replace("(", r"\(").replace(")", r"\)")):
+        config.resolve_config(**{field: value})
+
+
+def test_architecture_diff():
+    a = config.resolve_config()
+    b = dataclasses.replace(a, activation="relu", learning_rate=0.5)
+    assert config.architecture_diff(a, b) == {"activation": ("prelu", "relu")}
+
+
+def test_plateau_schedule_divides_by_ten_twice():
+    s = LearningRateSchedule(0.01, kind="plateau", patience=2, min_delta=0.0)
+    errors = [0.9, 0.8, 0.8, 0.8, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7]
+    rates = []
+    for epoch, err in enumerate(errors):
+        s.end_epoch(epoch, err)
+        rates.append(round(s.rate(), 8))
+    assert rates == [0.01, 0.01, 0.01, 0.001, 0.001, 0.001, 0.0001, 0.0001,
+                     0.0001, 0.0001, 0.0001]
+
+
+def test_step_schedule():
+    s = LearningRateSchedule(0.1, kind="step", decay_epochs=(2, 4))
+    rates = []
+    for epoch in range(6):
+        rates.append(round(s.rate(), 8))
+        s.end_epoch(epoch, None)
+    assert rates == [0.1, 0.1, 0.01, 0.01, 0.001, 0.001]
