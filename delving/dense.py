@@ -28,6 +28,13 @@ Everything runs inside `tf.function` on images of unknown size (the exported
 SavedModel takes any image size) and returns float32 even for
 mixed-precision models.
 
+API: `DenseInference(model, window=..., scales=..., flip=...)` is the
+callable the exported SavedModels run (one traced function per scale-step,
+reused for every scale); `dense_probabilities` is the one-shot form;
+`dense_scores` the work at one scale on already resized, normalized images
+(also the `dense` view of `delving.evaluation`); `window_features` the
+dense SPP alone.
+
 Example:
   >>> model = build_model("model_a")
   >>> images = tf.zeros([2, 300, 400, 3], tf.uint8)
@@ -114,7 +121,13 @@ def _window_probabilities(head, feature_map, *, window):
         return spp(feature_map)[:, None, None, :]
 
     size = channels_last.shape[-1] * sum(n * n for n in spp.bins)
-    features = tf.cond(big_enough, dense, whole_map)
+    static = channels_last.shape[1:3]
+    if any(d is not None and d < window for d in static):
+        features = whole_map()  # known to be small: no dense branch to trace
+    elif all(d is not None for d in static):
+        features = dense()
+    else:
+        features = tf.cond(big_enough, dense, whole_map)
     batch = tf.shape(features)[0]
     x = tf.reshape(features, (-1, size))
     for layer in fc_layers:
@@ -124,10 +137,11 @@ def _window_probabilities(head, feature_map, *, window):
 
 
 def limit_aspect_ratio(images, max_aspect_ratio=DEFAULT_MAX_ASPECT_RATIO):
-    """Centre-crops the longer side of `[B, H, W, 3]` images to at most
-    `max_aspect_ratio` times the shorter side (a no-op for usual photos)."""
+    """Centre-crops the longer side of `[H, W, C]` or `[B, H, W, C]` images
+    to at most `max_aspect_ratio` times the shorter side (a no-op for usual
+    photos)."""
     shape = tf.shape(images)
-    height, width = shape[1], shape[2]
+    height, width = shape[-3], shape[-2]
     limit = tf.cast(tf.math.ceil(
         max_aspect_ratio * tf.cast(tf.minimum(height, width), tf.float32)),
         tf.int32)
@@ -135,6 +149,32 @@ def limit_aspect_ratio(images, max_aspect_ratio=DEFAULT_MAX_ASPECT_RATIO):
     return tf.image.crop_to_bounding_box(
         images, (height - new_height) // 2, (width - new_width) // 2,
         new_height, new_width)
+
+
+def dense_scores(model, images, *, window, flip=True):
+    """Dense testing at one scale of images already resized and normalized.
+
+    Args:
+      model: a `delving.models.build_model` model.
+      images: float `[B, H, W, 3]` (channels last), the model's input.
+      window: side of the conv-map window.
+      flip: also run the horizontal flips (one trunk call for both).
+
+    Returns:
+      float32 `[B, classes]`: the mean softmax over windows (and flips).
+    """
+    head = models.get_head(model)
+    x = images
+    if flip:  # [image batch; flipped batch]
+        x = tf.concat([x, tf.reverse(x, axis=[2])], axis=0)
+    if split_head(head)[0].data_format == "channels_first":
+        x = tf.transpose(x, (0, 3, 1, 2))
+    probs = _window_probabilities(
+        head, models.get_trunk(model)(x, training=False), window=window)
+    if flip:
+        probs = tf.reduce_mean(
+            tf.reshape(probs, (2, tf.shape(images)[0], -1)), axis=0)
+    return probs
 
 
 class DenseInference:
@@ -162,8 +202,6 @@ class DenseInference:
         self.scales, self.flip = tuple(int(s) for s in scales), bool(flip)
         self.mean, self.std = mean, std
         self.max_aspect_ratio = max_aspect_ratio
-        self._trunk, self._head = models.get_trunk(model), models.get_head(model)
-        self._data_format = split_head(self._head)[0].data_format
         self._at_scale = {}  # input dtype -> tf.function
 
     def probabilities_at_scale(self, images, scale):
@@ -171,16 +209,7 @@ class DenseInference:
         x = preprocessing.normalize(
             preprocessing.resize_shorter_side(images, scale), self.mean,
             self.std)
-        if self.flip:  # one trunk call for both: [image batch; flipped batch]
-            x = tf.concat([x, tf.reverse(x, axis=[2])], axis=0)
-        if self._data_format == "channels_first":
-            x = tf.transpose(x, (0, 3, 1, 2))
-        probs = _window_probabilities(
-            self._head, self._trunk(x, training=False), window=self.window)
-        if self.flip:
-            probs = tf.reduce_mean(
-                tf.reshape(probs, (2, tf.shape(images)[0], -1)), axis=0)
-        return probs
+        return dense_scores(self.model, x, window=self.window, flip=self.flip)
 
     def _scale_fn(self, dtype):
         if dtype not in self._at_scale:
@@ -207,3 +236,32 @@ def dense_probabilities(model, images, *, window, **kwargs):
     """`DenseInference(model, window=window, **kwargs)(images)`: dense testing
     of a batch `[B, H, W, 3]` of same-sized images -> float32 `[B, classes]`."""
     return DenseInference(model, window=window, **kwargs)(images)
+
+
+# The `dense` view of `delving.evaluation` (`delving.evaluate --views=dense`).
+# The evaluation readers resize and normalize whole images in tf.data with
+# the same `pipelines.preprocessing` functions, so the per-scale work is
+# `dense_scores`, exactly as in `DenseInference` and the exported model (the
+# aspect-ratio limit is applied after resizing there, before it here: the
+# two agree exactly up to `DEFAULT_MAX_ASPECT_RATIO`).
+
+def evaluation_dataset(source, split, *, scale, image_size, batch_size,
+                       input_context, dtype,
+                       max_aspect_ratio=DEFAULT_MAX_ASPECT_RATIO):
+    """Whole images, shorter side `scale`, normalized; batches of one per
+    replica (sizes differ). `image_size`, `batch_size`, `dtype`: unused (the
+    window comes from the model; the trunk casts to its compute dtype)."""
+    del image_size, batch_size, dtype
+    images = source.resized_images(split, resize_size=scale,
+                                   input_context=input_context)
+    if max_aspect_ratio:
+        images = images.map(
+            lambda image, label: (limit_aspect_ratio(image, max_aspect_ratio),
+                                  label), num_parallel_calls=tf.data.AUTOTUNE)
+    return images.batch(1).prefetch(tf.data.AUTOTUNE)
+
+
+def evaluation_scores(model, images, *, flip=True):
+    """`dense_scores` with the window of the model's architecture."""
+    return dense_scores(model, images, window=models.head_window(model.name),
+                        flip=flip)

@@ -27,6 +27,11 @@ def make_strategy(name: str = "auto", *, tpu: str | None = None
     - `tpu`: `TPUStrategy` over `TPUClusterResolver(tpu)` (`tpu` may be empty
       on a TPU VM, a name or a grpc:// address).
     """
+    if name == "multi_worker":  # before anything initialises the runtime
+        if "TF_CONFIG" not in os.environ:
+            raise ValueError("--strategy=multi_worker needs the TF_CONFIG "
+                             "environment variable (cluster and task)")
+        return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
     if name == "auto":
         if gpus:
@@ -37,11 +42,6 @@ def make_strategy(name: str = "auto", *, tpu: str | None = None
     if name == "mirrored":
         devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
         return tf.distribute.MirroredStrategy(devices)
-    if name == "multi_worker":
-        if "TF_CONFIG" not in os.environ:
-            raise ValueError("--strategy=multi_worker needs the TF_CONFIG "
-                             "environment variable (cluster and task)")
-        return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "tpu":
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu or "")
         tf.config.experimental_connect_to_cluster(resolver)

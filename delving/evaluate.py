@@ -6,7 +6,10 @@ r"""Top-1/top-5 error of a trained model_dir on its validation split.
 Reads the model (model.keras, or the latest checkpoint of a run still in
 progress) and the data and preprocessing from the model_dir's config.json.
 Views (see `delving.evaluation.VIEWS`): `center` (centre crop), `10view`
-(corners + centre and mirrors); several scales are averaged per image.
+(corners + centre and mirrors), `dense` (every window of the conv map, the
+paper's dense testing, what the exported SavedModels run; `--scales` is an
+alias of `--scale`, `--noflip` drops the mirrors); several scales are
+averaged per image.
 """
 import sys
 
@@ -24,6 +27,9 @@ _STEPS = flags.DEFINE_integer("steps", None, "at most this many batches.",
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "override the run's data_dir.")
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "evaluate this checkpoint "
                                   "instead of model.keras.")
+flags.DEFINE_alias("scales", "scale")
+_FLIP = flags.DEFINE_bool("flip", True, "dense view: also test the horizontal "
+                          "flips (the paper does).")
 
 
 @flags.validator("scale", "--scale: expected positive sizes, e.g. 256,384")
@@ -42,6 +48,12 @@ def main(argv):
     if unknown:
         sys.exit(f"delving.evaluate: error: --views: unknown {', '.join(unknown)}; "
                  f"choose from {', '.join(evaluation.VIEWS)}")
+    if not _FLIP.value:  # the dense view without its mirrored half
+        import functools
+        from delving import dense
+        evaluation.register_view(dataclasses.replace(
+            evaluation.VIEWS["dense"],
+            scores=functools.partial(dense.evaluation_scores, flip=False)))
     try:
         model, cfg = evaluation.load_model(_MODEL_DIR.value,
                                            checkpoint=_CHECKPOINT.value)

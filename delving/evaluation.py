@@ -23,6 +23,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from delving import dense as _dense
 from pipelines import preprocessing
 
 
@@ -95,6 +96,10 @@ register_view(View(
 register_view(View(
     "10view", "4 corners + centre and their mirrors, averaged (Sec. 4)",
     _ten_view_dataset, _ten_view_scores))
+# The function the exported SavedModels run (delving.dense), on whole images.
+register_view(View(
+    "dense", "every 14x14 window of the conv map and flips, averaged (Sec. 4)",
+    _dense.evaluation_dataset, _dense.evaluation_scores, max_batch_size=1))
 
 
 class Evaluator:
@@ -176,6 +181,8 @@ class Evaluator:
             if bar:
                 bar.update(batches, [("top1_err", 1 - total[1] / total[3]),
                                      ("top5_err", 1 - total[2] / total[3])])
+        if bar:
+            bar.update(batches, finalize=True)
         n = total[3]
         if not n:
             raise ValueError("the validation split gave no images")

@@ -44,13 +44,18 @@ _TFDS_DATA_DIR = flags.DEFINE_string("tfds_data_dir", None, "tfds data_dir.")
 _TFDS_MANUAL_DIR = flags.DEFINE_string("tfds_manual_dir", None, "tfds manual_dir.")
 _LABELS_FILE = flags.DEFINE_string("labels_file", None, "synset<TAB>name per "
                                    "line, in label order (default: from the data).")
+_PRESET = flags.DEFINE_enum(
+    "preset", None, list(config_lib.PRESETS), "where the flags shown with "
+    "[preset ...] take their defaults; default: imagenet when --data_dir or "
+    "--tfds_name is given, else builtin.")
 _LABEL_OFFSET = flags.DEFINE_integer("label_offset", D.label_offset,
                                      "first label in the records.", lower_bound=0)
 _MODEL = flags.DEFINE_enum("model", None, models.MODEL_NAMES,
                            _preset_help("model", "network."))
 _ACTIVATION = flags.DEFINE_enum("activation", D.activation, models.ACTIVATIONS,
                                 "rectifier after every conv/fc1/fc2.")
-_INIT = flags.DEFINE_enum("init", D.init, models.INITS, "he_fan_out is Eq. 14.")
+_INIT = flags.DEFINE_enum("init", None, models.INITS, _preset_help(
+    "init", "he_fan_in is Eq. 10, he_fan_out Eq. 14."))
 _NUM_CLASSES = _preset(flags.DEFINE_integer, "num_classes", "classes.", lower_bound=1)
 _DROPOUT = _preset(flags.DEFINE_float, "dropout", "after fc1 and fc2.",
                    lower_bound=0.0, upper_bound=0.99)
@@ -125,37 +130,35 @@ flags.register_validator("lr_decay_epochs", lambda v: v is None or _ints(v),
                          "--lr_decay_epochs: expected epochs a,b,...")
 
 
-@flags.multi_flags_validator([h.name for h in _HOLDERS],
-                             message="invalid training configuration")
-def _check_config(_):
-    """Everything that needs several flags (or the presets) at once."""
-    try:
-        cfg = _config_from_flags()
-    except (ValueError, TypeError) as e:
-        raise flags.ValidationError(str(e)) from None
+def _check_before_work(cfg):
+    """Checks that need several flags, the presets or the file system."""
     replicas = distribute.expected_replicas(cfg.strategy)
     if replicas and cfg.batch_size % replicas:
-        raise flags.ValidationError(
-            f"--batch_size={cfg.batch_size} is not divisible by the {replicas} "
-            f"replicas of --strategy={cfg.strategy}")
+        raise ValueError(f"--batch_size={cfg.batch_size} is not divisible by the "
+                         f"{replicas} replicas of --strategy={cfg.strategy}")
     if cfg.data_dir:
         from pipelines import errors, imagenet
         try:
             for split in ("train", "validation"):
                 imagenet.list_files(cfg.data_dir, split)
         except errors.DataError as e:
-            raise flags.ValidationError(f"--data_dir: {e}") from None
-    return True
+            raise errors.DataError(f"--data_dir: {e}") from None
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    from delving import trainer  # heavy imports after flag checks
+    try:
+        cfg = _config_from_flags()
+        _check_before_work(cfg)
+    except ValueError as e:  # DataError included
+        sys.exit(f"delving.train: error: {e}")
+    from delving import trainer
     from pipelines import errors
     import tensorflow as tf
+    tf.get_logger().setLevel("WARNING")  # no INFO line per checkpoint save
     try:
-        trainer.train(_config_from_flags())
+        trainer.train(cfg)
     except (errors.DataError, trainer.TrainingDiverged, trainer.ConfigMismatch) as e:
         sys.exit(f"delving.train: error: {e}")
     except tf.errors.OpError as e:

@@ -26,9 +26,6 @@ with `TrainingDiverged`, so the latest checkpoint is always a good one.
 """
 import dataclasses
 import math
-import os
-import shutil
-import tempfile
 import time
 
 import keras
@@ -180,7 +177,7 @@ class _Trainer:
         return train_step
 
     # ------------------------------------------------------------------ loop
-    def _save(self, reason):
+    def _save(self):
         """Checkpoint, unless the weights are no longer finite."""
         if not _all_finite(self.model.trainable_variables):
             raise TrainingDiverged(
@@ -202,7 +199,8 @@ class _Trainer:
         restored = self.checkpointer.restore()
         step, epoch = int(self.step.numpy()), int(self.epoch.numpy())
         self._say(f"Training {cfg.model} ({cfg.activation}) on {cfg.dataset_name}"
-                  f" with {type(self.strategy).__name__} x{self.replicas}: "
+                  f" with --strategy={cfg.strategy} ({type(self.strategy).__name__},"
+                  f" {self.replicas} replicas): "
                   f"{cfg.epochs} epochs of {cfg.steps_per_epoch} steps, "
                   f"global batch {cfg.batch_size}; model_dir {cfg.model_dir}")
         if restored:
@@ -219,7 +217,7 @@ class _Trainer:
                 run_files.write_history(cfg.model_dir, history)
             self.epoch.assign_add(1)
             self.epoch_step.assign(0)
-            self._save("epoch end")
+            self._save()
         return self._finish(history)
 
     def _run_epoch(self, iterator, writers):
@@ -254,7 +252,7 @@ class _Trainer:
                 run_files.write_scalars(writers["train"], step, dict(
                     logs, learning_rate=self.schedule.rate()))
             if step % cfg.checkpoint_every_steps == 0 and done < cfg.steps_per_epoch:
-                self._save("periodic")
+                self._save()
         val = self.evaluator.run()
         self.schedule.end_epoch(epoch, val["top1_error"])
         step = int(self.step.numpy())

@@ -11,10 +11,12 @@ can restore), with two signatures:
   `scores` float32 `[batch, k]`, `labels` string `[batch, k]`.
 - `predict_images`: `images` uint8 `[batch, height, width, 3]` -> the same.
 
-Both run `delving.dense.dense_probabilities`, the paper's dense multi-view
-testing (Sec. 4) that `delving.evaluate --views=dense` reports, so offline
-evaluation and serving compute exactly the same thing. Several model dirs
-make one ensemble whose probabilities are the mean of its members'.
+Both run `delving.dense.DenseInference`, the paper's dense multi-view
+testing (Sec. 4), whose per-scale step `delving.dense.dense_scores` is also
+what `delving.evaluate --views=dense` runs, so offline evaluation and serving
+compute the same thing (exactly, for images up to the 4:1 aspect-ratio
+limit). Several model dirs make one ensemble whose probabilities are the
+mean of its members'.
 
 Only core TensorFlow ops, no `tf.py_function`, no XLA-only functions.
 Undecodable input fails the request with `InvalidArgument`, never the server:
@@ -64,8 +66,9 @@ class ServableModel:
         normalization; `kwargs`: scales, flip, max_aspect_ratio."""
         return dense.DenseInference(
             self.model, window=models.head_window(self.config.model),
-            mean=getattr(self.config, "mean", preprocessing.MEAN_RGB),
-            std=getattr(self.config, "std", None), **kwargs)
+            mean=preprocessing.MEAN_RGB,
+            std=preprocessing.STD_RGB if self.config.input_std else None,
+            **kwargs)
 
 
 def load_servable(model_dir):
@@ -138,6 +141,8 @@ class DenseClassifier:
         return self.outputs(self.probabilities(images))
 
     def predict_image_bytes(self, image_bytes):
+        # Plain TF code: no AutoGraph conversion, eager or traced alike.
+        @tf.autograph.experimental.do_not_convert
         def one(encoded):
             image = image_decoding.decode_image(
                 encoded, max_pixels=self.max_image_pixels)
@@ -171,10 +176,10 @@ def build_archive(classifier):
 
 def next_version(export_base):
     """1 + the largest integer-named version under `export_base` (1 if none)."""
-    if not tf.io.gfile.isdir(export_base):
+    if not os.path.isdir(export_base):
         return 1
-    versions = [int(name.rstrip("/")) for name in tf.io.gfile.listdir(export_base)
-                if re.fullmatch(r"\d+/?", name)]
+    versions = [int(name) for name in os.listdir(export_base)
+                if re.fullmatch(r"\d+", name)]
     return max(versions, default=0) + 1
 
 
@@ -188,7 +193,8 @@ def export_saved_model(model_dirs, export_base, *, version=None,
 
     Args:
       model_dirs: a model_dir or a list of them (an ensemble).
-      export_base: the server's base path; versions go to `<export_base>/<N>`.
+      export_base: the server's base path (local); versions go to
+        `<export_base>/<N>`.
       version: N; default one more than the largest existing version.
       model_name: the name in `models.config`; default basename(export_base).
       scales, flip, max_aspect_ratio: dense testing (`delving.dense`).
@@ -201,28 +207,34 @@ def export_saved_model(model_dirs, export_base, *, version=None,
     """
     if isinstance(model_dirs, (str, os.PathLike)):
         model_dirs = [model_dirs]
-    export_base = os.path.abspath(export_base)
-    model_name = model_name or os.path.basename(export_base)
-    version = next_version(export_base) if version is None else int(version)
-    final_dir = os.path.join(export_base, str(version))
-    if tf.io.gfile.exists(final_dir):
-        raise ExportError(f"{final_dir} already exists; pick another --version "
-                          f"or leave it out for the next free one")
     classifier = DenseClassifier(
         [load_servable(d) for d in model_dirs], scales=scales, flip=flip,
         top_k=top_k, max_aspect_ratio=max_aspect_ratio,
         max_image_pixels=max_image_pixels)
+    return write_export(classifier, export_base, version=version,
+                        model_name=model_name, verbose=verbose)
+
+
+def write_export(classifier, export_base, *, version=None, model_name=None,
+                 verbose=False):
+    """Writes `classifier` (a `DenseClassifier`) as `<export_base>/<version>`
+    with its warmup requests, and `<export_base>/models.config`."""
+    export_base = os.path.abspath(export_base)
+    model_name = model_name or os.path.basename(export_base)
+    version = next_version(export_base) if version is None else int(version)
+    final_dir = os.path.join(export_base, str(version))
+    if os.path.exists(final_dir):
+        raise ExportError(f"{final_dir} already exists; pick another --version "
+                          f"or leave it out for the next free one")
     # Not integer-named: the server ignores it until the rename below.
     tmp_dir = os.path.join(export_base, f".tmp-{version}-{os.getpid()}")
-    if tf.io.gfile.exists(tmp_dir):
-        shutil.rmtree(tmp_dir)
-    tf.io.gfile.makedirs(export_base)
+    shutil.rmtree(tmp_dir, ignore_errors=True)
+    os.makedirs(export_base, exist_ok=True)
     try:
         build_archive(classifier).write_out(tmp_dir, verbose=verbose)
         serving_files.write_warmup_requests(tmp_dir, model_name=model_name)
         os.rename(tmp_dir, final_dir)
     finally:
-        if os.path.exists(tmp_dir):
-            shutil.rmtree(tmp_dir)
+        shutil.rmtree(tmp_dir, ignore_errors=True)
     serving_files.write_models_config(export_base, model_name=model_name)
     return final_dir

@@ -27,9 +27,22 @@ EIGVEC = ((-0.5675, 0.7192, 0.4009),
           (-0.5808, -0.0045, -0.8140),
           (-0.5836, -0.6948, 0.4203))
 
-# Bilinear with antialiasing for both training and evaluation, so that the
-# network sees the same resampling at test time as during training.
-_RESIZE = dict(method="bilinear", antialias=True)
+
+def _resize(image, size):
+  """Bilinear resize to `size` (float32), antialiased when shrinking > 2x.
+
+  Training and evaluation share it, so the network sees the same resampling
+  at test time. Plain bilinear already averages 2x2 neighbours, enough for
+  shrinking up to 2x (the common case: ImageNet windows are 164-328 px for a
+  224 crop); antialiasing costs as much as the JPEG decode, so it is used
+  only when the image shrinks by more than that.
+  """
+  ratio = tf.reduce_max(tf.cast(tf.shape(image)[-3:-1], tf.float32)
+                        / tf.cast(tf.convert_to_tensor(size), tf.float32))
+  return tf.cond(
+      ratio > 2.0,
+      lambda: tf.image.resize(image, size, method="bilinear", antialias=True),
+      lambda: tf.image.resize(image, size, method="bilinear"))
 
 
 def decode_rgb(image_bytes):
@@ -83,7 +96,7 @@ def resize_shorter_side(image, size):
   shape = tf.cast(tf.shape(image)[-3:-1], tf.float32)
   scale = tf.cast(size, tf.float32) / tf.reduce_min(shape)
   new_shape = tf.maximum(tf.cast(tf.round(shape * scale), tf.int32), 1)
-  return tf.image.resize(tf.cast(image, tf.float32), new_shape, **_RESIZE)
+  return _resize(image, new_shape)
 
 
 def crop_window(shape, image_size, scale, offset_fraction):
@@ -110,28 +123,39 @@ def crop_window(shape, image_size, scale, offset_fraction):
   return tf.stack([offset[0], offset[1], side, side])
 
 
-def lighting(image, alpha_std, seed, eigval=EIGVAL, eigvec=EIGVEC):
-  """AlexNet PCA lighting noise: adds `eigvec @ (alpha * eigval)` per image.
+def lighting_shift(alpha_std, seed, eigval=EIGVAL, eigvec=EIGVEC):
+  """AlexNet PCA lighting noise `eigvec @ (alpha * eigval)`, an RGB `[3]`.
 
   Args:
-    image: float `[H, W, 3]` RGB on the 0-255 scale.
     alpha_std: standard deviation of `alpha ~ N(0, alpha_std)`.
     seed: int32 `[2]` stateless seed.
   """
   alpha = tf.random.stateless_normal([3], seed, stddev=alpha_std)
-  rgb = tf.linalg.matvec(tf.constant(eigvec, tf.float32),
-                         alpha * tf.constant(eigval, tf.float32))
-  return image + rgb
+  return tf.linalg.matvec(tf.constant(eigvec, tf.float32),
+                          alpha * tf.constant(eigval, tf.float32))
 
 
-def normalize(image, mean=MEAN_RGB, std=None):
-  """Subtracts the per-channel `mean` and divides by `std` (each optional)."""
+def lighting(image, alpha_std, seed, eigval=EIGVAL, eigvec=EIGVEC):
+  """Adds the PCA lighting noise to float `image [H, W, 3]` (0-255 scale)."""
+  return image + lighting_shift(alpha_std, seed, eigval, eigvec)
+
+
+def normalize(image, mean=MEAN_RGB, std=None, shift=None):
+  """`(image + shift - mean) / std`, per channel; each term optional.
+
+  Computed as one multiply-add over the image (`shift`, e.g. the lighting
+  noise, is folded into the per-channel offset).
+  """
   image = tf.cast(image, tf.float32)
+  offset = tf.zeros([3]) if shift is None else tf.cast(shift, tf.float32)
   if mean is not None:
-    image -= tf.constant(mean, tf.float32)
+    offset -= tf.constant(mean, tf.float32)
   if std is not None:
-    image /= tf.constant(std, tf.float32)
-  return image
+    scale = 1.0 / tf.constant(std, tf.float32)
+    return image * scale + offset * scale
+  if mean is None and shift is None:
+    return image
+  return image + offset
 
 
 def _seed_or_random(seed):
@@ -167,12 +191,11 @@ def preprocess_for_train(image_bytes, *, image_size=224,
   offset = tf.random.stateless_uniform([2], seeds[1])
   image = decode_crop(
       image_bytes, lambda shape: crop_window(shape, image_size, scale, offset))
-  image = tf.image.resize(image, [image_size, image_size], **_RESIZE)
-  if flip:
+  if flip:  # On the small uint8 window, before resizing: cheaper.
     image = tf.image.stateless_random_flip_left_right(image, seeds[2])
-  if lighting_std:
-    image = lighting(image, lighting_std, seeds[3])
-  image = normalize(image, mean, std)
+  image = _resize(image, [image_size, image_size])
+  shift = lighting_shift(lighting_std, seeds[3]) if lighting_std else None
+  image = normalize(image, mean, std, shift=shift)
   image.set_shape([image_size, image_size, 3])
   return image
 
@@ -197,8 +220,7 @@ def preprocess_for_eval(image_bytes, *, image_size=224, resize_size=256,
                      mean, std)
   image = decode_crop(image_bytes, lambda shape: crop_window(
       shape, image_size, float(resize_size), tf.constant([0.5, 0.5])))
-  image = tf.image.resize(image, [image_size, image_size], **_RESIZE)
-  image = normalize(image, mean, std)
+  image = normalize(_resize(image, [image_size, image_size]), mean, std)
   image.set_shape([image_size, image_size, 3])
   return image
 

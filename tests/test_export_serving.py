@@ -23,7 +23,8 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from delving import dense, models
 from export import client_lib, export_lib, serving_files
-from tests import export_fixtures as fx
+from pipelines import preprocessing
+import export_testutil as fx
 
 SCALES = (96, 240)  # 96: maps smaller than the window; 240: 2+ windows
 
@@ -135,15 +136,17 @@ BAD = {"not_an_image": b"this is not an image", "empty": b"",
 def exported(tmp_path_factory):
     """Export once; serve once in a clean subprocess; return everything."""
     root = tmp_path_factory.mktemp("export")
+    # input_std: inputs of unit scale, so the untrained nets are not
+    # saturated and the probabilities compared below tell models apart.
     model_dirs = [
-        fx.write_model_dir(root / "a", model="model_a", activation="prelu", seed=1),
-        fx.write_model_dir(root / "s", model="small_14", activation="relu", seed=2),
+        fx.write_model_dir(root / "a", model="model_a", activation="prelu",
+                           seed=1, input_std=True),
+        fx.write_model_dir(root / "s", model="small_14", activation="relu",
+                           seed=2, input_std=True),
     ]
     export_base = root / "serving" / "prelu"
-    import time; t0 = time.time()
     version_dir = export_lib.export_saved_model(
         model_dirs, str(export_base), scales=SCALES, top_k=3)
-    print("EXPORT", time.time() - t0); t0 = time.time()
     images = _images()
     requests_dir, out_dir = root / "requests", root / "out"
     requests_dir.mkdir()
@@ -171,33 +174,33 @@ def exported(tmp_path_factory):
         f"saved_model_cli show --dir {version_dir} --all && "
         f"saved_model_cli run --dir {version_dir} --tag_set serve "
         f"--signature_def predict_images --input_exprs "
-        f"'images=np.full((2,60,70,3),128,dtype=np.uint8)'",
+        f"'images=[[[[10,20,30],[40,50,60]],[[70,80,90],[1,2,3]]]]'",
         shell=True, cwd=root, env=env, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True)
     server = subprocess.run(
         [sys.executable, str(script), version_dir, str(requests_dir),
          str(out_dir)], cwd=root, env=env, capture_output=True, text=True,
         timeout=300)
-    print("SERVER", time.time() - t0)
     cli_out = cli.communicate(timeout=300)[0]
-    print("CLI", time.time() - t0)
     assert server.returncode == 0, server.stderr[-3000:]
     report = json.loads((out_dir / "report.json").read_text())
     served = {p[:-4]: dict(np.load(out_dir / p, allow_pickle=True)) for p in os.listdir(out_dir)
               if p.endswith(".npz")}
-    return dict(root=root, model_dirs=model_dirs, export_base=export_base,
+    reference = [dense.DenseInference(
+        s.model, window=models.head_window(s.config.model), scales=SCALES,
+        std=preprocessing.STD_RGB) for s in map(export_lib.load_servable,
+                                                model_dirs)]
+    return dict(root=root, reference=reference, export_base=export_base,
                 version_dir=version_dir, images=images, batch=batch,
                 pixels=pixels, report=report, served=served,
                 cli=(cli.returncode, cli_out))
 
 
-def _reference(model_dirs, images):
+def _reference(exported, images):
     """The in-Python dense testing of uint8 images, averaged over the
     ensemble: what the served model must answer."""
-    servables = [export_lib.load_servable(d) for d in model_dirs]
-    probs = [np.concatenate([dense.dense_probabilities(
-        s.model, image[None], window=models.head_window(s.config.model),
-        scales=SCALES) for image in images]) for s in servables]
+    probs = [np.concatenate([member(image[None]) for image in images])
+             for member in exported["reference"]]
     return np.mean(probs, axis=0)
 
 
@@ -232,9 +235,10 @@ def test_only_core_ops_no_python_no_xla(exported):
 def test_each_format_equals_the_python_reference(exported, name):
     out = exported["served"][f"single_{name}"]
     data = exported["images"][name]
-    want = _reference(exported["model_dirs"], [_decoded(data)])
+    want = _reference(exported, [_decoded(data)])
     np.testing.assert_allclose(out["probabilities"], want, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(out["probabilities"].sum(-1), 1.0, rtol=1e-5)
+    assert out["probabilities"].max() < 0.99  # not saturated: a real check
     top = np.argsort(-out["probabilities"][0])[:3]
     np.testing.assert_array_equal(out["classes"][0], top)
     np.testing.assert_allclose(out["scores"][0], np.sort(want[0])[::-1][:3],
@@ -257,7 +261,7 @@ def test_batch_equals_single_requests_and_rest_equals_grpc(exported):
 
 def test_predict_images_equals_reference(exported):
     out = exported["served"]["pixels"]
-    want = _reference(exported["model_dirs"], exported["pixels"])
+    want = _reference(exported, exported["pixels"])
     np.testing.assert_allclose(out["probabilities"], want, rtol=1e-4, atol=1e-6)
 
 

@@ -144,7 +144,8 @@ def write_bad_dir(root, bad_record):
 UNDECODABLE = [util.image_bytes()[:200], b"\x89PNG garbage", b"hello"]
 
 
-@pytest.mark.parametrize("payload", UNDECODABLE)
+@pytest.mark.parametrize("payload", UNDECODABLE,
+                         ids=["truncated_jpeg", "bad_png", "text"])
 def test_undecodable_image_fails_naming_the_record(tmp_path, payload):
   root = write_bad_dir(str(tmp_path), util.example(payload, 2))
   ds = imagenet.make_dataset(root, "train", batch_size=9, is_training=False,
@@ -217,3 +218,12 @@ def test_missing_feature_names_the_feature(tmp_path, missing):
 
 def test_as_data_error_ignores_other_errors():
   assert errors.as_data_error(ValueError("boom")) is None
+
+
+def test_unchecked_decoding_gives_the_same_batches(data_dir):
+  make = lambda check: imagenet.make_dataset(
+      data_dir, "train", batch_size=4, is_training=True, seed=5,
+      check_images=check, **SMALL)
+  (a, la), (b, lb) = next(iter(make(True))), next(iter(make(False)))
+  np.testing.assert_array_equal(a.numpy(), b.numpy())
+  np.testing.assert_array_equal(la.numpy(), lb.numpy())

@@ -92,7 +92,11 @@ def test_normalize():
   out = pp.normalize(image, pp.MEAN_RGB, pp.STD_RGB).numpy()
   np.testing.assert_allclose(
       out[0, 0], (128 - np.array(pp.MEAN_RGB)) / np.array(pp.STD_RGB),
-      rtol=1e-6)
+      rtol=1e-5)
+  shifted = pp.normalize(image, pp.MEAN_RGB, shift=[1.0, 2.0, 3.0]).numpy()
+  np.testing.assert_allclose(
+      shifted[1, 1], 128 + np.array([1, 2, 3]) - np.array(pp.MEAN_RGB),
+      rtol=1e-5)
   np.testing.assert_allclose(pp.normalize(image, None).numpy(), 128.0)
 
 
@@ -146,3 +150,12 @@ def test_ten_crop_rejects_small_images():
 def test_undecodable_bytes_raise():
   with pytest.raises(tf.errors.InvalidArgumentError):
     pp.preprocess_for_train(tf.constant(b"not an image"), seed=[0, 0])
+
+
+def test_resize_shorter_side_takes_batches():
+  batch = tf.stack([tf.cast(util.pattern(20, 30, seed=i), tf.float32)
+                    for i in range(2)])
+  out = pp.resize_shorter_side(batch, 10)
+  assert out.shape == (2, 10, 15, 3)
+  np.testing.assert_allclose(out[1], pp.resize_shorter_side(batch[1], 10),
+                             atol=1e-4)

@@ -11,6 +11,7 @@ import pytest
 import tensorflow as tf
 
 from delving import config
+from delving import models
 from delving import trainer
 from tests import train_testutil as util
 
@@ -22,7 +23,7 @@ def data_dir(tmp_path_factory):
 
 def _train(data_dir, model_dir, strategy, **overrides):
     recipe = dict(util.TINY_RECIPE, dropout=0.0, **overrides)
-    cfg = config.resolve_config(preset="builtin", data_dir=data_dir,
+    cfg = config.resolve_config(data_dir=data_dir,
                                 model_dir=str(model_dir), **recipe)
     return trainer.train(cfg, strategy=strategy, verbose=0)
 
@@ -40,11 +41,13 @@ def test_mirrored_matches_one_device(data_dir, tmp_path):
     one = _train(data_dir, tmp_path / "one", tf.distribute.OneDeviceStrategy(devices[0]))
     two = _train(data_dir, tmp_path / "two", tf.distribute.MirroredStrategy(devices))
     assert one.step == two.step == util.TINY_RECIPE["steps_per_epoch"]
-    initial = _train(data_dir, tmp_path / "zero", None, steps_per_epoch=1,
-                     learning_rate=1e-12)  # ~ the initial weights
+    cfg = one.config  # the seeded initial weights, rebuilt
+    initial = models.build_model(
+        cfg.model, num_classes=cfg.num_classes, activation=cfg.activation,
+        init=cfg.init, dropout=cfg.dropout, width_multiplier=cfg.width_multiplier,
+        fc_units=cfg.fc_units, seed=cfg.seed)
     moved = 0
-    for w1, w2, w0 in zip(one.model.weights, two.model.weights,
-                          initial.model.weights):
+    for w1, w2, w0 in zip(one.model.weights, two.model.weights, initial.weights):
         a, b = np.asarray(w1.numpy()), np.asarray(w2.numpy())
         np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5, err_msg=w1.path)
         moved += not np.allclose(a, w0.numpy(), atol=1e-7)
@@ -65,7 +68,7 @@ def test_multi_worker_two_local_processes(data_dir, tmp_path):
     for worker, (out, err) in zip(workers, outputs):
         assert worker.returncode == 0, err[-3000:]
     chief_out = outputs[0][0]
-    assert "MultiWorkerMirroredStrategy x2" in chief_out
+    assert "--strategy=multi_worker (CollectiveAllReduceStrategy, 2 replicas)" in chief_out
     steps = util.TINY_RECIPE["steps_per_epoch"]
     assert tf.train.latest_checkpoint(str(model_dir / "checkpoints")).endswith(
         f"ckpt-{steps}")

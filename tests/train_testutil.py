@@ -18,7 +18,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # 2 train shards (one per worker in the multi-worker test), 2 validation.
 TINY_SPLITS = (("train", 96, 2), ("validation", 40, 2))
 
-TINY_RECIPE = dict(model="small_14", width_multiplier=0.125, fc_units=16,
+TINY_RECIPE = dict(preset="builtin", model="small_14", width_multiplier=0.125, fc_units=16,
                    image_size=32, scale_range=(36, 48), eval_resize=36,
                    batch_size=8, learning_rate=0.01, epochs=1,
                    steps_per_epoch=3, eval_steps=2, log_every_steps=1)

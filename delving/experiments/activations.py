@@ -20,28 +20,47 @@ from absl import flags
 
 _OUTPUT_DIR = flags.DEFINE_string(
     "output_dir", "runs/experiments/activations", "Where the tables, JSON, figures and runs go.")
-_QUICK = flags.DEFINE_bool("quick", False, "A tiny dataset and a few steps, for tests.")
+_QUICK = flags.DEFINE_bool("quick", False, "A tiny dataset, a few steps, one seed and (unless "
+                           "--activations is given) relu and prelu only, for tests.")
 _DATA_DIR = flags.DEFINE_string(
     "data_dir", None, "TFRecords in the ImageNet schema; default: the built-in dataset.")
 _ACTIVATIONS = flags.DEFINE_list("activations", "relu,lrelu,prelu_shared,prelu",
                                  "Activations to compare.")
 _SEEDS = flags.DEFINE_list("seeds", "0,1,2", "Seeds; every activation is trained with each.")
-_INIT = flags.DEFINE_enum("init", "he_fan_out", ["he_fan_in", "he_fan_out", "he_prelu"],
-                          "Initialization for every run (the paper trains with Eq. 14).")
+_INIT = flags.DEFINE_enum(
+    "init", "he_fan_in", ["he_fan_in", "he_fan_out", "he_prelu"],
+    "Initialization for every run. The paper trains with Eq. 14 (he_fan_out), but with fc "
+    "layers of 256 units and 10 classes its fan-out scaling makes fc1 and fc3 amplify their "
+    "input several times and runs diverge at these rates; Eq. 10 keeps the forward signal.")
 _WIDTH = flags.DEFINE_float("width_multiplier", 0.25, "Conv widths x this (CPU budget).",
                             lower_bound=0.01)
 _FC_UNITS = flags.DEFINE_integer("fc_units", 256, "Width of fc1 and fc2.", lower_bound=1)
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", 64, "Training crop size.", lower_bound=8)
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Global batch size.", lower_bound=1)
-_EPOCHS = flags.DEFINE_integer("epochs", 6, "Epochs per run.", lower_bound=1)
-_LR = flags.DEFINE_float("learning_rate", 0.02, "Initial SGD learning rate (momentum 0.9).",
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Global batch size.", lower_bound=1)
+_EPOCHS = flags.DEFINE_integer("epochs", 2, "Epochs per run.", lower_bound=1)
+_LR = flags.DEFINE_float("learning_rate", 0.01, "Initial SGD learning rate (momentum 0.9).",
                          lower_bound=0.0)
 _DECAY_EPOCHS = flags.DEFINE_list(
     "lr_decay_epochs", None, "0-based epochs where the rate is divided by 10 "
-    "(default: the last third and last sixth of training).")
+    "(default: the last third and last sixth of training when there are at least 3 "
+    "epochs, else none).")
 
 NAME = "activations"
 ACTIVATIONS = ("relu", "lrelu", "prelu_shared", "prelu")
+
+
+def _all_ints(values):
+    try:
+        return all(int(v) >= 0 for v in values or [])
+    except ValueError:
+        return False
+
+
+flags.register_validator("activations", lambda v: bool(v) and set(v) <= set(ACTIVATIONS),
+                         f"must be a non-empty list of {', '.join(ACTIVATIONS)}")
+flags.register_validator("seeds", lambda v: bool(v) and _all_ints(v),
+                         "must be a non-empty list of non-negative integers")
+flags.register_validator("lr_decay_epochs", _all_ints, "must be non-negative integers")
 
 
 def run(*, data_dir, output_dir, activations, seeds, train_fields, verbose=1):
@@ -53,10 +72,14 @@ def run(*, data_dir, output_dir, activations, seeds, train_fields, verbose=1):
     for activation in activations:
         runs[activation] = []
         for seed in seeds:
-            result, seconds = common.train(
+            result, seconds, diverged, history = common.train(
                 model_dir=os.path.join(output_dir, "runs", f"{activation}_seed{seed}"),
                 data_dir=data_dir, verbose=verbose, model="small_14", activation=activation,
                 seed=seed, **train_fields)
+            if diverged:  # Kept as a result; left out of the means.
+                runs[activation].append({"seed": seed, "seconds": seconds, "history": history,
+                                         "diverged": diverged})
+                continue
             cfg = result.config
             ten_view = evaluation.evaluate(
                 result.model, inputs.source_from_config(cfg), view="10view",
@@ -84,11 +107,12 @@ def summarize(results):
     """Mean and spread over seeds of the errors, and of each layer's slope."""
     from delving.experiments import common  # pylint: disable=import-outside-toplevel
     summary = {}
-    for activation, runs in results["runs"].items():
-        s = {}
+    for activation, all_runs in results["runs"].items():
+        runs = [r for r in all_runs if not r.get("diverged")]
+        s = {"completed": len(runs), "diverged": len(all_runs) - len(runs)}
         for key in ("val_top1_error", "val_top5_error", "center_top1_error"):
             s[key] = common.mean_std([r[key] for r in runs])
-        if runs[0]["prelu"]:
+        if runs and runs[0]["prelu"]:
             s["prelu"] = {layer: common.mean_std([r["prelu"][layer] for r in runs])
                           for layer in runs[0]["prelu"]}
         summary[activation] = s
@@ -99,11 +123,11 @@ def summarize(results):
 def error_table(results):
     from delving.experiments import common  # pylint: disable=import-outside-toplevel
     n = len(results["seeds"])
-    headers = ["activation", f"top-1 err (ours, mean ± std, {n} seeds)",
-               f"top-5 err (ours)", "top-1 err per seed", "paper top-1", "paper top-5"]
+    headers = ["activation", f"top-1 err (ours, mean ± std over {n} seeds)",
+               "top-5 err (ours)", "top-1 err per seed", "paper top-1", "paper top-5"]
     rows = []
     for activation, s in results["summary"].items():
-        per_seed = ", ".join(f"{100 * r['val_top1_error']:.1f}"
+        per_seed = ", ".join("diverged" if r.get("diverged") else f"{100 * r['val_top1_error']:.1f}"
                              for r in results["runs"][activation])
         paper = common.PAPER_TABLE2.get(activation, (None, None))
         rows.append([common.ACTIVATION_LABELS[activation],
@@ -125,6 +149,9 @@ def coefficient_table(results):
         kind = "channel-shared" if a == "prelu_shared" else "channel-wise (mean)"
         headers += [f"{kind}: ours", f"{kind}: paper"]
     rows = []
+    variants = [a for a in variants if "prelu" in summary[a]]
+    if not variants:
+        return ""
     for layer in summary[variants[0]]["prelu"]:
         row = [layer]
         for a in variants:
@@ -148,8 +175,8 @@ def plot_errors(results):
         ax.bar(xs, means, yerr=stds, capsize=4, color=[common.COLORS[a] for a in names],
                alpha=0.8, label="ours (mean ± std over seeds)")
         for x, a in zip(xs, names):
-            ax.plot([x] * len(results["runs"][a]),
-                    [100 * r[key] for r in results["runs"][a]], "k.", ms=4)
+            done = [r for r in results["runs"][a] if not r.get("diverged")]
+            ax.plot([x] * len(done), [100 * r[key] for r in done], "k.", ms=4)
         paper = [common.PAPER_TABLE2[a][paper_index] for a in names]
         ax.plot(xs, paper, "D", color="black", mfc="white", label="paper (ImageNet, Table 2)")
         ax.set_xticks(list(xs), [common.ACTIVATION_LABELS[a] for a in names], fontsize=7)
@@ -165,7 +192,7 @@ def plot_coefficients(results):
     from delving.experiments import common  # pylint: disable=import-outside-toplevel
     fig, ax = common.plt.subplots(figsize=(10, 3.8))
     for a, paper_index, marker in (("prelu_shared", 0, "s"), ("prelu", 1, "o")):
-        if a not in results["summary"]:
+        if "prelu" not in results["summary"].get(a, {}):
             continue
         layers = list(results["summary"][a]["prelu"])
         xs = range(len(layers))
@@ -189,23 +216,18 @@ def plot_coefficients(results):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from delving.experiments import common  # pylint: disable=import-outside-toplevel
-    unknown = [a for a in _ACTIVATIONS.value if a not in ACTIVATIONS]
-    if unknown:
-        raise app.UsageError(f"--activations: unknown {unknown}; choose from {list(ACTIVATIONS)}")
-    try:
-        seeds = [int(s) for s in _SEEDS.value]
-        decay = [int(e) for e in _DECAY_EPOCHS.value] if _DECAY_EPOCHS.value else None
-    except ValueError as e:
-        raise app.UsageError(f"--seeds and --lr_decay_epochs take integers: {e}") from None
+    seeds = [int(s) for s in _SEEDS.value]
+    decay = [int(e) for e in _DECAY_EPOCHS.value] if _DECAY_EPOCHS.value else None
     quick, output_dir = _QUICK.value, _OUTPUT_DIR.value
     if quick:
-        seeds = seeds[:2]
+        seeds = seeds[:1]
     start = time.time()
+    from delving.experiments import common  # pylint: disable=import-outside-toplevel
     data_dir = common.resolve_data_dir(_DATA_DIR.value, quick=quick, output_dir=output_dir)
-    epochs = 2 if quick else _EPOCHS.value
+    epochs = 1 if quick else _EPOCHS.value
     if decay is None:  # /10 for the last third, /100 for the last sixth (as the paper's steps).
-        decay = sorted({epochs - max(1, epochs // 3), epochs - max(1, epochs // 6)})
+        decay = (sorted({epochs - max(1, epochs // 3), epochs - max(1, epochs // 6)})
+                 if epochs >= 3 else [])
     fields = dict(
         init=_INIT.value,
         width_multiplier=0.125 if quick else _WIDTH.value,
@@ -217,7 +239,10 @@ def main(argv):
     size = fields["image_size"]  # The paper's 224 : [256, 512] : 256 ratio of scales.
     fields.update(scale_range=(round(size * 256 / 224), round(size * 512 / 224)),
                   eval_resize=round(size * 256 / 224))
-    results = run(data_dir=data_dir, output_dir=output_dir, activations=_ACTIVATIONS.value,
+    activations = _ACTIVATIONS.value
+    if quick and not flags.FLAGS["activations"].present:
+        activations = ["relu", "prelu"]
+    results = run(data_dir=data_dir, output_dir=output_dir, activations=activations,
                   seeds=seeds, train_fields=fields, verbose=0 if quick else 1)
     summarize(results)
     results.update(quick=quick, seconds=time.time() - start)

@@ -109,7 +109,7 @@ def write_outputs(output_dir, name, *, markdown, results, figures=()):
     paths.append(md_path)
     json_path = os.path.join(output_dir, f"{name}.json")
     with open(json_path, "w") as f:
-        json.dump(results, f, indent=2, sort_keys=True)
+        json.dump(results, f, indent=2)  # Insertion order: the order of the runs.
     paths.append(json_path)
     for suffix, fig in figures:
         png_path = os.path.join(output_dir, f"{name}{suffix}.png")
@@ -168,12 +168,15 @@ def resolve_data_dir(data_dir, *, quick, output_dir):
 def train(*, model_dir, data_dir, verbose=1, **fields):
     """One fresh training run on `data_dir` through `delving.trainer`.
 
+    A run whose loss becomes NaN is a result too: it comes back as
+    `(None, seconds, message, history so far)` instead of raising.
+
     `fields` are `TrainConfig` fields; the rest comes from the `builtin`
     preset (the paper's recipe shrunk for the built-in set). `model_dir` is
     emptied first, so every number comes from this run, not a resumed one.
 
     Returns:
-      (trainer.TrainResult, seconds).
+      (trainer.TrainResult or None, seconds, divergence message or None, history).
     """
     from delving import config as config_lib  # pylint: disable=import-outside-toplevel
     from delving import trainer  # pylint: disable=import-outside-toplevel
@@ -182,10 +185,9 @@ def train(*, model_dir, data_dir, verbose=1, **fields):
     cfg = config_lib.resolve_config(preset="builtin", data_dir=data_dir,
                                     model_dir=model_dir, **fields)
     start = time.time()
-    result = trainer.train(cfg, verbose=verbose)
-    return result, time.time() - start
-
-
-def num_train_examples(data_dir):
-    from delving import inputs  # pylint: disable=import-outside-toplevel
-    return inputs.DataSource(data_dir=data_dir).num_examples("train")
+    try:
+        result = trainer.train(cfg, verbose=verbose)
+    except trainer.TrainingDiverged as e:
+        print(f"Diverged: {e}", flush=True)
+        return None, time.time() - start, str(e), run_files.read_history(model_dir)
+    return result, time.time() - start, None, result.history

@@ -34,6 +34,11 @@ _EXTRA = flags.DEFINE_multi_string(
 
 EXPERIMENTS = ("signal_propagation", "convergence", "activations")
 
+flags.register_validator(
+    "experiment_flag",
+    lambda values: all(":--" in v and v.split(":", 1)[0] in EXPERIMENTS for v in values),
+    f"expected EXPERIMENT:--flag=value with EXPERIMENT one of {', '.join(EXPERIMENTS)}")
+
 
 def _command(name, work_dir, quick, extra):
     cmd = ["python", "-m", f"delving.experiments.{name}", f"--output_dir={work_dir}/{name}"]
@@ -59,15 +64,11 @@ def run_experiments(work_dir, quick, extra):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    for e in _EXTRA.value:
-        if e.split(":", 1)[0] not in EXPERIMENTS or ":" not in e:
-            raise app.UsageError(f"--experiment_flag={e}: expected EXPERIMENT:--flag=value "
-                                 f"with EXPERIMENT in {list(EXPERIMENTS)}")
     from delving.experiments import report_text  # pylint: disable=import-outside-toplevel
     started = datetime.datetime.now(datetime.timezone.utc)
-    start = time.time()
+    start, load_start = time.time(), os.getloadavg()[0]
     done = run_experiments(_WORK_DIR.value, _QUICK.value, _EXTRA.value)
-    total = time.time() - start
+    total, load_end = time.time() - start, os.getloadavg()[0]
     os.makedirs(_FIGURES_DIR.value, exist_ok=True)
     figures = {}
     for name in EXPERIMENTS:
@@ -80,9 +81,8 @@ def main(argv):
     versions = {p: _version(p) for p in ("tensorflow", "keras", "numpy", "matplotlib")}
     text = report_text.render(
         work_dir=_WORK_DIR.value, runs=done, total_seconds=total, started=started,
-        figures=figures, quick=_QUICK.value, versions=versions,
-        report_command=shlex.join(["python", "-m", "delving.experiments.report"] + argv[1:]
-                                  + _flag_args()))
+        figures=figures, quick=_QUICK.value, versions=versions, load=(load_start, load_end),
+        report_command=shlex.join(["python", "-m", "delving.experiments.report"] + _flag_args()))
     os.makedirs(os.path.dirname(os.path.abspath(_OUTPUT.value)), exist_ok=True)
     with open(_OUTPUT.value, "w") as f:
         f.write(text)

@@ -5,7 +5,8 @@ Measures, layer by layer, the standard deviation of the conv responses `y_l`
 (backward), in freshly initialized networks, for He fan-in (Eq. 10), He fan-out
 (Eq. 14) and "Xavier" (Var[w] = 1/n, NOTES.md section 3):
 
-  * the trunk of `small_30` (Fig. 3's 30-layer model: 27 conv layers), and
+  * the trunk of `small_30` (Fig. 3's 30-layer model: 27 conv layers), at the
+    paper's 224 px and at the convergence experiment's 64 px crops, and
   * a plain stack of 30 conv (3x3, circular padding) + ReLU layers of constant width.
 
 The backward pass starts from a standard-normal gradient on the trunk's output
@@ -32,7 +33,9 @@ _OUTPUT_DIR = flags.DEFINE_string(
     "output_dir", "runs/experiments/signal_propagation", "Where the table, JSON and figure go.")
 _QUICK = flags.DEFINE_bool("quick", False, "Tiny shapes, for tests: seconds instead of a minute.")
 _INITS = flags.DEFINE_list("inits", "he_fan_in,he_fan_out,xavier", "Initializations to compare.")
-_IMAGE_SIZE = flags.DEFINE_integer("image_size", None, "small_30 input size (default 224; quick 96).")
+_IMAGE_SIZES = flags.DEFINE_list(
+    "image_sizes", None, "small_30 input sizes: the paper's 224 and the convergence "
+    "experiment's 64 crops (default 224,64; quick 96).")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", None, "Random images per measurement (default 8; quick 2).")
 _STACK_DEPTH = flags.DEFINE_integer("stack_depth", 30, "Conv layers in the plain stack.", lower_bound=2)
 _STACK_WIDTH = flags.DEFINE_integer("stack_width", None, "Channels of the plain stack (default 64; quick 16).")
@@ -43,6 +46,18 @@ _SEED = flags.DEFINE_integer("seed", 0, "Seed of the weights, inputs and upstrea
 
 NAME = "signal_propagation"
 INIT_NAMES = ("he_fan_in", "he_fan_out", "xavier")
+
+
+def _positive_ints(values):
+    try:
+        return all(int(v) > 0 for v in values or [])
+    except ValueError:
+        return False
+
+
+flags.register_validator("inits", lambda v: bool(v) and set(v) <= set(INIT_NAMES),
+                         f"must be a non-empty list of {', '.join(INIT_NAMES)}")
+flags.register_validator("image_sizes", _positive_ints, "must be positive integers")
 
 
 def _initializer(init, seed):
@@ -170,19 +185,21 @@ def predicted_within(kernels, init):
     return math.sqrt(forward), math.sqrt(backward)
 
 
-def run(*, inits=INIT_NAMES, image_size=224, batch_size=8, stack_depth=30, stack_width=64,
-        stack_image_size=32, width_multiplier=1.0, draws=3, seed=0):
-    """Measures both networks for every init. Returns the results dict written as JSON."""
+def run(*, inits=INIT_NAMES, image_sizes=(224, 64), batch_size=8, stack_depth=30,
+        stack_width=64, stack_image_size=32, width_multiplier=1.0, draws=3, seed=0):
+    """Measures every network for every init. Returns the results dict written as JSON."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     networks = {}
-    specs = {
-        "small_30": dict(
+    specs = {}
+    for size in image_sizes:
+        specs[f"small_30@{size}"] = dict(
             closed_form=False,  # max pools and zero padding: no product formula
             build=lambda init, s: build_small30_trunk(init=init, seed=s,
                                                       width_multiplier=width_multiplier),
-            shape=(batch_size, image_size, image_size, 3),
-            description=f"small_30 trunk (27 conv), {image_size}x{image_size} input"
-                        + (f", width x{width_multiplier}" if width_multiplier != 1.0 else "")),
+            shape=(batch_size, size, size, 3),
+            description=f"small_30 trunk (27 conv), {size}x{size} input"
+                        + (f", width x{width_multiplier}" if width_multiplier != 1.0 else ""))
+    specs.update({
         f"plain_{stack_depth}": dict(
             closed_form=True,
             build=lambda init, s: build_plain_stack(depth=stack_depth, width=stack_width,
@@ -190,7 +207,7 @@ def run(*, inits=INIT_NAMES, image_size=224, batch_size=8, stack_depth=30, stack
             shape=(batch_size, stack_image_size, stack_image_size, 3),
             description=f"{stack_depth} x (3x3 conv, {stack_width}, circular padding + ReLU), "
                         f"{stack_image_size}x{stack_image_size} input"),
-    }
+    })
     for net, spec in specs.items():
         images = tf.random.stateless_normal(spec["shape"], seed=[seed, 0])
         per_init = {}
@@ -291,15 +308,13 @@ def plot(results):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from delving.experiments import common  # pylint: disable=import-outside-toplevel
-    unknown = [i for i in _INITS.value if i not in INIT_NAMES]
-    if unknown:
-        raise app.UsageError(f"--inits: unknown {unknown}; choose from {list(INIT_NAMES)}")
     quick = _QUICK.value
+    image_sizes = [int(v) for v in _IMAGE_SIZES.value or []]
     start = time.time()
+    from delving.experiments import common  # pylint: disable=import-outside-toplevel
     results = run(
         inits=tuple(_INITS.value),
-        image_size=_IMAGE_SIZE.value or (96 if quick else 224),
+        image_sizes=image_sizes or ([96] if quick else [224, 64]),
         batch_size=_BATCH_SIZE.value or (2 if quick else 8),
         stack_depth=_STACK_DEPTH.value,
         stack_width=_STACK_WIDTH.value or (16 if quick else 64),

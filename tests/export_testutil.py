@@ -15,12 +15,14 @@ TINY = dict(num_classes=NUM_CLASSES, width_multiplier=1 / 32, fc_units=16)
 
 
 def write_model_dir(model_dir, *, model="model_a", activation="prelu", seed=0,
-                    mixed_precision="none"):
+                    mixed_precision="none", **config):
     """A model_dir as `delving.train` leaves it, written by its own writers
-    (`run_files`) around an untrained tiny network."""
+    (`run_files`) around an untrained tiny network; `config`: more
+    TrainConfig fields."""
     cfg = config_lib.TrainConfig(model=model, activation=activation, seed=seed,
                                  model_dir=str(model_dir),
-                                 mixed_precision=mixed_precision, **TINY)
+                                 mixed_precision=mixed_precision, **TINY,
+                                 **config)
     policy = {"none": "float32", "float16": "mixed_float16"}[mixed_precision]
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(policy)

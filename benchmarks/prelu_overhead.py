@@ -1,0 +1,111 @@
+"""Training-step cost of PReLU vs ReLU on the same small conv net.
+
+The paper (Sec. 2.1) calls PReLU's extra cost negligible: one slope per
+channel, a few elementwise ops. This measures it: the same net with ReLU, with
+`keras_layers.PReLU` and with `keras.layers.PReLU(shared_axes=[1, 2])`
+(Keras' layer set up as channel-wise slopes), trained side by side in one run.
+Repeats are interleaved (ReLU, ours, Keras, ReLU, ...) so that load changes on
+the machine hit every variant alike; the table reports medians and the ratio
+to ReLU.
+
+    python benchmarks/prelu_overhead.py                      # small, < 1 min on CPU
+    python benchmarks/prelu_overhead.py --batch_size=128 --image_size=224 --width=64
+"""
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+import keras  # noqa: E402
+import keras_layers  # noqa: E402
+
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 16, "Images per training step.", lower_bound=1)
+_IMAGE_SIZE = flags.DEFINE_integer("image_size", 64, "Input height and width.", lower_bound=16)
+_WIDTH = flags.DEFINE_integer("width", 32, "Filters of the first conv; later stages 2x, 4x.",
+                              lower_bound=1)
+_STEPS = flags.DEFINE_integer("steps", 5, "Timed training steps per repeat.", lower_bound=1)
+_REPEATS = flags.DEFINE_integer("repeats", 10, "Interleaved repeats per variant.", lower_bound=1)
+_WARMUP = flags.DEFINE_integer("warmup", 3, "Untimed steps per variant (tracing).", lower_bound=1)
+_JIT = flags.DEFINE_bool("jit_compile", False, "Compile the training step with XLA.")
+_POLICY = flags.DEFINE_enum("dtype_policy", "float32",
+                            ["float32", "mixed_float16", "mixed_bfloat16"],
+                            "Keras dtype policy.")
+
+# Each maker takes `spatial`: False after the fc layer, where Keras' PReLU has
+# no spatial axes to share (one slope per unit there, like ours).
+VARIANTS = {
+    "ReLU": lambda spatial: keras.layers.ReLU(),
+    "keras_layers.PReLU": lambda spatial: keras_layers.PReLU(),
+    "keras.layers.PReLU(shared_axes=[1,2])": lambda spatial: keras.layers.PReLU(
+        alpha_initializer=keras.initializers.Constant(0.25),
+        shared_axes=[1, 2] if spatial else None),
+}
+
+
+def build_net(activation, image_size, width, num_classes=100):
+    """A scaled-down Table 1 net: conv/2, pool/3, 2x2 conv stages, SPP, fc."""
+    init = keras_layers.HeVarianceScaling("fan_out")
+    inputs = keras.Input((image_size, image_size, 3))
+    y = keras.layers.Conv2D(width, 7, strides=2, padding="same", kernel_initializer=init)(inputs)
+    y = activation(True)(y)
+    y = keras.layers.MaxPooling2D(3, 3)(y)
+    for filters, count in ((2 * width, 2), (4 * width, 3)):
+        for _ in range(count):
+            y = keras.layers.Conv2D(filters, 2, padding="same", kernel_initializer=init)(y)
+            y = activation(True)(y)
+        y = keras.layers.MaxPooling2D(2, 2)(y) if filters == 2 * width else y
+    y = keras_layers.SpatialPyramidPooling((4, 2, 1))(y)
+    y = keras.layers.Dense(8 * width, kernel_initializer=init)(y)
+    y = activation(False)(y)
+    outputs = keras.layers.Dense(num_classes, dtype="float32")(y)
+    return keras.Model(inputs, outputs)
+
+
+def main(argv):
+    del argv
+    keras.config.set_dtype_policy(_POLICY.value)
+    rng = np.random.default_rng(0)
+    images = rng.standard_normal(
+        (_BATCH_SIZE.value, _IMAGE_SIZE.value, _IMAGE_SIZE.value, 3)).astype("float32")
+    labels = rng.integers(0, 100, _BATCH_SIZE.value)
+
+    models = {}
+    for name, activation in VARIANTS.items():
+        keras.utils.set_random_seed(0)  # same weights in every variant
+        model = build_net(activation, _IMAGE_SIZE.value, _WIDTH.value)
+        model.compile(keras.optimizers.SGD(0.01, momentum=0.9),
+                      keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      jit_compile=_JIT.value)
+        for _ in range(_WARMUP.value):
+            model.train_on_batch(images, labels)
+        models[name] = model
+
+    times = {name: [] for name in models}
+    for _ in range(_REPEATS.value):
+        for name, model in models.items():
+            start = time.perf_counter()
+            for _ in range(_STEPS.value):
+                # Returns NumPy values, so each step has finished when timed.
+                model.train_on_batch(images, labels)
+            times[name].append((time.perf_counter() - start) / _STEPS.value)
+
+    relu = np.median(times["ReLU"])
+    print(f"\nbackend={keras.backend.backend()} policy={_POLICY.value} jit={_JIT.value} "
+          f"batch={_BATCH_SIZE.value} image={_IMAGE_SIZE.value} width={_WIDTH.value} "
+          f"steps={_STEPS.value}x{_REPEATS.value} repeats (median)")
+    header = f"{'activation':<40}{'params':>10}{'ms/step':>10}{'min':>9}{'max':>9}{'vs ReLU':>9}"
+    print(header)
+    print("-" * len(header))
+    for name, model in models.items():
+        t = np.array(times[name]) * 1e3
+        print(f"{name:<40}{model.count_params():>10,}{np.median(t):>10.2f}{t.min():>9.2f}"
+              f"{t.max():>9.2f}{np.median(t) / (relu * 1e3):>8.3f}x")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,114 @@
+"""The paper's preprocessing over a tensorflow-datasets image classifier set.
+
+Images are read undecoded (`tfds.decode.SkipDecoding`), so JPEG datasets
+get the same crop-before-decode fast path as the TFRecord reader. Nothing is
+downloaded unless asked: `imagenet2012` is prepared from its `manual_dir`
+(the ILSVRC tar files), other sets must already be prepared in `data_dir`
+(or pass `download=True`).
+
+Example:
+  >>> ds = make_dataset("imagenet2012", "train", batch_size=128,
+  ...                   is_training=True, manual_dir="/raw/ilsvrc")
+"""
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from pipelines import dataset_ops
+from pipelines import errors
+from pipelines import imagenet
+from pipelines import preprocessing
+
+
+def _builder(name, data_dir, manual_dir, download):
+  try:
+    builder = tfds.builder(name, data_dir=data_dir)
+    if manual_dir or download:
+      builder.download_and_prepare(
+          download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+  except (tfds.core.registered.DatasetNotFoundError, AssertionError,
+          FileNotFoundError, OSError) as e:
+    raise errors.DataError("tfds dataset %r (data_dir %s, manual_dir %s): %s"
+                           % (name, data_dir, manual_dir,
+                              str(e).splitlines()[0]))
+  return builder
+
+
+def make_dataset(name, split, *, batch_size, is_training, data_dir=None,
+                 manual_dir=None, download=False, image_key="image",
+                 label_key="label", image_size=224, scale_range=(256, 512),
+                 resize_size=256, num_classes=None, label_offset=0,
+                 input_context=None,
+                 shuffle_buffer=imagenet.DEFAULT_SHUFFLE_BUFFER, cache=False,
+                 deterministic=None, drop_remainder=None, dtype="float32",
+                 mean=preprocessing.MEAN_RGB, std=None, skip_corrupt=False,
+                 seed=None, repeat=False, crop=True, flip=True,
+                 lighting_std=0.1, check_images=True):
+  """`(images [B, S, S, 3] dtype, labels int32 [B])` from a tfds dataset.
+
+  Args:
+    name: tfds name, e.g. "imagenet2012" (labels 0-based, i.e. the TFRecord
+      label minus 1), "imagenette", "oxford_flowers102".
+    split: tfds split, e.g. "train", "validation", "train[:10%]".
+    data_dir, manual_dir, download: where tfds keeps / finds the data;
+      preparation only happens with `manual_dir` or `download=True`.
+    image_key, label_key: feature names in the dataset.
+    num_classes: default: from the dataset's label feature.
+    label_offset: tfds labels are 0-based, so 0.
+    Everything else: as `pipelines.imagenet.make_dataset`.
+
+  Raises:
+    DataError: unknown dataset, or not prepared and nothing to prepare from.
+  """
+  builder = _builder(name, data_dir, manual_dir, download)
+  if num_classes is None:
+    num_classes = builder.info.features[label_key].num_classes
+  num_pipelines = input_context.num_input_pipelines if input_context else 1
+  pipeline_id = input_context.input_pipeline_id if input_context else 0
+  if input_context:
+    batch_size = input_context.get_per_replica_batch_size(batch_size)
+  if drop_remainder is None:
+    drop_remainder = is_training
+  if deterministic is None:
+    deterministic = (not is_training) or seed is not None
+  seed = dataset_ops.base_seed(seed)
+
+  def read(context):
+    return builder.as_dataset(
+        split=split, shuffle_files=is_training,
+        decoders={image_key: tfds.decode.SkipDecoding()},
+        read_config=tfds.ReadConfig(input_context=context, shuffle_seed=seed,
+                                    try_autocache=False))
+
+  try:
+    try:
+      ds = read(input_context)
+    except ValueError:  # Fewer files than input pipelines: shard records.
+      ds = read(None).shard(num_pipelines, pipeline_id)
+  except (AssertionError, FileNotFoundError, KeyError) as e:
+    raise errors.DataError("tfds dataset %r split %r is not available: %s"
+                           % (name, split, str(e).splitlines()[0]))
+  origin_prefix = "%s/%s example " % (name, split)
+  ds = ds.enumerate().map(lambda index, example: (
+      example[image_key], example[label_key],
+      tf.strings.join([origin_prefix, tf.strings.as_string(index)])))
+  if cache:
+    ds = ds.cache(cache if isinstance(cache, str) else "")
+  if is_training and shuffle_buffer:
+    ds = ds.shuffle(shuffle_buffer, seed=seed + pipeline_id)
+  if repeat:
+    ds = ds.repeat()
+  preprocess_fn = dataset_ops.make_preprocess_fn(
+      is_training=is_training, image_size=image_size, scale_range=scale_range,
+      resize_size=resize_size, mean=mean, std=std, crop=crop, flip=flip,
+      lighting_std=lighting_std)
+  shape = [image_size, image_size, 3] if (is_training or crop) else [
+      None, None, 3]
+  ds = dataset_ops.preprocess_stage(
+      ds, preprocess_fn, image_shape=shape, seed=seed,
+      skip_corrupt=skip_corrupt, dtype=tf.as_dtype(dtype),
+      num_classes=num_classes, label_offset=label_offset,
+      seed_start=pipeline_id, seed_step=num_pipelines,
+      check_images=check_images)
+  return dataset_ops.finish(
+      ds, batch_size=batch_size, drop_remainder=drop_remainder,
+      deterministic=deterministic, manual_shard=input_context is not None)

@@ -1,0 +1,176 @@
+"""delving.experiments: the three experiment binaries and the report, end to end in --quick mode.
+
+One module fixture runs `python -m delving.experiments.report --quick`, which
+runs the three experiment binaries as subprocesses on a tiny built-in
+dataset; the tests then check what they wrote. The templated discussion is
+also checked in-process on constructed results, both ways round.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from delving.experiments import common
+from delving.experiments import report_text
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _run(args, **kwargs):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
+    return subprocess.run([sys.executable, "-m"] + args, cwd=ROOT, env=env,
+                          capture_output=True, text=True, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def quick_report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    paths = {"report": out / "REPRODUCTION.md", "figures": out / "figures", "work": out / "work"}
+    proc = _run(["delving.experiments.report", "--quick", f"--output={paths['report']}",
+                 f"--figures_dir={paths['figures']}", f"--work_dir={paths['work']}"],
+                timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    paths["stdout"] = proc.stdout
+    return paths
+
+
+def _results(paths, name):
+    with open(paths["work"] / name / f"{name}.json") as f:
+        return json.load(f)
+
+
+def _is_png(path):
+    with open(path, "rb") as f:
+        return f.read(8) == PNG_MAGIC and os.path.getsize(path) > 5000
+
+
+def test_signal_propagation_follows_eq9_and_eq13(quick_report):
+    results = _results(quick_report, "signal_propagation")
+    assert set(results["networks"]) == {"small_30@96", "plain_30"}
+    for name, net in results["networks"].items():
+        layers = 27 if name.startswith("small_30") else 30
+        for init, m in net["inits"].items():
+            assert len(m["forward"]) == len(m["backward"]) == layers, (name, init)
+        xavier = net["inits"]["xavier"]
+        # 2^-(L/2) is ~1e-4: Xavier is orders of magnitude below He, and within a
+        # small factor of the prediction (finite width scatters around it).
+        for direction in ("forward", "backward"):
+            measured = xavier[f"{direction}_vs_he_fan_in"]
+            predicted = xavier[f"{direction}_vs_he_fan_in_predicted"]
+            assert predicted == pytest.approx(2 ** (-layers / 2))
+            assert measured < 1e-3, (name, direction)
+            assert predicted / 10 < measured < predicted * 10, (name, direction)
+    plain = results["networks"]["plain_30"]["inits"]
+    assert plain["he_fan_in"]["forward_ratio_predicted"] == pytest.approx(1.0)
+    # He fan-in keeps the forward signal within a (finite-width) factor of 1.
+    assert 0.05 < plain["he_fan_in"]["forward_ratio"] < 20
+    # The printed table is the written one.
+    md = (quick_report["work"] / "signal_propagation" / "signal_propagation.md").read_text()
+    assert md.splitlines()[0] in quick_report["stdout"]
+    assert _is_png(quick_report["work"] / "signal_propagation" / "signal_propagation.png")
+
+
+def test_convergence_trains_every_model_and_init(quick_report):
+    results = _results(quick_report, "convergence")
+    assert set(results["runs"]) == {"small_30"}  # --quick trains one model
+    for model, per_init in results["runs"].items():
+        assert set(per_init) == {"he_fan_in", "xavier"}
+        for r in per_init.values():
+            assert len(r["history"]) == 1
+            for key in ("train_top1_error", "val_top1_error", "val_top5_error"):
+                assert 0.0 <= r["history"][0][key] <= 1.0
+            assert isinstance(r["stalled"], bool)
+            assert r["chance_error"] == pytest.approx(0.9)
+    md = (quick_report["work"] / "convergence" / "convergence.md").read_text()
+    assert md.count("Xavier") == 1
+    assert _is_png(quick_report["work"] / "convergence" / "convergence.png")
+
+
+def test_activations_reports_errors_and_table1_coefficients(quick_report):
+    results = _results(quick_report, "activations")
+    assert list(results["summary"]) == ["relu", "prelu"]  # --quick: two of the four
+    for activation, runs in results["runs"].items():
+        for r in runs:
+            assert 0.0 <= r["val_top1_error"] <= 1.0
+            assert r["val_top5_error"] <= r["val_top1_error"] + 1e-9
+            assert r["val_count"] == common.QUICK_SPLITS[1][1]
+            if activation.startswith("prelu"):
+                assert list(r["prelu"]) == list(common.PAPER_TABLE1)  # Table 1's 13 rows
+            else:
+                assert r["prelu"] == {}
+    md = (quick_report["work"] / "activations" / "activations.md").read_text()
+    for activation in ("relu", "prelu"):
+        assert common.ACTIVATION_LABELS[activation] in md
+    assert "| conv1 |" in md and "0.596" in md  # the paper's channel-wise conv1 slope beside ours
+    for name in ("activations", "activations_coefficients"):
+        assert _is_png(quick_report["work"] / "activations" / f"{name}.png")
+
+
+def test_report_states_setup_commands_and_measured_values(quick_report):
+    text = quick_report["report"].read_text()
+    hardware = common.hardware_summary()
+    assert hardware["cpu"] in text and f"{hardware['cores']} CPU cores" in text
+    assert "Quick mode" in text
+    for name in ("signal_propagation", "convergence", "activations"):
+        assert f"python -m delving.experiments.{name} --output_dir=" in text
+    # Figures are linked relative to the report and exist.
+    links = [line.split("](")[1].rstrip(")") for line in text.splitlines() if line.startswith("![")]
+    assert len(links) == 4
+    for link in links:
+        assert _is_png(os.path.join(os.path.dirname(quick_report["report"]), link))
+    # Measured values reach the report.
+    act = _results(quick_report, "activations")
+    relu_top1 = act["summary"]["relu"]["val_top1_error"][0]
+    assert f"{100 * relu_top1:.2f} ±" in text
+    sig = _results(quick_report, "signal_propagation")
+    assert f"{sig['networks']['plain_30']['inits']['xavier']['forward_vs_he_fan_in']:.2e}" in text
+
+
+def _convergence_results(he_errors, xavier_errors):
+    """What convergence.summarize writes, for given training errors per epoch."""
+    def run(errors):
+        below = [i + 1 for i, e in enumerate(errors) if e < 0.8]
+        return {"history": [{"epoch": i + 1} for i in range(len(errors))],
+                "steps_per_epoch": 10, "chance_error": 0.9,
+                "train_error_first": errors[0], "train_error_last": errors[-1],
+                "val_top1_last": errors[-1], "stalled": min(errors) > 0.85,
+                "first_epoch_below_chance": below[0] if below else None}
+    return {"runs": {"small_30": {"he_fan_in": run(he_errors), "xavier": run(xavier_errors)}},
+            "train_fields": {"learning_rate": 0.01, "epochs": len(he_errors)}}
+
+
+@pytest.mark.parametrize("he, xavier, verdict", [
+    ([0.85, 0.6, 0.4], [0.9, 0.9, 0.89], "As in the paper"),
+    ([0.9, 0.9, 0.9], [0.9, 0.9, 0.9], "Inconclusive"),
+    ([0.9, 0.9, 0.9], [0.85, 0.6, 0.4], "Differs from the paper"),
+])
+def test_convergence_discussion_follows_the_measurements(he, xavier, verdict):
+    results = _convergence_results(he, xavier)
+    text = report_text.convergence_section(results, "| table |", "figure.png")
+    assert verdict in text
+    assert ("Xavier stalled" in text) == (min(xavier) > 0.85)
+
+
+def test_a_diverged_run_is_reported_not_compared():
+    results = _convergence_results([0.85, 0.6], [0.9, 0.9])
+    results["runs"]["small_30"]["xavier"].update(diverged="loss became nan at step 3", stalled=None)
+    text = report_text.convergence_section(results, "| table |", "figure.png")
+    assert "diverged (loss became nan at step 3)" in text and "no comparison" in text
+
+
+@pytest.mark.parametrize("flag", [
+    ["delving.experiments.convergence", "--models=small_31"],
+    ["delving.experiments.activations", "--activations=swish"],
+    ["delving.experiments.activations", "--seeds=0,x"],
+    ["delving.experiments.signal_propagation", "--inits=glorot"],
+    ["delving.experiments.report", "--experiment_flag=nothing"],
+    ["delving.experiments.report", "--experiment_flag=training:--epochs=3"],
+])
+def test_bad_flags_fail_in_one_line(flag):
+    proc = _run(flag, timeout=60)
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    assert flag[1].split("=")[0] in proc.stderr
