@@ -39,7 +39,10 @@ def test_mirrored_matches_one_device(data_dir, tmp_path):
     devices = [d.name for d in tf.config.list_logical_devices("CPU")][:2]
     assert len(devices) == 2, "conftest.py should set up two logical CPUs"
     one = _train(data_dir, tmp_path / "one", tf.distribute.OneDeviceStrategy(devices[0]))
-    two = _train(data_dir, tmp_path / "two", tf.distribute.MirroredStrategy(devices))
+    # ReductionToOneDevice: no collective ops, whose instance keys can clash
+    # with another MirroredStrategy created earlier in the same test process.
+    two = _train(data_dir, tmp_path / "two", tf.distribute.MirroredStrategy(
+        devices, cross_device_ops=tf.distribute.ReductionToOneDevice()))
     assert one.step == two.step == util.TINY_RECIPE["steps_per_epoch"]
     cfg = one.config  # the seeded initial weights, rebuilt
     initial = models.build_model(
