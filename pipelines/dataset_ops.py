@@ -139,3 +139,31 @@ def finish(dataset, *, batch_size, drop_remainder, deterministic,
     options.experimental_distribute.auto_shard_policy = (
         tf.data.experimental.AutoShardPolicy.OFF)
   return dataset.with_options(options).prefetch(AUTOTUNE)
+
+
+def preprocess_and_batch(ds, *, is_training, image_size, scale_range,
+                         resize_size, mean, std, crop, flip, lighting_std,
+                         seed, skip_corrupt, dtype, num_classes, label_offset,
+                         pipeline_id, num_pipelines, check_images, batch_size,
+                         drop_remainder, deterministic, manual_shard,
+                         parse_fn=None):
+  """The readers' common tail: preprocess every record, batch, prefetch.
+
+  Both `imagenet.make_dataset` and `tfds.make_dataset` end here, so the two
+  sources give identical images for identical bytes and seeds.
+  """
+  preprocess_fn = make_preprocess_fn(
+      is_training=is_training, image_size=image_size, scale_range=scale_range,
+      resize_size=resize_size, mean=mean, std=std, crop=crop, flip=flip,
+      lighting_std=lighting_std)
+  shape = [image_size, image_size, 3] if (is_training or crop) else [
+      None, None, 3]
+  extra = {} if parse_fn is None else {"parse_fn": parse_fn}
+  ds = preprocess_stage(
+      ds, preprocess_fn, image_shape=shape, seed=seed,
+      skip_corrupt=skip_corrupt, dtype=tf.as_dtype(dtype),
+      num_classes=num_classes, label_offset=label_offset,
+      seed_start=pipeline_id, seed_step=num_pipelines,
+      check_images=check_images, **extra)
+  return finish(ds, batch_size=batch_size, drop_remainder=drop_remainder,
+                deterministic=deterministic, manual_shard=manual_shard)

@@ -191,19 +191,13 @@ def make_dataset(data_dir, split, *, batch_size, is_training, image_size=224,
                     reshuffle_each_iteration=True)
   if repeat:
     ds = ds.repeat()
-  preprocess_fn = dataset_ops.make_preprocess_fn(
-      is_training=is_training, image_size=image_size, scale_range=scale_range,
+  return dataset_ops.preprocess_and_batch(
+      ds, is_training=is_training, image_size=image_size, scale_range=scale_range,
       resize_size=resize_size, mean=mean, std=std, crop=crop, flip=flip,
-      lighting_std=lighting_std)
-  shape = [image_size, image_size, 3] if (is_training or crop) else [
-      None, None, 3]
-  ds = dataset_ops.preprocess_stage(
-      ds, preprocess_fn, image_shape=shape, seed=seed,
-      skip_corrupt=skip_corrupt, dtype=tf.as_dtype(dtype),
-      num_classes=num_classes, label_offset=label_offset,
-      seed_start=pipeline_id, seed_step=num_pipelines,
-      check_images=check_images,
+      lighting_std=lighting_std, seed=seed, skip_corrupt=skip_corrupt,
+      dtype=dtype, num_classes=num_classes, label_offset=label_offset,
+      pipeline_id=pipeline_id, num_pipelines=num_pipelines,
+      check_images=check_images, batch_size=batch_size,
+      drop_remainder=drop_remainder, deterministic=deterministic,
+      manual_shard=input_context is not None,
       parse_fn=lambda *e: _parse(*e, skip_corrupt=skip_corrupt))
-  return dataset_ops.finish(
-      ds, batch_size=batch_size, drop_remainder=drop_remainder,
-      deterministic=deterministic, manual_shard=input_context is not None)
