@@ -41,7 +41,6 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     import dataclasses
-    import tensorflow as tf
     from delving import evaluation, inputs
     from pipelines import errors
     unknown = [v for v in _VIEWS.value if v not in evaluation.VIEWS]
@@ -54,7 +53,7 @@ def main(argv):
         evaluation.register_view(dataclasses.replace(
             evaluation.VIEWS["dense"],
             scores=functools.partial(dense.evaluation_scores, flip=False)))
-    try:
+    with errors.exit_on_user_error("delving.evaluate"):
         model, cfg = evaluation.load_model(_MODEL_DIR.value,
                                            checkpoint=_CHECKPOINT.value)
         if _DATA_DIR.value:
@@ -69,13 +68,6 @@ def main(argv):
                 model, source, view=view, scales=scales, image_size=cfg.image_size,
                 batch_size=_BATCH.value, steps=_STEPS.value, progress=True)
             rows.append((view, result))
-    except errors.DataError as e:
-        sys.exit(f"delving.evaluate: error: {e}")
-    except tf.errors.OpError as e:
-        data_error = errors.as_data_error(e)
-        if data_error is None:
-            raise
-        sys.exit(f"delving.evaluate: error: {data_error}")
     scale_text = ",".join(map(str, scales))
     print(f"{'view':<8} {'scales':<12} {'top-1 err':>9} {'top-5 err':>9} "
           f"{'loss':>8} {'images':>7}")

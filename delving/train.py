@@ -157,15 +157,9 @@ def main(argv):
     from pipelines import errors
     import tensorflow as tf
     tf.get_logger().setLevel("WARNING")  # no INFO line per checkpoint save
-    try:
+    with errors.exit_on_user_error(
+            "delving.train", also=(trainer.TrainingDiverged, trainer.ConfigMismatch)):
         trainer.train(cfg)
-    except (errors.DataError, trainer.TrainingDiverged, trainer.ConfigMismatch) as e:
-        sys.exit(f"delving.train: error: {e}")
-    except tf.errors.OpError as e:
-        data_error = errors.as_data_error(e)
-        if data_error is None:
-            raise
-        sys.exit(f"delving.train: error: {data_error}")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,9 @@ required feature) fail through `tf.debugging.Assert`, whose message starts
 with `MARKER`; `as_data_error` turns such a TensorFlow error back into a
 one-line `DataError`, so a training binary can print it without a traceback.
 """
+import contextlib
 import re
+import sys
 
 MARKER = "DataError:"
 
@@ -56,3 +58,23 @@ def as_data_error(error):
   """
   match = _ASSERTED.search(getattr(error, "message", None) or str(error))
   return DataError(match.group(1)) if match else None
+
+
+@contextlib.contextmanager
+def exit_on_user_error(program, also=()):
+  """Ends a binary with one line, no traceback, for mistakes with the data.
+
+  `DataError`, the exception types in `also`, and TensorFlow errors that
+  `as_data_error` recognises become `"<program>: error: <message>"` and exit
+  status 1; any other error propagates with its traceback.
+  """
+  import tensorflow as tf  # Imported late: flag parsing stays fast.
+  try:
+    yield
+  except (DataError, *also) as e:
+    sys.exit(f"{program}: error: {e}")
+  except tf.errors.OpError as e:
+    data_error = as_data_error(e)
+    if data_error is None:
+      raise
+    sys.exit(f"{program}: error: {data_error}")
