@@ -19,6 +19,14 @@ Choices the paper leaves open, fixed here once for every network:
   ceil(a/(s*t))), never zero, and a 64x64 image works for every network.
   At 224 this gives the paper's 14x14 for models A/B/C and VGG-19, and 19x19
   for the small models (pool1 is 3x3 /3: 112 -> 38 -> pool2 -> 19).
+- An even kernel (the small models' 2x2 convs) cannot be padded "same"
+  symmetrically: Keras puts the one pixel of padding on the bottom/right,
+  which shifts the receptive field half a pixel per layer, and after the 22
+  of `small_30`'s conv3 it has left a 6x6 map (64 px input) altogether, so
+  the deep layers see mostly zeros. The builder therefore alternates: odd-
+  numbered stride-1 even-kernel convs pad bottom/right, even-numbered ones
+  top/left (a `ZeroPadding2D` named `<conv>_pad`); the shifts cancel pair by
+  pair, and the sizes are those of "same".
 - VGG-19's pool5 (2x2 /2 on the 14x14 conv5_4 map at 224) followed by the
   7x7x512 flatten is exactly a one-level SPP with a 7x7 grid: at 224 each of
   the 7x7 bins is one 2x2 /2 pooling window. So vgg19 has no separate pool5:

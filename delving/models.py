@@ -90,12 +90,25 @@ def _build_trunk(spec, *, activation, make_init, seeds, data_format,
                  width_multiplier):
     image = keras.Input(_image_shape(3, data_format), name="image")
     x = image
+    even_kernels = 0
     for i, stage in enumerate(spec.stages, start=1):
         for j in range(stage.repeats):
             name = f"conv{i}" if stage.repeats == 1 else f"conv{i}_{j + 1}"
+            stride = stage.stride if j == 0 else 1
+            padding = "same"
+            if stage.kernel % 2 == 0 and stride == 1:
+                # "same" pads an even kernel on the bottom/right only; every
+                # other such conv pads top/left instead (model_specs).
+                even_kernels += 1
+                if even_kernels % 2 == 0:
+                    before = stage.kernel // 2
+                    pad = ((before, before - 1),) * 2
+                    x = keras.layers.ZeroPadding2D(
+                        pad, data_format=data_format, name=f"{name}_pad")(x)
+                    padding = "valid"
             x = keras.layers.Conv2D(
                 _scaled(stage.filters, width_multiplier), stage.kernel,
-                strides=stage.stride if j == 0 else 1, padding="same",
+                strides=stride, padding=padding,
                 data_format=data_format,
                 kernel_initializer=make_init(next(seeds)),
                 bias_initializer="zeros", name=name)(x)

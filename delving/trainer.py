@@ -40,6 +40,8 @@ from delving import inputs
 from delving import models
 from delving import run_files
 from delving.schedules import LearningRateSchedule
+from pipelines import dataset_ops
+from pipelines import preprocessing
 
 _POLICIES = {"none": "float32", "float16": "mixed_float16",
              "bfloat16": "mixed_bfloat16"}
@@ -132,12 +134,15 @@ class _Trainer:
         cfg = self.cfg
 
         def dataset_fn(context):
+            # uint8 crops and lighting shifts: normalised on the device by
+            # `gradients`, which keeps the host's CPUs on decoding
+            # (benchmarks/input_pipeline.py).
             return self.source.dataset(
                 "train", is_training=True, input_context=context,
                 batch_size=cfg.batch_size,  # global: the reader divides it
                 image_size=cfg.image_size, scale_range=cfg.scale_range,
                 lighting_std=cfg.lighting_std, cache=cfg.cache_data,
-                dtype=self._input_dtype(), seed=seed, repeat=True)
+                seed=seed, repeat=True, normalize=False)
         return self.strategy.distribute_datasets_from_function(dataset_fn)
 
     def _make_train_step(self):
@@ -146,9 +151,14 @@ class _Trainer:
         loss_scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
         topk = min(5, cfg.num_classes)
 
+        mean, std, dtype = preprocessing.MEAN_RGB, self.source.std, self._input_dtype()
+
         @tf.function(jit_compile=cfg.jit_compile)
-        def gradients(images, labels):
+        def gradients(batch, labels):
             """Forward and backward pass of one replica (XLA-compilable)."""
+            images = tf.cast(preprocessing.normalize(
+                batch[dataset_ops.PIXELS], mean, std,
+                shift=batch[dataset_ops.LIGHTING]), dtype)
             with tf.GradientTape() as tape:
                 logits = tf.cast(model(images, training=True), tf.float32)
                 per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(
@@ -165,8 +175,8 @@ class _Trainer:
             grads = tape.gradient(total, model.trainable_variables)
             return grads, loss, _correct(logits, labels, topk)
 
-        def replica_step(images, labels):
-            grads, loss, (top1, top5) = gradients(images, labels)
+        def replica_step(batch, labels):
+            grads, loss, (top1, top5) = gradients(batch, labels)
             optimizer.apply_gradients(zip(grads, model.trainable_variables))
             return loss, top1, top5, tf.shape(labels)[0]
 

@@ -28,6 +28,9 @@ AUTOTUNE = tf.data.AUTOTUNE
 DEFAULT_SHUFFLE_BUFFER = 10_000
 _RECORD_OVERHEAD = 16  # length (8) + length crc (4) + data crc (4) bytes.
 _RECORD, _TRUNCATED, _END = 0, 1, 2
+# Appended after each shard's records to find where the shard ended; not a
+# serialized Example, so it cannot be mistaken for a record of one.
+_END_OF_SHARD = b"\x00delving: end of shard\x00"
 
 
 def list_files(data_dir, split, file_pattern=None):
@@ -57,58 +60,57 @@ def _file_sizes(files):
 
 
 def _read_shard(filename, size):
-  """Records of one shard as `(record, origin, kind)`.
+  """Records of one shard as `(record, kind, (index, filename))`.
 
-  `kind` is _RECORD for each record, and at the end of the shard either
-  _END (all `size` bytes read) or _TRUNCATED (reading stopped early).
+  `kind` is _RECORD for each record; one more element follows the last
+  record: _TRUNCATED if reading stopped before `size` bytes, else _END with
+  index -1, which the preprocessing stage drops like its own sentinel.
   """
-  reader = tf.data.TFRecordDataset(filename).ignore_errors()
-  reader = reader.map(lambda r: (r, False)).concatenate(
-      tf.data.Dataset.from_tensors((tf.constant(b""), True)))
+  reader = tf.data.TFRecordDataset(filename).ignore_errors().concatenate(
+      tf.data.Dataset.from_tensors(tf.constant(_END_OF_SHARD)))
 
-  def step(state, element):
+  def step(state, record):
     consumed, index = state
-    record, at_end = element
+    at_end = tf.equal(record, _END_OF_SHARD)
     consumed += tf.cast(tf.strings.length(record) + _RECORD_OVERHEAD,
                         tf.int64) * tf.cast(tf.logical_not(at_end), tf.int64)
     kind = tf.where(at_end, tf.where(consumed >= size, _END, _TRUNCATED),
                     _RECORD)
-    origin = tf.strings.join(
-        ["record ", tf.strings.as_string(index), " of ", filename])
-    return (consumed, index + 1), (record, origin, kind)
+    index = tf.where(kind == _END, tf.constant(-1, tf.int64), index)
+    return (consumed, index + 1), (record, kind, (index, filename))
 
   return reader.scan((tf.constant(0, tf.int64), tf.constant(0, tf.int64)),
-                     step).filter(lambda record, origin, kind: kind != _END)
+                     step)
 
 
-def _parse(record, origin, kind, skip_corrupt):
-  """`(record, origin, kind)` -> `(image_bytes, label, origin)`."""
-  shard = tf.strings.regex_replace(origin, "^record [0-9]+ of ", "")
-  if not skip_corrupt:
-    check = errors.assert_that(
-        kind != _TRUNCATED, "truncated or corrupt TFRecord shard ", shard,
-        " (pass skip_corrupt=True to read what is intact)")
-    with tf.control_dependencies([check]):
-      record = tf.identity(record)
+def _parse(record, kind, origin):
+  """A raw record -> `(image_bytes, label, origin, oks)`; `oks` as CHECKS."""
+  record = tf.where(kind == _RECORD, record, b"")  # Not the end mark.
   features = tf.io.parse_single_example(record, records.REQUIRED_FEATURES)
-  checks = [
-      errors.assert_that(
-          tf.logical_or(kind == _TRUNCATED,
-                        tf.not_equal(features[name], default)),
-          "required feature %s missing in " % name, origin)
+  oks = [kind != _TRUNCATED] + [
+      tf.logical_or(kind == _TRUNCATED, tf.not_equal(features[name], default))
       for name, default in records.MISSING.items()]
-  with tf.control_dependencies(checks):
-    return (tf.identity(features[records.ENCODED]),
-            features[records.LABEL], origin)
+  return features[records.ENCODED], features[records.LABEL], origin, tuple(oks)
 
 
-def _log_truncated(record, origin, kind):
+# What a False in `_parse`'s `oks` means, in the same order.
+CHECKS = (
+    lambda index, source, label: (
+        "truncated or corrupt TFRecord shard ", source,
+        " (pass skip_corrupt=True to read what is intact)"),
+) + tuple(
+    (lambda index, source, label, name=name: (
+        "required feature %s missing in " % name,
+        *dataset_ops.origin_parts(index, source)))
+    for name in records.MISSING)
+
+
+def _log_truncated(record, kind, origin):
   def log():
-    intact = tf.strings.regex_replace(origin, "^record ([0-9]+) of (.*)$",
-                                      "\\2 after \\1 intact records")
-    tf.print(tf.strings.join(
-        ["pipelines: skipped the unreadable rest of truncated or corrupt "
-         "shard ", intact]), output_stream=sys.stderr)
+    tf.print(tf.strings.join([
+        "pipelines: skipped the unreadable rest of truncated or corrupt "
+        "shard ", origin[1], " after ", tf.strings.as_string(origin[0]),
+        " intact records"]), output_stream=sys.stderr)
     return False
   return tf.cond(kind == _TRUNCATED, log, lambda: True)
 
@@ -120,7 +122,8 @@ def make_dataset(data_dir, split, *, batch_size, is_training, image_size=224,
                  deterministic=None, drop_remainder=None, dtype="float32",
                  mean=preprocessing.MEAN_RGB, std=None, skip_corrupt=False,
                  seed=None, repeat=False, crop=True, flip=True,
-                 lighting_std=0.1, check_images=True, cycle_length=16):
+                 lighting_std=0.1, check_images=True, normalize=True,
+                 cycle_length=16):
   """A `tf.data.Dataset` of `(images [B, S, S, 3] dtype, labels int32 [B])`.
 
   Args:
@@ -199,5 +202,5 @@ def make_dataset(data_dir, split, *, batch_size, is_training, image_size=224,
       pipeline_id=pipeline_id, num_pipelines=num_pipelines,
       check_images=check_images, batch_size=batch_size,
       drop_remainder=drop_remainder, deterministic=deterministic,
-      manual_shard=input_context is not None,
-      parse_fn=lambda *e: _parse(*e, skip_corrupt=skip_corrupt))
+      manual_shard=input_context is not None, normalize=normalize,
+      parse_fn=_parse, checks=CHECKS, finite=not repeat)

@@ -13,6 +13,11 @@ the original image, so only that window is decoded
 (`tf.io.decode_and_crop_jpeg`) and then resized to `image_size`. Other formats
 (PNG, GIF, BMP, grayscale or CMYK files) take the general path: full decode to
 3-channel RGB, the same window, the same resize.
+
+Each preprocessing is split into a per-image half that returns uint8
+(`augment_for_train`, `crop_for_eval`) and `normalize`, which the pipelines
+apply once per batch; `preprocess_for_train` / `preprocess_for_eval` compose
+the two for one image and give the same numbers.
 """
 import tensorflow as tf
 
@@ -35,8 +40,11 @@ def _resize(image, size):
   at test time. Plain bilinear already averages 2x2 neighbours, enough for
   shrinking up to 2x (the common case: ImageNet windows are 164-328 px for a
   224 crop); antialiasing costs as much as the JPEG decode, so it is used
-  only when the image shrinks by more than that.
+  only when the image shrinks by more than that. The image is cast to
+  float32 first: ResizeBilinear converts uint8 pixels more slowly than a
+  separate Cast does (about half the resize's time).
   """
+  image = tf.cast(image, tf.float32)
   ratio = tf.reduce_max(tf.cast(tf.shape(image)[-3:-1], tf.float32)
                         / tf.cast(tf.convert_to_tensor(size), tf.float32))
   return tf.cond(
@@ -144,10 +152,15 @@ def normalize(image, mean=MEAN_RGB, std=None, shift=None):
   """`(image + shift - mean) / std`, per channel; each term optional.
 
   Computed as one multiply-add over the image (`shift`, e.g. the lighting
-  noise, is folded into the per-channel offset).
+  noise, is folded into the per-channel offset). Works on one image
+  `[H, W, 3]` with `shift [3]`, or on a batch `[B, H, W, 3]` with a shift per
+  image `[B, 3]` (or one `[3]` for all); the result for each image is the
+  same either way.
   """
   image = tf.cast(image, tf.float32)
   offset = tf.zeros([3]) if shift is None else tf.cast(shift, tf.float32)
+  if offset.shape.rank == 2:  # One shift per image of a batch.
+    offset = offset[:, tf.newaxis, tf.newaxis, :]
   if mean is not None:
     offset -= tf.constant(mean, tf.float32)
   if std is not None:
@@ -162,6 +175,46 @@ def _seed_or_random(seed):
   if seed is None:
     return tf.random.uniform([2], maxval=2**31 - 1, dtype=tf.int32)
   return tf.cast(tf.convert_to_tensor(seed), tf.int32)
+
+
+def to_uint8(image):
+  """Rounds a resized float image (values within 0-255) back to uint8.
+
+  The pipelines hand uint8 crops to the batch and normalise whole batches:
+  a quarter of the bytes to copy and one vectorised op per batch instead of
+  one per image (benchmarks/input_pipeline.py). Caffe, whose recipe the
+  paper follows, also resized in uint8.
+  """
+  return tf.cast(image + 0.5, tf.uint8)  # Values are >= 0: rounds.
+
+
+def augment_for_train(image_bytes, *, image_size=224, scale_range=(256, 512),
+                      flip=True, lighting_std=0.1, seed=None):
+  """The per-image half of `preprocess_for_train`: the geometry, in uint8.
+
+  Returns:
+    `(image uint8 [S, S, 3], shift float32 [3])`: the scale-jittered, cropped,
+    flipped crop and the PCA lighting shift (zeros when `lighting_std` is 0);
+    `normalize(image, mean, std, shift=shift)` finishes the preprocessing,
+    per image or on a batch with shifts `[B, 3]`.
+  """
+  seed = _seed_or_random(seed)
+  # One draw for the geometry (a handful of ops per image is measurable in
+  # a tf.data map): scale, window offset (y, x), flip.
+  draw = tf.random.stateless_uniform([4], seed)
+  low, high = float(scale_range[0]), float(scale_range[1])
+  scale = low + (high - low) * draw[0]
+  image = decode_crop(image_bytes, lambda shape: crop_window(
+      shape, image_size, scale, draw[1:3]))
+  if flip:  # On the small uint8 window, before resizing: cheaper.
+    image = tf.cond(draw[3] < 0.5, lambda: tf.reverse(image, axis=[1]),
+                    lambda: image)
+  image = to_uint8(_resize(image, [image_size, image_size]))
+  image.set_shape([image_size, image_size, 3])
+  shift = (lighting_shift(lighting_std,
+                          tf.random.experimental.stateless_fold_in(seed, 1))
+           if lighting_std else tf.zeros([3]))
+  return image, shift
 
 
 def preprocess_for_train(image_bytes, *, image_size=224,
@@ -180,22 +233,23 @@ def preprocess_for_train(image_bytes, *, image_size=224,
     seed: int `[2]` stateless seed; None draws one (not reproducible).
 
   Returns:
-    float32 `[S, S, 3]`.
+    float32 `[S, S, 3]`: `normalize(*augment_for_train(...))`, which is what
+    the pipelines compute, the normalisation once per batch.
 
   Example:
     >>> image = preprocess_for_train(jpeg_bytes, seed=[0, 7])
   """
-  seeds = tf.random.experimental.stateless_split(_seed_or_random(seed), 4)
-  scale = tf.random.stateless_uniform(
-      [], seeds[0], float(scale_range[0]), float(scale_range[1]))
-  offset = tf.random.stateless_uniform([2], seeds[1])
-  image = decode_crop(
-      image_bytes, lambda shape: crop_window(shape, image_size, scale, offset))
-  if flip:  # On the small uint8 window, before resizing: cheaper.
-    image = tf.image.stateless_random_flip_left_right(image, seeds[2])
-  image = _resize(image, [image_size, image_size])
-  shift = lighting_shift(lighting_std, seeds[3]) if lighting_std else None
-  image = normalize(image, mean, std, shift=shift)
+  image, shift = augment_for_train(
+      image_bytes, image_size=image_size, scale_range=scale_range, flip=flip,
+      lighting_std=lighting_std, seed=seed)
+  return normalize(image, mean, std, shift=shift)
+
+
+def crop_for_eval(image_bytes, *, image_size=224, resize_size=256):
+  """The per-image half of `preprocess_for_eval`: the uint8 centre crop."""
+  image = decode_crop(image_bytes, lambda shape: crop_window(
+      shape, image_size, float(resize_size), tf.constant([0.5, 0.5])))
+  image = to_uint8(_resize(image, [image_size, image_size]))
   image.set_shape([image_size, image_size, 3])
   return image
 
@@ -209,7 +263,7 @@ def preprocess_for_eval(image_bytes, *, image_size=224, resize_size=256,
     image_size: side of the centre crop.
     resize_size: the shorter side after resizing.
     crop: False returns the whole resized image, `[H', W', 3]` with
-      `min(H', W') == resize_size` (dense testing, 10-view).
+      `min(H', W') == resize_size` (dense testing, 10-view), unrounded.
     mean, std: per-channel statistics for `normalize`.
 
   Returns:
@@ -218,11 +272,8 @@ def preprocess_for_eval(image_bytes, *, image_size=224, resize_size=256,
   if not crop:
     return normalize(resize_shorter_side(decode_rgb(image_bytes), resize_size),
                      mean, std)
-  image = decode_crop(image_bytes, lambda shape: crop_window(
-      shape, image_size, float(resize_size), tf.constant([0.5, 0.5])))
-  image = normalize(_resize(image, [image_size, image_size]), mean, std)
-  image.set_shape([image_size, image_size, 3])
-  return image
+  return normalize(crop_for_eval(image_bytes, image_size=image_size,
+                                 resize_size=resize_size), mean, std)
 
 
 def ten_crop(image, crop_size):

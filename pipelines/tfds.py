@@ -42,7 +42,7 @@ def make_dataset(name, split, *, batch_size, is_training, data_dir=None,
                  deterministic=None, drop_remainder=None, dtype="float32",
                  mean=preprocessing.MEAN_RGB, std=None, skip_corrupt=False,
                  seed=None, repeat=False, crop=True, flip=True,
-                 lighting_std=0.1, check_images=True):
+                 lighting_std=0.1, check_images=True, normalize=True):
   """`(images [B, S, S, 3] dtype, labels int32 [B])` from a tfds dataset.
 
   Args:
@@ -87,10 +87,9 @@ def make_dataset(name, split, *, batch_size, is_training, data_dir=None,
   except (AssertionError, FileNotFoundError, KeyError) as e:
     raise errors.DataError("tfds dataset %r split %r is not available: %s"
                            % (name, split, str(e).splitlines()[0]))
-  origin_prefix = "%s/%s example " % (name, split)
+  source = "tfds %s split %s" % (name, split)
   ds = ds.enumerate().map(lambda index, example: (
-      example[image_key], example[label_key],
-      tf.strings.join([origin_prefix, tf.strings.as_string(index)])))
+      example[image_key], example[label_key], (index, source)))
   if cache:
     ds = ds.cache(cache if isinstance(cache, str) else "")
   if is_training and shuffle_buffer:
@@ -105,4 +104,5 @@ def make_dataset(name, split, *, batch_size, is_training, data_dir=None,
       pipeline_id=pipeline_id, num_pipelines=num_pipelines,
       check_images=check_images, batch_size=batch_size,
       drop_remainder=drop_remainder, deterministic=deterministic,
-      manual_shard=input_context is not None)
+      manual_shard=input_context is not None, normalize=normalize,
+      finite=not repeat)

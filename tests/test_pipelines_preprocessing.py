@@ -159,3 +159,24 @@ def test_resize_shorter_side_takes_batches():
   assert out.shape == (2, 10, 15, 3)
   np.testing.assert_allclose(out[1], pp.resize_shorter_side(batch[1], 10),
                              atol=1e-4)
+
+
+def test_normalize_a_batch_equals_normalizing_each_image():
+  images = tf.cast(tf.random.stateless_uniform([3, 5, 4, 3], [1, 1], 0, 255),
+                   tf.uint8)
+  shifts = tf.random.stateless_normal([3, 3], [2, 2])
+  batch = pp.normalize(images, pp.MEAN_RGB, pp.STD_RGB, shift=shifts).numpy()
+  for i in range(3):
+    np.testing.assert_array_equal(
+        batch[i], pp.normalize(images[i], pp.MEAN_RGB, pp.STD_RGB,
+                               shift=shifts[i]).numpy())
+
+
+def test_augment_then_normalize_is_preprocess_for_train():
+  data = tf.constant(util.image_bytes("jpeg", 50, 70, seed=6))
+  kwargs = dict(image_size=24, scale_range=(26, 52), seed=[3, 9])
+  image, shift = pp.augment_for_train(data, **kwargs)
+  assert image.dtype == tf.uint8 and image.shape == (24, 24, 3)
+  np.testing.assert_array_equal(
+      pp.normalize(image, shift=shift).numpy(),
+      pp.preprocess_for_train(data, **kwargs).numpy())
