@@ -127,9 +127,10 @@ def signal_section(results, markdown, figure):
               + (" and the plain stack's He curves being flat only to within that scatter" if plain
                  else "") + ". In `small_30` the max pools change the scale of the signal (a max "
               "of rectified values has a larger second moment; its gradient reaches one input of "
-              "each window), and the zero padding of the 2x2 \"same\" convs shrinks the signal a "
-              "little near the borders in every layer, so even He's curves are not flat there; "
-              "the Xavier/He ratio is unaffected.", ""]
+              "each window), and the zero padding of the 2x2 convs (one pixel, on alternating "
+              "sides: `delving.model_specs`) shrinks the signal a little near the borders in "
+              "every layer, so even He's curves are not flat there; the Xavier/He ratio is "
+              "unaffected.", ""]
     return "\n".join(lines)
 
 
@@ -294,14 +295,13 @@ def differences_section(sig, conv, act):
              if name.startswith("small_30@") and "he_fan_in" in net["inits"]}
     if small:
         lines.append(
-            "- Deep stacks of 2x2 \"same\" convs lose signal near the borders of small feature "
-            "maps (Keras pads a 2x2 kernel on the bottom/right only, so 22 such layers shift "
-            "each output's receptive field by up to 22 positions, off a small map). Measured "
-            "in section 1, He fan-in std(y_L)/std(y_1) through the `small_30` trunk: "
+            "- The small models' 2x2 convs need one pixel of padding on one side; the "
+            "builder alternates the side (Keras alone pads bottom/right, which shifted "
+            "`small_30`'s receptive field off its 6x6 maps at 64 px and left He fan-in "
+            "std(y_L)/std(y_1) at 7.8e-4). Measured in section 1 with the alternation, "
+            "through the `small_30` trunk: "
             + ", ".join(f"{v:.3g} at {k.split('@')[1]} px" for k, v in small.items())
-            + ". The training crops here are "
-            f"{conv['train_fields']['image_size']} px, so `small_30` trains with a much weaker "
-            "signal than at the paper's 224 px, whatever the init.")
+            + ".")
     lines.append("")
     return "\n".join(lines)
 
