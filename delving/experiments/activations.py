@@ -36,9 +36,9 @@ _WIDTH = flags.DEFINE_float("width_multiplier", 0.25, "Conv widths x this (CPU b
                             lower_bound=0.01)
 _FC_UNITS = flags.DEFINE_integer("fc_units", 256, "Width of fc1 and fc2.", lower_bound=1)
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", 64, "Training crop size.", lower_bound=8)
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Global batch size.", lower_bound=1)
-_EPOCHS = flags.DEFINE_integer("epochs", 2, "Epochs per run.", lower_bound=1)
-_LR = flags.DEFINE_float("learning_rate", 0.01, "Initial SGD learning rate (momentum 0.9).",
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Global batch size.", lower_bound=1)
+_EPOCHS = flags.DEFINE_integer("epochs", 9, "Epochs per run.", lower_bound=1)
+_LR = flags.DEFINE_float("learning_rate", 0.005, "Initial SGD learning rate (momentum 0.9).",
                          lower_bound=0.0)
 _DECAY_EPOCHS = flags.DEFINE_list(
     "lr_decay_epochs", None, "0-based epochs where the rate is divided by 10 "
