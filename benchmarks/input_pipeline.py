@@ -99,10 +99,12 @@ def decode_only(data_dir):
   return ds.batch(BATCH).prefetch(AUTOTUNE)
 
 
-def ours(data_dir, **kwargs):
-  return imagenet.make_dataset(data_dir, "train", batch_size=BATCH,
-                               is_training=True, shuffle_buffer=256, seed=0,
-                               **{"normalize": False, **kwargs})
+def ours(data_dir, num_images, **kwargs):
+  """Repeated, as the trainer reads it; one pass is `num_images` images."""
+  return imagenet.make_dataset(
+      data_dir, "train", batch_size=BATCH, is_training=True,
+      shuffle_buffer=256, seed=0, repeat=True,
+      **{"normalize": False, **kwargs}).take(num_images // BATCH)
 
 
 def naive(data_dir, image_size=224, scale_range=(256, 512)):
@@ -138,11 +140,11 @@ def main():
           % (args.num_images, mean_bytes / 1024, time.time() - start,
              os.cpu_count()))
     pipelines = [("decode only", decode_only(data_dir)),
-                 ("ours", ours(data_dir)),
+                 ("ours", ours(data_dir, args.num_images)),
                  ("ours, check_images=False",
-                  ours(data_dir, check_images=False)),
+                  ours(data_dir, args.num_images, check_images=False)),
                  ("ours, normalised on the host",
-                  ours(data_dir, normalize=True)),
+                  ours(data_dir, args.num_images, normalize=True)),
                  ("naive", naive(data_dir))]
     for _, ds in pipelines:  # Warm up: tracing, thread pools, page cache.
       images_per_second(ds)

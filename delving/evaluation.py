@@ -160,7 +160,11 @@ class Evaluator:
                     tf.reduce_sum(tf.cast(rank < k, tf.float32)),
                     tf.cast(tf.shape(labels)[0], tf.float32))
 
-        @tf.function
+        # No AutoGraph: the views' functions branch only on Python values
+        # (explicit tf.cond otherwise), and converting them was behind the
+        # suite's one flaky failure (an AutoGraph-converted `get_head` once
+        # received a string instead of the model).
+        @tf.function(autograph=False)
         def step(batch):
             out = self.strategy.run(replica_step, args=batch)
             return [self.strategy.reduce("SUM", x, axis=None) for x in out]

@@ -136,7 +136,9 @@ def _convergence_results(he_errors, xavier_errors):
         return {"history": [{"epoch": i + 1} for i in range(len(errors))],
                 "steps_per_epoch": 10, "chance_error": 0.9,
                 "train_error_first": errors[0], "train_error_last": errors[-1],
-                "val_top1_last": errors[-1], "stalled": min(errors) > 0.85,
+                "train_error_min": min(errors), "val_top1_best": min(errors),
+                "val_top1_last": errors[-1], "train_loss_min": 2.0,
+                "stalled": min(errors) > 0.85,
                 "first_epoch_below_chance": below[0] if below else None}
     return {"runs": {"small_30": {"he_fan_in": run(he_errors), "xavier": run(xavier_errors)}},
             "train_fields": {"learning_rate": 0.01, "epochs": len(he_errors)}}

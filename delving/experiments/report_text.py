@@ -146,9 +146,10 @@ def convergence_section(results, markdown, figure):
         f"rate {f['learning_rate']:g}, {f['epochs']} epochs of {any_run['steps_per_epoch']} "
         f"steps. The rectifier init here is Eq. 10 (fan-in), which differs from Xavier by exactly "
         f"the factor 2 in every layer's weight variance that the paper is about (the paper "
-        f"trains with Eq. 14 and states that either suffices). \"Stalled\" means the training "
-        f"error never went {100 * 0.05:.0f} points below chance; training error is measured on "
-        f"the augmented batches with dropout, as Caffe logs it.")
+        f"trains with Eq. 14 and states that either suffices). \"Stalled\" means neither "
+        f"the training nor the validation error ever went {100 * 0.05:.0f} points below chance; "
+        f"training error is measured on the augmented batches with dropout, as Caffe logs it, "
+        f"validation error on centre crops.")
     lines += ["", f"![convergence]({figure})", "", markdown.strip(), ""]
     depth = {"small_30": "30-layer", "model_b": "22-layer (model B)"}
     for model, per_init in results["runs"].items():
@@ -164,11 +165,16 @@ def convergence_section(results, markdown, figure):
                          + ": no comparison.")
             continue
         said = (f"{depth.get(model, model)} `{model}`: rectifier init "
-                f"{'stalled' if h['stalled'] else 'converged'} (training error "
-                f"{_pct(h['train_error_first'])} -> {_pct(h['train_error_last'])}, validation "
-                f"top-1 {_pct(h['val_top1_last'])}); Xavier "
-                f"{'stalled' if x['stalled'] else 'converged'} ({_pct(x['train_error_first'])} "
-                f"-> {_pct(x['train_error_last'])}, validation {_pct(x['val_top1_last'])}).")
+                f"{'stalled' if h['stalled'] else 'learned'} (training error "
+                f"{_pct(h['train_error_first'])} -> {_pct(h['train_error_last'])}, best "
+                f"{_pct(h['train_error_min'])}; validation top-1 best "
+                f"{_pct(h['val_top1_best'])}, last {_pct(h['val_top1_last'])}; lowest training "
+                f"loss {h.get('train_loss_min', float('nan')):.3f}); Xavier "
+                f"{'stalled' if x['stalled'] else 'learned'} ({_pct(x['train_error_first'])} "
+                f"-> {_pct(x['train_error_last'])}, best {_pct(x['train_error_min'])}; validation "
+                f"best {_pct(x['val_top1_best'])}, last {_pct(x['val_top1_last'])}; lowest "
+                f"training loss {x.get('train_loss_min', float('nan')):.3f}, chance "
+                f"{math.log(1 / (1 - x['chance_error'])):.3f}).")
         he_start, xa_start = h["first_epoch_below_chance"], x["first_epoch_below_chance"]
         if he_start and (xa_start is None or he_start < xa_start):
             said += (f" The rectifier init got 10 points below chance at epoch {he_start}, "
