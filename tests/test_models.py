@@ -67,12 +67,15 @@ def test_forward_backward_finite(name, activation):
 def test_layer_names_follow_the_paper():
     model = tiny("small_14", activation="relu")
     trunk = [layer.name for layer in models.get_trunk(model).layers]
+    # Every other 2x2 conv pads top/left explicitly (`<conv>_pad`).
     assert trunk == [
         "image", "conv1", "conv1_relu", "pool1",
-        "conv2_1", "conv2_1_relu", "conv2_2", "conv2_2_relu",
-        "conv2_3", "conv2_3_relu", "conv2_4", "conv2_4_relu", "pool2",
-        *[f"conv3_{i}{suffix}" for i in range(1, 7)
-          for suffix in ("", "_relu")]]
+        "conv2_1", "conv2_1_relu", "conv2_2_pad", "conv2_2", "conv2_2_relu",
+        "conv2_3", "conv2_3_relu", "conv2_4_pad", "conv2_4", "conv2_4_relu",
+        "pool2",
+        *[name for i in range(1, 7) for name in
+          ([f"conv3_{i}_pad"] if i % 2 == 0 else []) + [f"conv3_{i}",
+                                                       f"conv3_{i}_relu"]]]
     head = [layer.name for layer in models.get_head(model).layers]
     assert head == ["feature_map", "spp", "fc1", "fc1_relu", "fc1_dropout",
                     "fc2", "fc2_relu", "fc2_dropout", "fc3"]
@@ -231,3 +234,25 @@ def test_bad_arguments_raise_one_line_errors(kwargs, message):
     with pytest.raises(ValueError, match=message) as info:
         models.build_model(**kwargs)
     assert "\n" not in str(info.value)
+
+
+def test_two_by_two_convs_alternate_their_padding_side():
+    # Keras' "same" pads a 2x2 kernel bottom/right; a stack that always did
+    # so would drift its receptive field. With the alternation, a pair of
+    # 2x2 box filters (all-ones kernels) maps a centred impulse to a
+    # symmetric response, and the map keeps its size.
+    model = models.build_model("small_14", num_classes=3, activation="relu",
+                               width_multiplier=1 / 64, fc_units=4)
+    trunk = models.get_trunk(model)
+    assert trunk.get_layer("conv2_2_pad").padding == ((1, 0), (1, 0))
+    conv_a, conv_b = (trunk.get_layer(n) for n in ("conv2_1", "conv2_2"))
+    pad = trunk.get_layer("conv2_2_pad")
+    for conv in (conv_a, conv_b):
+        kernel, bias = conv.get_weights()
+        conv.set_weights([np.ones_like(kernel) / kernel.shape[2], bias * 0])
+    x = np.zeros((1, 7, 7, conv_a.input.shape[-1]), np.float32)
+    x[0, 3, 3, :] = 1.0
+    y = conv_b(pad(conv_a(x))).numpy()[0, :, :, 0]
+    assert y.shape == (7, 7)
+    np.testing.assert_allclose(y, y[::-1, ::-1], atol=1e-6)
+    assert y[3, 3] == y.max()

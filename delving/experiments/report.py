@@ -13,6 +13,7 @@ Usage (from the repository root; about half an hour on 2 CPU cores):
 """
 import datetime
 import importlib.metadata
+import json
 import os
 import shlex
 import shutil
@@ -28,6 +29,9 @@ _FIGURES_DIR = flags.DEFINE_string("figures_dir", "docs/figures", "Where the rep
 _WORK_DIR = flags.DEFINE_string("work_dir", "runs/reproduction",
                                 "Output directories of the experiments (runs, JSON, tables).")
 _QUICK = flags.DEFINE_bool("quick", False, "Run every experiment with --quick (for tests).")
+_RENDER_ONLY = flags.DEFINE_bool(
+    "render_only", False, "Run nothing: rewrite the report from the runs already in "
+    "--work_dir (after changing the report's text).")
 _EXTRA = flags.DEFINE_multi_string(
     "experiment_flag", [], "EXPERIMENT:--flag=value passed to one experiment, e.g. "
     "'activations:--seeds=0,1,2,3'. Repeatable.")
@@ -65,10 +69,17 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     from delving.experiments import report_text  # pylint: disable=import-outside-toplevel
-    started = datetime.datetime.now(datetime.timezone.utc)
-    start, load_start = time.time(), os.getloadavg()[0]
-    done = run_experiments(_WORK_DIR.value, _QUICK.value, _EXTRA.value)
-    total, load_end = time.time() - start, os.getloadavg()[0]
+    run_file = os.path.join(_WORK_DIR.value, "report_run.json")
+    if _RENDER_ONLY.value:
+        done, started, total, load = _recorded_run(run_file)
+    else:
+        started = datetime.datetime.now(datetime.timezone.utc)
+        start, load_start = time.time(), os.getloadavg()[0]
+        done = run_experiments(_WORK_DIR.value, _QUICK.value, _EXTRA.value)
+        total, load = time.time() - start, (load_start, os.getloadavg()[0])
+        with open(run_file, "w") as f:
+            json.dump({"runs": done, "started": started.isoformat(), "seconds": total,
+                       "load": load}, f, indent=1)
     os.makedirs(_FIGURES_DIR.value, exist_ok=True)
     figures = {}
     for name in EXPERIMENTS:
@@ -81,13 +92,39 @@ def main(argv):
     versions = {p: _version(p) for p in ("tensorflow", "keras", "numpy", "matplotlib")}
     text = report_text.render(
         work_dir=_WORK_DIR.value, runs=done, total_seconds=total, started=started,
-        figures=figures, quick=_QUICK.value, versions=versions, load=(load_start, load_end),
+        figures=figures, quick=_QUICK.value, versions=versions, load=load,
         report_command=shlex.join(["python", "-m", "delving.experiments.report"] + _flag_args()))
     os.makedirs(os.path.dirname(os.path.abspath(_OUTPUT.value)), exist_ok=True)
     with open(_OUTPUT.value, "w") as f:
         f.write(text)
     print(f"\nWrote {_OUTPUT.value} and {len(figures)} figures in {_FIGURES_DIR.value} "
           f"({total / 60:.1f} min)")
+
+
+def _recorded_run(run_file):
+    """(runs, started, total seconds, load) of the run that filled --work_dir.
+
+    From `report_run.json`; for a work_dir written before that file existed,
+    from each experiment's own JSON (its `seconds`, the start from the file
+    times) with the load average unknown.
+    """
+    if os.path.exists(run_file):
+        with open(run_file) as f:
+            rec = json.load(f)
+        runs = {name: (cmd, sec) for name, (cmd, sec) in rec["runs"].items()}
+        return (runs, datetime.datetime.fromisoformat(rec["started"]), rec["seconds"],
+                tuple(rec["load"]))
+    runs, starts = {}, []
+    for name in EXPERIMENTS:
+        path = os.path.join(_WORK_DIR.value, name, f"{name}.json")
+        if not os.path.exists(path):
+            raise SystemExit(f"error: --render_only: no {path}; run the report first")
+        with open(path) as f:
+            seconds = json.load(f)["seconds"]
+        runs[name] = (_command(name, _WORK_DIR.value, _QUICK.value, _EXTRA.value), seconds)
+        starts.append(os.path.getmtime(path) - seconds)
+    started = datetime.datetime.fromtimestamp(min(starts), datetime.timezone.utc)
+    return runs, started, sum(sec for _, sec in runs.values()), None
 
 
 def _flag_args():

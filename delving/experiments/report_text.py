@@ -31,8 +31,20 @@ def _dataset_info(data_dir):
     return None
 
 
+def _recipe(work_dir):
+    """The config of the activation experiment's first run: what was trained."""
+    runs_dir = os.path.join(work_dir, "activations", "runs")
+    for name in sorted(os.listdir(runs_dir)) if os.path.isdir(runs_dir) else []:
+        path = os.path.join(runs_dir, name, "config.json")
+        if os.path.exists(path):
+            with open(path) as f:
+                return json.load(f)
+    return {}
+
+
 def setup_section(*, hardware, versions, runs, total_seconds, started, load, data_info,
-                  fields, quick):
+                  fields, quick, recipe=None):
+    recipe = recipe or {}
     lines = ["## Setup", ""]
     mem = f"{hardware['memory_gib']:.1f} GiB" if hardware["memory_gib"] else "unknown"
     lines.append(f"- **Hardware**: {hardware['cpu']}, {hardware['cores']} CPU cores, "
@@ -40,10 +52,13 @@ def setup_section(*, hardware, versions, runs, total_seconds, started, load, dat
                  f"{hardware['python']}, " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".")
     per = ", ".join(f"{name.replace('_', ' ')} {sec / 60:.1f} min" for name, (_, sec) in runs.items())
     lines.append(f"- **Run time**: {total_seconds / 60:.1f} min in all ({per}), started "
-                 f"{started:%Y-%m-%d %H:%M} UTC. The 1-minute load average was "
-                 f"{load[0]:.1f} at the start and {load[1]:.1f} at the end on "
-                 f"{hardware['cores']} cores: other jobs shared the machine when it is above the "
-                 f"core count, and the times are then longer than on an idle machine.")
+                 f"{started:%Y-%m-%d %H:%M} UTC. " + (
+                     f"The 1-minute load average was {load[0]:.1f} at the start and "
+                     f"{load[1]:.1f} at the end on {hardware['cores']} cores: other jobs shared "
+                     "the machine when it is above the core count, and the times are then "
+                     "longer than on an idle machine." if load else
+                     "(Rendered again from those runs with `--render_only`; the load average "
+                     "was not recorded.)"))
     if data_info:
         sizes = data_info.get("size_range", ["?", "?"])
         lines.append(
@@ -56,8 +71,13 @@ def setup_section(*, hardware, versions, runs, total_seconds, started, load, dat
     if fields:
         lines.append(
             f"- **Recipe** (both training experiments, through `delving.trainer`): the paper's "
-            f"(SGD momentum 0.9, weight decay 5e-4 not on PReLU slopes, dropout 0.5 on fc1/fc2, "
-            f"scale jitter, random crops, flips, colour noise) shrunk to the machine: "
+            f"(SGD momentum {recipe.get('momentum')}, weight decay {recipe.get('weight_decay'):g} "
+            f"not on PReLU slopes, scale jitter, random crops, flips, colour noise) shrunk to "
+            f"the machine, with the `builtin` preset's departures: "
+            + (f"dropout {recipe['dropout']:g}" if recipe.get("dropout") else
+               "no dropout (paper 0.5)")
+            + (", inputs divided by the RGB std after the mean" if recipe.get("input_std")
+               else "") + "; "
             f"{fields['image_size']}x{fields['image_size']} crops from shorter sides in "
             f"[{fields['scale_range'][0]}, {fields['scale_range'][1]}] (the paper's 224 in "
             f"[256, 512]), conv widths x{fields['width_multiplier']}, fc1/fc2 "
@@ -148,7 +168,7 @@ def convergence_section(results, markdown, figure):
         f"the factor 2 in every layer's weight variance that the paper is about (the paper "
         f"trains with Eq. 14 and states that either suffices). \"Stalled\" means neither "
         f"the training nor the validation error ever went {100 * 0.05:.0f} points below chance; "
-        f"training error is measured on the augmented batches with dropout, as Caffe logs it, "
+        f"training error is measured on the augmented training batches, as Caffe logs it, "
         f"validation error on centre crops.")
     lines += ["", f"![convergence]({figure})", "", markdown.strip(), ""]
     depth = {"small_30": "30-layer", "model_b": "22-layer (model B)"}
@@ -175,6 +195,14 @@ def convergence_section(results, markdown, figure):
                 f"best {_pct(x['val_top1_best'])}, last {_pct(x['val_top1_last'])}; lowest "
                 f"training loss {x.get('train_loss_min', float('nan')):.3f}, chance "
                 f"{math.log(1 / (1 - x['chance_error'])):.3f}).")
+        for label, r in (("rectifier init", h), ("Xavier", x)):
+            vals = [e["val_top1_error"] for e in r["history"]]
+            best = vals.index(min(vals))
+            if not r["stalled"] and vals[-1] - vals[best] >= 0.05:
+                said += (f" The {label} run was unstable: its validation error came back to "
+                         f"{_pct(vals[-1])} after {_pct(vals[best])} at epoch "
+                         f"{r['history'][best]['epoch']} (a plain ReLU stack has no batch "
+                         "normalization, so the learning rate is the likely cause).")
         he_start, xa_start = h["first_epoch_below_chance"], x["first_epoch_below_chance"]
         if he_start and (xa_start is None or he_start < xa_start):
             said += (f" The rectifier init got 10 points below chance at epoch {he_start}, "
@@ -302,9 +330,9 @@ def differences_section(sig, conv, act):
     if small:
         lines.append(
             "- The small models' 2x2 convs need one pixel of padding on one side; the "
-            "builder alternates the side (Keras alone pads bottom/right, which shifted "
-            "`small_30`'s receptive field off its 6x6 maps at 64 px and left He fan-in "
-            "std(y_L)/std(y_1) at 7.8e-4). Measured in section 1 with the alternation, "
+            "builder alternates the side (Keras alone pads bottom/right, which would shift "
+            "`small_30`'s receptive field by 22 positions through conv3, off its 6x6 maps at "
+            "64 px). Measured in section 1 with the alternation, He fan-in std(y_L)/std(y_1) "
             "through the `small_30` trunk: "
             + ", ".join(f"{v:.3g} at {k.split('@')[1]} px" for k, v in small.items())
             + ".")
@@ -333,7 +361,7 @@ def render(*, work_dir, runs, total_seconds, started, figures, quick, versions, 
         setup_section(hardware=common.hardware_summary(), versions=versions, runs=runs,
                       total_seconds=total_seconds, started=started, load=load,
                       data_info=_dataset_info(act.get("data_dir")), fields=act["train_fields"],
-                      quick=quick),
+                      quick=quick, recipe=_recipe(work_dir)),
         signal_section(sig, sig_md, figures.get("signal_propagation", "")),
         convergence_section(conv, conv_md, figures.get("convergence", "")),
         activations_section(act, act_md, figures),
