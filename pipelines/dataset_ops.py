@@ -8,6 +8,7 @@ the image is dropped and a running count is printed. `finish` batches,
 normalises whole batches, sets the tf.data options and prefetches.
 """
 import base64
+import dataclasses
 import functools
 import random
 import sys
@@ -26,6 +27,44 @@ PIXELS, LIGHTING = "pixels", "lighting"
 def base_seed(seed):
   """The seed used for shuffling and augmentation: given, or a fresh one."""
   return random.SystemRandom().randrange(2**31 - 1) if seed is None else seed
+
+
+@dataclasses.dataclass(frozen=True)
+class InputPlan:
+  """What both readers derive from their arguments before reading."""
+  num_pipelines: int
+  pipeline_id: int
+  batch_size: int  # per input pipeline (per replica with an InputContext)
+  drop_remainder: bool
+  deterministic: bool
+  seed: int
+  manual_shard: bool  # sharded here: tf.distribute must not shard again
+
+
+def input_plan(input_context, *, batch_size, is_training, seed,
+               deterministic=None, drop_remainder=None):
+  """Sharding, batch size and defaults: `drop_remainder` and ordered output
+  for training are `is_training` and "seeded", and a missing seed is drawn."""
+  return InputPlan(
+      num_pipelines=input_context.num_input_pipelines if input_context else 1,
+      pipeline_id=input_context.input_pipeline_id if input_context else 0,
+      batch_size=(input_context.get_per_replica_batch_size(batch_size)
+                  if input_context else batch_size),
+      drop_remainder=is_training if drop_remainder is None else drop_remainder,
+      deterministic=((not is_training) or seed is not None
+                     if deterministic is None else deterministic),
+      seed=base_seed(seed), manual_shard=input_context is not None)
+
+
+def cache_shuffle_repeat(ds, plan, *, is_training, cache, shuffle_buffer,
+                         repeat):
+  """The readers' record-level tail before preprocessing."""
+  if cache:
+    ds = ds.cache(cache if isinstance(cache, str) else "")
+  if is_training and shuffle_buffer:
+    ds = ds.shuffle(shuffle_buffer, seed=plan.seed + plan.pipeline_id,
+                    reshuffle_each_iteration=True)
+  return ds.repeat() if repeat else ds
 
 
 def make_preprocess_fn(*, is_training, image_size, scale_range, resize_size,
@@ -230,13 +269,11 @@ def finish(dataset, *, batch_size, drop_remainder, deterministic, mean, std,
   return dataset.with_options(options).prefetch(AUTOTUNE)
 
 
-def preprocess_and_batch(ds, *, is_training, image_size, scale_range,
+def preprocess_and_batch(ds, plan, *, is_training, image_size, scale_range,
                          resize_size, mean, std, crop, flip, lighting_std,
-                         seed, skip_corrupt, dtype, num_classes, label_offset,
-                         pipeline_id, num_pipelines, check_images, batch_size,
-                         drop_remainder, deterministic, manual_shard,
-                         normalize=True, parse_fn=None, checks=(),
-                         finite=True):
+                         skip_corrupt, dtype, num_classes, label_offset,
+                         check_images, normalize, finite, parse_fn=None,
+                         checks=()):
   """The readers' common tail: preprocess every record, batch, prefetch.
 
   Both `imagenet.make_dataset` and `tfds.make_dataset` end here, so the two
@@ -249,12 +286,13 @@ def preprocess_and_batch(ds, *, is_training, image_size, scale_range,
   ds = preprocess_stage(
       ds, preprocess_fn,
       image_shape=[None, None, 3] if whole else [image_size, image_size, 3],
-      image_dtype=tf.float32 if whole else tf.uint8, seed=seed,
+      image_dtype=tf.float32 if whole else tf.uint8, seed=plan.seed,
       skip_corrupt=skip_corrupt, num_classes=num_classes,
-      label_offset=label_offset, seed_start=pipeline_id,
-      seed_step=num_pipelines, check_images=check_images, parse_fn=parse_fn,
-      checks=checks, finite=finite)
-  return finish(ds, batch_size=batch_size, drop_remainder=drop_remainder,
-                deterministic=deterministic, mean=mean, std=std,
+      label_offset=label_offset, seed_start=plan.pipeline_id,
+      seed_step=plan.num_pipelines, check_images=check_images,
+      parse_fn=parse_fn, checks=checks, finite=finite)
+  return finish(ds, batch_size=plan.batch_size,
+                drop_remainder=plan.drop_remainder,
+                deterministic=plan.deterministic, mean=mean, std=std,
                 dtype=tf.as_dtype(dtype), normalize=normalize,
-                manual_shard=manual_shard)
+                manual_shard=plan.manual_shard)

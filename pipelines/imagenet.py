@@ -159,15 +159,10 @@ def make_dataset(data_dir, split, *, batch_size, is_training, image_size=224,
     DataError: missing directory or no files for the pattern.
   """
   files = list_files(data_dir, split, file_pattern)
-  num_pipelines = input_context.num_input_pipelines if input_context else 1
-  pipeline_id = input_context.input_pipeline_id if input_context else 0
-  if input_context:
-    batch_size = input_context.get_per_replica_batch_size(batch_size)
-  if drop_remainder is None:
-    drop_remainder = is_training
-  if deterministic is None:
-    deterministic = (not is_training) or seed is not None
-  seed = dataset_ops.base_seed(seed)
+  plan = dataset_ops.input_plan(
+      input_context, batch_size=batch_size, is_training=is_training, seed=seed,
+      deterministic=deterministic, drop_remainder=drop_remainder)
+  num_pipelines, pipeline_id = plan.num_pipelines, plan.pipeline_id
   shard_by_file = num_pipelines > 1 and len(files) >= num_pipelines
   shard_by_record = num_pipelines > 1 and not shard_by_file
 
@@ -177,30 +172,23 @@ def make_dataset(data_dir, split, *, batch_size, is_training, image_size=224,
     file_ds = file_ds.shard(num_pipelines, pipeline_id)
   if is_training and not shard_by_record:
     # Record sharding needs the same file order on every worker.
-    file_ds = file_ds.shuffle(len(files), seed=seed,
+    file_ds = file_ds.shuffle(len(files), seed=plan.seed,
                               reshuffle_each_iteration=True)
   ds = file_ds.interleave(
       _read_shard, cycle_length=min(cycle_length, len(files)),
       num_parallel_calls=AUTOTUNE,
-      deterministic=True if shard_by_record else deterministic)
+      deterministic=True if shard_by_record else plan.deterministic)
   if skip_corrupt:
     ds = ds.filter(_log_truncated)
   if shard_by_record:
     ds = ds.shard(num_pipelines, pipeline_id)
-  if cache:
-    ds = ds.cache(cache if isinstance(cache, str) else "")
-  if is_training and shuffle_buffer:
-    ds = ds.shuffle(shuffle_buffer, seed=seed + pipeline_id,
-                    reshuffle_each_iteration=True)
-  if repeat:
-    ds = ds.repeat()
+  ds = dataset_ops.cache_shuffle_repeat(
+      ds, plan, is_training=is_training, cache=cache,
+      shuffle_buffer=shuffle_buffer, repeat=repeat)
   return dataset_ops.preprocess_and_batch(
-      ds, is_training=is_training, image_size=image_size, scale_range=scale_range,
-      resize_size=resize_size, mean=mean, std=std, crop=crop, flip=flip,
-      lighting_std=lighting_std, seed=seed, skip_corrupt=skip_corrupt,
-      dtype=dtype, num_classes=num_classes, label_offset=label_offset,
-      pipeline_id=pipeline_id, num_pipelines=num_pipelines,
-      check_images=check_images, batch_size=batch_size,
-      drop_remainder=drop_remainder, deterministic=deterministic,
-      manual_shard=input_context is not None, normalize=normalize,
-      parse_fn=_parse, checks=CHECKS, finite=not repeat)
+      ds, plan, is_training=is_training, image_size=image_size,
+      scale_range=scale_range, resize_size=resize_size, mean=mean, std=std,
+      crop=crop, flip=flip, lighting_std=lighting_std,
+      skip_corrupt=skip_corrupt, dtype=dtype, num_classes=num_classes,
+      label_offset=label_offset, check_images=check_images,
+      normalize=normalize, finite=not repeat, parse_fn=_parse, checks=CHECKS)

@@ -62,47 +62,36 @@ def make_dataset(name, split, *, batch_size, is_training, data_dir=None,
   builder = _builder(name, data_dir, manual_dir, download)
   if num_classes is None:
     num_classes = builder.info.features[label_key].num_classes
-  num_pipelines = input_context.num_input_pipelines if input_context else 1
-  pipeline_id = input_context.input_pipeline_id if input_context else 0
-  if input_context:
-    batch_size = input_context.get_per_replica_batch_size(batch_size)
-  if drop_remainder is None:
-    drop_remainder = is_training
-  if deterministic is None:
-    deterministic = (not is_training) or seed is not None
-  seed = dataset_ops.base_seed(seed)
+  plan = dataset_ops.input_plan(
+      input_context, batch_size=batch_size, is_training=is_training, seed=seed,
+      deterministic=deterministic, drop_remainder=drop_remainder)
 
   def read(context):
     return builder.as_dataset(
         split=split, shuffle_files=is_training,
         decoders={image_key: tfds.decode.SkipDecoding()},
-        read_config=tfds.ReadConfig(input_context=context, shuffle_seed=seed,
+        read_config=tfds.ReadConfig(input_context=context,
+                                    shuffle_seed=plan.seed,
                                     try_autocache=False))
 
   try:
     try:
       ds = read(input_context)
     except ValueError:  # Fewer files than input pipelines: shard records.
-      ds = read(None).shard(num_pipelines, pipeline_id)
+      ds = read(None).shard(plan.num_pipelines, plan.pipeline_id)
   except (AssertionError, FileNotFoundError, KeyError) as e:
     raise errors.DataError("tfds dataset %r split %r is not available: %s"
                            % (name, split, str(e).splitlines()[0]))
   source = "tfds %s split %s" % (name, split)
   ds = ds.enumerate().map(lambda index, example: (
       example[image_key], example[label_key], (index, source)))
-  if cache:
-    ds = ds.cache(cache if isinstance(cache, str) else "")
-  if is_training and shuffle_buffer:
-    ds = ds.shuffle(shuffle_buffer, seed=seed + pipeline_id)
-  if repeat:
-    ds = ds.repeat()
+  ds = dataset_ops.cache_shuffle_repeat(
+      ds, plan, is_training=is_training, cache=cache,
+      shuffle_buffer=shuffle_buffer, repeat=repeat)
   return dataset_ops.preprocess_and_batch(
-      ds, is_training=is_training, image_size=image_size, scale_range=scale_range,
-      resize_size=resize_size, mean=mean, std=std, crop=crop, flip=flip,
-      lighting_std=lighting_std, seed=seed, skip_corrupt=skip_corrupt,
-      dtype=dtype, num_classes=num_classes, label_offset=label_offset,
-      pipeline_id=pipeline_id, num_pipelines=num_pipelines,
-      check_images=check_images, batch_size=batch_size,
-      drop_remainder=drop_remainder, deterministic=deterministic,
-      manual_shard=input_context is not None, normalize=normalize,
-      finite=not repeat)
+      ds, plan, is_training=is_training, image_size=image_size,
+      scale_range=scale_range, resize_size=resize_size, mean=mean, std=std,
+      crop=crop, flip=flip, lighting_std=lighting_std,
+      skip_corrupt=skip_corrupt, dtype=dtype, num_classes=num_classes,
+      label_offset=label_offset, check_images=check_images,
+      normalize=normalize, finite=not repeat)
