@@ -149,8 +149,13 @@ def make_dataset(data_dir, split, *, batch_size, is_training, image_size=224,
     skip_corrupt: skip undecodable images and the unreadable rest of a
       truncated shard (logged with counts) instead of failing on them.
     seed: shuffling and augmentation seed (None: a fresh one per call).
-    check_images: name (or skip) undecodable images; False is ~0.5 ms CPU
-      per image faster but a bad image fails without naming its file.
+    check_images: name (or skip) undecodable images, by the count gap they
+      leave after an ordered decode (costs next to nothing, see
+      benchmarks/input_pipeline.py); False: a bad image fails with
+      TensorFlow's error, which does not name its file.
+    normalize: True: float batches normalised here; False:
+      `({"pixels": uint8, "lighting": float32 [B, 3]}, labels)` for
+      `preprocessing.normalize` on the device (what `delving.trainer` does).
     repeat: repeat forever.
     crop: evaluation only; False yields whole resized images (batch 1).
     cycle_length: shards read in parallel.

@@ -6,7 +6,7 @@ binary then copies the figures to `--figures_dir` and writes the report from
 the JSON files: every number in it comes from these runs (the paper's numbers
 beside them come from `delving.experiments.common`).
 
-Usage (from the repository root; about half an hour on 2 CPU cores):
+Usage (from the repository root; about 40 minutes on 2 CPU cores):
   python -m delving.experiments.report
   python -m delving.experiments.report --quick --output=/tmp/r/REPRODUCTION.md \
       --figures_dir=/tmp/r/figures --work_dir=/tmp/r/work       # seconds, for tests
