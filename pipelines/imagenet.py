@@ -27,10 +27,11 @@ from pipelines import records
 AUTOTUNE = tf.data.AUTOTUNE
 DEFAULT_SHUFFLE_BUFFER = 10_000
 _RECORD_OVERHEAD = 16  # length (8) + length crc (4) + data crc (4) bytes.
-_RECORD, _TRUNCATED, _END = 0, 1, 2
 # Appended after each shard's records to find where the shard ended; not a
 # serialized Example, so it cannot be mistaken for a record of one.
 _END_OF_SHARD = b"\x00delving: end of shard\x00"
+# Records accounted for per call (see dataset_ops.BOOKKEEPING_BATCH).
+_READ_BATCH = dataset_ops.BOOKKEEPING_BATCH
 
 
 def list_files(data_dir, split, file_pattern=None):
@@ -59,41 +60,63 @@ def _file_sizes(files):
     return list(pool.map(lambda f: tf.io.gfile.stat(f).length, files))
 
 
-def _read_shard(filename, size):
-  """Records of one shard as `(record, kind, (index, filename))`.
+def _read_shard(filename, size, skip_corrupt):
+  """One shard as `((record, truncated), (index, filename))` elements.
 
-  `kind` is _RECORD for each record; one more element follows the last
-  record: _TRUNCATED if reading stopped before `size` bytes, else _END with
-  index -1, which the preprocessing stage drops like its own sentinel.
+  Where the shard ends, the bytes read are compared with its size: if
+  reading stopped early (a truncated or corrupt shard, which
+  `TFRecordDataset` reports without a file name), one more element follows
+  with `truncated` set, or, with `skip_corrupt`, the rest of the shard is
+  skipped with a log line. The accounting runs on batches of records (a
+  function call per record is measurable; batching moves the strings, it
+  does not copy them).
   """
   reader = tf.data.TFRecordDataset(filename).ignore_errors().concatenate(
       tf.data.Dataset.from_tensors(tf.constant(_END_OF_SHARD)))
 
-  def step(state, record):
+  def step(state, batch):
     consumed, index = state
-    at_end = tf.equal(record, _END_OF_SHARD)
-    consumed += tf.cast(tf.strings.length(record) + _RECORD_OVERHEAD,
-                        tf.int64) * tf.cast(tf.logical_not(at_end), tf.int64)
-    kind = tf.where(at_end, tf.where(consumed >= size, _END, _TRUNCATED),
-                    _RECORD)
-    index = tf.where(kind == _END, tf.constant(-1, tf.int64), index)
-    return (consumed, index + 1), (record, kind, (index, filename))
+    at_end = tf.equal(batch, _END_OF_SHARD)
+    consumed += tf.cumsum(tf.where(at_end, tf.constant(0, tf.int64), tf.cast(
+        tf.strings.length(batch) + _RECORD_OVERHEAD, tf.int64)))
+    truncated = tf.logical_and(at_end, consumed < size)
+    indices = index + tf.range(tf.size(batch, out_type=tf.int64))
+    parts = ((batch, truncated), (indices, tf.fill(tf.shape(batch), filename)))
+    if skip_corrupt:
+      tf.cond(tf.reduce_any(truncated), lambda: _log_truncated(
+          filename, indices[-1]), lambda: tf.constant(0))
+      keep = tf.logical_not(at_end)
+    else:
+      keep = tf.logical_or(tf.logical_not(at_end), truncated)
+    parts = tf.cond(  # Only a shard's last batch has an end to drop.
+        tf.reduce_all(keep), lambda: parts,
+        lambda: tf.nest.map_structure(lambda t: tf.boolean_mask(t, keep),
+                                      parts))
+    return (consumed[-1], indices[-1] + 1), parts
 
-  return reader.scan((tf.constant(0, tf.int64), tf.constant(0, tf.int64)),
-                     step)
+  return reader.batch(_READ_BATCH).scan(
+      (tf.constant(0, tf.int64), tf.constant(0, tf.int64)), step).unbatch()
 
 
-def _parse(record, kind, origin):
-  """A raw record -> `(image_bytes, label, origin, oks)`; `oks` as CHECKS."""
-  record = tf.where(kind == _RECORD, record, b"")  # Not the end mark.
+def _parse(record, truncated):
+  """A record -> `(image_bytes, label, oks)`, `oks` as `CHECKS`."""
+  record = tf.cond(truncated, lambda: tf.constant(b""), lambda: record)
   features = tf.io.parse_single_example(record, records.REQUIRED_FEATURES)
-  oks = [kind != _TRUNCATED] + [
-      tf.logical_or(kind == _TRUNCATED, tf.not_equal(features[name], default))
+  oks = [tf.logical_not(truncated)] + [
+      tf.logical_or(truncated, tf.not_equal(features[name], default))
       for name, default in records.MISSING.items()]
-  return features[records.ENCODED], features[records.LABEL], origin, tuple(oks)
+  return features[records.ENCODED], features[records.LABEL], tf.stack(oks)
 
 
-# What a False in `_parse`'s `oks` means, in the same order.
+def _log_truncated(filename, intact):
+  tf.print(tf.strings.join([
+      "pipelines: skipped the unreadable rest of truncated or corrupt shard ",
+      filename, " after ", tf.strings.as_string(intact), " intact records"]),
+           output_stream=sys.stderr)
+  return tf.constant(0)
+
+
+# What a False in an element's `oks` means, in the same order.
 CHECKS = (
     lambda index, source, label: (
         "truncated or corrupt TFRecord shard ", source,
@@ -103,16 +126,6 @@ CHECKS = (
         "required feature %s missing in " % name,
         *dataset_ops.origin_parts(index, source)))
     for name in records.MISSING)
-
-
-def _log_truncated(record, kind, origin):
-  def log():
-    tf.print(tf.strings.join([
-        "pipelines: skipped the unreadable rest of truncated or corrupt "
-        "shard ", origin[1], " after ", tf.strings.as_string(origin[0]),
-        " intact records"]), output_stream=sys.stderr)
-    return False
-  return tf.cond(kind == _TRUNCATED, log, lambda: True)
 
 
 def make_dataset(data_dir, split, *, batch_size, is_training, image_size=224,
@@ -180,11 +193,10 @@ def make_dataset(data_dir, split, *, batch_size, is_training, image_size=224,
     file_ds = file_ds.shuffle(len(files), seed=plan.seed,
                               reshuffle_each_iteration=True)
   ds = file_ds.interleave(
-      _read_shard, cycle_length=min(cycle_length, len(files)),
+      lambda filename, size: _read_shard(filename, size, skip_corrupt),
+      cycle_length=min(cycle_length, len(files)),
       num_parallel_calls=AUTOTUNE,
       deterministic=True if shard_by_record else plan.deterministic)
-  if skip_corrupt:
-    ds = ds.filter(_log_truncated)
   if shard_by_record:
     ds = ds.shard(num_pipelines, pipeline_id)
   ds = dataset_ops.cache_shuffle_repeat(
@@ -196,4 +208,5 @@ def make_dataset(data_dir, split, *, batch_size, is_training, image_size=224,
       crop=crop, flip=flip, lighting_std=lighting_std,
       skip_corrupt=skip_corrupt, dtype=dtype, num_classes=num_classes,
       label_offset=label_offset, check_images=check_images,
-      normalize=normalize, finite=not repeat, parse_fn=_parse, checks=CHECKS)
+      normalize=normalize, finite=not repeat, parse_fn=_parse,
+      checks=CHECKS)

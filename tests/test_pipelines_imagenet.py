@@ -43,6 +43,41 @@ def test_train_batches(data_dir):
   assert -130 < float(tf.reduce_mean(images)) < 130
 
 
+@pytest.mark.parametrize("batch_size, repeat", [(6, False), (5, False),
+                                                (6, True)])
+def test_train_batches_have_a_static_size(data_dir, batch_size, repeat):
+  # 20 examples: with 5 the end-of-stream sentinel gets a batch of its own.
+  ds = imagenet.make_dataset(data_dir, "train", batch_size=batch_size,
+                             is_training=True, seed=3, repeat=repeat, **SMALL)
+  assert ds.element_spec[0].shape == (batch_size, 16, 16, 3)
+  assert ds.element_spec[1].shape == (batch_size,)
+  if not repeat:
+    assert len(list(ds)) == 20 // batch_size
+
+
+def test_train_images_are_the_eager_augmentation_of_their_record(data_dir):
+  # Image k of the stream is its record augmented with the seed [seed, k].
+  files = imagenet.list_files(data_dir, "train")
+  by_label = {}
+  for record in tf.data.TFRecordDataset(files):
+    data = tf.io.parse_single_example(record, records.REQUIRED_FEATURES)
+    by_label[int(data[records.LABEL])] = data[records.ENCODED]
+  ds = imagenet.make_dataset(data_dir, "train", batch_size=4,
+                             is_training=True, seed=11, normalize=False,
+                             **SMALL)
+  k = 0
+  for features, labels in ds.take(3):
+    for pixels, shift, label in zip(features["pixels"], features["lighting"],
+                                    labels.numpy()):
+      image, eager_shift = preprocessing.augment_for_train(
+          by_label[label + 1], image_size=16, scale_range=(18, 30),
+          seed=[11, k])
+      np.testing.assert_array_equal(pixels, image)
+      np.testing.assert_allclose(shift, eager_shift, rtol=1e-6)
+      k += 1
+  assert k == 12
+
+
 def test_train_is_reproducible_with_a_seed(data_dir):
   make = lambda seed: imagenet.make_dataset(
       data_dir, "train", batch_size=4, is_training=True, seed=seed, **SMALL)
