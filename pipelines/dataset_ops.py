@@ -202,10 +202,6 @@ def preprocess_and_batch(ds, plan, *, parse_fn, is_training, image_size,
   else:
     ds = ds.map(lambda images, shifts, labels: (
         {PIXELS: images, LIGHTING: shifts}, labels))
-  if sentinel and plan.drop_remainder:  # Lost their static size on the way.
-    ds = ds.map(lambda features, labels: tf.nest.map_structure(
-        lambda t: tf.ensure_shape(t, [plan.batch_size, *t.shape[1:]]),
-        (features, labels)))
   return finish(ds, plan)
 
 
@@ -214,7 +210,8 @@ def _batch_and_check(ds, plan, *, sentinel, checks, skip_corrupt,
   """Decoded elements -> checked batches `(images, shifts, labels)`.
 
   With a sentinel the last batch may hold it: everything is batched, the
-  sentinel dropped after the checks, and then the remainder.
+  sentinel dropped after the checks, then the remainder (and the static
+  batch size, lost on the way, is restored).
   """
   label_offset, num_classes = label_range
   label_check = lambda index, source, label: (
@@ -230,10 +227,13 @@ def _batch_and_check(ds, plan, *, sentinel, checks, skip_corrupt,
           functools.partial(_check, checks=(*checks, label_check),
                             label_range=label_range,
                             skip_corrupt=skip_corrupt, sentinel=sentinel))
-  if sentinel:
-    ds = ds.filter(lambda images, shifts, labels: (
-        tf.size(labels) == plan.batch_size if plan.drop_remainder
-        else tf.size(labels) > 0))
+  if sentinel and plan.drop_remainder:
+    ds = ds.filter(lambda images, shifts, labels: tf.equal(
+        tf.size(labels), plan.batch_size)).map(
+            lambda *batch: tuple(tf.ensure_shape(
+                t, [plan.batch_size, *t.shape[1:]]) for t in batch))
+  elif sentinel:
+    ds = ds.filter(lambda images, shifts, labels: tf.size(labels) > 0)
   return ds
 
 
