@@ -26,6 +26,7 @@ batches (its start-up: threads, the shuffle buffer).
 
   python benchmarks/input_pipeline.py [--num_images=2048] [--repeats=5]
 """
+
 import argparse
 import io
 import os
@@ -37,143 +38,164 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from PIL import Image  # noqa: E402
 
-from pipelines import imagenet  # noqa: E402
-from pipelines import preprocessing  # noqa: E402
-from pipelines import records  # noqa: E402
+from pipelines import (
+    imagenet,  # noqa: E402
+    preprocessing,  # noqa: E402
+    records,  # noqa: E402
+)
 
 AUTOTUNE = tf.data.AUTOTUNE
 BATCH = 32
 
 
 def photo_like(rng, height=375, width=500):
-  """Multi-octave noise, gradients and shapes: decodes like a photo."""
-  image = np.zeros((height, width, 3), np.float32)
-  for octave in (4, 16, 64, 200):
-    noise = rng.uniform(-1, 1, size=(octave * height // width + 2, octave, 3))
-    layer = np.asarray(Image.fromarray(
-        ((noise + 1) * 127.5).astype(np.uint8)).resize(
-            (width, height), Image.BICUBIC), np.float32) - 127.5
-    image += layer * (90.0 / octave ** 0.5)
-  y, x = np.mgrid[0:height, 0:width]
-  for _ in range(6):
-    cy, cx, r = rng.uniform(0, height), rng.uniform(0, width), rng.uniform(
-        20, 120)
-    image[(y - cy) ** 2 + (x - cx) ** 2 < r * r] += rng.uniform(-60, 60, 3)
-  return np.clip(image + 128, 0, 255).astype(np.uint8)
+    """Multi-octave noise, gradients and shapes: decodes like a photo."""
+    image = np.zeros((height, width, 3), np.float32)
+    for octave in (4, 16, 64, 200):
+        noise = rng.uniform(-1, 1, size=(octave * height // width + 2, octave, 3))
+        layer = (
+            np.asarray(
+                Image.fromarray(((noise + 1) * 127.5).astype(np.uint8)).resize(
+                    (width, height), Image.BICUBIC
+                ),
+                np.float32,
+            )
+            - 127.5
+        )
+        image += layer * (90.0 / octave**0.5)
+    y, x = np.mgrid[0:height, 0:width]
+    for _ in range(6):
+        cy, cx, r = rng.uniform(0, height), rng.uniform(0, width), rng.uniform(20, 120)
+        image[(y - cy) ** 2 + (x - cx) ** 2 < r * r] += rng.uniform(-60, 60, 3)
+    return np.clip(image + 128, 0, 255).astype(np.uint8)
 
 
 def write_shards(directory, num_images, num_shards=4, num_unique=32, seed=0):
-  """Shards of `num_images` JPEGs (`num_unique` distinct ones, repeated)."""
-  rng = np.random.default_rng(seed)
-  unique = []
-  for i in range(num_unique):
-    height, width = (375, 500) if i % 3 else (500, 375)
-    buf = io.BytesIO()
-    Image.fromarray(photo_like(rng, height, width)).save(buf, "JPEG",
-                                                         quality=90)
-    unique.append((buf.getvalue(), height, width))
-  per_shard = num_images // num_shards
-  for shard in range(num_shards):
-    examples = [
-        records.make_example(data, 1 + i % 10, height=height, width=width)
-        for i in range(per_shard)
-        for data, height, width in [unique[(shard * per_shard + i)
-                                           % num_unique]]]
-    records.write_shard(os.path.join(
-        directory, records.shard_name("train", shard, num_shards)), examples)
-  return np.mean([len(u[0]) for u in unique])
+    """Shards of `num_images` JPEGs (`num_unique` distinct ones, repeated)."""
+    rng = np.random.default_rng(seed)
+    unique = []
+    for i in range(num_unique):
+        height, width = (375, 500) if i % 3 else (500, 375)
+        buf = io.BytesIO()
+        Image.fromarray(photo_like(rng, height, width)).save(buf, "JPEG", quality=90)
+        unique.append((buf.getvalue(), height, width))
+    per_shard = num_images // num_shards
+    for shard in range(num_shards):
+        examples = [
+            records.make_example(data, 1 + i % 10, height=height, width=width)
+            for i in range(per_shard)
+            for data, height, width in [unique[(shard * per_shard + i) % num_unique]]
+        ]
+        records.write_shard(
+            os.path.join(directory, records.shard_name("train", shard, num_shards)), examples
+        )
+    return np.mean([len(u[0]) for u in unique])
 
 
 def _parsed(data_dir):
-  files = imagenet.list_files(data_dir, "train")
-  ds = tf.data.Dataset.from_tensor_slices(files).interleave(
-      tf.data.TFRecordDataset, cycle_length=len(files),
-      num_parallel_calls=AUTOTUNE)
-  return ds.map(lambda r: tf.io.parse_single_example(
-      r, records.REQUIRED_FEATURES), num_parallel_calls=AUTOTUNE)
+    files = imagenet.list_files(data_dir, "train")
+    ds = tf.data.Dataset.from_tensor_slices(files).interleave(
+        tf.data.TFRecordDataset, cycle_length=len(files), num_parallel_calls=AUTOTUNE
+    )
+    return ds.map(
+        lambda r: tf.io.parse_single_example(r, records.REQUIRED_FEATURES),
+        num_parallel_calls=AUTOTUNE,
+    )
 
 
 def decode_only(data_dir):
-  ds = _parsed(data_dir).repeat().map(
-      lambda f: (tf.shape(tf.io.decode_jpeg(f[records.ENCODED], channels=3)),
-                 f[records.LABEL]),
-      num_parallel_calls=AUTOTUNE)
-  return ds.batch(BATCH).prefetch(AUTOTUNE)
+    ds = (
+        _parsed(data_dir)
+        .repeat()
+        .map(
+            lambda f: (
+                tf.shape(tf.io.decode_jpeg(f[records.ENCODED], channels=3)),
+                f[records.LABEL],
+            ),
+            num_parallel_calls=AUTOTUNE,
+        )
+    )
+    return ds.batch(BATCH).prefetch(AUTOTUNE)
 
 
 def ours(data_dir, **kwargs):
-  """As the trainer reads it."""
-  return imagenet.make_dataset(
-      data_dir, "train", batch_size=BATCH, is_training=True,
-      shuffle_buffer=256, seed=0, repeat=True,
-      **{"normalize": False, **kwargs})
+    """As the trainer reads it."""
+    return imagenet.make_dataset(
+        data_dir,
+        "train",
+        batch_size=BATCH,
+        is_training=True,
+        shuffle_buffer=256,
+        seed=0,
+        repeat=True,
+        **{"normalize": False, **kwargs},
+    )
 
 
 def naive(data_dir, image_size=224, scale_range=(256, 512)):
-  def process(features):
-    image = tf.io.decode_jpeg(features[records.ENCODED], channels=3)
-    scale = tf.random.uniform([], *scale_range)
-    image = preprocessing.resize_shorter_side(image, scale)
-    image = tf.image.random_crop(image, [image_size, image_size, 3])
-    image = tf.image.random_flip_left_right(image)
-    return preprocessing.to_uint8(image), features[records.LABEL]
-  ds = _parsed(data_dir).shuffle(256).repeat().map(
-      process, num_parallel_calls=AUTOTUNE)
-  return ds.batch(BATCH, drop_remainder=True).prefetch(AUTOTUNE)
+    def process(features):
+        image = tf.io.decode_jpeg(features[records.ENCODED], channels=3)
+        scale = tf.random.uniform([], *scale_range)
+        image = preprocessing.resize_shorter_side(image, scale)
+        image = tf.image.random_crop(image, [image_size, image_size, 3])
+        image = tf.image.random_flip_left_right(image)
+        return preprocessing.to_uint8(image), features[records.LABEL]
+
+    ds = _parsed(data_dir).shuffle(256).repeat().map(process, num_parallel_calls=AUTOTUNE)
+    return ds.batch(BATCH, drop_remainder=True).prefetch(AUTOTUNE)
 
 
 def images_per_second(ds, num_images, skip=8):
-  """(images per wall second, CPU milliseconds per image) over `num_images`
-  of a fresh iterator, after `skip` untimed batches (its start-up)."""
-  iterator = iter(ds)
-  for _ in range(skip):
-    next(iterator)
-  count, start, cpu = 0, time.perf_counter(), time.process_time()
-  while count < num_images:
-    count += int(tf.shape(next(iterator)[1])[0])
-  return (count / (time.perf_counter() - start),
-          1000 * (time.process_time() - cpu) / count)
+    """(images per wall second, CPU milliseconds per image) over `num_images`
+    of a fresh iterator, after `skip` untimed batches (its start-up)."""
+    iterator = iter(ds)
+    for _ in range(skip):
+        next(iterator)
+    count, start, cpu = 0, time.perf_counter(), time.process_time()
+    while count < num_images:
+        count += int(tf.shape(next(iterator)[1])[0])
+    return (count / (time.perf_counter() - start), 1000 * (time.process_time() - cpu) / count)
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--num_images", type=int, default=2048)
-  parser.add_argument("--repeats", type=int, default=5)
-  args = parser.parse_args()
-  with tempfile.TemporaryDirectory() as data_dir:
-    start = time.time()
-    mean_bytes = write_shards(data_dir, args.num_images)
-    print("wrote %d JPEGs (500x375, q90, %.0f KB mean) in %.1f s; %d CPUs"
-          % (args.num_images, mean_bytes / 1024, time.time() - start,
-             os.cpu_count()))
-    pipelines = [("decode only", decode_only(data_dir)),
-                 ("ours", ours(data_dir)),
-                 ("ours, check_images=False",
-                  ours(data_dir, check_images=False)),
-                 ("ours, normalised on the host",
-                  ours(data_dir, normalize=True)),
-                 ("naive", naive(data_dir))]
-    for _, ds in pipelines:  # Warm up: tracing, page cache.
-      images_per_second(ds, args.num_images)
-    rates = {name: [] for name, _ in pipelines}
-    for _ in range(args.repeats):  # Round robin: load changes hit all alike.
-      for name, ds in pipelines:
-        rates[name].append(images_per_second(ds, args.num_images))
-    results = [(name, max(r)[0], min(c for _, c in r))
-               for name, r in rates.items()]
-  base, base_cpu = results[0][1], results[0][2]
-  print("\n| pipeline | images/s | vs decode only | CPU ms/image "
-        "| vs decode only (CPU) |")
-  print("| --- | ---: | ---: | ---: | ---: |")
-  for name, rate, cpu in results:
-    print("| %s | %.0f | %.2fx | %.2f | %.2fx |"
-          % (name, rate, rate / base, cpu, base_cpu / cpu))
-  print("\nours / naive: %.2fx images/s, %.2fx CPU per image"
-        % (results[1][1] / results[-1][1], results[-1][2] / results[1][2]))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--num_images", type=int, default=2048)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as data_dir:
+        start = time.time()
+        mean_bytes = write_shards(data_dir, args.num_images)
+        print(
+            f"wrote {args.num_images} JPEGs (500x375, q90, {mean_bytes / 1024:.0f} KB mean) "
+            f"in {time.time() - start:.1f} s; {os.cpu_count()} CPUs"
+        )
+        pipelines = [
+            ("decode only", decode_only(data_dir)),
+            ("ours", ours(data_dir)),
+            ("ours, check_images=False", ours(data_dir, check_images=False)),
+            ("ours, normalised on the host", ours(data_dir, normalize=True)),
+            ("naive", naive(data_dir)),
+        ]
+        for _, ds in pipelines:  # Warm up: tracing, page cache.
+            images_per_second(ds, args.num_images)
+        rates = {name: [] for name, _ in pipelines}
+        for _ in range(args.repeats):  # Round robin: load changes hit all alike.
+            for name, ds in pipelines:
+                rates[name].append(images_per_second(ds, args.num_images))
+        results = [(name, max(r)[0], min(c for _, c in r)) for name, r in rates.items()]
+    base, base_cpu = results[0][1], results[0][2]
+    print("\n| pipeline | images/s | vs decode only | CPU ms/image | vs decode only (CPU) |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for name, rate, cpu in results:
+        print(f"| {name} | {rate:.0f} | {rate / base:.2f}x | {cpu:.2f} | {base_cpu / cpu:.2f}x |")
+    print(
+        f"\nours / naive: {results[1][1] / results[-1][1]:.2f}x images/s, "
+        f"{results[-1][2] / results[1][2]:.2f}x CPU per image"
+    )
 
 
 if __name__ == "__main__":
-  main()
+    main()

@@ -11,6 +11,7 @@ to ReLU.
     python benchmarks/prelu_overhead.py                      # small, < 1 min on CPU
     python benchmarks/prelu_overhead.py --batch_size=128 --image_size=224 --width=64
 """
+
 import os
 import sys
 import time
@@ -18,23 +19,24 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-import keras  # noqa: E402
 import keras_layers  # noqa: E402
 
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 16, "Images per training step.", lower_bound=1)
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", 64, "Input height and width.", lower_bound=16)
-_WIDTH = flags.DEFINE_integer("width", 32, "Filters of the first conv; later stages 2x, 4x.",
-                              lower_bound=1)
+_WIDTH = flags.DEFINE_integer(
+    "width", 32, "Filters of the first conv; later stages 2x, 4x.", lower_bound=1
+)
 _STEPS = flags.DEFINE_integer("steps", 5, "Timed training steps per repeat.", lower_bound=1)
 _REPEATS = flags.DEFINE_integer("repeats", 10, "Interleaved repeats per variant.", lower_bound=1)
 _WARMUP = flags.DEFINE_integer("warmup", 3, "Untimed steps per variant (tracing).", lower_bound=1)
 _JIT = flags.DEFINE_bool("jit_compile", False, "Compile the training step with XLA.")
-_POLICY = flags.DEFINE_enum("dtype_policy", "float32",
-                            ["float32", "mixed_float16", "mixed_bfloat16"],
-                            "Keras dtype policy.")
+_POLICY = flags.DEFINE_enum(
+    "dtype_policy", "float32", ["float32", "mixed_float16", "mixed_bfloat16"], "Keras dtype policy."
+)
 
 # Each maker takes `spatial`: False after the fc layer, where Keras' PReLU has
 # no spatial axes to share (one slope per unit there, like ours).
@@ -42,8 +44,8 @@ VARIANTS = {
     "ReLU": lambda spatial: keras.layers.ReLU(),
     "keras_layers.PReLU": lambda spatial: keras_layers.PReLU(),
     "keras.layers.PReLU(shared_axes=[1,2])": lambda spatial: keras.layers.PReLU(
-        alpha_initializer=keras.initializers.Constant(0.25),
-        shared_axes=[1, 2] if spatial else None),
+        alpha_initializer=keras.initializers.Constant(0.25), shared_axes=[1, 2] if spatial else None
+    ),
 }
 
 
@@ -71,16 +73,19 @@ def main(argv):
     keras.config.set_dtype_policy(_POLICY.value)
     rng = np.random.default_rng(0)
     images = rng.standard_normal(
-        (_BATCH_SIZE.value, _IMAGE_SIZE.value, _IMAGE_SIZE.value, 3)).astype("float32")
+        (_BATCH_SIZE.value, _IMAGE_SIZE.value, _IMAGE_SIZE.value, 3)
+    ).astype("float32")
     labels = rng.integers(0, 100, _BATCH_SIZE.value)
 
     models = {}
     for name, activation in VARIANTS.items():
         keras.utils.set_random_seed(0)  # same weights in every variant
         model = build_net(activation, _IMAGE_SIZE.value, _WIDTH.value)
-        model.compile(keras.optimizers.SGD(0.01, momentum=0.9),
-                      keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                      jit_compile=_JIT.value)
+        model.compile(
+            keras.optimizers.SGD(0.01, momentum=0.9),
+            keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            jit_compile=_JIT.value,
+        )
         for _ in range(_WARMUP.value):
             model.train_on_batch(images, labels)
         models[name] = model
@@ -95,16 +100,20 @@ def main(argv):
             times[name].append((time.perf_counter() - start) / _STEPS.value)
 
     relu = np.median(times["ReLU"])
-    print(f"\nbackend={keras.backend.backend()} policy={_POLICY.value} jit={_JIT.value} "
-          f"batch={_BATCH_SIZE.value} image={_IMAGE_SIZE.value} width={_WIDTH.value} "
-          f"steps={_STEPS.value}x{_REPEATS.value} repeats (median)")
+    print(
+        f"\nbackend={keras.backend.backend()} policy={_POLICY.value} jit={_JIT.value} "
+        f"batch={_BATCH_SIZE.value} image={_IMAGE_SIZE.value} width={_WIDTH.value} "
+        f"steps={_STEPS.value}x{_REPEATS.value} repeats (median)"
+    )
     header = f"{'activation':<40}{'params':>10}{'ms/step':>10}{'min':>9}{'max':>9}{'vs ReLU':>9}"
     print(header)
     print("-" * len(header))
     for name, model in models.items():
         t = np.array(times[name]) * 1e3
-        print(f"{name:<40}{model.count_params():>10,}{np.median(t):>10.2f}{t.min():>9.2f}"
-              f"{t.max():>9.2f}{np.median(t) / (relu * 1e3):>8.3f}x")
+        print(
+            f"{name:<40}{model.count_params():>10,}{np.median(t):>10.2f}{t.min():>9.2f}"
+            f"{t.max():>9.2f}{np.median(t) / (relu * 1e3):>8.3f}x"
+        )
 
 
 if __name__ == "__main__":

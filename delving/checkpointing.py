@@ -17,6 +17,7 @@ input iterator is not: an ImageNet shuffle buffer would add about a gigabyte
 to every checkpoint. A resumed run instead starts the remaining steps of its
 epoch on a freshly seeded shuffle (see `delving.trainer`).
 """
+
 import os
 
 import tensorflow as tf
@@ -44,8 +45,7 @@ class Checkpointer:
             task_type, task_id = distribute.task_info(strategy)
             write_dir = os.path.join(model_dir, f".tmp_checkpoints_{task_type}_{task_id}")
         self._write_dir = write_dir
-        self.manager = tf.train.CheckpointManager(
-            self.checkpoint, write_dir, max_to_keep=keep)
+        self.manager = tf.train.CheckpointManager(self.checkpoint, write_dir, max_to_keep=keep)
 
     def latest(self) -> str | None:
         return tf.train.latest_checkpoint(self.directory)

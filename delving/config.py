@@ -26,43 +26,73 @@ Anything passed explicitly wins over the preset. The resolved config (no
 `None` left in a recipe field) is what `config.json` holds, so a run can be
 re-created from its model_dir alone.
 """
+
 import dataclasses
 import json
 import math
 import os
-from typing import Optional
 
 PRESETS = {
     "imagenet": dict(
-        model="model_a", init="he_fan_out", num_classes=1000, width_multiplier=1.0,
-        fc_units=4096, dropout=0.5, image_size=224, scale_range=(256, 512),
-        eval_resize=256, batch_size=128, epochs=80, learning_rate=1e-2,
-        lr_decay_epochs=(40, 60), lr_plateau_patience=3, weight_decay=5e-4,
-        lighting_std=0.1, input_std=False, checkpoint_every_steps=1000,
-        log_every_steps=100, cache_data=False),
+        model="model_a",
+        init="he_fan_out",
+        num_classes=1000,
+        width_multiplier=1.0,
+        fc_units=4096,
+        dropout=0.5,
+        image_size=224,
+        scale_range=(256, 512),
+        eval_resize=256,
+        batch_size=128,
+        epochs=80,
+        learning_rate=1e-2,
+        lr_decay_epochs=(40, 60),
+        lr_plateau_patience=3,
+        weight_decay=5e-4,
+        lighting_std=0.1,
+        input_std=False,
+        checkpoint_every_steps=1000,
+        log_every_steps=100,
+        cache_data=False,
+    ),
     "builtin": dict(
-        model="small_14", init="he_fan_in", num_classes=None,
-        width_multiplier=0.25, fc_units=256, dropout=0.0, image_size=64,
-        scale_range=(64, 80), eval_resize=72, batch_size=64, epochs=8,
-        learning_rate=5e-3, lr_decay_epochs=(5, 7), lr_plateau_patience=2,
-        weight_decay=5e-4, lighting_std=0.1, input_std=True,
-        checkpoint_every_steps=50, log_every_steps=10, cache_data=True),
+        model="small_14",
+        init="he_fan_in",
+        num_classes=None,
+        width_multiplier=0.25,
+        fc_units=256,
+        dropout=0.0,
+        image_size=64,
+        scale_range=(64, 80),
+        eval_resize=72,
+        batch_size=64,
+        epochs=8,
+        learning_rate=5e-3,
+        lr_decay_epochs=(5, 7),
+        lr_plateau_patience=2,
+        weight_decay=5e-4,
+        lighting_std=0.1,
+        input_std=True,
+        checkpoint_every_steps=50,
+        log_every_steps=10,
+        cache_data=True,
+    ),
 }
 
 #: Fields that define the network: a checkpoint only restores into the same.
-ARCHITECTURE_FIELDS = ("model", "activation", "init", "num_classes",
-                       "width_multiplier", "fc_units")
+ARCHITECTURE_FIELDS = ("model", "activation", "init", "num_classes", "width_multiplier", "fc_units")
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Everything one training run needs; defaults are the paper's (Sec. 4)."""
+
     # Data. No `data_dir` and no `tfds_name` means the built-in dataset.
-    data_dir: Optional[str] = None
-    tfds_name: Optional[str] = None
-    tfds_data_dir: Optional[str] = None
-    tfds_manual_dir: Optional[str] = None
-    labels_file: Optional[str] = None
+    data_dir: str | None = None
+    tfds_name: str | None = None
+    tfds_data_dir: str | None = None
+    tfds_manual_dir: str | None = None
+    labels_file: str | None = None
     label_offset: int = 1  # ImageNet TFRecords store labels 1..1000.
     preset: str = "imagenet"
     # Network.
@@ -83,8 +113,8 @@ class TrainConfig:
     # Optimisation.
     batch_size: int = 128  # global, over all replicas and workers
     epochs: int = 80
-    steps_per_epoch: Optional[int] = None  # None: one pass over the data
-    eval_steps: Optional[int] = None  # None: the whole validation split
+    steps_per_epoch: int | None = None  # None: one pass over the data
+    eval_steps: int | None = None  # None: the whole validation split
     learning_rate: float = 1e-2
     lr_schedule: str = "plateau"
     lr_decay_epochs: tuple = (40, 60)
@@ -96,10 +126,10 @@ class TrainConfig:
     weight_decay: float = 5e-4
     # Execution.
     strategy: str = "auto"
-    tpu: Optional[str] = None
+    tpu: str | None = None
     mixed_precision: str = "none"
     jit_compile: bool = False
-    model_dir: Optional[str] = None
+    model_dir: str | None = None
     seed: int = 0
     checkpoint_every_steps: int = 1000
     keep_checkpoints: int = 3
@@ -115,7 +145,7 @@ class TrainConfig:
         return self.data_dir
 
     def lr_at_decays(self, num_decays: int) -> float:
-        return self.learning_rate * self.lr_decay_factor ** num_decays
+        return self.learning_rate * self.lr_decay_factor**num_decays
 
 
 def preset_for(data_dir=None, tfds_name=None) -> str:
@@ -146,6 +176,7 @@ def resolve_config(preset=None, **values) -> TrainConfig:
     merged.update({k: v for k, v in values.items() if v is not None})
     if merged.get("num_classes") is None and preset == "builtin":
         from pipelines import builtin  # the generated set fixes its classes
+
         merged["num_classes"] = builtin.NUM_CLASSES
     for key in ("scale_range", "lr_decay_epochs"):
         if key in merged:
@@ -159,36 +190,55 @@ def resolve_config(preset=None, **values) -> TrainConfig:
 
 def validate(cfg: TrainConfig) -> None:
     """One-line ValueError naming the flag, for values no flag validator saw."""
+
     def check(ok, field, why):
         if not ok:
             value = getattr(cfg, field)
             if isinstance(value, tuple):
                 value = ",".join(map(str, value))
             raise ValueError(f"--{field}={value}: {why}")
-    for field in ("num_classes", "image_size", "batch_size", "epochs",
-                  "eval_resize", "fc_units", "checkpoint_every_steps",
-                  "log_every_steps", "keep_checkpoints"):
+
+    for field in (
+        "num_classes",
+        "image_size",
+        "batch_size",
+        "epochs",
+        "eval_resize",
+        "fc_units",
+        "checkpoint_every_steps",
+        "log_every_steps",
+        "keep_checkpoints",
+    ):
         check(getattr(cfg, field) > 0, field, "must be positive")
     for field in ("steps_per_epoch", "eval_steps"):
-        check(getattr(cfg, field) is None or getattr(cfg, field) > 0, field,
-              "must be positive")
+        check(getattr(cfg, field) is None or getattr(cfg, field) > 0, field, "must be positive")
     check(cfg.learning_rate > 0, "learning_rate", "must be positive")
     check(cfg.width_multiplier > 0, "width_multiplier", "must be positive")
     check(0 <= cfg.dropout < 1, "dropout", "must be in [0, 1)")
     check(cfg.weight_decay >= 0, "weight_decay", "must be >= 0")
     check(0 <= cfg.momentum < 1, "momentum", "must be in [0, 1)")
     lo, hi = (cfg.scale_range + (0, 0))[:2]
-    check(len(cfg.scale_range) == 2 and cfg.image_size <= lo <= hi,
-          "scale_range", f"must be two sizes min<=max, both >= image_size "
-          f"({cfg.image_size})")
-    check(cfg.eval_resize >= cfg.image_size, "eval_resize",
-          f"must be >= image_size ({cfg.image_size})")
-    check(not (cfg.data_dir and cfg.tfds_name), "tfds_name",
-          "give either --data_dir or --tfds_name, not both")
-    check(cfg.lr_schedule in ("plateau", "step"), "lr_schedule",
-          "must be 'plateau' or 'step'")
-    check(cfg.mixed_precision in ("none", "float16", "bfloat16"),
-          "mixed_precision", "must be none, float16 or bfloat16")
+    check(
+        len(cfg.scale_range) == 2 and cfg.image_size <= lo <= hi,
+        "scale_range",
+        f"must be two sizes min<=max, both >= image_size ({cfg.image_size})",
+    )
+    check(
+        cfg.eval_resize >= cfg.image_size,
+        "eval_resize",
+        f"must be >= image_size ({cfg.image_size})",
+    )
+    check(
+        not (cfg.data_dir and cfg.tfds_name),
+        "tfds_name",
+        "give either --data_dir or --tfds_name, not both",
+    )
+    check(cfg.lr_schedule in ("plateau", "step"), "lr_schedule", "must be 'plateau' or 'step'")
+    check(
+        cfg.mixed_precision in ("none", "float16", "bfloat16"),
+        "mixed_precision",
+        "must be none, float16 or bfloat16",
+    )
 
 
 def steps_for(num_examples: int, batch_size: int) -> int:
@@ -208,14 +258,14 @@ def from_json(text: str) -> TrainConfig:
     """Inverse of `to_json`; fields unknown to this version are ignored."""
     data = json.loads(text)
     names = {f.name for f in dataclasses.fields(TrainConfig)}
-    data = {k: (tuple(v) if isinstance(v, list) else v)
-            for k, v in data.items() if k in names}
+    data = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in names}
     return TrainConfig(**data)
 
 
 def save(cfg: TrainConfig, path: str) -> None:
     """Write `config.json` atomically (write a temporary file, then rename)."""
     import tensorflow as tf  # gfile: works for gs:// model dirs too
+
     tmp = path + ".tmp"
     with tf.io.gfile.GFile(tmp, "w") as f:
         f.write(to_json(cfg))
@@ -224,11 +274,15 @@ def save(cfg: TrainConfig, path: str) -> None:
 
 def load(path: str) -> TrainConfig:
     import tensorflow as tf
+
     with tf.io.gfile.GFile(path) as f:
         return from_json(f.read())
 
 
 def architecture_diff(old: TrainConfig, new: TrainConfig) -> dict:
     """Network-defining fields that differ: {field: (old, new)}."""
-    return {k: (getattr(old, k), getattr(new, k)) for k in ARCHITECTURE_FIELDS
-            if getattr(old, k) != getattr(new, k)}
+    return {
+        k: (getattr(old, k), getattr(new, k))
+        for k in ARCHITECTURE_FIELDS
+        if getattr(old, k) != getattr(new, k)
+    }

@@ -41,6 +41,7 @@ Example:
   >>> probs = dense_probabilities(model, images, window=head_window("model_a"),
   ...                             scales=(256, 384, 480))   # [2, 1000]
 """
+
 import keras
 import tensorflow as tf
 
@@ -63,13 +64,13 @@ def split_head(head):
     `fc_layers` are the layers after the SPP in order (Dense, activation,
     Dropout), each applied to rank-2 `[windows, features]` tensors.
     """
-    layers = [layer for layer in head.layers
-              if not isinstance(layer, keras.layers.InputLayer)]
-    if not layers or not isinstance(layers[0],
-                                    keras_layers.SpatialPyramidPooling):
-        raise ValueError(f"head {head.name!r} must start with a "
-                         f"SpatialPyramidPooling layer, got "
-                         f"{[layer.name for layer in layers]}")
+    layers = [layer for layer in head.layers if not isinstance(layer, keras.layers.InputLayer)]
+    if not layers or not isinstance(layers[0], keras_layers.SpatialPyramidPooling):
+        raise ValueError(
+            f"head {head.name!r} must start with a "
+            f"SpatialPyramidPooling layer, got "
+            f"{[layer.name for layer in layers]}"
+        )
     return layers[0], layers[1:]
 
 
@@ -100,10 +101,8 @@ def window_features(feature_map, *, bins, window):
             for left, right in edges:
                 size = (bottom - top, right - left)
                 if size not in pooled:
-                    pooled[size] = tf.nn.max_pool2d(
-                        feature_map, size, strides=1, padding="VALID")
-                features.append(
-                    pooled[size][:, top:top + rows, left:left + cols, :])
+                    pooled[size] = tf.nn.max_pool2d(feature_map, size, strides=1, padding="VALID")
+                features.append(pooled[size][:, top : top + rows, left : left + cols, :])
     return tf.concat(features, axis=-1)
 
 
@@ -142,13 +141,13 @@ def limit_aspect_ratio(images, max_aspect_ratio=DEFAULT_MAX_ASPECT_RATIO):
     photos)."""
     shape = tf.shape(images)
     height, width = shape[-3], shape[-2]
-    limit = tf.cast(tf.math.ceil(
-        max_aspect_ratio * tf.cast(tf.minimum(height, width), tf.float32)),
-        tf.int32)
+    limit = tf.cast(
+        tf.math.ceil(max_aspect_ratio * tf.cast(tf.minimum(height, width), tf.float32)), tf.int32
+    )
     new_height, new_width = tf.minimum(height, limit), tf.minimum(width, limit)
     return tf.image.crop_to_bounding_box(
-        images, (height - new_height) // 2, (width - new_width) // 2,
-        new_height, new_width)
+        images, (height - new_height) // 2, (width - new_width) // 2, new_height, new_width
+    )
 
 
 def dense_scores(model, images, *, window, flip=True):
@@ -169,11 +168,9 @@ def dense_scores(model, images, *, window, flip=True):
         x = tf.concat([x, tf.reverse(x, axis=[2])], axis=0)
     if split_head(head)[0].data_format == "channels_first":
         x = tf.transpose(x, (0, 3, 1, 2))
-    probs = _window_probabilities(
-        head, models.get_trunk(model)(x, training=False), window=window)
+    probs = _window_probabilities(head, models.get_trunk(model)(x, training=False), window=window)
     if flip:
-        probs = tf.reduce_mean(
-            tf.reshape(probs, (2, tf.shape(images)[0], -1)), axis=0)
+        probs = tf.reduce_mean(tf.reshape(probs, (2, tf.shape(images)[0], -1)), axis=0)
     return probs
 
 
@@ -193,9 +190,17 @@ class DenseInference:
       max_aspect_ratio: see `limit_aspect_ratio`; None keeps every image whole.
     """
 
-    def __init__(self, model, *, window, scales=DEFAULT_SCALES, flip=True,
-                 mean=preprocessing.MEAN_RGB, std=None,
-                 max_aspect_ratio=DEFAULT_MAX_ASPECT_RATIO):
+    def __init__(
+        self,
+        model,
+        *,
+        window,
+        scales=DEFAULT_SCALES,
+        flip=True,
+        mean=preprocessing.MEAN_RGB,
+        std=None,
+        max_aspect_ratio=DEFAULT_MAX_ASPECT_RATIO,
+    ):
         if not scales:
             raise ValueError("dense testing needs at least one scale")
         self.model, self.window = model, int(window)
@@ -207,17 +212,21 @@ class DenseInference:
     def probabilities_at_scale(self, images, scale):
         """`[B, H, W, 3]` images, scalar int32 `scale` -> `[B, classes]`."""
         x = preprocessing.normalize(
-            preprocessing.resize_shorter_side(images, scale), self.mean,
-            self.std)
+            preprocessing.resize_shorter_side(images, scale), self.mean, self.std
+        )
         return dense_scores(self.model, x, window=self.window, flip=self.flip)
 
     def _scale_fn(self, dtype):
         if dtype not in self._at_scale:
             self._at_scale[dtype] = tf.function(
-                self.probabilities_at_scale, autograph=False,
-                jit_compile=False, input_signature=[
+                self.probabilities_at_scale,
+                autograph=False,
+                jit_compile=False,
+                input_signature=[
                     tf.TensorSpec([None, None, None, 3], dtype),
-                    tf.TensorSpec([], tf.int32)])
+                    tf.TensorSpec([], tf.int32),
+                ],
+            )
         return self._at_scale[dtype]
 
     def __call__(self, images):
@@ -228,8 +237,9 @@ class DenseInference:
         if self.max_aspect_ratio:
             images = limit_aspect_ratio(images, self.max_aspect_ratio)
         at_scale = self._scale_fn(images.dtype)
-        return tf.add_n([at_scale(images, tf.constant(scale, tf.int32))
-                         for scale in self.scales]) / len(self.scales)
+        return tf.add_n(
+            [at_scale(images, tf.constant(scale, tf.int32)) for scale in self.scales]
+        ) / len(self.scales)
 
 
 def dense_probabilities(model, images, *, window, **kwargs):
@@ -245,23 +255,31 @@ def dense_probabilities(model, images, *, window, **kwargs):
 # aspect-ratio limit is applied after resizing there, before it here: the
 # two agree exactly up to `DEFAULT_MAX_ASPECT_RATIO`).
 
-def evaluation_dataset(source, split, *, scale, image_size, batch_size,
-                       input_context, dtype,
-                       max_aspect_ratio=DEFAULT_MAX_ASPECT_RATIO):
+
+def evaluation_dataset(
+    source,
+    split,
+    *,
+    scale,
+    image_size,
+    batch_size,
+    input_context,
+    dtype,
+    max_aspect_ratio=DEFAULT_MAX_ASPECT_RATIO,
+):
     """Whole images, shorter side `scale`, normalized; batches of one per
     replica (sizes differ). `image_size`, `batch_size`, `dtype`: unused (the
     window comes from the model; the trunk casts to its compute dtype)."""
     del image_size, batch_size, dtype
-    images = source.resized_images(split, resize_size=scale,
-                                   input_context=input_context)
+    images = source.resized_images(split, resize_size=scale, input_context=input_context)
     if max_aspect_ratio:
         images = images.map(
-            lambda image, label: (limit_aspect_ratio(image, max_aspect_ratio),
-                                  label), num_parallel_calls=tf.data.AUTOTUNE)
+            lambda image, label: (limit_aspect_ratio(image, max_aspect_ratio), label),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
     return images.batch(1).prefetch(tf.data.AUTOTUNE)
 
 
 def evaluation_scores(model, images, *, flip=True):
     """`dense_scores` with the window of the model's architecture."""
-    return dense_scores(model, images, window=models.head_window(model.name),
-                        flip=flip)
+    return dense_scores(model, images, window=models.head_window(model.name), flip=flip)

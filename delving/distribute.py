@@ -5,6 +5,7 @@ picks the strategy and answers the questions that differ between them: how
 many replicas, and which worker is the chief (the only one that writes the
 model_dir's final files, logs and CSV).
 """
+
 import json
 import os
 
@@ -13,8 +14,7 @@ import tensorflow as tf
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
 
 
-def make_strategy(name: str = "auto", *, tpu: str | None = None
-                  ) -> tf.distribute.Strategy:
+def make_strategy(name: str = "auto", *, tpu: str | None = None) -> tf.distribute.Strategy:
     """The strategy called `name`.
 
     - `auto`: `MirroredStrategy` over all local GPUs if there is at least one,
@@ -29,8 +29,10 @@ def make_strategy(name: str = "auto", *, tpu: str | None = None
     """
     if name == "multi_worker":  # before anything initialises the runtime
         if "TF_CONFIG" not in os.environ:
-            raise ValueError("--strategy=multi_worker needs the TF_CONFIG "
-                             "environment variable (cluster and task)")
+            raise ValueError(
+                "--strategy=multi_worker needs the TF_CONFIG "
+                "environment variable (cluster and task)"
+            )
         return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
     if name == "auto":
@@ -47,8 +49,7 @@ def make_strategy(name: str = "auto", *, tpu: str | None = None
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
         return tf.distribute.TPUStrategy(resolver)
-    raise ValueError(f"--strategy must be one of {', '.join(STRATEGIES)}, "
-                     f"got {name!r}")
+    raise ValueError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {name!r}")
 
 
 def expected_replicas(name: str) -> int | None:

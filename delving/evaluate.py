@@ -11,25 +11,26 @@ paper's dense testing, what the exported SavedModels run; `--scales` is an
 alias of `--scale`, `--noflip` drops the mirrors); several scales are
 averaged per image.
 """
+
 import sys
 
-from absl import app
-from absl import flags
+from absl import app, flags
 
-_MODEL_DIR = flags.DEFINE_string("model_dir", None, "a delving.train model_dir.",
-                                 required=True)
+_MODEL_DIR = flags.DEFINE_string("model_dir", None, "a delving.train model_dir.", required=True)
 _VIEWS = flags.DEFINE_list("views", ["center"], "comma-separated test views.")
-_SCALE = flags.DEFINE_list("scale", None, "shorter side(s) before cropping; "
-                           "default: the run's --eval_resize.")
+_SCALE = flags.DEFINE_list(
+    "scale", None, "shorter side(s) before cropping; default: the run's --eval_resize."
+)
 _BATCH = flags.DEFINE_integer("batch_size", 32, "images per batch.", lower_bound=1)
-_STEPS = flags.DEFINE_integer("steps", None, "at most this many batches.",
-                              lower_bound=1)
+_STEPS = flags.DEFINE_integer("steps", None, "at most this many batches.", lower_bound=1)
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "override the run's data_dir.")
-_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "evaluate this checkpoint "
-                                  "instead of model.keras.")
+_CHECKPOINT = flags.DEFINE_string(
+    "checkpoint", None, "evaluate this checkpoint instead of model.keras."
+)
 flags.DEFINE_alias("scales", "scale")
-_FLIP = flags.DEFINE_bool("flip", True, "dense view: also test the horizontal "
-                          "flips (the paper does).")
+_FLIP = flags.DEFINE_bool(
+    "flip", True, "dense view: also test the horizontal flips (the paper does)."
+)
 
 
 @flags.validator("scale", "--scale: expected positive sizes, e.g. 256,384")
@@ -41,39 +42,57 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     import dataclasses
+
     from delving import evaluation, inputs
     from pipelines import errors
+
     unknown = [v for v in _VIEWS.value if v not in evaluation.VIEWS]
     if unknown:
-        sys.exit(f"delving.evaluate: error: --views: unknown {', '.join(unknown)}; "
-                 f"choose from {', '.join(evaluation.VIEWS)}")
+        sys.exit(
+            f"delving.evaluate: error: --views: unknown {', '.join(unknown)}; "
+            f"choose from {', '.join(evaluation.VIEWS)}"
+        )
     if not _FLIP.value:  # the dense view without its mirrored half
         import functools
+
         from delving import dense
-        evaluation.register_view(dataclasses.replace(
-            evaluation.VIEWS["dense"],
-            scores=functools.partial(dense.evaluation_scores, flip=False)))
+
+        evaluation.register_view(
+            dataclasses.replace(
+                evaluation.VIEWS["dense"],
+                scores=functools.partial(dense.evaluation_scores, flip=False),
+            )
+        )
     with errors.exit_on_user_error("delving.evaluate"):
-        model, cfg = evaluation.load_model(_MODEL_DIR.value,
-                                           checkpoint=_CHECKPOINT.value)
+        model, cfg = evaluation.load_model(_MODEL_DIR.value, checkpoint=_CHECKPOINT.value)
         if _DATA_DIR.value:
             cfg = dataclasses.replace(cfg, data_dir=_DATA_DIR.value)
         source = inputs.source_from_config(cfg)
         scales = tuple(int(s) for s in _SCALE.value or [cfg.eval_resize])
-        print(f"{cfg.model} ({cfg.activation}) from {_MODEL_DIR.value} on "
-              f"{cfg.dataset_name}, validation split, crops {cfg.image_size}")
+        print(
+            f"{cfg.model} ({cfg.activation}) from {_MODEL_DIR.value} on "
+            f"{cfg.dataset_name}, validation split, crops {cfg.image_size}"
+        )
         rows = []
         for view in _VIEWS.value:
             result = evaluation.evaluate(
-                model, source, view=view, scales=scales, image_size=cfg.image_size,
-                batch_size=_BATCH.value, steps=_STEPS.value, progress=True)
+                model,
+                source,
+                view=view,
+                scales=scales,
+                image_size=cfg.image_size,
+                batch_size=_BATCH.value,
+                steps=_STEPS.value,
+                progress=True,
+            )
             rows.append((view, result))
     scale_text = ",".join(map(str, scales))
-    print(f"{'view':<8} {'scales':<12} {'top-1 err':>9} {'top-5 err':>9} "
-          f"{'loss':>8} {'images':>7}")
+    print(f"{'view':<8} {'scales':<12} {'top-1 err':>9} {'top-5 err':>9} {'loss':>8} {'images':>7}")
     for view, r in rows:
-        print(f"{view:<8} {scale_text:<12} {r['top1_error']:9.2%} "
-              f"{r['top5_error']:9.2%} {r['loss']:8.4f} {r['count']:7d}")
+        print(
+            f"{view:<8} {scale_text:<12} {r['top1_error']:9.2%} "
+            f"{r['top5_error']:9.2%} {r['loss']:8.4f} {r['count']:7d}"
+        )
 
 
 if __name__ == "__main__":

@@ -16,8 +16,9 @@ feature maps) the same way. With several scales (`scales=(256, 384, 480)`)
 the probabilities of each image are also averaged over the scales, the
 paper's multi-scale combination.
 """
+
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 import keras
 import numpy as np
@@ -44,6 +45,7 @@ class View:
       max_batch_size: a cap on the per-replica batch (None: no cap), e.g. 1
         for views whose inputs differ in size between images.
     """
+
     name: str
     description: str
     make_dataset: Callable
@@ -63,20 +65,24 @@ def _probabilities(logits):
     return tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
 
 
-def _center_dataset(source, split, *, scale, image_size, batch_size,
-                    input_context, dtype):
-    return source.dataset(split, is_training=False, batch_size=batch_size,
-                          image_size=image_size, resize_size=scale,
-                          input_context=input_context, dtype=dtype)
+def _center_dataset(source, split, *, scale, image_size, batch_size, input_context, dtype):
+    return source.dataset(
+        split,
+        is_training=False,
+        batch_size=batch_size,
+        image_size=image_size,
+        resize_size=scale,
+        input_context=input_context,
+        dtype=dtype,
+    )
 
 
-def _ten_view_dataset(source, split, *, scale, image_size, batch_size,
-                      input_context, dtype):
-    images = source.resized_images(split, resize_size=scale,
-                                   input_context=input_context)
-    crops = images.map(lambda image, label: (
-        tf.cast(preprocessing.ten_crop(image, image_size), dtype), label),
-        num_parallel_calls=tf.data.AUTOTUNE)
+def _ten_view_dataset(source, split, *, scale, image_size, batch_size, input_context, dtype):
+    images = source.resized_images(split, resize_size=scale, input_context=input_context)
+    crops = images.map(
+        lambda image, label: (tf.cast(preprocessing.ten_crop(image, image_size), dtype), label),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
     if input_context:
         batch_size = input_context.get_per_replica_batch_size(batch_size)
     return crops.batch(batch_size).prefetch(tf.data.AUTOTUNE)
@@ -84,22 +90,37 @@ def _ten_view_dataset(source, split, *, scale, image_size, batch_size,
 
 def _ten_view_scores(model, views):
     shape = tf.shape(views)  # [batch, 10, S, S, 3]
-    logits = model(tf.reshape(views, tf.concat([[-1], shape[2:]], 0)),
-                   training=False)
+    logits = model(tf.reshape(views, tf.concat([[-1], shape[2:]], 0)), training=False)
     probs = _probabilities(logits)
     return tf.reduce_mean(tf.reshape(probs, [shape[0], shape[1], -1]), axis=1)
 
 
-register_view(View(
-    "center", "shorter side to the scale, centre crop",
-    _center_dataset, lambda model, x: _probabilities(model(x, training=False))))
-register_view(View(
-    "10view", "4 corners + centre and their mirrors, averaged (Sec. 4)",
-    _ten_view_dataset, _ten_view_scores))
+register_view(
+    View(
+        "center",
+        "shorter side to the scale, centre crop",
+        _center_dataset,
+        lambda model, x: _probabilities(model(x, training=False)),
+    )
+)
+register_view(
+    View(
+        "10view",
+        "4 corners + centre and their mirrors, averaged (Sec. 4)",
+        _ten_view_dataset,
+        _ten_view_scores,
+    )
+)
 # The function the exported SavedModels run (delving.dense), on whole images.
-register_view(View(
-    "dense", "every 14x14 window of the conv map and flips, averaged (Sec. 4)",
-    _dense.evaluation_dataset, _dense.evaluation_scores, max_batch_size=1))
+register_view(
+    View(
+        "dense",
+        "every 14x14 window of the conv map and flips, averaged (Sec. 4)",
+        _dense.evaluation_dataset,
+        _dense.evaluation_scores,
+        max_batch_size=1,
+    )
+)
 
 
 class Evaluator:
@@ -121,9 +142,20 @@ class Evaluator:
       dtype: input dtype (the compute dtype of the mixed-precision policy).
     """
 
-    def __init__(self, model, source, *, view="center", scales=(256,),
-                 image_size=224, batch_size=128, steps=None, strategy=None,
-                 split="validation", dtype="float32"):
+    def __init__(
+        self,
+        model,
+        source,
+        *,
+        view="center",
+        scales=(256,),
+        image_size=224,
+        batch_size=128,
+        steps=None,
+        strategy=None,
+        split="validation",
+        dtype="float32",
+    ):
         if view not in VIEWS:
             raise ValueError(f"unknown view {view!r}; choose from {', '.join(VIEWS)}")
         self.view, self.model, self.steps = VIEWS[view], model, steps
@@ -136,14 +168,24 @@ class Evaluator:
         self.batch_size = per_replica * replicas
 
         def dataset_fn(context):
-            per_scale = [self.view.make_dataset(
-                source, split, scale=s, image_size=image_size,
-                batch_size=self.batch_size,
-                input_context=context, dtype=dtype) for s in self.scales]
+            per_scale = [
+                self.view.make_dataset(
+                    source,
+                    split,
+                    scale=s,
+                    image_size=image_size,
+                    batch_size=self.batch_size,
+                    input_context=context,
+                    dtype=dtype,
+                )
+                for s in self.scales
+            ]
             if len(per_scale) == 1:
                 return per_scale[0].map(lambda x, y: ((x,), y))
             return tf.data.Dataset.zip(tuple(per_scale)).map(
-                lambda *pairs: (tuple(p[0] for p in pairs), pairs[0][1]))
+                lambda *pairs: (tuple(p[0] for p in pairs), pairs[0][1])
+            )
+
         self.dataset = self.strategy.distribute_datasets_from_function(dataset_fn)
 
         def replica_step(inputs, labels):
@@ -155,10 +197,12 @@ class Evaluator:
             nll = -tf.math.log(tf.maximum(picked, 1e-12))
             # Rank of the true class: 1 + number of classes scored higher.
             rank = tf.reduce_sum(tf.cast(probs > picked[:, None], tf.int32), axis=1)
-            return (tf.reduce_sum(nll),
-                    tf.reduce_sum(tf.cast(rank < 1, tf.float32)),
-                    tf.reduce_sum(tf.cast(rank < k, tf.float32)),
-                    tf.cast(tf.shape(labels)[0], tf.float32))
+            return (
+                tf.reduce_sum(nll),
+                tf.reduce_sum(tf.cast(rank < 1, tf.float32)),
+                tf.reduce_sum(tf.cast(rank < k, tf.float32)),
+                tf.cast(tf.shape(labels)[0], tf.float32),
+            )
 
         # No AutoGraph: the views' functions branch only on Python values
         # (explicit tf.cond otherwise), and converting them was behind the
@@ -168,6 +212,7 @@ class Evaluator:
         def step(batch):
             out = self.strategy.run(replica_step, args=batch)
             return [self.strategy.reduce("SUM", x, axis=None) for x in out]
+
         self._step = step
 
     def run(self, progress=False) -> dict:
@@ -183,22 +228,27 @@ class Evaluator:
             total += [x.numpy() for x in self._step(batch.get_value())]
             batches += 1
             if bar:
-                bar.update(batches, [("top1_err", 1 - total[1] / total[3]),
-                                     ("top5_err", 1 - total[2] / total[3])])
+                bar.update(
+                    batches,
+                    [("top1_err", 1 - total[1] / total[3]), ("top5_err", 1 - total[2] / total[3])],
+                )
         if bar:
             bar.update(batches, finalize=True)
         n = total[3]
         if not n:
             raise ValueError("the validation split gave no images")
-        return {"loss": total[0] / n, "top1_error": 1 - total[1] / n,
-                "top5_error": 1 - total[2] / n, "count": int(n)}
+        return {
+            "loss": total[0] / n,
+            "top1_error": 1 - total[1] / n,
+            "top5_error": 1 - total[2] / n,
+            "count": int(n),
+        }
 
 
 def evaluate(model, source, **kwargs) -> dict:
     """One-shot `Evaluator(model, source, **kwargs).run()`."""
     progress = kwargs.pop("progress", False)
     return Evaluator(model, source, **kwargs).run(progress=progress)
-
 
 
 def load_model(model_dir, *, checkpoint=None):
@@ -213,24 +263,29 @@ def load_model(model_dir, *, checkpoint=None):
     """
     import keras_layers  # noqa: F401  (registers the custom layers)
     from delving import config as config_lib
-    from delving import models
-    from delving import run_files
+    from delving import models, run_files
+
     files = run_files.paths(model_dir)
     if not tf.io.gfile.exists(files["config"]):
         from pipelines import errors
-        raise errors.DataError(f"{model_dir} is not a training model_dir "
-                               f"(no {files['config']})")
+
+        raise errors.DataError(f"{model_dir} is not a training model_dir (no {files['config']})")
     cfg = config_lib.load(files["config"])
     if checkpoint is None and tf.io.gfile.exists(files["model"]):
         return keras.saving.load_model(files["model"]), cfg
     checkpoint = checkpoint or tf.train.latest_checkpoint(files["checkpoints"])
     if not checkpoint:
         from pipelines import errors
-        raise errors.DataError(f"{model_dir} has neither model.keras nor a "
-                               "checkpoint yet")
+
+        raise errors.DataError(f"{model_dir} has neither model.keras nor a checkpoint yet")
     model = models.build_model(
-        cfg.model, num_classes=cfg.num_classes, activation=cfg.activation,
-        init=cfg.init, dropout=cfg.dropout, width_multiplier=cfg.width_multiplier,
-        fc_units=cfg.fc_units)
+        cfg.model,
+        num_classes=cfg.num_classes,
+        activation=cfg.activation,
+        init=cfg.init,
+        dropout=cfg.dropout,
+        width_multiplier=cfg.width_multiplier,
+        fc_units=cfg.fc_units,
+    )
     tf.train.Checkpoint(model=model).restore(checkpoint).expect_partial()
     return model, cfg

@@ -6,13 +6,13 @@ at scale 256" without caring. Batch sizes passed here are global; with a
 `tf.distribute.InputContext` the readers batch the per-replica share and
 shard the files between workers.
 """
+
 import dataclasses
 import functools
 
 import tensorflow as tf
 
-from pipelines import errors
-from pipelines import preprocessing
+from pipelines import errors, preprocessing
 
 IMAGENET_TRAIN_EXAMPLES = 1_281_167
 IMAGENET_VALIDATION_EXAMPLES = 50_000
@@ -21,6 +21,7 @@ IMAGENET_VALIDATION_EXAMPLES = 50_000
 @dataclasses.dataclass(frozen=True)
 class DataSource:
     """A dataset readable by `pipelines` (exactly one of the two set)."""
+
     data_dir: str | None = None
     tfds_name: str | None = None
     tfds_data_dir: str | None = None
@@ -38,31 +39,52 @@ class DataSource:
         """Batched `(images, labels)` of `split`; kwargs go to the reader."""
         if self.tfds_name:
             from pipelines import tfds as reader
+
             return reader.make_dataset(
-                self.tfds_name, self._split(split), batch_size=batch_size,
-                is_training=is_training, data_dir=self.tfds_data_dir,
-                manual_dir=self.tfds_manual_dir, std=self.std, **kwargs)
+                self.tfds_name,
+                self._split(split),
+                batch_size=batch_size,
+                is_training=is_training,
+                data_dir=self.tfds_data_dir,
+                manual_dir=self.tfds_manual_dir,
+                std=self.std,
+                **kwargs,
+            )
         from pipelines import imagenet
+
         return imagenet.make_dataset(
-            self.data_dir, split, batch_size=batch_size, is_training=is_training,
-            num_classes=self.num_classes, label_offset=self.label_offset,
-            std=self.std, **kwargs)
+            self.data_dir,
+            split,
+            batch_size=batch_size,
+            is_training=is_training,
+            num_classes=self.num_classes,
+            label_offset=self.label_offset,
+            std=self.std,
+            **kwargs,
+        )
 
     def resized_images(self, split, *, resize_size, input_context=None):
         """Unbatched whole images, shorter side `resize_size`, and labels."""
         # The readers batch whole images one per replica (sizes differ).
         per_replica_one = input_context.num_replicas_in_sync if input_context else 1
-        return self.dataset(split, batch_size=per_replica_one, is_training=False,
-                            resize_size=resize_size, crop=False,
-                            input_context=input_context).unbatch()
+        return self.dataset(
+            split,
+            batch_size=per_replica_one,
+            is_training=False,
+            resize_size=resize_size,
+            crop=False,
+            input_context=input_context,
+        ).unbatch()
 
     def num_examples(self, split) -> int:
         """Examples in `split` (counting records of small TFRecord sets)."""
         if self.tfds_name:
             import tensorflow_datasets as tfds
+
             builder = tfds.builder(self.tfds_name, data_dir=self.tfds_data_dir)
             return builder.info.splits[self._split(split)].num_examples
         from pipelines import imagenet
+
         files = imagenet.list_files(self.data_dir, split)
         if len(files) == 1024 and split == "train" and self.num_classes == 1000:
             return IMAGENET_TRAIN_EXAMPLES  # the standard ImageNet shards
@@ -73,22 +95,30 @@ class DataSource:
     def class_list(self, labels_file=None):
         """`pipelines.labels.ClassInfo` per class, in label order."""
         from pipelines import labels
+
         if self.tfds_name and not labels_file:
             names = _tfds_label_names(self.tfds_name, self.tfds_data_dir)
             return [labels.ClassInfo(i, n, n) for i, n in enumerate(names)]
         return labels.load_class_list(
-            data_dir=self.data_dir, labels_file=labels_file,
-            num_classes=self.num_classes, label_offset=self.label_offset)
+            data_dir=self.data_dir,
+            labels_file=labels_file,
+            num_classes=self.num_classes,
+            label_offset=self.label_offset,
+        )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _count_records(files):
-    return int(tf.data.TFRecordDataset(list(files)).reduce(
-        tf.constant(0, tf.int64), lambda n, _: n + 1).numpy())
+    return int(
+        tf.data.TFRecordDataset(list(files))
+        .reduce(tf.constant(0, tf.int64), lambda n, _: n + 1)
+        .numpy()
+    )
 
 
 def _tfds_info(name, data_dir):
     import tensorflow_datasets as tfds
+
     return tfds.builder(name, data_dir=data_dir).info
 
 
@@ -110,9 +140,14 @@ def source_from_config(cfg) -> DataSource:
     data_dir = cfg.data_dir
     if not data_dir and not cfg.tfds_name:
         from pipelines import builtin
+
         data_dir = builtin.ensure_dataset()
-    return DataSource(data_dir=data_dir, tfds_name=cfg.tfds_name,
-                      tfds_data_dir=cfg.tfds_data_dir,
-                      tfds_manual_dir=cfg.tfds_manual_dir,
-                      num_classes=cfg.num_classes, label_offset=cfg.label_offset,
-                      std=preprocessing.STD_RGB if cfg.input_std else None)
+    return DataSource(
+        data_dir=data_dir,
+        tfds_name=cfg.tfds_name,
+        tfds_data_dir=cfg.tfds_data_dir,
+        tfds_manual_dir=cfg.tfds_manual_dir,
+        num_classes=cfg.num_classes,
+        label_offset=cfg.label_offset,
+        std=preprocessing.STD_RGB if cfg.input_std else None,
+    )

@@ -35,9 +35,9 @@ Choices the paper leaves open, fixed here once for every network:
   A/B/C) and lets the head accept any input size with fc1 unchanged
   (25088 inputs, as in VGG-19).
 """
+
 import dataclasses
 import math
-
 
 # Every table ends with fc 4096, 4096, num_classes.
 FC_UNITS = 4096
@@ -46,6 +46,7 @@ FC_UNITS = 4096
 @dataclasses.dataclass(frozen=True)
 class Pool:
     """A max pool after a stage: `size x size` window, stride `stride`."""
+
     size: int
     stride: int
 
@@ -54,6 +55,7 @@ class Pool:
 class Stage:
     """`repeats` convolutions `kernel x kernel, filters` (the first with
     stride `stride`, the others stride 1), then an optional max pool."""
+
     filters: int
     kernel: int
     repeats: int = 1
@@ -64,6 +66,7 @@ class Stage:
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
     """One network: conv stages and SPP levels (then fc1, fc2, fc3)."""
+
     stages: tuple[Stage, ...]
     spp_bins: tuple[int, ...]
     paper_depth: int  # weight layers, as the paper states it
@@ -113,7 +116,10 @@ MODEL_SPECS: dict[str, ModelSpec] = {
             Stage(filters=128, kernel=2, repeats=4, pool=_pool2()),
             Stage(filters=256, kernel=2, repeats=6),
         ),
-        spp_bins=(6, 3, 2, 1), paper_depth=14, source="Table 1"),
+        spp_bins=(6, 3, 2, 1),
+        paper_depth=14,
+        source="Table 1",
+    ),
     # Sec. 2.3 / Fig. 3: Table 1 with sixteen more 2x2,256 convs in conv3
     # (6 + 16 = 22). 27 conv + 3 fc.
     "small_30": ModelSpec(
@@ -122,7 +128,10 @@ MODEL_SPECS: dict[str, ModelSpec] = {
             Stage(filters=128, kernel=2, repeats=4, pool=_pool2()),
             Stage(filters=256, kernel=2, repeats=22),
         ),
-        spp_bins=(6, 3, 2, 1), paper_depth=30, source="Sec. 2.3, Fig. 3"),
+        spp_bins=(6, 3, 2, 1),
+        paper_depth=30,
+        source="Sec. 2.3, Fig. 3",
+    ),
     # Table 3, model A: 7x7,96,/2; pool; 3x3,256 x5; pool; 3x3,512 x5; pool;
     # 3x3,512 x5; spp {7,3,2,1}. 16 conv + 3 fc.
     "model_a": ModelSpec(
@@ -132,7 +141,10 @@ MODEL_SPECS: dict[str, ModelSpec] = {
             Stage(filters=512, kernel=3, repeats=5, pool=_pool2()),
             Stage(filters=512, kernel=3, repeats=5),
         ),
-        spp_bins=(7, 3, 2, 1), paper_depth=19, source="Table 3"),
+        spp_bins=(7, 3, 2, 1),
+        paper_depth=19,
+        source="Table 3",
+    ),
     # Table 3, model B: model A with one more conv per 3x3 stage. 19 conv + 3 fc.
     "model_b": ModelSpec(
         stages=(
@@ -141,7 +153,10 @@ MODEL_SPECS: dict[str, ModelSpec] = {
             Stage(filters=512, kernel=3, repeats=6, pool=_pool2()),
             Stage(filters=512, kernel=3, repeats=6),
         ),
-        spp_bins=(7, 3, 2, 1), paper_depth=22, source="Table 3"),
+        spp_bins=(7, 3, 2, 1),
+        paper_depth=22,
+        source="Table 3",
+    ),
     # Table 3, model C: model B made wider (384/768/896). 19 conv + 3 fc.
     "model_c": ModelSpec(
         stages=(
@@ -150,7 +165,10 @@ MODEL_SPECS: dict[str, ModelSpec] = {
             Stage(filters=768, kernel=3, repeats=6, pool=_pool2()),
             Stage(filters=896, kernel=3, repeats=6),
         ),
-        spp_bins=(7, 3, 2, 1), paper_depth=22, source="Table 3"),
+        spp_bins=(7, 3, 2, 1),
+        paper_depth=22,
+        source="Table 3",
+    ),
     # Table 3, VGG-19: 3x3 convs 64 x2, 128 x2, 256 x4, 512 x4, 512 x4, a 2x2
     # /2 pool after each; pool5 + flatten is the one-level 7x7 SPP (see the
     # module docstring). 16 conv + 3 fc.
@@ -162,7 +180,10 @@ MODEL_SPECS: dict[str, ModelSpec] = {
             Stage(filters=512, kernel=3, repeats=4, pool=_pool2()),
             Stage(filters=512, kernel=3, repeats=4),
         ),
-        spp_bins=(7,), paper_depth=19, source="Table 3 (reference column)"),
+        spp_bins=(7,),
+        paper_depth=19,
+        source="Table 3 (reference column)",
+    ),
 }
 
 MODEL_NAMES: tuple[str, ...] = tuple(MODEL_SPECS)
@@ -178,5 +199,6 @@ def get_spec(name: str) -> ModelSpec:
     try:
         return MODEL_SPECS[name]
     except KeyError:
-        raise ValueError(f"unknown model {name!r}; choose one of "
-                         f"{', '.join(MODEL_NAMES)}") from None
+        raise ValueError(
+            f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}"
+        ) from None

@@ -9,6 +9,7 @@ convention: a Conv2D output element costs `k_h * k_w * c_in / groups`, a
 Dense output `units_in`. Biases, activations (PReLU's one multiply per
 negative input), pooling and SPP (comparisons) count as zero.
 """
+
 import dataclasses
 import math
 
@@ -28,8 +29,7 @@ class LayerStats:
 def _macs(layer, input_shape, output_shape):
     if isinstance(layer, keras.layers.Conv2D):
         channel_axis = -1 if layer.data_format == "channels_last" else 1
-        per_output = (math.prod(layer.kernel_size)
-                      * input_shape[channel_axis] // layer.groups)
+        per_output = math.prod(layer.kernel_size) * input_shape[channel_axis] // layer.groups
         return math.prod(output_shape[1:]) * per_output
     if isinstance(layer, keras.layers.Dense):
         return math.prod(output_shape[1:]) * input_shape[-1]
@@ -45,8 +45,7 @@ def _chain_stats(model, input_shape, part):
     the layers one after the other.
     """
     if len(model.inputs) != 1 or len(model.outputs) != 1:
-        raise ValueError(f"{model.name}: expected a single-input, "
-                         "single-output chain of layers")
+        raise ValueError(f"{model.name}: expected a single-input, single-output chain of layers")
     rows, shape = [], tuple(input_shape)
     for layer in model.layers:
         if isinstance(layer, keras.layers.InputLayer):
@@ -55,12 +54,19 @@ def _chain_stats(model, input_shape, part):
             nested, shape = _chain_stats(layer, shape, layer.name)
             rows += nested
             continue
-        out_shape = tuple(layer.compute_output_spec(
-            keras.KerasTensor(shape, dtype=model.inputs[0].dtype)).shape)
-        rows.append(LayerStats(
-            name=layer.name, kind=type(layer).__name__, part=part,
-            output_shape=out_shape[1:], params=layer.count_params(),
-            macs=_macs(layer, shape, out_shape)))
+        out_shape = tuple(
+            layer.compute_output_spec(keras.KerasTensor(shape, dtype=model.inputs[0].dtype)).shape
+        )
+        rows.append(
+            LayerStats(
+                name=layer.name,
+                kind=type(layer).__name__,
+                part=part,
+                output_shape=out_shape[1:],
+                params=layer.count_params(),
+                macs=_macs(layer, shape, out_shape),
+            )
+        )
         shape = out_shape
     return rows, shape
 
@@ -74,8 +80,7 @@ def layer_stats(model, image_size=224):
       >>> sum(s.macs for s in stats)  # multiply-adds per 224x224 image
     """
     # The unknown spatial axes of (None, None, 3) or (3, None, None).
-    shape = (1,) + tuple(image_size if d is None else d
-                         for d in model.inputs[0].shape[1:])
+    shape = (1,) + tuple(image_size if d is None else d for d in model.inputs[0].shape[1:])
     return _chain_stats(model, shape, model.name)[0]
 
 
@@ -87,12 +92,13 @@ def totals(stats):
 def format_table(stats):
     """The stats as an aligned text table with a totals line."""
     header = ("layer", "type", "output shape", "params", "multiply-adds")
-    rows = [(s.name, s.kind, "x".join(map(str, s.output_shape)),
-             f"{s.params:,}", f"{s.macs:,}") for s in stats]
+    rows = [
+        (s.name, s.kind, "x".join(map(str, s.output_shape)), f"{s.params:,}", f"{s.macs:,}")
+        for s in stats
+    ]
     params, macs = totals(stats)
     footer = ("total", "", "", f"{params:,}", f"{macs:,}")
-    widths = [max(len(r[i]) for r in [header, *rows, footer])
-              for i in range(len(header))]
+    widths = [max(len(r[i]) for r in [header, *rows, footer]) for i in range(len(header))]
 
     def line(row):
         left = [c.ljust(w) for c, w in zip(row[:3], widths)]
@@ -100,5 +106,4 @@ def format_table(stats):
         return "  ".join(left + right).rstrip()
 
     rule = "-" * len(line(header))
-    return "\n".join([line(header), rule, *map(line, rows), rule,
-                      line(footer)])
+    return "\n".join([line(header), rule, *map(line, rows), rule, line(footer)])

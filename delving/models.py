@@ -28,6 +28,7 @@ Dense kernel fan-in is its inputs and fan-out its units); biases are zero:
   `a = 0.25`, the PReLU slope at initialization.
 - `"xavier"`: `n Var[w] = 1` with the fan-in (Caffe's "xavier", Sec. 2.3).
 """
+
 import itertools
 
 import keras
@@ -40,21 +41,18 @@ PRELU_INIT_SLOPE = 0.25  # the paper's initial a_i, also LReLU's fixed slope
 
 # init name (one of INITS) -> initializer factory taking a seed.
 _INITIALIZERS = {
-    "he_fan_in": lambda seed: keras_layers.HeVarianceScaling(
-        mode="fan_in", seed=seed),
-    "he_fan_out": lambda seed: keras_layers.HeVarianceScaling(
-        mode="fan_out", seed=seed),
+    "he_fan_in": lambda seed: keras_layers.HeVarianceScaling(mode="fan_in", seed=seed),
+    "he_fan_out": lambda seed: keras_layers.HeVarianceScaling(mode="fan_out", seed=seed),
     "he_prelu": lambda seed: keras_layers.HeVarianceScaling(
-        mode="fan_in", negative_slope=PRELU_INIT_SLOPE, seed=seed),
-    "xavier": lambda seed: keras_layers.XavierVarianceScaling(
-        mode="fan_in", seed=seed),
+        mode="fan_in", negative_slope=PRELU_INIT_SLOPE, seed=seed
+    ),
+    "xavier": lambda seed: keras_layers.XavierVarianceScaling(mode="fan_in", seed=seed),
 }
 
 
 def _check_choice(kind, value, choices):
     if value not in choices:
-        raise ValueError(f"unknown {kind} {value!r}; choose one of "
-                         f"{', '.join(choices)}")
+        raise ValueError(f"unknown {kind} {value!r}; choose one of {', '.join(choices)}")
 
 
 def _activation_layer(activation, layer_name, data_format):
@@ -62,11 +60,12 @@ def _activation_layer(activation, layer_name, data_format):
     if activation == "relu":
         return keras.layers.ReLU(name=f"{layer_name}_relu")
     if activation == "lrelu":
-        return keras.layers.LeakyReLU(negative_slope=PRELU_INIT_SLOPE,
-                                      name=f"{layer_name}_lrelu")
-    return keras_layers.PReLU(channel_shared=activation == "prelu_shared",
-                              data_format=data_format,
-                              name=f"{layer_name}_prelu")
+        return keras.layers.LeakyReLU(negative_slope=PRELU_INIT_SLOPE, name=f"{layer_name}_lrelu")
+    return keras_layers.PReLU(
+        channel_shared=activation == "prelu_shared",
+        data_format=data_format,
+        name=f"{layer_name}_prelu",
+    )
 
 
 def _scaled(filters, width_multiplier):
@@ -86,8 +85,7 @@ def _image_shape(channels, data_format):
     return (None, None, channels)
 
 
-def _build_trunk(spec, *, activation, make_init, seeds, data_format,
-                 width_multiplier):
+def _build_trunk(spec, *, activation, make_init, seeds, data_format, width_multiplier):
     image = keras.Input(_image_shape(3, data_format), name="image")
     x = image
     even_kernels = 0
@@ -104,47 +102,70 @@ def _build_trunk(spec, *, activation, make_init, seeds, data_format,
                     before = stage.kernel // 2
                     pad = ((before, before - 1),) * 2
                     x = keras.layers.ZeroPadding2D(
-                        pad, data_format=data_format, name=f"{name}_pad")(x)
+                        pad, data_format=data_format, name=f"{name}_pad"
+                    )(x)
                     padding = "valid"
             x = keras.layers.Conv2D(
-                _scaled(stage.filters, width_multiplier), stage.kernel,
-                strides=stride, padding=padding,
+                _scaled(stage.filters, width_multiplier),
+                stage.kernel,
+                strides=stride,
+                padding=padding,
                 data_format=data_format,
                 kernel_initializer=make_init(next(seeds)),
-                bias_initializer="zeros", name=name)(x)
+                bias_initializer="zeros",
+                name=name,
+            )(x)
             x = _activation_layer(activation, name, data_format)(x)
         if stage.pool:
             x = keras.layers.MaxPooling2D(
-                stage.pool.size, strides=stage.pool.stride, padding="same",
-                data_format=data_format, name=f"pool{i}")(x)
+                stage.pool.size,
+                strides=stage.pool.stride,
+                padding="same",
+                data_format=data_format,
+                name=f"pool{i}",
+            )(x)
     return keras.Model(image, x, name="trunk")
 
 
-def _build_head(spec, channels, *, num_classes, activation, make_init, seeds,
-                dropout, data_format, fc_units):
-    feature_map = keras.Input(_image_shape(channels, data_format),
-                              name="feature_map")
-    x = keras_layers.SpatialPyramidPooling(
-        bins=spec.spp_bins, data_format=data_format, name="spp")(feature_map)
+def _build_head(
+    spec, channels, *, num_classes, activation, make_init, seeds, dropout, data_format, fc_units
+):
+    feature_map = keras.Input(_image_shape(channels, data_format), name="feature_map")
+    x = keras_layers.SpatialPyramidPooling(bins=spec.spp_bins, data_format=data_format, name="spp")(
+        feature_map
+    )
     for name in ("fc1", "fc2"):
-        x = keras.layers.Dense(fc_units, kernel_initializer=make_init(
-            next(seeds)), bias_initializer="zeros", name=name)(x)
+        x = keras.layers.Dense(
+            fc_units, kernel_initializer=make_init(next(seeds)), bias_initializer="zeros", name=name
+        )(x)
         # Rank-2 input: one slope per unit whatever data_format is.
         x = _activation_layer(activation, name, "channels_last")(x)
         if dropout:
-            x = keras.layers.Dropout(dropout, seed=next(seeds),
-                                     name=f"{name}_dropout")(x)
+            x = keras.layers.Dropout(dropout, seed=next(seeds), name=f"{name}_dropout")(x)
     # float32 logits under mixed precision: a stable loss and a float32
     # serving signature.
     logits = keras.layers.Dense(
-        num_classes, kernel_initializer=make_init(next(seeds)),
-        bias_initializer="zeros", dtype="float32", name="fc3")(x)
+        num_classes,
+        kernel_initializer=make_init(next(seeds)),
+        bias_initializer="zeros",
+        dtype="float32",
+        name="fc3",
+    )(x)
     return keras.Model(feature_map, logits, name="head")
 
 
-def build_model(name, *, num_classes=1000, activation="prelu",
-                init="he_fan_out", dropout=0.5, data_format=None,
-                width_multiplier=1.0, fc_units=model_specs.FC_UNITS, seed=None):
+def build_model(
+    name,
+    *,
+    num_classes=1000,
+    activation="prelu",
+    init="he_fan_out",
+    dropout=0.5,
+    data_format=None,
+    width_multiplier=1.0,
+    fc_units=model_specs.FC_UNITS,
+    seed=None,
+):
     """Builds one of the paper's networks as `head(trunk(image))`.
 
     Args:
@@ -176,24 +197,34 @@ def build_model(name, *, num_classes=1000, activation="prelu",
     _check_choice("activation", activation, ACTIVATIONS)
     _check_choice("init", init, INITS)
     data_format = data_format or keras.config.image_data_format()
-    _check_choice("data_format", data_format,
-                  ("channels_last", "channels_first"))
+    _check_choice("data_format", data_format, ("channels_last", "channels_first"))
     if width_multiplier <= 0:
         raise ValueError(f"width_multiplier must be > 0, got {width_multiplier}")
     if fc_units < 1 or num_classes < 1:
-        raise ValueError(f"fc_units and num_classes must be >= 1, got "
-                         f"{fc_units} and {num_classes}")
+        raise ValueError(f"fc_units and num_classes must be >= 1, got {fc_units} and {num_classes}")
     if not 0 <= dropout < 1:
         raise ValueError(f"dropout must be in [0, 1), got {dropout}")
     make_init, seeds = _INITIALIZERS[init], _seeds(seed)
-    trunk = _build_trunk(spec, activation=activation, make_init=make_init,
-                         seeds=seeds, data_format=data_format,
-                         width_multiplier=width_multiplier)
+    trunk = _build_trunk(
+        spec,
+        activation=activation,
+        make_init=make_init,
+        seeds=seeds,
+        data_format=data_format,
+        width_multiplier=width_multiplier,
+    )
     channels = _scaled(spec.stages[-1].filters, width_multiplier)
-    head = _build_head(spec, channels, num_classes=num_classes,
-                       activation=activation, make_init=make_init, seeds=seeds,
-                       dropout=dropout, data_format=data_format,
-                       fc_units=fc_units)
+    head = _build_head(
+        spec,
+        channels,
+        num_classes=num_classes,
+        activation=activation,
+        make_init=make_init,
+        seeds=seeds,
+        dropout=dropout,
+        data_format=data_format,
+        fc_units=fc_units,
+    )
     image = keras.Input(_image_shape(3, data_format), name="image")
     return keras.Model(image, head(trunk(image)), name=name)
 
@@ -238,6 +269,8 @@ def _walk_layers(model):
 def prelu_coefficients(model):
     """`{prelu_layer_name: mean slope}` in network order (Table 1's numbers),
     searching nested models; empty for ReLU/LReLU networks."""
-    return {layer.name: float(keras.ops.mean(layer.alpha))
-            for layer in _walk_layers(model)
-            if isinstance(layer, keras_layers.PReLU)}
+    return {
+        layer.name: float(keras.ops.mean(layer.alpha))
+        for layer in _walk_layers(model)
+        if isinstance(layer, keras_layers.PReLU)
+    }

@@ -13,6 +13,7 @@ model_dir/
 Only the chief writes these: the trainer calls the writers on the chief
 only, and `summary_writers` gives the other workers no-op writers.
 """
+
 import csv
 import io
 import os
@@ -22,25 +23,48 @@ from tensorflow.core.framework import summary_pb2
 
 from delving import config as config_lib
 
-HISTORY_FIELDS = ("epoch", "step", "learning_rate", "train_loss",
-                  "train_top1_error", "train_top5_error", "val_loss",
-                  "val_top1_error", "val_top5_error", "images_per_sec")
+HISTORY_FIELDS = (
+    "epoch",
+    "step",
+    "learning_rate",
+    "train_loss",
+    "train_top1_error",
+    "train_top5_error",
+    "val_loss",
+    "val_top1_error",
+    "val_top5_error",
+    "images_per_sec",
+)
 
 # Table 1 of the paper: learned slopes of the 14-layer model (shared,
 # channel-wise), for reference next to ours when the model is small_14.
 TABLE1 = {
-    "conv1": (0.681, 0.596), "conv2_1": (0.103, 0.321), "conv2_2": (0.099, 0.204),
-    "conv2_3": (0.228, 0.294), "conv2_4": (0.561, 0.464), "conv3_1": (0.126, 0.196),
-    "conv3_2": (0.089, 0.152), "conv3_3": (0.124, 0.145), "conv3_4": (0.062, 0.124),
-    "conv3_5": (0.008, 0.134), "conv3_6": (0.210, 0.198), "fc1": (0.063, 0.074),
-    "fc2": (0.031, 0.075)}
+    "conv1": (0.681, 0.596),
+    "conv2_1": (0.103, 0.321),
+    "conv2_2": (0.099, 0.204),
+    "conv2_3": (0.228, 0.294),
+    "conv2_4": (0.561, 0.464),
+    "conv3_1": (0.126, 0.196),
+    "conv3_2": (0.089, 0.152),
+    "conv3_3": (0.124, 0.145),
+    "conv3_4": (0.062, 0.124),
+    "conv3_5": (0.008, 0.134),
+    "conv3_6": (0.210, 0.198),
+    "fc1": (0.063, 0.074),
+    "fc2": (0.031, 0.075),
+}
 
 
 def paths(model_dir):
     j = lambda name: os.path.join(model_dir, name)  # noqa: E731
-    return {"config": j("config.json"), "classes": j("classes.tsv"),
-            "checkpoints": j("checkpoints"), "tensorboard": j("logs"),
-            "csv_log": j("training_log.csv"), "model": j("model.keras")}
+    return {
+        "config": j("config.json"),
+        "classes": j("classes.tsv"),
+        "checkpoints": j("checkpoints"),
+        "tensorboard": j("logs"),
+        "csv_log": j("training_log.csv"),
+        "model": j("model.keras"),
+    }
 
 
 def _write_atomic(path, text):
@@ -58,8 +82,10 @@ def check_compatible(cfg, error_type):
     diff = config_lib.architecture_diff(config_lib.load(path), cfg)
     if diff:
         what = ", ".join(f"{k}={old!r} (asked {new!r})" for k, (old, new) in diff.items())
-        raise error_type(f"--model_dir={cfg.model_dir} holds a run with {what}; "
-                         "use another --model_dir or the same flags to resume")
+        raise error_type(
+            f"--model_dir={cfg.model_dir} holds a run with {what}; "
+            "use another --model_dir or the same flags to resume"
+        )
 
 
 def write_config(cfg):
@@ -87,8 +113,10 @@ def read_history(model_dir):
         return []
     with tf.io.gfile.GFile(path) as f:
         rows = list(csv.DictReader(f))
-    return [{k: (int(v) if k in ("epoch", "step") else float(v))
-             for k, v in row.items()} for row in rows]
+    return [
+        {k: (int(v) if k in ("epoch", "step") else float(v)) for k, v in row.items()}
+        for row in rows
+    ]
 
 
 def write_history(model_dir, rows):
@@ -107,23 +135,28 @@ def summary_writers(model_dir, chief):
         noop = tf.summary.create_noop_writer()
         return {"train": noop, "validation": noop}
     logs = paths(model_dir)["tensorboard"]
-    return {name: tf.summary.create_file_writer(os.path.join(logs, name))
-            for name in ("train", "validation")}
+    return {
+        name: tf.summary.create_file_writer(os.path.join(logs, name))
+        for name in ("train", "validation")
+    }
 
 
 # `tf.summary.scalar` lives in the tensorboard package, which TF no longer
 # installs; `tf.summary.write` with the scalars plugin's metadata writes the
 # same event records from TF alone (view them with `pip install tensorboard`).
 _SCALAR_METADATA = summary_pb2.SummaryMetadata(
-    plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
+    plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars")
+)
 
 
 def write_scalars(writer, step, scalars):
     with writer.as_default(step=step):
         for name, value in scalars.items():
-            tf.summary.write(name.replace("/", "_per_"),
-                             tf.constant(float(value), tf.float32),
-                             metadata=_SCALAR_METADATA)
+            tf.summary.write(
+                name.replace("/", "_per_"),
+                tf.constant(float(value), tf.float32),
+                metadata=_SCALAR_METADATA,
+            )
     writer.flush()
 
 
@@ -132,14 +165,13 @@ def prelu_table(coefficients, cfg):
     shared = cfg.activation == "prelu_shared"
     kind = "channel-shared" if shared else "channel-wise"
     with_paper = cfg.model == "small_14"
-    lines = [f"Learned PReLU coefficients ({kind}, mean slope per layer; "
-             f"initial 0.25)"]
+    lines = [f"Learned PReLU coefficients ({kind}, mean slope per layer; initial 0.25)"]
     header = f"  {'layer':<10} {'ours':>8}"
     if with_paper:
         header += f" {'Table 1':>8}"
     lines.append(header)
     for name, slope in coefficients.items():
-        layer = name[:-len("_prelu")] if name.endswith("_prelu") else name
+        layer = name[: -len("_prelu")] if name.endswith("_prelu") else name
         line = f"  {layer:<10} {slope:8.3f}"
         if with_paper and layer in TABLE1:
             line += f" {TABLE1[layer][0 if shared else 1]:8.3f}"

@@ -12,6 +12,7 @@ The state is updated once per epoch, on the host, from the validation top-1
 error; every worker of a multi-worker run sees the same (all-reduced) error
 and so takes the same decision.
 """
+
 import tensorflow as tf
 
 
@@ -35,8 +36,17 @@ class LearningRateSchedule(tf.Module):
       >>> s.rate()  # 0.001
     """
 
-    def __init__(self, base_rate, *, kind="plateau", factor=0.1, max_decays=2,
-                 patience=3, min_delta=1e-3, decay_epochs=()):
+    def __init__(
+        self,
+        base_rate,
+        *,
+        kind="plateau",
+        factor=0.1,
+        max_decays=2,
+        patience=3,
+        min_delta=1e-3,
+        decay_epochs=(),
+    ):
         super().__init__(name="lr_schedule")
         if kind not in ("plateau", "step"):
             raise ValueError(f"unknown lr schedule {kind!r}")
@@ -44,10 +54,10 @@ class LearningRateSchedule(tf.Module):
         self.max_decays, self.patience, self.min_delta = max_decays, patience, min_delta
         self.decay_epochs = tuple(sorted(decay_epochs))
         self.decays = tf.Variable(0, dtype=tf.int64, trainable=False, name="decays")
-        self.best_error = tf.Variable(float("inf"), dtype=tf.float64,
-                                      trainable=False, name="best_error")
-        self.bad_epochs = tf.Variable(0, dtype=tf.int64, trainable=False,
-                                      name="bad_epochs")
+        self.best_error = tf.Variable(
+            float("inf"), dtype=tf.float64, trainable=False, name="best_error"
+        )
+        self.bad_epochs = tf.Variable(0, dtype=tf.int64, trainable=False, name="bad_epochs")
 
     def rate(self) -> float:
         return self.base_rate * self.factor ** int(self.decays.numpy())
@@ -55,8 +65,7 @@ class LearningRateSchedule(tf.Module):
     def end_epoch(self, epoch: int, val_error: float | None) -> bool:
         """Update the state after epoch `epoch` (0-based); True if it decayed."""
         if self.kind == "step":
-            wanted = min(self.max_decays,
-                         sum(1 for e in self.decay_epochs if e <= epoch + 1))
+            wanted = min(self.max_decays, sum(1 for e in self.decay_epochs if e <= epoch + 1))
             changed = wanted != int(self.decays.numpy())
             self.decays.assign(wanted)
             return changed
@@ -67,8 +76,10 @@ class LearningRateSchedule(tf.Module):
             self.bad_epochs.assign(0)
             return False
         self.bad_epochs.assign_add(1)
-        if (int(self.bad_epochs.numpy()) >= self.patience
-                and int(self.decays.numpy()) < self.max_decays):
+        if (
+            int(self.bad_epochs.numpy()) >= self.patience
+            and int(self.decays.numpy()) < self.max_decays
+        ):
             self.decays.assign_add(1)
             self.bad_epochs.assign(0)
             return True

@@ -8,52 +8,70 @@ Example:
   python -m delving.summary --model=small_14 --activation=prelu_shared \
       --image_size=256
 """
+
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TF loads
 
-from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
+from absl import (
+    app,  # noqa: E402
+    flags,  # noqa: E402
+)
 
 # Only the specs (no TensorFlow) at import: flag errors and --help are
 # instant; TensorFlow loads in main().
 from delving import model_specs  # noqa: E402
 
-_MODEL = flags.DEFINE_enum("model", "model_a", model_specs.MODEL_NAMES,
-                           "Network of the paper to summarise.")
+_MODEL = flags.DEFINE_enum(
+    "model", "model_a", model_specs.MODEL_NAMES, "Network of the paper to summarise."
+)
 _IMAGE_SIZE = flags.DEFINE_integer(
-    "image_size", 224, "Side of the square input image.", lower_bound=1)
-_ACTIVATION = flags.DEFINE_enum("activation", "prelu", model_specs.ACTIVATIONS,
-                                "Rectifier after every weight layer.")
-_NUM_CLASSES = flags.DEFINE_integer("num_classes", 1000, "Units of fc3.",
-                                    lower_bound=1)
+    "image_size", 224, "Side of the square input image.", lower_bound=1
+)
+_ACTIVATION = flags.DEFINE_enum(
+    "activation", "prelu", model_specs.ACTIVATIONS, "Rectifier after every weight layer."
+)
+_NUM_CLASSES = flags.DEFINE_integer("num_classes", 1000, "Units of fc3.", lower_bound=1)
 _WIDTH_MULTIPLIER = flags.DEFINE_float(
-    "width_multiplier", 1.0, "Scales every conv's filter count (> 0).")
-flags.register_validator("width_multiplier", lambda value: value > 0,
-                         message="--width_multiplier must be > 0")
-_FC_UNITS = flags.DEFINE_integer("fc_units", model_specs.FC_UNITS,
-                                 "Width of fc1 and fc2.", lower_bound=1)
+    "width_multiplier", 1.0, "Scales every conv's filter count (> 0)."
+)
+flags.register_validator(
+    "width_multiplier", lambda value: value > 0, message="--width_multiplier must be > 0"
+)
+_FC_UNITS = flags.DEFINE_integer(
+    "fc_units", model_specs.FC_UNITS, "Width of fc1 and fc2.", lower_bound=1
+)
 _DATA_FORMAT = flags.DEFINE_enum(
-    "data_format", "channels_last", ["channels_last", "channels_first"],
-    "Layout of the image tensor.")
+    "data_format",
+    "channels_last",
+    ["channels_last", "channels_first"],
+    "Layout of the image tensor.",
+)
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     from delving import model_stats, models  # noqa: PLC0415  (see above)
+
     model = models.build_model(
-        _MODEL.value, num_classes=_NUM_CLASSES.value,
+        _MODEL.value,
+        num_classes=_NUM_CLASSES.value,
         activation=_ACTIVATION.value,
-        width_multiplier=_WIDTH_MULTIPLIER.value, fc_units=_FC_UNITS.value,
-        data_format=_DATA_FORMAT.value, seed=0)
+        width_multiplier=_WIDTH_MULTIPLIER.value,
+        fc_units=_FC_UNITS.value,
+        data_format=_DATA_FORMAT.value,
+        seed=0,
+    )
     stats = model_stats.layer_stats(model, _IMAGE_SIZE.value)
     params, macs = model_stats.totals(stats)
     size = _IMAGE_SIZE.value
     side = models.feature_map_size(_MODEL.value, size)
-    print(f"{_MODEL.value} ({_ACTIVATION.value}), input {size}x{size}x3, "
-          f"trunk output {side}x{side} "
-          f"(total stride {models.total_stride(_MODEL.value)})")
+    print(
+        f"{_MODEL.value} ({_ACTIVATION.value}), input {size}x{size}x3, "
+        f"trunk output {side}x{side} "
+        f"(total stride {models.total_stride(_MODEL.value)})"
+    )
     print(model_stats.format_table(stats))
     print(f"total params: {params:,} ({params / 1e6:.2f} M)")
     print(f"total multiply-adds per image: {macs:,} ({macs / 1e9:.2f} G)")

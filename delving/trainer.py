@@ -24,6 +24,7 @@ from the last one, running only the steps its epoch has left. Weights are
 checked to be finite before every save, and a non-finite loss stops the run
 with `TrainingDiverged`, so the latest checkpoint is always a good one.
 """
+
 import dataclasses
 import math
 import time
@@ -32,19 +33,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from delving import checkpointing
+from delving import checkpointing, distribute, evaluation, inputs, models, run_files
 from delving import config as config_lib
-from delving import distribute
-from delving import evaluation
-from delving import inputs
-from delving import models
-from delving import run_files
 from delving.schedules import LearningRateSchedule
-from pipelines import dataset_ops
-from pipelines import preprocessing
+from pipelines import dataset_ops, preprocessing
 
-_POLICIES = {"none": "float32", "float16": "mixed_float16",
-             "bfloat16": "mixed_bfloat16"}
+_POLICIES = {"none": "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
 
 
 class TrainingDiverged(RuntimeError):
@@ -75,12 +69,14 @@ class _Trainer:
         if cfg.batch_size % self.replicas:
             raise ValueError(
                 f"batch_size={cfg.batch_size}: not divisible by the "
-                f"{self.replicas} replicas of --strategy={cfg.strategy}")
+                f"{self.replicas} replicas of --strategy={cfg.strategy}"
+            )
         self.chief = distribute.is_chief(strategy)
         self.source = inputs.source_from_config(cfg)
         # Resolved config: the data actually read and the epoch length.
-        self.cfg = cfg = self._resolve_steps(dataclasses.replace(
-            cfg, data_dir=self.source.data_dir))
+        self.cfg = cfg = self._resolve_steps(
+            dataclasses.replace(cfg, data_dir=self.source.data_dir)
+        )
         run_files.check_compatible(cfg, ConfigMismatch)
         self.files = run_files.paths(cfg.model_dir)
         if self.chief:
@@ -89,9 +85,15 @@ class _Trainer:
         keras.utils.set_random_seed(cfg.seed)
         with strategy.scope():
             self.model = models.build_model(
-                cfg.model, num_classes=cfg.num_classes, activation=cfg.activation,
-                init=cfg.init, dropout=cfg.dropout, width_multiplier=cfg.width_multiplier,
-                fc_units=cfg.fc_units, seed=cfg.seed)
+                cfg.model,
+                num_classes=cfg.num_classes,
+                activation=cfg.activation,
+                init=cfg.init,
+                dropout=cfg.dropout,
+                width_multiplier=cfg.width_multiplier,
+                fc_units=cfg.fc_units,
+                seed=cfg.seed,
+            )
             optimizer = keras.optimizers.SGD(cfg.learning_rate, momentum=cfg.momentum)
             if cfg.mixed_precision == "float16":
                 optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
@@ -99,32 +101,50 @@ class _Trainer:
             # Slots exist before restore, so their values come back too.
             optimizer.build(self.model.trainable_variables)
         # Caffe-style decay on conv/fc kernels only (never PReLU alpha, bias).
-        self.decayed = [v for v in self.model.trainable_variables
-                        if v.path.split("/")[-1] == "kernel"]
+        self.decayed = [
+            v for v in self.model.trainable_variables if v.path.split("/")[-1] == "kernel"
+        ]
         self.schedule = LearningRateSchedule(
-            cfg.learning_rate, kind=cfg.lr_schedule, factor=cfg.lr_decay_factor,
-            max_decays=cfg.lr_max_decays, patience=cfg.lr_plateau_patience,
-            min_delta=cfg.lr_plateau_min_delta, decay_epochs=cfg.lr_decay_epochs)
+            cfg.learning_rate,
+            kind=cfg.lr_schedule,
+            factor=cfg.lr_decay_factor,
+            max_decays=cfg.lr_max_decays,
+            patience=cfg.lr_plateau_patience,
+            min_delta=cfg.lr_plateau_min_delta,
+            decay_epochs=cfg.lr_decay_epochs,
+        )
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-        self.epoch_step = tf.Variable(0, dtype=tf.int64, trainable=False,
-                                      name="epoch_step")
+        self.epoch_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch_step")
         self.checkpointer = checkpointing.Checkpointer(
-            cfg.model_dir, strategy, keep=cfg.keep_checkpoints, model=self.model,
-            optimizer=self.optimizer, step=self.step, epoch=self.epoch,
-            epoch_step=self.epoch_step, lr_schedule=self.schedule)
+            cfg.model_dir,
+            strategy,
+            keep=cfg.keep_checkpoints,
+            model=self.model,
+            optimizer=self.optimizer,
+            step=self.step,
+            epoch=self.epoch,
+            epoch_step=self.epoch_step,
+            lr_schedule=self.schedule,
+        )
         self.evaluator = evaluation.Evaluator(
-            self.model, self.source, view="center", scales=(cfg.eval_resize,),
-            image_size=cfg.image_size, batch_size=cfg.batch_size,
-            steps=cfg.eval_steps, strategy=strategy, dtype=self._input_dtype())
+            self.model,
+            self.source,
+            view="center",
+            scales=(cfg.eval_resize,),
+            image_size=cfg.image_size,
+            batch_size=cfg.batch_size,
+            steps=cfg.eval_steps,
+            strategy=strategy,
+            dtype=self._input_dtype(),
+        )
         self.train_step = self._make_train_step()
 
     # ----------------------------------------------------------------- setup
     def _resolve_steps(self, cfg):
         if cfg.steps_per_epoch is None:
             n = self.source.num_examples("train")
-            cfg = dataclasses.replace(
-                cfg, steps_per_epoch=config_lib.steps_for(n, cfg.batch_size))
+            cfg = dataclasses.replace(cfg, steps_per_epoch=config_lib.steps_for(n, cfg.batch_size))
         return cfg
 
     def _input_dtype(self):
@@ -138,11 +158,19 @@ class _Trainer:
             # `gradients`, which keeps the host's CPUs on decoding
             # (benchmarks/input_pipeline.py).
             return self.source.dataset(
-                "train", is_training=True, input_context=context,
+                "train",
+                is_training=True,
+                input_context=context,
                 batch_size=cfg.batch_size,  # global: the reader divides it
-                image_size=cfg.image_size, scale_range=cfg.scale_range,
-                lighting_std=cfg.lighting_std, cache=cfg.cache_data,
-                seed=seed, repeat=True, normalize=False)
+                image_size=cfg.image_size,
+                scale_range=cfg.scale_range,
+                lighting_std=cfg.lighting_std,
+                cache=cfg.cache_data,
+                seed=seed,
+                repeat=True,
+                normalize=False,
+            )
+
         return self.strategy.distribute_datasets_from_function(dataset_fn)
 
     def _make_train_step(self):
@@ -156,20 +184,23 @@ class _Trainer:
         @tf.function(jit_compile=cfg.jit_compile)
         def gradients(batch, labels):
             """Forward and backward pass of one replica (XLA-compilable)."""
-            images = tf.cast(preprocessing.normalize(
-                batch[dataset_ops.PIXELS], mean, std,
-                shift=batch[dataset_ops.LIGHTING]), dtype)
+            images = tf.cast(
+                preprocessing.normalize(
+                    batch[dataset_ops.PIXELS], mean, std, shift=batch[dataset_ops.LIGHTING]
+                ),
+                dtype,
+            )
             with tf.GradientTape() as tape:
                 logits = tf.cast(model(images, training=True), tf.float32)
                 per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(
-                    labels=labels, logits=logits)
-                loss = tf.nn.compute_average_loss(
-                    per_example, global_batch_size=cfg.batch_size)
+                    labels=labels, logits=logits
+                )
+                loss = tf.nn.compute_average_loss(per_example, global_batch_size=cfg.batch_size)
                 total = loss
                 if cfg.weight_decay:
                     total += decay_scale * tf.add_n(
-                        [tf.reduce_sum(tf.square(tf.cast(v, tf.float32)))
-                         for v in self.decayed])
+                        [tf.reduce_sum(tf.square(tf.cast(v, tf.float32))) for v in self.decayed]
+                    )
                 if loss_scaled:
                     total = optimizer.scale_loss(total)
             grads = tape.gradient(total, model.trainable_variables)
@@ -184,6 +215,7 @@ class _Trainer:
         def train_step(iterator):
             out = self.strategy.run(replica_step, args=next(iterator))
             return [self.strategy.reduce("SUM", x, axis=None) for x in out]
+
         return train_step
 
     # ------------------------------------------------------------------ loop
@@ -192,13 +224,15 @@ class _Trainer:
         if not _all_finite(self.model.trainable_variables):
             raise TrainingDiverged(
                 f"weights became NaN/Inf at step {int(self.step.numpy())}; "
-                f"stopped before saving. {self._last_good()}")
+                f"stopped before saving. {self._last_good()}"
+            )
         return self.checkpointer.save(int(self.step.numpy()))
 
     def _last_good(self):
         latest = self.checkpointer.latest()
-        return (f"Last good checkpoint: {latest}" if latest else
-                "No checkpoint was saved") + "; try a lower --learning_rate."
+        return (
+            f"Last good checkpoint: {latest}" if latest else "No checkpoint was saved"
+        ) + "; try a lower --learning_rate."
 
     def _say(self, text):
         if self.verbose and self.chief:
@@ -208,14 +242,18 @@ class _Trainer:
         cfg = self.cfg
         restored = self.checkpointer.restore()
         step, epoch = int(self.step.numpy()), int(self.epoch.numpy())
-        self._say(f"Training {cfg.model} ({cfg.activation}) on {cfg.dataset_name}"
-                  f" with --strategy={cfg.strategy} ({type(self.strategy).__name__},"
-                  f" {self.replicas} replicas): "
-                  f"{cfg.epochs} epochs of {cfg.steps_per_epoch} steps, "
-                  f"global batch {cfg.batch_size}; model_dir {cfg.model_dir}")
+        self._say(
+            f"Training {cfg.model} ({cfg.activation}) on {cfg.dataset_name}"
+            f" with --strategy={cfg.strategy} ({type(self.strategy).__name__},"
+            f" {self.replicas} replicas): "
+            f"{cfg.epochs} epochs of {cfg.steps_per_epoch} steps, "
+            f"global batch {cfg.batch_size}; model_dir {cfg.model_dir}"
+        )
         if restored:
-            self._say(f"Resumed from {restored}: step {step}, epoch {epoch + 1}, "
-                      f"{int(self.epoch_step.numpy())} steps into the epoch")
+            self._say(
+                f"Resumed from {restored}: step {step}, epoch {epoch + 1}, "
+                f"{int(self.epoch_step.numpy())} steps into the epoch"
+            )
         writers = run_files.summary_writers(cfg.model_dir, self.chief)
         history = run_files.read_history(cfg.model_dir)
         # A fresh shuffle per (re)start: resuming does not replay the order.
@@ -237,8 +275,10 @@ class _Trainer:
         self._say(f"Epoch {epoch + 1}/{cfg.epochs}  lr={self.schedule.rate():g}")
         done = int(self.epoch_step.numpy())
         progbar = keras.utils.Progbar(
-            cfg.steps_per_epoch, verbose=1 if (self.verbose and self.chief) else 0,
-            stateful_metrics=["loss", "top1_err", "top5_err", "img/s"])
+            cfg.steps_per_epoch,
+            verbose=1 if (self.verbose and self.chief) else 0,
+            stateful_metrics=["loss", "top1_err", "top5_err", "img/s"],
+        )
         if done:
             progbar.update(done)
         sums = np.zeros(4)
@@ -248,38 +288,54 @@ class _Trainer:
             if not math.isfinite(loss):
                 raise TrainingDiverged(
                     f"loss became {loss} at step {int(self.step.numpy()) + 1} "
-                    f"(epoch {epoch + 1}); training stopped. {self._last_good()}")
+                    f"(epoch {epoch + 1}); training stopped. {self._last_good()}"
+                )
             self.step.assign_add(1)
             self.epoch_step.assign_add(1)
             done += 1
             sums += (loss * count, top1, top5, count)
             images_per_sec = sums[3] / (time.perf_counter() - started)
-            logs = {"loss": sums[0] / sums[3], "top1_err": 1 - sums[1] / sums[3],
-                    "top5_err": 1 - sums[2] / sums[3], "img/s": images_per_sec}
+            logs = {
+                "loss": sums[0] / sums[3],
+                "top1_err": 1 - sums[1] / sums[3],
+                "top5_err": 1 - sums[2] / sums[3],
+                "img/s": images_per_sec,
+            }
             progbar.update(done, list(logs.items()))
             step = int(self.step.numpy())
             if step % cfg.log_every_steps == 0:
-                run_files.write_scalars(writers["train"], step, dict(
-                    logs, learning_rate=self.schedule.rate()))
+                run_files.write_scalars(
+                    writers["train"], step, dict(logs, learning_rate=self.schedule.rate())
+                )
             if step % cfg.checkpoint_every_steps == 0 and done < cfg.steps_per_epoch:
                 self._save()
         val = self.evaluator.run()
         self.schedule.end_epoch(epoch, val["top1_error"])
         step = int(self.step.numpy())
-        run_files.write_scalars(writers["validation"], step, {
-            "loss": val["loss"], "top1_err": val["top1_error"],
-            "top5_err": val["top5_error"]})
-        row = {"epoch": epoch + 1, "step": step, "learning_rate": float(
-            self.optimizer.learning_rate.numpy()),
-            "train_loss": logs_or_nan(sums, 0), "train_top1_error": 1 - logs_or_nan(sums, 1),
-            "train_top5_error": 1 - logs_or_nan(sums, 2), "val_loss": val["loss"],
-            "val_top1_error": val["top1_error"], "val_top5_error": val["top5_error"],
-            "images_per_sec": sums[3] / max(time.perf_counter() - started, 1e-9)}
-        self._say(f"Epoch {epoch + 1}: train loss {row['train_loss']:.4f} "
-                  f"top-1 err {row['train_top1_error']:.2%} top-5 err "
-                  f"{row['train_top5_error']:.2%} | val loss {val['loss']:.4f} "
-                  f"top-1 err {val['top1_error']:.2%} top-5 err "
-                  f"{val['top5_error']:.2%}")
+        run_files.write_scalars(
+            writers["validation"],
+            step,
+            {"loss": val["loss"], "top1_err": val["top1_error"], "top5_err": val["top5_error"]},
+        )
+        row = {
+            "epoch": epoch + 1,
+            "step": step,
+            "learning_rate": float(self.optimizer.learning_rate.numpy()),
+            "train_loss": logs_or_nan(sums, 0),
+            "train_top1_error": 1 - logs_or_nan(sums, 1),
+            "train_top5_error": 1 - logs_or_nan(sums, 2),
+            "val_loss": val["loss"],
+            "val_top1_error": val["top1_error"],
+            "val_top5_error": val["top5_error"],
+            "images_per_sec": sums[3] / max(time.perf_counter() - started, 1e-9),
+        }
+        self._say(
+            f"Epoch {epoch + 1}: train loss {row['train_loss']:.4f} "
+            f"top-1 err {row['train_top1_error']:.2%} top-5 err "
+            f"{row['train_top5_error']:.2%} | val loss {val['loss']:.4f} "
+            f"top-1 err {val['top1_error']:.2%} top-5 err "
+            f"{val['top5_error']:.2%}"
+        )
         return row
 
     def _finish(self, history):
@@ -289,15 +345,25 @@ class _Trainer:
         prelu = models.prelu_coefficients(self.model)
         if history:
             last = history[-1]
-            self._say(f"Final validation: top-1 error {last['val_top1_error']:.2%}, "
-                      f"top-5 error {last['val_top5_error']:.2%} "
-                      f"(epoch {last['epoch']}, step {last['step']})")
+            self._say(
+                f"Final validation: top-1 error {last['val_top1_error']:.2%}, "
+                f"top-5 error {last['val_top5_error']:.2%} "
+                f"(epoch {last['epoch']}, step {last['step']})"
+            )
         if prelu:
             self._say(run_files.prelu_table(prelu, cfg))
-        self._say("Wrote:\n" + "\n".join(
-            f"  {name:<12} {path}" for name, path in self.files.items()))
-        return TrainResult(cfg, int(self.step.numpy()), int(self.epoch.numpy()),
-                           history, prelu, self.files, self.model)
+        self._say(
+            "Wrote:\n" + "\n".join(f"  {name:<12} {path}" for name, path in self.files.items())
+        )
+        return TrainResult(
+            cfg,
+            int(self.step.numpy()),
+            int(self.epoch.numpy()),
+            history,
+            prelu,
+            self.files,
+            self.model,
+        )
 
 
 def logs_or_nan(sums, i):
@@ -314,8 +380,9 @@ def _correct(logits, labels, k):
 
 @tf.function
 def _all_finite(variables):
-    return tf.reduce_all([tf.reduce_all(tf.math.is_finite(tf.cast(v, tf.float32)))
-                          for v in variables])
+    return tf.reduce_all(
+        [tf.reduce_all(tf.math.is_finite(tf.cast(v, tf.float32))) for v in variables]
+    )
 
 
 def train(cfg: config_lib.TrainConfig, *, strategy=None, verbose=1) -> TrainResult:

@@ -7,6 +7,7 @@ The files' bytes go unchanged to the `serving_default` signature (the server
 decodes them and runs the paper's dense multi-scale testing); requests are
 built by `export/client_lib.py`.
 """
+
 import sys
 
 from absl import app, flags
@@ -14,16 +15,18 @@ from absl import app, flags
 from export import client_lib
 
 _SERVER = flags.DEFINE_string(
-    "server", "localhost:8500",
-    "host:port of TF Serving: its gRPC port (8500), or with --rest its REST "
-    "port (8501).")
+    "server",
+    "localhost:8500",
+    "host:port of TF Serving: its gRPC port (8500), or with --rest its REST port (8501).",
+)
 _REST = flags.DEFINE_bool("rest", False, "Use the REST API instead of gRPC.")
 _MODEL_NAME = flags.DEFINE_string(
-    "model_name", "prelu",
+    "model_name",
+    "prelu",
     "Model name on the server: the name in models.config, by default the "
-    "basename of the export's --export_base.")
-_VERSION = flags.DEFINE_integer("version", None,
-                                "Model version; default the latest.")
+    "basename of the export's --export_base.",
+)
+_VERSION = flags.DEFINE_integer("version", None, "Model version; default the latest.")
 _TIMEOUT = flags.DEFINE_float("timeout", 60.0, "Request timeout, seconds.")
 
 
@@ -40,16 +43,21 @@ def main(argv):
             sys.exit(f"error: cannot read {path}: {e.strerror}")
     try:
         if _REST.value:
-            body = client_lib.predict_rest(_SERVER.value, client_lib.build_rest_body(images),
-                                model_name=_MODEL_NAME.value,
-                                version=_VERSION.value, timeout=_TIMEOUT.value)
+            body = client_lib.predict_rest(
+                _SERVER.value,
+                client_lib.build_rest_body(images),
+                model_name=_MODEL_NAME.value,
+                version=_VERSION.value,
+                timeout=_TIMEOUT.value,
+            )
             results = client_lib.parse_rest_response(body)
         else:
-            request = client_lib.build_predict_request(images,
-                                            model_name=_MODEL_NAME.value,
-                                            version=_VERSION.value)
+            request = client_lib.build_predict_request(
+                images, model_name=_MODEL_NAME.value, version=_VERSION.value
+            )
             results = client_lib.parse_predict_response(
-                client_lib.predict_grpc(_SERVER.value, request, timeout=_TIMEOUT.value))
+                client_lib.predict_grpc(_SERVER.value, request, timeout=_TIMEOUT.value)
+            )
     except (OSError, RuntimeError) as e:  # URLError is an OSError
         sys.exit(f"error: {_SERVER.value}: {e}")
     except Exception as e:  # grpc.RpcError: status and the server's message
@@ -59,8 +67,7 @@ def main(argv):
     for path, top in zip(paths, results):
         print(path)
         for rank, entry in enumerate(top, 1):
-            print(f"  {rank}. {entry['score']:.4f}  {entry['label']} "
-                  f"(class {entry['class']})")
+            print(f"  {rank}. {entry['score']:.4f}  {entry['label']} (class {entry['class']})")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ exactly what the server would:
 - `parse_predict_response`, `parse_rest_response`: the top-k per image.
 - `predict_grpc`, `predict_rest`: send one request.
 """
+
 import base64
 import json
 import urllib.error
@@ -27,8 +28,7 @@ INPUT_NAMES = {SIGNATURE_BYTES: "image_bytes", SIGNATURE_IMAGES: "images"}
 OUTPUT_NAMES = ("probabilities", "classes", "scores", "labels")
 
 
-def build_predict_request(inputs, *, model_name,
-                          signature_name=SIGNATURE_BYTES, version=None):
+def build_predict_request(inputs, *, model_name, signature_name=SIGNATURE_BYTES, version=None):
     """A gRPC `PredictRequest`.
 
     Args:
@@ -44,34 +44,38 @@ def build_predict_request(inputs, *, model_name,
     if version is not None:
         request.model_spec.version.value = int(version)
     if signature_name == SIGNATURE_BYTES:
-        tensor = tf.make_tensor_proto([bytes(b) for b in inputs],
-                                      dtype=tf.string)
+        tensor = tf.make_tensor_proto([bytes(b) for b in inputs], dtype=tf.string)
     else:
-        tensor = tf.make_tensor_proto(np.asarray(inputs, np.uint8),
-                                      dtype=tf.uint8)
+        tensor = tf.make_tensor_proto(np.asarray(inputs, np.uint8), dtype=tf.uint8)
     request.inputs[INPUT_NAMES[signature_name]].CopyFrom(tensor)
     return request
 
 
 def build_rest_body(image_bytes, *, signature_name=SIGNATURE_BYTES):
     """The JSON body (a dict) of `POST /v1/models/<name>:predict`."""
-    return {"signature_name": signature_name,
-            "instances": [{"b64": base64.b64encode(bytes(b)).decode("ascii")}
-                          for b in image_bytes]}
+    return {
+        "signature_name": signature_name,
+        "instances": [{"b64": base64.b64encode(bytes(b)).decode("ascii")} for b in image_bytes],
+    }
 
 
 def _top_k(labels, classes, scores):
-    return [{"label": (label.decode() if isinstance(label, bytes) else label),
-             "class": int(c), "score": float(s)}
-            for label, c, s in zip(labels, classes, scores)]
+    return [
+        {
+            "label": (label.decode() if isinstance(label, bytes) else label),
+            "class": int(c),
+            "score": float(s),
+        }
+        for label, c, s in zip(labels, classes, scores)
+    ]
 
 
 def parse_predict_response(response):
     """`PredictResponse` -> one list of `{label, class, score}` per image."""
-    out = {name: tf.make_ndarray(response.outputs[name])
-           for name in ("labels", "classes", "scores")}
-    return [_top_k(*row) for row in zip(out["labels"], out["classes"],
-                                        out["scores"])]
+    out = {
+        name: tf.make_ndarray(response.outputs[name]) for name in ("labels", "classes", "scores")
+    }
+    return [_top_k(*row) for row in zip(out["labels"], out["classes"], out["scores"])]
 
 
 def parse_rest_response(body):
@@ -79,13 +83,13 @@ def parse_rest_response(body):
     `parse_predict_response`."""
     if "error" in body:
         raise RuntimeError(f"server error: {body['error']}")
-    return [_top_k(p["labels"], p["classes"], p["scores"])
-            for p in body["predictions"]]
+    return [_top_k(p["labels"], p["classes"], p["scores"]) for p in body["predictions"]]
 
 
 def predict_grpc(server, request, *, timeout=60.0):
     import grpc  # only the binary needs a channel
     from tensorflow_serving.apis import prediction_service_pb2_grpc
+
     with grpc.insecure_channel(server) as channel:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
         return stub.Predict(request, timeout=timeout)
@@ -97,8 +101,11 @@ def predict_rest(server, body, *, model_name, version=None, timeout=60.0):
         path += f"/versions/{int(version)}"
     url = (server if "://" in server else f"http://{server}") + path + ":predict"
     request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), method="POST",
-        headers={"Content-Type": "application/json"})
+        url,
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return json.loads(response.read())

@@ -30,6 +30,7 @@ and `export_base/models.config`. The version directory is written under a
 temporary name and renamed into place, so a server polling `export_base`
 never loads a half-written version.
 """
+
 import dataclasses
 import os
 import re
@@ -56,6 +57,7 @@ class ExportError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class ServableModel:
     """One trained model and what dense inference needs to know about it."""
+
     model_dir: str
     model: keras.Model
     config: config_lib.TrainConfig
@@ -65,29 +67,37 @@ class ServableModel:
         """`delving.dense.DenseInference` with this model's window and
         normalization; `kwargs`: scales, flip, max_aspect_ratio."""
         return dense.DenseInference(
-            self.model, window=models.head_window(self.config.model),
+            self.model,
+            window=models.head_window(self.config.model),
             mean=preprocessing.MEAN_RGB,
             std=preprocessing.STD_RGB if self.config.input_std else None,
-            **kwargs)
+            **kwargs,
+        )
 
 
 def load_servable(model_dir):
     """The final model of a training run (`config.json`, `classes.tsv`,
     `model.keras`, as `delving.train` writes them)."""
     paths = run_files.paths(model_dir)
-    missing = [os.path.basename(paths[key]) for key in ("config", "classes", "model")
-               if not tf.io.gfile.exists(paths[key])]
+    missing = [
+        os.path.basename(paths[key])
+        for key in ("config", "classes", "model")
+        if not tf.io.gfile.exists(paths[key])
+    ]
     if missing:
-        raise ExportError(f"{model_dir}: missing {', '.join(missing)} (is it "
-                          f"the --model_dir of a finished training run?)")
+        raise ExportError(
+            f"{model_dir}: missing {', '.join(missing)} (is it "
+            f"the --model_dir of a finished training run?)"
+        )
     cfg = config_lib.load(paths["config"])
-    classes = tuple((synset, name)
-                    for _, synset, name in run_files.read_classes(model_dir))
+    classes = tuple((synset, name) for _, synset, name in run_files.read_classes(model_dir))
     model = keras.saving.load_model(paths["model"], safe_mode=True)
     num_classes = model.output_shape[-1]
     if num_classes != len(classes):
-        raise ExportError(f"{model_dir}: model has {num_classes} outputs but "
-                          f"classes.tsv lists {len(classes)} classes")
+        raise ExportError(
+            f"{model_dir}: model has {num_classes} outputs but "
+            f"classes.tsv lists {len(classes)} classes"
+        )
     return ServableModel(model_dir, model, cfg, classes)
 
 
@@ -96,9 +106,11 @@ def check_ensemble(servables):
     first = servables[0]
     for other in servables[1:]:
         if [s for s, _ in other.classes] != [s for s, _ in first.classes]:
-            raise ExportError(f"{other.model_dir} and {first.model_dir} have "
-                              f"different classes.tsv; an ensemble averages "
-                              f"probabilities of the same classes")
+            raise ExportError(
+                f"{other.model_dir} and {first.model_dir} have "
+                f"different classes.tsv; an ensemble averages "
+                f"probabilities of the same classes"
+            )
 
 
 def label_names(classes):
@@ -110,10 +122,16 @@ class DenseClassifier:
     """The exported computation, also callable in Python (the reference the
     tests compare the served model with)."""
 
-    def __init__(self, servables, *, scales=dense.DEFAULT_SCALES, flip=True,
-                 top_k=DEFAULT_TOP_K,
-                 max_aspect_ratio=dense.DEFAULT_MAX_ASPECT_RATIO,
-                 max_image_pixels=DEFAULT_MAX_IMAGE_PIXELS):
+    def __init__(
+        self,
+        servables,
+        *,
+        scales=dense.DEFAULT_SCALES,
+        flip=True,
+        top_k=DEFAULT_TOP_K,
+        max_aspect_ratio=dense.DEFAULT_MAX_ASPECT_RATIO,
+        max_image_pixels=DEFAULT_MAX_IMAGE_PIXELS,
+    ):
         if not servables:
             raise ExportError("nothing to export: give at least one model_dir")
         check_ensemble(servables)
@@ -121,9 +139,10 @@ class DenseClassifier:
         self.labels = label_names(servables[0].classes)
         self.top_k = max(1, min(top_k, len(self.labels)))
         self.max_image_pixels = max_image_pixels
-        self._members = [s.dense_inference(
-            scales=scales, flip=flip, max_aspect_ratio=max_aspect_ratio)
-            for s in self.servables]
+        self._members = [
+            s.dense_inference(scales=scales, flip=flip, max_aspect_ratio=max_aspect_ratio)
+            for s in self.servables
+        ]
 
     def probabilities(self, images):
         """uint8 `[B, H, W, 3]` -> float32 `[B, classes]`: the ensemble mean."""
@@ -134,8 +153,12 @@ class DenseClassifier:
         probabilities = tf.ensure_shape(probabilities, [None, len(self.labels)])
         scores, classes = tf.math.top_k(probabilities, k=self.top_k)
         labels = tf.gather(tf.constant(self.labels), classes)
-        return {"probabilities": probabilities, "classes": classes,
-                "scores": scores, "labels": labels}
+        return {
+            "probabilities": probabilities,
+            "classes": classes,
+            "scores": scores,
+            "labels": labels,
+        }
 
     def predict_images(self, images):
         return self.outputs(self.probabilities(images))
@@ -144,13 +167,13 @@ class DenseClassifier:
         # Plain TF code: no AutoGraph conversion, eager or traced alike.
         @tf.autograph.experimental.do_not_convert
         def one(encoded):
-            image = image_decoding.decode_image(
-                encoded, max_pixels=self.max_image_pixels)
+            image = image_decoding.decode_image(encoded, max_pixels=self.max_image_pixels)
             return self.probabilities(image[None])[0]
+
         num_classes = len(self.labels)
         probs = tf.map_fn(
-            one, image_bytes,
-            fn_output_signature=tf.TensorSpec([num_classes], tf.float32))
+            one, image_bytes, fn_output_signature=tf.TensorSpec([num_classes], tf.float32)
+        )
         return self.outputs(probs)
 
 
@@ -167,10 +190,16 @@ def build_archive(classifier):
     def predict_images(images):
         return classifier.predict_images(images)
 
-    archive.add_endpoint(SIGNATURE_BYTES, serving_default, input_signature=[
-        tf.TensorSpec([None], tf.string, name="image_bytes")])
-    archive.add_endpoint(SIGNATURE_IMAGES, predict_images, input_signature=[
-        tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
+    archive.add_endpoint(
+        SIGNATURE_BYTES,
+        serving_default,
+        input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")],
+    )
+    archive.add_endpoint(
+        SIGNATURE_IMAGES,
+        predict_images,
+        input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")],
+    )
     return archive
 
 
@@ -178,17 +207,23 @@ def next_version(export_base):
     """1 + the largest integer-named version under `export_base` (1 if none)."""
     if not os.path.isdir(export_base):
         return 1
-    versions = [int(name) for name in os.listdir(export_base)
-                if re.fullmatch(r"\d+", name)]
+    versions = [int(name) for name in os.listdir(export_base) if re.fullmatch(r"\d+", name)]
     return max(versions, default=0) + 1
 
 
-def export_saved_model(model_dirs, export_base, *, version=None,
-                       model_name=None, scales=dense.DEFAULT_SCALES, flip=True,
-                       top_k=DEFAULT_TOP_K,
-                       max_aspect_ratio=dense.DEFAULT_MAX_ASPECT_RATIO,
-                       max_image_pixels=DEFAULT_MAX_IMAGE_PIXELS,
-                       verbose=False):
+def export_saved_model(
+    model_dirs,
+    export_base,
+    *,
+    version=None,
+    model_name=None,
+    scales=dense.DEFAULT_SCALES,
+    flip=True,
+    top_k=DEFAULT_TOP_K,
+    max_aspect_ratio=dense.DEFAULT_MAX_ASPECT_RATIO,
+    max_image_pixels=DEFAULT_MAX_IMAGE_PIXELS,
+    verbose=False,
+):
     """Exports one model, or an ensemble of several, for TF Serving.
 
     Args:
@@ -208,15 +243,19 @@ def export_saved_model(model_dirs, export_base, *, version=None,
     if isinstance(model_dirs, (str, os.PathLike)):
         model_dirs = [model_dirs]
     classifier = DenseClassifier(
-        [load_servable(d) for d in model_dirs], scales=scales, flip=flip,
-        top_k=top_k, max_aspect_ratio=max_aspect_ratio,
-        max_image_pixels=max_image_pixels)
-    return write_export(classifier, export_base, version=version,
-                        model_name=model_name, verbose=verbose)
+        [load_servable(d) for d in model_dirs],
+        scales=scales,
+        flip=flip,
+        top_k=top_k,
+        max_aspect_ratio=max_aspect_ratio,
+        max_image_pixels=max_image_pixels,
+    )
+    return write_export(
+        classifier, export_base, version=version, model_name=model_name, verbose=verbose
+    )
 
 
-def write_export(classifier, export_base, *, version=None, model_name=None,
-                 verbose=False):
+def write_export(classifier, export_base, *, version=None, model_name=None, verbose=False):
     """Writes `classifier` (a `DenseClassifier`) as `<export_base>/<version>`
     with its warmup requests, and `<export_base>/models.config`."""
     export_base = os.path.abspath(export_base)
@@ -224,8 +263,10 @@ def write_export(classifier, export_base, *, version=None, model_name=None,
     version = next_version(export_base) if version is None else int(version)
     final_dir = os.path.join(export_base, str(version))
     if os.path.exists(final_dir):
-        raise ExportError(f"{final_dir} already exists; pick another --version "
-                          f"or leave it out for the next free one")
+        raise ExportError(
+            f"{final_dir} already exists; pick another --version "
+            f"or leave it out for the next free one"
+        )
     # Not integer-named: the server ignores it until the rename below.
     tmp_dir = os.path.join(export_base, f".tmp-{version}-{os.getpid()}")
     shutil.rmtree(tmp_dir, ignore_errors=True)

@@ -13,42 +13,50 @@ and `/models/prelu/models.config`, then serve it with
 Give `--model_dir` several times to export an ensemble that averages the
 models' probabilities. See `export/export_lib.py` for the signatures.
 """
+
 import sys
 
 from absl import app, flags, logging
 
 _MODEL_DIR = flags.DEFINE_multi_string(
-    "model_dir", None,
-    "Training run directory (config.json, classes.tsv, model.keras). Repeat "
-    "for an ensemble.")
+    "model_dir",
+    None,
+    "Training run directory (config.json, classes.tsv, model.keras). Repeat for an ensemble.",
+)
 _EXPORT_BASE = flags.DEFINE_string(
-    "export_base", None, "TF Serving base path; the version goes under it.")
+    "export_base", None, "TF Serving base path; the version goes under it."
+)
 _VERSION = flags.DEFINE_integer(
-    "version", None, "Version number; default the next free integer.",
-    lower_bound=1)
+    "version", None, "Version number; default the next free integer.", lower_bound=1
+)
 _MODEL_NAME = flags.DEFINE_string(
-    "model_name", None,
-    "Model name in models.config; default the basename of --export_base.")
+    "model_name", None, "Model name in models.config; default the basename of --export_base."
+)
 _SCALES = flags.DEFINE_list(
-    "scales", ["256", "384", "480"],
-    "Shorter sides for dense testing, averaged (the paper's multi-scale).")
+    "scales",
+    ["256", "384", "480"],
+    "Shorter sides for dense testing, averaged (the paper's multi-scale).",
+)
 _FLIP = flags.DEFINE_bool("flip", True, "Also test horizontal flips.")
-_TOP_K = flags.DEFINE_integer("top_k", 5, "Classes in the top-k outputs.",
-                              lower_bound=1)
+_TOP_K = flags.DEFINE_integer("top_k", 5, "Classes in the top-k outputs.", lower_bound=1)
 _MAX_ASPECT_RATIO = flags.DEFINE_float(
-    "max_aspect_ratio", 4.0,
+    "max_aspect_ratio",
+    4.0,
     "Centre-crop the longer side to this many times the shorter side first "
-    "(bounds the work on extreme panoramas); 0 disables.", lower_bound=0)
+    "(bounds the work on extreme panoramas); 0 disables.",
+    lower_bound=0,
+)
 _MAX_IMAGE_PIXELS = flags.DEFINE_integer(
-    "max_image_pixels", 100_000_000,
+    "max_image_pixels",
+    100_000_000,
     "Refuse larger images (by their header) with InvalidArgument; 0 disables.",
-    lower_bound=0)
+    lower_bound=0,
+)
 
 flags.mark_flags_as_required(["model_dir", "export_base"])
 
 
-@flags.validator("scales", message="--scales must be positive integers, "
-                 "e.g. --scales=256,384,480")
+@flags.validator("scales", message="--scales must be positive integers, e.g. --scales=256,384,480")
 def _check_scales(value):
     return bool(value) and all(v.isdigit() and int(v) > 0 for v in value)
 
@@ -57,13 +65,19 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     from export import export_lib  # after flag parsing: TF loads slowly
+
     try:
         path = export_lib.export_saved_model(
-            _MODEL_DIR.value, _EXPORT_BASE.value, version=_VERSION.value,
+            _MODEL_DIR.value,
+            _EXPORT_BASE.value,
+            version=_VERSION.value,
             model_name=_MODEL_NAME.value,
-            scales=[int(s) for s in _SCALES.value], flip=_FLIP.value,
-            top_k=_TOP_K.value, max_aspect_ratio=_MAX_ASPECT_RATIO.value or None,
-            max_image_pixels=_MAX_IMAGE_PIXELS.value or None)
+            scales=[int(s) for s in _SCALES.value],
+            flip=_FLIP.value,
+            top_k=_TOP_K.value,
+            max_aspect_ratio=_MAX_ASPECT_RATIO.value or None,
+            max_image_pixels=_MAX_IMAGE_PIXELS.value or None,
+        )
     except export_lib.ExportError as e:  # a user mistake: one line
         sys.exit(f"error: {e}")
     logging.info("exported %s", path)

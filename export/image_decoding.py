@@ -7,6 +7,7 @@ pixels than allowed. The size check reads the header (JPEG via
 `tf.io.extract_jpeg_shape`, PNG/GIF/BMP from their fixed header fields), so
 a tiny file that would decode to gigabytes is refused before decoding.
 """
+
 import tensorflow as tf
 
 from pipelines import preprocessing
@@ -16,7 +17,7 @@ _HEADER_BYTES = 32
 
 def _unsigned(header, offset, size, big_endian):
     """Unsigned integer of `size` bytes at `offset` of a uint8 header."""
-    digits = tf.cast(header[offset:offset + size], tf.int64)
+    digits = tf.cast(header[offset : offset + size], tf.int64)
     if not big_endian:
         digits = tf.reverse(digits, [0])
     value = tf.constant(0, tf.int64)
@@ -29,8 +30,12 @@ def header_size(image_bytes):
     """`(height, width)` int64 from an image header; `(0, 0)` when the format
     has no size in a fixed place (not JPEG, PNG, GIF or BMP)."""
     padded = tf.strings.substr(
-        tf.strings.join([tf.strings.substr(image_bytes, 0, _HEADER_BYTES),
-                         tf.constant(b"\0" * _HEADER_BYTES)]), 0, _HEADER_BYTES)
+        tf.strings.join(
+            [tf.strings.substr(image_bytes, 0, _HEADER_BYTES), tf.constant(b"\0" * _HEADER_BYTES)]
+        ),
+        0,
+        _HEADER_BYTES,
+    )
     header = tf.io.decode_raw(padded, tf.uint8)
     magic = tf.strings.substr(padded, 0, 8)
 
@@ -48,17 +53,22 @@ def header_size(image_bytes):
         def signed(offset):
             value = _unsigned(header, offset, 4, False)
             return tf.where(value >= 2**31, 2**32 - value, value)
+
         return signed(22), signed(18)
 
     def unknown():
         return tf.constant(0, tf.int64), tf.constant(0, tf.int64)
 
-    return tf.case([
-        (tf.io.is_jpeg(image_bytes), jpeg),
-        (tf.equal(magic, b"\x89PNG\r\n\x1a\n"), png),
-        (tf.equal(tf.strings.substr(magic, 0, 3), b"GIF"), gif),
-        (tf.equal(tf.strings.substr(magic, 0, 2), b"BM"), bmp),
-    ], default=unknown, exclusive=False)
+    return tf.case(
+        [
+            (tf.io.is_jpeg(image_bytes), jpeg),
+            (tf.equal(magic, b"\x89PNG\r\n\x1a\n"), png),
+            (tf.equal(tf.strings.substr(magic, 0, 3), b"GIF"), gif),
+            (tf.equal(tf.strings.substr(magic, 0, 2), b"BM"), bmp),
+        ],
+        default=unknown,
+        exclusive=False,
+    )
 
 
 def decode_image(image_bytes, *, max_pixels=None):
@@ -71,15 +81,25 @@ def decode_image(image_bytes, *, max_pixels=None):
     Raises (when run):
       InvalidArgumentError: empty, not an image, corrupt, or too large.
     """
-    checks = [tf.debugging.assert_greater(
-        tf.strings.length(image_bytes), 0,
-        message="image_bytes is an empty string, expected JPEG, PNG, GIF or "
-                "BMP bytes")]
+    checks = [
+        tf.debugging.assert_greater(
+            tf.strings.length(image_bytes),
+            0,
+            message="image_bytes is an empty string, expected JPEG, PNG, GIF or BMP bytes",
+        )
+    ]
     if max_pixels:
         height, width = header_size(image_bytes)
-        checks.append(tf.debugging.Assert(
-            height * width <= max_pixels,
-            [f"image too large: more than max_image_pixels={max_pixels} "
-             f"pixels; height, width:", height, width]))
+        checks.append(
+            tf.debugging.Assert(
+                height * width <= max_pixels,
+                [
+                    f"image too large: more than max_image_pixels={max_pixels} "
+                    f"pixels; height, width:",
+                    height,
+                    width,
+                ],
+            )
+        )
     with tf.control_dependencies(checks):
         return preprocessing.decode_rgb(image_bytes)

@@ -8,6 +8,7 @@
 - `<export_base>/models.config`: a `ModelServerConfig` text proto for
   `tensorflow_model_server --model_config_file=...`.
 """
+
 import os
 
 import numpy as np
@@ -25,9 +26,14 @@ MODELS_CONFIG = "models.config"
 def warmup_image(height=240, width=320):
     """A deterministic RGB test card (gradients and stripes), uint8."""
     y, x = np.mgrid[0:height, 0:width]
-    return np.stack([255 * x // max(1, width - 1),
-                     255 * y // max(1, height - 1),
-                     ((x // 16 + y // 16) % 2) * 255], axis=-1).astype(np.uint8)
+    return np.stack(
+        [
+            255 * x // max(1, width - 1),
+            255 * y // max(1, height - 1),
+            ((x // 16 + y // 16) % 2) * 255,
+        ],
+        axis=-1,
+    ).astype(np.uint8)
 
 
 def warmup_requests(model_name):
@@ -39,8 +45,8 @@ def warmup_requests(model_name):
         client_lib.build_predict_request([jpeg], model_name=model_name),
         client_lib.build_predict_request([jpeg, png], model_name=model_name),
         client_lib.build_predict_request(
-            image[None], model_name=model_name,
-            signature_name=client_lib.SIGNATURE_IMAGES),
+            image[None], model_name=model_name, signature_name=client_lib.SIGNATURE_IMAGES
+        ),
     ]
 
 
@@ -51,7 +57,8 @@ def write_warmup_requests(version_dir, *, model_name):
     with tf.io.TFRecordWriter(path) as writer:
         for request in warmup_requests(model_name):
             log = prediction_log_pb2.PredictionLog(
-                predict_log=prediction_log_pb2.PredictLog(request=request))
+                predict_log=prediction_log_pb2.PredictLog(request=request)
+            )
             writer.write(log.SerializeToString())
     return path
 
@@ -71,7 +78,6 @@ def write_models_config(export_base, *, model_name):
     path = os.path.join(export_base, MODELS_CONFIG)
     tmp = path + ".tmp"
     with tf.io.gfile.GFile(tmp, "w") as f:
-        f.write(text_format.MessageToString(
-            models_config(export_base, model_name=model_name)))
+        f.write(text_format.MessageToString(models_config(export_base, model_name=model_name)))
     tf.io.gfile.rename(tmp, path, overwrite=True)
     return path

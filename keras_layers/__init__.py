@@ -10,6 +10,7 @@ Backend-neutral (only `keras.ops`), serializable under the package name
 - `exclude_prelu_from_weight_decay`: keep the optimizer's weight decay off
   the PReLU slopes, as the paper does.
 """
+
 from keras_layers.initializers import HeVarianceScaling, XavierVarianceScaling
 from keras_layers.prelu import PReLU
 from keras_layers.spatial_pyramid_pooling import SpatialPyramidPooling

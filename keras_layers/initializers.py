@@ -32,6 +32,7 @@ Seeds stay Python ints passed to stateless random ops, so no random-state
 variable is created (nothing to place under a distribution strategy, nothing
 to checkpoint).
 """
+
 import math
 import random as python_random
 
@@ -73,11 +74,9 @@ class _RectifierVarianceScaling(keras.initializers.Initializer):
 
     def __init__(self, mode, distribution, seed):
         if mode not in _MODES:
-            raise ValueError(
-                f"mode must be one of {_MODES}, got {mode!r}.")
+            raise ValueError(f"mode must be one of {_MODES}, got {mode!r}.")
         if distribution not in _DISTRIBUTIONS:
-            raise ValueError(
-                f"distribution must be one of {_DISTRIBUTIONS}, got {distribution!r}.")
+            raise ValueError(f"distribution must be one of {_DISTRIBUTIONS}, got {distribution!r}.")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise ValueError(f"seed must be None or an int, got {seed!r}.")
         self.mode = mode
@@ -108,11 +107,11 @@ class _RectifierVarianceScaling(keras.initializers.Initializer):
             return keras.random.normal(shape, stddev=std, dtype=dtype, seed=seed)
         if self.distribution == "truncated_normal":
             return keras.random.truncated_normal(
-                shape, stddev=std / _TRUNCATED_STD, dtype=dtype, seed=seed)
+                shape, stddev=std / _TRUNCATED_STD, dtype=dtype, seed=seed
+            )
         # U(-l, l) has variance l^2 / 3.
         limit = math.sqrt(3.0) * std
-        return keras.random.uniform(
-            shape, minval=-limit, maxval=limit, dtype=dtype, seed=seed)
+        return keras.random.uniform(shape, minval=-limit, maxval=limit, dtype=dtype, seed=seed)
 
     def get_config(self):
         return {"mode": self.mode, "distribution": self.distribution, "seed": self.seed}

@@ -1,4 +1,5 @@
 """Parametric rectified linear unit (He et al. 2015, Sec. 2.1)."""
+
 import keras
 from keras import ops
 
@@ -50,9 +51,15 @@ class PReLU(keras.layers.Layer):
     >>> z = PReLU(channel_shared=True)(y)   # 1 slope
     """
 
-    def __init__(self, channel_shared=False, alpha_initializer=None,
-                 alpha_regularizer=None, alpha_constraint=None, data_format=None,
-                 **kwargs):
+    def __init__(
+        self,
+        channel_shared=False,
+        alpha_initializer=None,
+        alpha_regularizer=None,
+        alpha_constraint=None,
+        data_format=None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.channel_shared = bool(channel_shared)
         if alpha_initializer is None:
@@ -73,7 +80,8 @@ class PReLU(keras.layers.Layer):
         rank = len(input_shape)
         if rank < 2 or rank > 5:
             raise ValueError(
-                f"PReLU expects an input of rank 2 to 5, got shape {tuple(input_shape)}.")
+                f"PReLU expects an input of rank 2 to 5, got shape {tuple(input_shape)}."
+            )
         axis = self._channel_axis(rank)
         channels = input_shape[axis]
         if self.channel_shared:
@@ -83,7 +91,8 @@ class PReLU(keras.layers.Layer):
                 raise ValueError(
                     "PReLU (channel-wise) needs the channel dimension (axis "
                     f"{axis}, data_format={self.data_format!r}) to be known; "
-                    f"got input shape {tuple(input_shape)}.")
+                    f"got input shape {tuple(input_shape)}."
+                )
             shape = (channels,)
         self.alpha = self.add_weight(
             name="alpha",
@@ -115,13 +124,15 @@ class PReLU(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({
-            "channel_shared": self.channel_shared,
-            "alpha_initializer": keras.initializers.serialize(self.alpha_initializer),
-            "alpha_regularizer": keras.regularizers.serialize(self.alpha_regularizer),
-            "alpha_constraint": keras.constraints.serialize(self.alpha_constraint),
-            "data_format": self.data_format,
-        })
+        config.update(
+            {
+                "channel_shared": self.channel_shared,
+                "alpha_initializer": keras.initializers.serialize(self.alpha_initializer),
+                "alpha_regularizer": keras.regularizers.serialize(self.alpha_regularizer),
+                "alpha_constraint": keras.constraints.serialize(self.alpha_constraint),
+                "data_format": self.data_format,
+            }
+        )
         return config
 
 
@@ -132,6 +143,6 @@ def _standardize_data_format(data_format):
     data_format = str(data_format).lower()
     if data_format not in ("channels_last", "channels_first"):
         raise ValueError(
-            "data_format must be 'channels_last' or 'channels_first', "
-            f"got {data_format!r}.")
+            f"data_format must be 'channels_last' or 'channels_first', got {data_format!r}."
+        )
     return data_format

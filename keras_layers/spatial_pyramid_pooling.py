@@ -1,4 +1,5 @@
 """Spatial pyramid pooling (SPP-net, He et al. 2014), used by the paper's models."""
+
 import keras
 from keras import ops
 
@@ -26,8 +27,10 @@ def bin_edges(length, num_bins):
     """
     # ceil(p / n) == (p + n - 1) // n for p >= 0: integer-only, so no float
     # rounding at large sizes and no casts of symbolic shapes.
-    return [((i * length) // num_bins, ((i + 1) * length + num_bins - 1) // num_bins)
-            for i in range(num_bins)]
+    return [
+        ((i * length) // num_bins, ((i + 1) * length + num_bins - 1) // num_bins)
+        for i in range(num_bins)
+    ]
 
 
 @keras.saving.register_keras_serializable(package="keras_layers")
@@ -72,8 +75,7 @@ class SpatialPyramidPooling(keras.layers.Layer):
     def __init__(self, bins=(6, 3, 2, 1), data_format=None, **kwargs):
         super().__init__(**kwargs)
         bins = tuple(bins)
-        if not bins or any(isinstance(n, bool) or not isinstance(n, int) or n < 1
-                           for n in bins):
+        if not bins or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in bins):
             raise ValueError(f"bins must be a non-empty sequence of positive ints, got {bins!r}.")
         self.bins = bins
         self.data_format = _standardize_data_format(data_format)
@@ -88,9 +90,11 @@ class SpatialPyramidPooling(keras.layers.Layer):
         if input_shape[channel_axis] is None:
             raise ValueError(
                 "SpatialPyramidPooling needs the channel dimension to be known "
-                f"(data_format={self.data_format!r}); got input shape {tuple(input_shape)}.")
+                f"(data_format={self.data_format!r}); got input shape {tuple(input_shape)}."
+            )
         self.input_spec = keras.layers.InputSpec(
-            ndim=4, axes={channel_axis: input_shape[channel_axis]})
+            ndim=4, axes={channel_axis: input_shape[channel_axis]}
+        )
 
     def call(self, inputs):
         h_axis, w_axis, _ = self._axes()
@@ -99,11 +103,15 @@ class SpatialPyramidPooling(keras.layers.Layer):
         batch = shape[0]
         outputs = []
         for n in self.bins:
-            rows = [ops.max(_slice(inputs, h_axis, start, end), axis=h_axis, keepdims=True)
-                    for start, end in bin_edges(height, n)]
+            rows = [
+                ops.max(_slice(inputs, h_axis, start, end), axis=h_axis, keepdims=True)
+                for start, end in bin_edges(height, n)
+            ]
             rows = ops.concatenate(rows, axis=h_axis) if n > 1 else rows[0]
-            cells = [ops.max(_slice(rows, w_axis, start, end), axis=w_axis, keepdims=True)
-                     for start, end in bin_edges(width, n)]
+            cells = [
+                ops.max(_slice(rows, w_axis, start, end), axis=w_axis, keepdims=True)
+                for start, end in bin_edges(width, n)
+            ]
             level = ops.concatenate(cells, axis=w_axis) if n > 1 else cells[0]
             if self.data_format == "channels_first":
                 # Transposing the small pooled map (not the input) keeps the

@@ -1,4 +1,5 @@
 """Keep weight decay off the PReLU slopes (He et al. 2015, Sec. 2.1)."""
+
 import keras
 
 from keras_layers.prelu import PReLU
@@ -58,11 +59,13 @@ def exclude_prelu_from_weight_decay(optimizer, model):
     if not model.built:
         raise ValueError(
             "exclude_prelu_from_weight_decay: build the model first (call it on "
-            "data or an Input) so that its PReLU slopes exist.")
+            "data or an Input) so that its PReLU slopes exist."
+        )
     if getattr(optimizer, "built", False):
         raise ValueError(
             "exclude_prelu_from_weight_decay: the optimizer is already built; call "
-            "this before the first training step (or before optimizer.build).")
+            "this before the first training step (or before optimizer.build)."
+        )
     slopes = _prelu_slopes(model)
     # exclude_from_weight_decay() replaces earlier exclusions; keep them.
     previous = set(getattr(optimizer, "_exclude_from_weight_decay", set()))

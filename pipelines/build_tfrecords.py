@@ -11,59 +11,74 @@ r"""Converts an ImageNet-style image folder into standard TFRecord shards.
 Re-running the same command resumes an interrupted conversion. See
 pipelines/tfrecord_builder.py for layouts and what gets re-encoded.
 """
+
 import sys
 
-from absl import app
-from absl import flags
+from absl import app, flags
 
-from pipelines import errors
-from pipelines import tfrecord_builder
+from pipelines import errors, tfrecord_builder
 
 _INPUT_DIR = flags.DEFINE_string(
-    "input_dir", None, "Image folder: <synset>/*.JPEG, or flat images with "
-    "--validation_labels_file. <input_dir>/<split> is used if it exists.")
+    "input_dir",
+    None,
+    "Image folder: <synset>/*.JPEG, or flat images with "
+    "--validation_labels_file. <input_dir>/<split> is used if it exists.",
+)
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where shards go.")
-_SPLIT = flags.DEFINE_string("split", "train",
-                             "Shard name prefix: train or validation.")
+_SPLIT = flags.DEFINE_string("split", "train", "Shard name prefix: train or validation.")
 _LABELS_FILE = flags.DEFINE_string(
-    "labels_file", None, "Class order and names, one `synset[<TAB>name]` per "
+    "labels_file",
+    None,
+    "Class order and names, one `synset[<TAB>name]` per "
     "line (e.g. synset_words.txt). Default: output_dir/labels.txt if present,"
-    " else the sorted synset folders.")
+    " else the sorted synset folders.",
+)
 _VALIDATION_LABELS_FILE = flags.DEFINE_string(
-    "validation_labels_file", None, "Synsets of a flat folder's images: one "
-    "per line in sorted file order, or `<file> <synset>` lines.")
+    "validation_labels_file",
+    None,
+    "Synsets of a flat folder's images: one "
+    "per line in sorted file order, or `<file> <synset>` lines.",
+)
 _NUM_SHARDS = flags.DEFINE_integer(
-    "num_shards", None, "Number of shards; default about %d images each."
-    % tfrecord_builder.IMAGES_PER_SHARD, lower_bound=1)
+    "num_shards",
+    None,
+    f"Number of shards; default about {tfrecord_builder.IMAGES_PER_SHARD} images each.",
+    lower_bound=1,
+)
 _NUM_WORKERS = flags.DEFINE_integer(
-    "num_workers", None, "Shards converted in parallel; default: CPU count.",
-    lower_bound=1)
+    "num_workers", None, "Shards converted in parallel; default: CPU count.", lower_bound=1
+)
 _SKIP_CORRUPT = flags.DEFINE_bool(
-    "skip_corrupt", False, "Leave undecodable image files out (logged) "
-    "instead of stopping.")
+    "skip_corrupt", False, "Leave undecodable image files out (logged) instead of stopping."
+)
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the file shuffle.")
 
 flags.mark_flags_as_required(["input_dir", "output_dir"])
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError("unexpected arguments: %s" % " ".join(argv[1:]))
-  try:
-    result = tfrecord_builder.build(
-        _INPUT_DIR.value, _OUTPUT_DIR.value, _SPLIT.value,
-        labels_file=_LABELS_FILE.value,
-        validation_labels_file=_VALIDATION_LABELS_FILE.value,
-        num_shards=_NUM_SHARDS.value, num_workers=_NUM_WORKERS.value,
-        skip_corrupt=_SKIP_CORRUPT.value, seed=_SEED.value)
-  except errors.DataError as e:
-    sys.exit("build_tfrecords: error: %s" % e)
-  print("%s: %d images, %d shards written, %d already complete, %d "
-        "re-encoded as RGB JPEG, %d skipped" % (
-            _SPLIT.value, result.num_images, result.shards_written,
-            result.shards_skipped, result.reencoded,
-            len(result.skipped_files)))
+    if len(argv) > 1:
+        raise app.UsageError("unexpected arguments: {}".format(" ".join(argv[1:])))
+    try:
+        result = tfrecord_builder.build(
+            _INPUT_DIR.value,
+            _OUTPUT_DIR.value,
+            _SPLIT.value,
+            labels_file=_LABELS_FILE.value,
+            validation_labels_file=_VALIDATION_LABELS_FILE.value,
+            num_shards=_NUM_SHARDS.value,
+            num_workers=_NUM_WORKERS.value,
+            skip_corrupt=_SKIP_CORRUPT.value,
+            seed=_SEED.value,
+        )
+    except errors.DataError as e:
+        sys.exit(f"build_tfrecords: error: {e}")
+    print(
+        f"{_SPLIT.value}: {result.num_images} images, {result.shards_written} shards written, "
+        f"{result.shards_skipped} already complete, {result.reencoded} re-encoded as RGB JPEG, "
+        f"{len(result.skipped_files)} skipped"
+    )
 
 
 if __name__ == "__main__":
-  app.run(main)
+    app.run(main)

@@ -13,16 +13,14 @@ Example:
   ...                   is_training=True)
   >>> images, labels = next(iter(ds))   # [128, 224, 224, 3], [128]
 """
+
 import concurrent.futures
 import os
 import sys
 
 import tensorflow as tf
 
-from pipelines import dataset_ops
-from pipelines import errors
-from pipelines import preprocessing
-from pipelines import records
+from pipelines import dataset_ops, errors, preprocessing, records
 
 AUTOTUNE = tf.data.AUTOTUNE
 DEFAULT_SHUFFLE_BUFFER = 10_000
@@ -35,178 +33,246 @@ _READ_BATCH = dataset_ops.BOOKKEEPING_BATCH
 
 
 def list_files(data_dir, split, file_pattern=None):
-  """Sorted shard paths of `split` (pattern `<split>-*` unless given).
+    """Sorted shard paths of `split` (pattern `<split>-*` unless given).
 
-  Raises:
-    DataError: the directory does not exist or nothing matches.
-  """
-  pattern = file_pattern or "%s-*" % split
-  if not os.path.isabs(pattern) and "://" not in pattern:
-    if not tf.io.gfile.isdir(data_dir):
-      raise errors.DataError(
-          "data directory %s does not exist (split %r, pattern %r)"
-          % (data_dir, split, pattern))
-    pattern = os.path.join(data_dir, pattern)
-  files = sorted(f for f in tf.io.gfile.glob(pattern) if ".tmp-" not in f)
-  if not files:
-    raise errors.DataError(
-        "no files match %s for split %r" % (pattern, split))
-  return files
+    Raises:
+      DataError: the directory does not exist or nothing matches.
+    """
+    pattern = file_pattern or f"{split}-*"
+    if not os.path.isabs(pattern) and "://" not in pattern:
+        if not tf.io.gfile.isdir(data_dir):
+            raise errors.DataError(
+                f"data directory {data_dir} does not exist (split {split!r}, pattern {pattern!r})"
+            )
+        pattern = os.path.join(data_dir, pattern)
+    files = sorted(f for f in tf.io.gfile.glob(pattern) if ".tmp-" not in f)
+    if not files:
+        raise errors.DataError(f"no files match {pattern} for split {split!r}")
+    return files
 
 
 def _file_sizes(files):
-  # One stat per shard, in parallel: ~1000 shards on GCS take seconds.
-  with concurrent.futures.ThreadPoolExecutor(16) as pool:
-    return list(pool.map(lambda f: tf.io.gfile.stat(f).length, files))
+    # One stat per shard, in parallel: ~1000 shards on GCS take seconds.
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        return list(pool.map(lambda f: tf.io.gfile.stat(f).length, files))
 
 
 def _read_shard(filename, size, skip_corrupt):
-  """One shard as `((record, truncated), (index, filename))` elements.
+    """One shard as `((record, truncated), (index, filename))` elements.
 
-  Where the shard ends, the bytes read are compared with its size: if
-  reading stopped early (a truncated or corrupt shard, which
-  `TFRecordDataset` reports without a file name), one more element follows
-  with `truncated` set, or, with `skip_corrupt`, the rest of the shard is
-  skipped with a log line. The accounting runs on batches of records (a
-  function call per record is measurable; batching moves the strings, it
-  does not copy them).
-  """
-  reader = tf.data.TFRecordDataset(filename).ignore_errors().concatenate(
-      tf.data.Dataset.from_tensors(tf.constant(_END_OF_SHARD)))
+    Where the shard ends, the bytes read are compared with its size: if
+    reading stopped early (a truncated or corrupt shard, which
+    `TFRecordDataset` reports without a file name), one more element follows
+    with `truncated` set, or, with `skip_corrupt`, the rest of the shard is
+    skipped with a log line. The accounting runs on batches of records (a
+    function call per record is measurable; batching moves the strings, it
+    does not copy them).
+    """
+    reader = (
+        tf.data.TFRecordDataset(filename)
+        .ignore_errors()
+        .concatenate(tf.data.Dataset.from_tensors(tf.constant(_END_OF_SHARD)))
+    )
 
-  def step(state, batch):
-    consumed, index = state
-    at_end = tf.equal(batch, _END_OF_SHARD)
-    consumed += tf.cumsum(tf.where(at_end, tf.constant(0, tf.int64), tf.cast(
-        tf.strings.length(batch) + _RECORD_OVERHEAD, tf.int64)))
-    truncated = tf.logical_and(at_end, consumed < size)
-    indices = index + tf.range(tf.size(batch, out_type=tf.int64))
-    parts = ((batch, truncated), (indices, tf.fill(tf.shape(batch), filename)))
-    if skip_corrupt:
-      tf.cond(tf.reduce_any(truncated), lambda: _log_truncated(
-          filename, indices[-1]), lambda: tf.constant(0))
-      keep = tf.logical_not(at_end)
-    else:
-      keep = tf.logical_or(tf.logical_not(at_end), truncated)
-    parts = tf.cond(  # Only a shard's last batch has an end to drop.
-        tf.reduce_all(keep), lambda: parts,
-        lambda: tf.nest.map_structure(lambda t: tf.boolean_mask(t, keep),
-                                      parts))
-    return (consumed[-1], indices[-1] + 1), parts
+    def step(state, batch):
+        consumed, index = state
+        at_end = tf.equal(batch, _END_OF_SHARD)
+        consumed += tf.cumsum(
+            tf.where(
+                at_end,
+                tf.constant(0, tf.int64),
+                tf.cast(tf.strings.length(batch) + _RECORD_OVERHEAD, tf.int64),
+            )
+        )
+        truncated = tf.logical_and(at_end, consumed < size)
+        indices = index + tf.range(tf.size(batch, out_type=tf.int64))
+        parts = ((batch, truncated), (indices, tf.fill(tf.shape(batch), filename)))
+        if skip_corrupt:
+            tf.cond(
+                tf.reduce_any(truncated),
+                lambda: _log_truncated(filename, indices[-1]),
+                lambda: tf.constant(0),
+            )
+            keep = tf.logical_not(at_end)
+        else:
+            keep = tf.logical_or(tf.logical_not(at_end), truncated)
+        parts = tf.cond(  # Only a shard's last batch has an end to drop.
+            tf.reduce_all(keep),
+            lambda: parts,
+            lambda: tf.nest.map_structure(lambda t: tf.boolean_mask(t, keep), parts),
+        )
+        return (consumed[-1], indices[-1] + 1), parts
 
-  return reader.batch(_READ_BATCH).scan(
-      (tf.constant(0, tf.int64), tf.constant(0, tf.int64)), step).unbatch()
+    return (
+        reader.batch(_READ_BATCH)
+        .scan((tf.constant(0, tf.int64), tf.constant(0, tf.int64)), step)
+        .unbatch()
+    )
 
 
 def _parse(record, truncated):
-  """A record -> `(image_bytes, label, oks)`, `oks` as `CHECKS`."""
-  record = tf.cond(truncated, lambda: tf.constant(b""), lambda: record)
-  features = tf.io.parse_single_example(record, records.REQUIRED_FEATURES)
-  oks = [tf.logical_not(truncated)] + [
-      tf.logical_or(truncated, tf.not_equal(features[name], default))
-      for name, default in records.MISSING.items()]
-  return features[records.ENCODED], features[records.LABEL], tf.stack(oks)
+    """A record -> `(image_bytes, label, oks)`, `oks` as `CHECKS`."""
+    record = tf.cond(truncated, lambda: tf.constant(b""), lambda: record)
+    features = tf.io.parse_single_example(record, records.REQUIRED_FEATURES)
+    oks = [tf.logical_not(truncated)] + [
+        tf.logical_or(truncated, tf.not_equal(features[name], default))
+        for name, default in records.MISSING.items()
+    ]
+    return features[records.ENCODED], features[records.LABEL], tf.stack(oks)
 
 
 def _log_truncated(filename, intact):
-  tf.print(tf.strings.join([
-      "pipelines: skipped the unreadable rest of truncated or corrupt shard ",
-      filename, " after ", tf.strings.as_string(intact), " intact records"]),
-           output_stream=sys.stderr)
-  return tf.constant(0)
+    tf.print(
+        tf.strings.join(
+            [
+                "pipelines: skipped the unreadable rest of truncated or corrupt shard ",
+                filename,
+                " after ",
+                tf.strings.as_string(intact),
+                " intact records",
+            ]
+        ),
+        output_stream=sys.stderr,
+    )
+    return tf.constant(0)
 
 
 # What a False in an element's `oks` means, in the same order.
 CHECKS = (
     lambda index, source, label: (
-        "truncated or corrupt TFRecord shard ", source,
-        " (pass skip_corrupt=True to read what is intact)"),
+        "truncated or corrupt TFRecord shard ",
+        source,
+        " (pass skip_corrupt=True to read what is intact)",
+    ),
 ) + tuple(
-    (lambda index, source, label, name=name: (
-        "required feature %s missing in " % name,
-        *dataset_ops.origin_parts(index, source)))
-    for name in records.MISSING)
+    (
+        lambda index, source, label, name=name: (
+            f"required feature {name} missing in ",
+            *dataset_ops.origin_parts(index, source),
+        )
+    )
+    for name in records.MISSING
+)
 
 
-def make_dataset(data_dir, split, *, batch_size, is_training, image_size=224,
-                 scale_range=(256, 512), resize_size=256, num_classes=1000,
-                 label_offset=1, input_context=None, file_pattern=None,
-                 shuffle_buffer=DEFAULT_SHUFFLE_BUFFER, cache=False,
-                 deterministic=None, drop_remainder=None, dtype="float32",
-                 mean=preprocessing.MEAN_RGB, std=None, skip_corrupt=False,
-                 seed=None, repeat=False, crop=True, flip=True,
-                 lighting_std=0.1, check_images=True, normalize=True,
-                 cycle_length=16):
-  """A `tf.data.Dataset` of `(images [B, S, S, 3] dtype, labels int32 [B])`.
+def make_dataset(
+    data_dir,
+    split,
+    *,
+    batch_size,
+    is_training,
+    image_size=224,
+    scale_range=(256, 512),
+    resize_size=256,
+    num_classes=1000,
+    label_offset=1,
+    input_context=None,
+    file_pattern=None,
+    shuffle_buffer=DEFAULT_SHUFFLE_BUFFER,
+    cache=False,
+    deterministic=None,
+    drop_remainder=None,
+    dtype="float32",
+    mean=preprocessing.MEAN_RGB,
+    std=None,
+    skip_corrupt=False,
+    seed=None,
+    repeat=False,
+    crop=True,
+    flip=True,
+    lighting_std=0.1,
+    check_images=True,
+    normalize=True,
+    cycle_length=16,
+):
+    """A `tf.data.Dataset` of `(images [B, S, S, 3] dtype, labels int32 [B])`.
 
-  Args:
-    data_dir: directory (local or any tf.io.gfile path) holding the shards.
-    split: "train" or "validation" (names the default pattern `<split>-*`).
-    batch_size: global batch size; with `input_context` each input pipeline
-      batches `input_context.get_per_replica_batch_size(batch_size)`.
-    is_training: paper augmentation, shuffling, `drop_remainder`; otherwise
-      resize to `resize_size` and centre crop, in file order.
-    image_size, scale_range, resize_size, flip, lighting_std, mean, std:
-      preprocessing parameters (see `pipelines.preprocessing`).
-    num_classes, label_offset: labels in the records are
-      `label_offset .. label_offset + num_classes - 1`; out come 0-based.
-    input_context: `tf.distribute.InputContext`. Shards by file when there
-      are at least as many files as input pipelines, else by record.
-    file_pattern: overrides `<split>-*` (relative to data_dir, or absolute).
-    shuffle_buffer: records in the shuffle buffer (training).
-    cache: True caches the records in memory, a string caches to that file.
-    deterministic: element order; None is True for evaluation or a given
-      seed, False (faster) for unseeded training.
-    drop_remainder: None means `is_training`.
-    dtype: image dtype of the batches (e.g. "bfloat16" for mixed precision).
-    skip_corrupt: skip undecodable images and the unreadable rest of a
-      truncated shard (logged with counts) instead of failing on them.
-    seed: shuffling and augmentation seed (None: a fresh one per call).
-    check_images: name (or skip) undecodable images, by the count gap they
-      leave after an ordered decode (costs next to nothing, see
-      benchmarks/input_pipeline.py); False: a bad image fails with
-      TensorFlow's error, which does not name its file.
-    normalize: True: float batches normalised here; False:
-      `({"pixels": uint8, "lighting": float32 [B, 3]}, labels)` for
-      `preprocessing.normalize` on the device (what `delving.trainer` does).
-    repeat: repeat forever.
-    crop: evaluation only; False yields whole resized images (batch 1).
-    cycle_length: shards read in parallel.
+    Args:
+      data_dir: directory (local or any tf.io.gfile path) holding the shards.
+      split: "train" or "validation" (names the default pattern `<split>-*`).
+      batch_size: global batch size; with `input_context` each input pipeline
+        batches `input_context.get_per_replica_batch_size(batch_size)`.
+      is_training: paper augmentation, shuffling, `drop_remainder`; otherwise
+        resize to `resize_size` and centre crop, in file order.
+      image_size, scale_range, resize_size, flip, lighting_std, mean, std:
+        preprocessing parameters (see `pipelines.preprocessing`).
+      num_classes, label_offset: labels in the records are
+        `label_offset .. label_offset + num_classes - 1`; out come 0-based.
+      input_context: `tf.distribute.InputContext`. Shards by file when there
+        are at least as many files as input pipelines, else by record.
+      file_pattern: overrides `<split>-*` (relative to data_dir, or absolute).
+      shuffle_buffer: records in the shuffle buffer (training).
+      cache: True caches the records in memory, a string caches to that file.
+      deterministic: element order; None is True for evaluation or a given
+        seed, False (faster) for unseeded training.
+      drop_remainder: None means `is_training`.
+      dtype: image dtype of the batches (e.g. "bfloat16" for mixed precision).
+      skip_corrupt: skip undecodable images and the unreadable rest of a
+        truncated shard (logged with counts) instead of failing on them.
+      seed: shuffling and augmentation seed (None: a fresh one per call).
+      check_images: name (or skip) undecodable images, by the count gap they
+        leave after an ordered decode (costs next to nothing, see
+        benchmarks/input_pipeline.py); False: a bad image fails with
+        TensorFlow's error, which does not name its file.
+      normalize: True: float batches normalised here; False:
+        `({"pixels": uint8, "lighting": float32 [B, 3]}, labels)` for
+        `preprocessing.normalize` on the device (what `delving.trainer` does).
+      repeat: repeat forever.
+      crop: evaluation only; False yields whole resized images (batch 1).
+      cycle_length: shards read in parallel.
 
-  Raises:
-    DataError: missing directory or no files for the pattern.
-  """
-  files = list_files(data_dir, split, file_pattern)
-  plan = dataset_ops.input_plan(
-      input_context, batch_size=batch_size, is_training=is_training, seed=seed,
-      deterministic=deterministic, drop_remainder=drop_remainder)
-  num_pipelines, pipeline_id = plan.num_pipelines, plan.pipeline_id
-  shard_by_file = num_pipelines > 1 and len(files) >= num_pipelines
-  shard_by_record = num_pipelines > 1 and not shard_by_file
+    Raises:
+      DataError: missing directory or no files for the pattern.
+    """
+    files = list_files(data_dir, split, file_pattern)
+    plan = dataset_ops.input_plan(
+        input_context,
+        batch_size=batch_size,
+        is_training=is_training,
+        seed=seed,
+        deterministic=deterministic,
+        drop_remainder=drop_remainder,
+    )
+    num_pipelines, pipeline_id = plan.num_pipelines, plan.pipeline_id
+    shard_by_file = num_pipelines > 1 and len(files) >= num_pipelines
+    shard_by_record = num_pipelines > 1 and not shard_by_file
 
-  file_ds = tf.data.Dataset.from_tensor_slices(
-      (files, tf.constant(_file_sizes(files), tf.int64)))
-  if shard_by_file:
-    file_ds = file_ds.shard(num_pipelines, pipeline_id)
-  if is_training and not shard_by_record:
-    # Record sharding needs the same file order on every worker.
-    file_ds = file_ds.shuffle(len(files), seed=plan.seed,
-                              reshuffle_each_iteration=True)
-  ds = file_ds.interleave(
-      lambda filename, size: _read_shard(filename, size, skip_corrupt),
-      cycle_length=min(cycle_length, len(files)),
-      num_parallel_calls=AUTOTUNE,
-      deterministic=True if shard_by_record else plan.deterministic)
-  if shard_by_record:
-    ds = ds.shard(num_pipelines, pipeline_id)
-  ds = dataset_ops.cache_shuffle_repeat(
-      ds, plan, is_training=is_training, cache=cache,
-      shuffle_buffer=shuffle_buffer, repeat=repeat)
-  return dataset_ops.preprocess_and_batch(
-      ds, plan, is_training=is_training, image_size=image_size,
-      scale_range=scale_range, resize_size=resize_size, mean=mean, std=std,
-      crop=crop, flip=flip, lighting_std=lighting_std,
-      skip_corrupt=skip_corrupt, dtype=dtype, num_classes=num_classes,
-      label_offset=label_offset, check_images=check_images,
-      normalize=normalize, finite=not repeat, parse_fn=_parse,
-      checks=CHECKS)
+    file_ds = tf.data.Dataset.from_tensor_slices((files, tf.constant(_file_sizes(files), tf.int64)))
+    if shard_by_file:
+        file_ds = file_ds.shard(num_pipelines, pipeline_id)
+    if is_training and not shard_by_record:
+        # Record sharding needs the same file order on every worker.
+        file_ds = file_ds.shuffle(len(files), seed=plan.seed, reshuffle_each_iteration=True)
+    ds = file_ds.interleave(
+        lambda filename, size: _read_shard(filename, size, skip_corrupt),
+        cycle_length=min(cycle_length, len(files)),
+        num_parallel_calls=AUTOTUNE,
+        deterministic=True if shard_by_record else plan.deterministic,
+    )
+    if shard_by_record:
+        ds = ds.shard(num_pipelines, pipeline_id)
+    ds = dataset_ops.cache_shuffle_repeat(
+        ds, plan, is_training=is_training, cache=cache, shuffle_buffer=shuffle_buffer, repeat=repeat
+    )
+    return dataset_ops.preprocess_and_batch(
+        ds,
+        plan,
+        is_training=is_training,
+        image_size=image_size,
+        scale_range=scale_range,
+        resize_size=resize_size,
+        mean=mean,
+        std=std,
+        crop=crop,
+        flip=flip,
+        lighting_std=lighting_std,
+        skip_corrupt=skip_corrupt,
+        dtype=dtype,
+        num_classes=num_classes,
+        label_offset=label_offset,
+        check_images=check_images,
+        normalize=normalize,
+        finite=not repeat,
+        parse_fn=_parse,
+        checks=CHECKS,
+    )

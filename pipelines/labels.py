@@ -13,13 +13,13 @@ Example:
   >>> classes[0]
   ClassInfo(index=0, synset='n01440764', name='tench, Tinca tinca')
 """
+
 import collections
 import os
 
 import tensorflow as tf
 
-from pipelines import errors
-from pipelines import records
+from pipelines import errors, records
 
 ClassInfo = collections.namedtuple("ClassInfo", ["index", "synset", "name"])
 LABELS_FILE = "labels.txt"
@@ -27,89 +27,95 @@ _MAX_RECORDS_SCANNED = 200_000
 
 
 def read_labels_file(path):
-  """`[(synset, name), ...]` from a labels file (see the module doc)."""
-  if not tf.io.gfile.exists(path):
-    raise errors.DataError("labels file %s does not exist" % path)
-  pairs = []
-  with tf.io.gfile.GFile(path) as f:
-    for number, line in enumerate(f, 1):
-      line = line.strip()
-      if not line or line.startswith("#"):
-        continue
-      parts = line.split("\t", 1) if "\t" in line else line.split(None, 1)
-      synset = parts[0].strip()
-      name = parts[1].strip() if len(parts) > 1 else synset
-      pairs.append((synset, name))
-  if not pairs:
-    raise errors.DataError("labels file %s lists no classes" % path)
-  return pairs
+    """`[(synset, name), ...]` from a labels file (see the module doc)."""
+    if not tf.io.gfile.exists(path):
+        raise errors.DataError(f"labels file {path} does not exist")
+    pairs = []
+    with tf.io.gfile.GFile(path) as f:
+        for line in f:
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            parts = line.split("\t", 1) if "\t" in line else line.split(None, 1)
+            synset = parts[0].strip()
+            name = parts[1].strip() if len(parts) > 1 else synset
+            pairs.append((synset, name))
+    if not pairs:
+        raise errors.DataError(f"labels file {path} lists no classes")
+    return pairs
 
 
 def _from_file(path, num_classes):
-  pairs = read_labels_file(path)
-  if len(pairs) != num_classes:
-    raise errors.DataError(
-        "labels file %s lists %d classes but num_classes is %d"
-        % (path, len(pairs), num_classes))
-  return [ClassInfo(i, s, n) for i, (s, n) in enumerate(pairs)]
+    pairs = read_labels_file(path)
+    if len(pairs) != num_classes:
+        raise errors.DataError(
+            f"labels file {path} lists {len(pairs)} classes but num_classes is {num_classes}"
+        )
+    return [ClassInfo(i, s, n) for i, (s, n) in enumerate(pairs)]
 
 
 def _from_records(data_dir, num_classes, label_offset):
-  """Scans one split's records for synsets and texts, stopping early."""
-  for split in ("validation", "train"):
-    files = tf.io.gfile.glob(os.path.join(data_dir, "%s-*" % split))
-    files = sorted(f for f in files if ".tmp-" not in f)
-    if not files:
-      continue
-    ds = tf.data.Dataset.from_tensor_slices(files).interleave(
-        lambda f: tf.data.TFRecordDataset(f).ignore_errors(),
-        cycle_length=min(len(files), 16), num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.take(_MAX_RECORDS_SCANNED).map(
-        lambda r: tf.io.parse_single_example(r, records.CLASS_FEATURES),
-        num_parallel_calls=tf.data.AUTOTUNE).batch(1024)
-    found = {}
-    for batch in ds.as_numpy_iterator():
-      for label, synset, text in zip(batch[records.LABEL],
-                                     batch[records.SYNSET],
-                                     batch[records.TEXT]):
-        index = int(label) - label_offset
-        if 0 <= index < num_classes and synset and index not in found:
-          found[index] = (synset.decode(), text.decode() or synset.decode())
-      if len(found) == num_classes:
-        break
-    if found:
-      return [ClassInfo(i, *found.get(i, ("class_%04d" % i,) * 2))
-              for i in range(num_classes)]
-  return None
+    """Scans one split's records for synsets and texts, stopping early."""
+    for split in ("validation", "train"):
+        files = tf.io.gfile.glob(os.path.join(data_dir, f"{split}-*"))
+        files = sorted(f for f in files if ".tmp-" not in f)
+        if not files:
+            continue
+        ds = tf.data.Dataset.from_tensor_slices(files).interleave(
+            lambda f: tf.data.TFRecordDataset(f).ignore_errors(),
+            cycle_length=min(len(files), 16),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+        ds = (
+            ds.take(_MAX_RECORDS_SCANNED)
+            .map(
+                lambda r: tf.io.parse_single_example(r, records.CLASS_FEATURES),
+                num_parallel_calls=tf.data.AUTOTUNE,
+            )
+            .batch(1024)
+        )
+        found = {}
+        for batch in ds.as_numpy_iterator():
+            for label, synset, text in zip(
+                batch[records.LABEL], batch[records.SYNSET], batch[records.TEXT]
+            ):
+                index = int(label) - label_offset
+                if 0 <= index < num_classes and synset and index not in found:
+                    found[index] = (synset.decode(), text.decode() or synset.decode())
+            if len(found) == num_classes:
+                break
+        if found:
+            return [
+                ClassInfo(i, *found.get(i, (f"class_{i:04d}",) * 2)) for i in range(num_classes)
+            ]
+    return None
 
 
 def generic_classes(num_classes):
-  return [ClassInfo(i, "class_%04d" % i, "class_%04d" % i)
-          for i in range(num_classes)]
+    return [ClassInfo(i, f"class_{i:04d}", f"class_{i:04d}") for i in range(num_classes)]
 
 
-def load_class_list(*, data_dir=None, labels_file=None, num_classes,
-                    label_offset=1):
-  """The dataset's classes as `ClassInfo(index, synset, name)`, index order.
+def load_class_list(*, data_dir=None, labels_file=None, num_classes, label_offset=1):
+    """The dataset's classes as `ClassInfo(index, synset, name)`, index order.
 
-  Args:
-    data_dir: dataset directory (for `labels.txt` or the records).
-    labels_file: explicit labels file; wins over everything else.
-    num_classes: number of classes expected.
-    label_offset: the record label of class index 0 (ImageNet: 1).
+    Args:
+      data_dir: dataset directory (for `labels.txt` or the records).
+      labels_file: explicit labels file; wins over everything else.
+      num_classes: number of classes expected.
+      label_offset: the record label of class index 0 (ImageNet: 1).
 
-  Raises:
-    DataError: the labels file is missing, empty or has another number of
-      classes than `num_classes`.
-  """
-  if labels_file:
-    return _from_file(labels_file, num_classes)
-  if data_dir:
-    path = os.path.join(data_dir, LABELS_FILE)
-    if tf.io.gfile.exists(path):
-      return _from_file(path, num_classes)
-    if tf.io.gfile.isdir(data_dir):
-      found = _from_records(data_dir, num_classes, label_offset)
-      if found:
-        return found
-  return generic_classes(num_classes)
+    Raises:
+      DataError: the labels file is missing, empty or has another number of
+        classes than `num_classes`.
+    """
+    if labels_file:
+        return _from_file(labels_file, num_classes)
+    if data_dir:
+        path = os.path.join(data_dir, LABELS_FILE)
+        if tf.io.gfile.exists(path):
+            return _from_file(path, num_classes)
+        if tf.io.gfile.isdir(data_dir):
+            found = _from_records(data_dir, num_classes, label_offset)
+            if found:
+                return found
+    return generic_classes(num_classes)

@@ -10,90 +10,142 @@ Example:
   >>> ds = make_dataset("imagenet2012", "train", batch_size=128,
   ...                   is_training=True, manual_dir="/raw/ilsvrc")
 """
+
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from pipelines import dataset_ops
-from pipelines import errors
-from pipelines import imagenet
-from pipelines import preprocessing
+from pipelines import dataset_ops, errors, imagenet, preprocessing
 
 
 def _builder(name, data_dir, manual_dir, download):
-  try:
-    builder = tfds.builder(name, data_dir=data_dir)
-    if manual_dir or download:
-      builder.download_and_prepare(
-          download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
-  except (tfds.core.registered.DatasetNotFoundError, AssertionError,
-          FileNotFoundError, OSError) as e:
-    raise errors.DataError("tfds dataset %r (data_dir %s, manual_dir %s): %s"
-                           % (name, data_dir, manual_dir,
-                              str(e).splitlines()[0]))
-  return builder
-
-
-def make_dataset(name, split, *, batch_size, is_training, data_dir=None,
-                 manual_dir=None, download=False, image_key="image",
-                 label_key="label", image_size=224, scale_range=(256, 512),
-                 resize_size=256, num_classes=None, label_offset=0,
-                 input_context=None,
-                 shuffle_buffer=imagenet.DEFAULT_SHUFFLE_BUFFER, cache=False,
-                 deterministic=None, drop_remainder=None, dtype="float32",
-                 mean=preprocessing.MEAN_RGB, std=None, skip_corrupt=False,
-                 seed=None, repeat=False, crop=True, flip=True,
-                 lighting_std=0.1, check_images=True, normalize=True):
-  """`(images [B, S, S, 3] dtype, labels int32 [B])` from a tfds dataset.
-
-  Args:
-    name: tfds name, e.g. "imagenet2012" (labels 0-based, i.e. the TFRecord
-      label minus 1), "imagenette", "oxford_flowers102".
-    split: tfds split, e.g. "train", "validation", "train[:10%]".
-    data_dir, manual_dir, download: where tfds keeps / finds the data;
-      preparation only happens with `manual_dir` or `download=True`.
-    image_key, label_key: feature names in the dataset.
-    num_classes: default: from the dataset's label feature.
-    label_offset: tfds labels are 0-based, so 0.
-    Everything else: as `pipelines.imagenet.make_dataset`.
-
-  Raises:
-    DataError: unknown dataset, or not prepared and nothing to prepare from.
-  """
-  builder = _builder(name, data_dir, manual_dir, download)
-  if num_classes is None:
-    num_classes = builder.info.features[label_key].num_classes
-  plan = dataset_ops.input_plan(
-      input_context, batch_size=batch_size, is_training=is_training, seed=seed,
-      deterministic=deterministic, drop_remainder=drop_remainder)
-
-  def read(context):
-    return builder.as_dataset(
-        split=split, shuffle_files=is_training,
-        decoders={image_key: tfds.decode.SkipDecoding()},
-        read_config=tfds.ReadConfig(input_context=context,
-                                    shuffle_seed=plan.seed,
-                                    try_autocache=False))
-
-  try:
     try:
-      ds = read(input_context)
-    except ValueError:  # Fewer files than input pipelines: shard records.
-      ds = read(None).shard(plan.num_pipelines, plan.pipeline_id)
-  except (AssertionError, FileNotFoundError, KeyError) as e:
-    raise errors.DataError("tfds dataset %r split %r is not available: %s"
-                           % (name, split, str(e).splitlines()[0]))
-  source = "tfds %s split %s" % (name, split)
-  ds = ds.enumerate().map(lambda index, example: (
-      (example[image_key], example[label_key]), (index, source)))
-  ds = dataset_ops.cache_shuffle_repeat(
-      ds, plan, is_training=is_training, cache=cache,
-      shuffle_buffer=shuffle_buffer, repeat=repeat)
-  return dataset_ops.preprocess_and_batch(
-      ds, plan, is_training=is_training, image_size=image_size,
-      scale_range=scale_range, resize_size=resize_size, mean=mean, std=std,
-      crop=crop, flip=flip, lighting_std=lighting_std,
-      skip_corrupt=skip_corrupt, dtype=dtype, num_classes=num_classes,
-      label_offset=label_offset, check_images=check_images,
-      normalize=normalize, finite=not repeat,
-      parse_fn=lambda image_bytes, label: (  # No checks but the label's.
-          image_bytes, label, tf.zeros([0], tf.bool)))
+        builder = tfds.builder(name, data_dir=data_dir)
+        if manual_dir or download:
+            builder.download_and_prepare(
+                download_config=tfds.download.DownloadConfig(manual_dir=manual_dir)
+            )
+    except (
+        tfds.core.registered.DatasetNotFoundError,
+        AssertionError,
+        FileNotFoundError,
+        OSError,
+    ) as e:
+        raise errors.DataError(
+            f"tfds dataset {name!r} (data_dir {data_dir}, manual_dir {manual_dir}): "
+            f"{str(e).splitlines()[0]}"
+        ) from None
+    return builder
+
+
+def make_dataset(
+    name,
+    split,
+    *,
+    batch_size,
+    is_training,
+    data_dir=None,
+    manual_dir=None,
+    download=False,
+    image_key="image",
+    label_key="label",
+    image_size=224,
+    scale_range=(256, 512),
+    resize_size=256,
+    num_classes=None,
+    label_offset=0,
+    input_context=None,
+    shuffle_buffer=imagenet.DEFAULT_SHUFFLE_BUFFER,
+    cache=False,
+    deterministic=None,
+    drop_remainder=None,
+    dtype="float32",
+    mean=preprocessing.MEAN_RGB,
+    std=None,
+    skip_corrupt=False,
+    seed=None,
+    repeat=False,
+    crop=True,
+    flip=True,
+    lighting_std=0.1,
+    check_images=True,
+    normalize=True,
+):
+    """`(images [B, S, S, 3] dtype, labels int32 [B])` from a tfds dataset.
+
+    Args:
+      name: tfds name, e.g. "imagenet2012" (labels 0-based, i.e. the TFRecord
+        label minus 1), "imagenette", "oxford_flowers102".
+      split: tfds split, e.g. "train", "validation", "train[:10%]".
+      data_dir, manual_dir, download: where tfds keeps / finds the data;
+        preparation only happens with `manual_dir` or `download=True`.
+      image_key, label_key: feature names in the dataset.
+      num_classes: default: from the dataset's label feature.
+      label_offset: tfds labels are 0-based, so 0.
+      Everything else: as `pipelines.imagenet.make_dataset`.
+
+    Raises:
+      DataError: unknown dataset, or not prepared and nothing to prepare from.
+    """
+    builder = _builder(name, data_dir, manual_dir, download)
+    if num_classes is None:
+        num_classes = builder.info.features[label_key].num_classes
+    plan = dataset_ops.input_plan(
+        input_context,
+        batch_size=batch_size,
+        is_training=is_training,
+        seed=seed,
+        deterministic=deterministic,
+        drop_remainder=drop_remainder,
+    )
+
+    def read(context):
+        return builder.as_dataset(
+            split=split,
+            shuffle_files=is_training,
+            decoders={image_key: tfds.decode.SkipDecoding()},
+            read_config=tfds.ReadConfig(
+                input_context=context, shuffle_seed=plan.seed, try_autocache=False
+            ),
+        )
+
+    try:
+        try:
+            ds = read(input_context)
+        except ValueError:  # Fewer files than input pipelines: shard records.
+            ds = read(None).shard(plan.num_pipelines, plan.pipeline_id)
+    except (AssertionError, FileNotFoundError, KeyError) as e:
+        raise errors.DataError(
+            f"tfds dataset {name!r} split {split!r} is not available: {str(e).splitlines()[0]}"
+        ) from None
+    source = f"tfds {name} split {split}"
+    ds = ds.enumerate().map(
+        lambda index, example: ((example[image_key], example[label_key]), (index, source))
+    )
+    ds = dataset_ops.cache_shuffle_repeat(
+        ds, plan, is_training=is_training, cache=cache, shuffle_buffer=shuffle_buffer, repeat=repeat
+    )
+    return dataset_ops.preprocess_and_batch(
+        ds,
+        plan,
+        is_training=is_training,
+        image_size=image_size,
+        scale_range=scale_range,
+        resize_size=resize_size,
+        mean=mean,
+        std=std,
+        crop=crop,
+        flip=flip,
+        lighting_std=lighting_std,
+        skip_corrupt=skip_corrupt,
+        dtype=dtype,
+        num_classes=num_classes,
+        label_offset=label_offset,
+        check_images=check_images,
+        normalize=normalize,
+        finite=not repeat,
+        parse_fn=lambda image_bytes, label: (  # No checks but the label's.
+            image_bytes,
+            label,
+            tf.zeros([0], tf.bool),
+        ),
+    )

@@ -19,6 +19,7 @@ mix classes and the assignment is the same on every run; each shard is
 written under a temporary name and renamed when complete, and a re-run skips
 the shards that exist: an interrupted conversion resumes and loses nothing.
 """
+
 import collections
 import concurrent.futures
 import io
@@ -26,220 +27,245 @@ import os
 import random
 import threading
 
-from absl import logging
 import keras
-from PIL import Image
 import tensorflow as tf
+from absl import logging
+from PIL import Image
 
-from pipelines import errors
-from pipelines import labels
-from pipelines import records
+from pipelines import errors, labels, records
 
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".gif", ".bmp", ".webp")
 IMAGES_PER_SHARD = 1024
 
 BuildResult = collections.namedtuple(
-    "BuildResult", ["num_images", "shards_written", "shards_skipped",
-                    "reencoded", "skipped_files"])
+    "BuildResult", ["num_images", "shards_written", "shards_skipped", "reencoded", "skipped_files"]
+)
 
 
 def _is_image(name):
-  return name.lower().endswith(IMAGE_EXTENSIONS)
+    return name.lower().endswith(IMAGE_EXTENSIONS)
 
 
 def _read_validation_labels(path, files):
-  pairs = [line.split() for line in tf.io.gfile.GFile(path) if line.strip()]
-  if all(len(p) >= 2 for p in pairs):
-    by_name = {p[0]: p[1] for p in pairs}
-    missing = [f for f in files if os.path.basename(f) not in by_name]
-    if missing:
-      raise errors.DataError("%s gives no synset for %s"
-                             % (path, os.path.basename(missing[0])))
-    return [by_name[os.path.basename(f)] for f in files]
-  if len(pairs) != len(files):
-    raise errors.DataError(
-        "%s lists %d synsets but the folder holds %d images"
-        % (path, len(pairs), len(files)))
-  return [p[0] for p in pairs]
+    pairs = [line.split() for line in tf.io.gfile.GFile(path) if line.strip()]
+    if all(len(p) >= 2 for p in pairs):
+        by_name = {p[0]: p[1] for p in pairs}
+        missing = [f for f in files if os.path.basename(f) not in by_name]
+        if missing:
+            raise errors.DataError(f"{path} gives no synset for {os.path.basename(missing[0])}")
+        return [by_name[os.path.basename(f)] for f in files]
+    if len(pairs) != len(files):
+        raise errors.DataError(
+            f"{path} lists {len(pairs)} synsets but the folder holds {len(files)} images"
+        )
+    return [p[0] for p in pairs]
 
 
 def list_images(input_dir, split, *, validation_labels_file=None):
-  """`[(path, synset), ...]` sorted by path, from either layout."""
-  root = os.path.join(input_dir, split)
-  if not tf.io.gfile.isdir(root):
-    root = input_dir
-  if not tf.io.gfile.isdir(root):
-    raise errors.DataError("input directory %s does not exist" % input_dir)
-  entries, flat = [], []
-  for name in sorted(tf.io.gfile.listdir(root)):
-    path = os.path.join(root, name.rstrip("/"))
-    if tf.io.gfile.isdir(path):
-      entries += [(os.path.join(path, f), name.rstrip("/"))
-                  for f in sorted(tf.io.gfile.listdir(path)) if _is_image(f)]
-    elif _is_image(name):
-      flat.append(path)
-  if flat:
-    if not validation_labels_file:
-      raise errors.DataError(
-          "%s holds %d images outside class folders; pass "
-          "--validation_labels_file to label them" % (root, len(flat)))
-    entries += zip(flat, _read_validation_labels(validation_labels_file,
-                                                 flat))
-  if not entries:
-    raise errors.DataError("no images (%s) found in %s for split %r"
-                           % ("/".join(IMAGE_EXTENSIONS), root, split))
-  return sorted(entries)
+    """`[(path, synset), ...]` sorted by path, from either layout."""
+    root = os.path.join(input_dir, split)
+    if not tf.io.gfile.isdir(root):
+        root = input_dir
+    if not tf.io.gfile.isdir(root):
+        raise errors.DataError(f"input directory {input_dir} does not exist")
+    entries, flat = [], []
+    for name in sorted(tf.io.gfile.listdir(root)):
+        path = os.path.join(root, name.rstrip("/"))
+        if tf.io.gfile.isdir(path):
+            entries += [
+                (os.path.join(path, f), name.rstrip("/"))
+                for f in sorted(tf.io.gfile.listdir(path))
+                if _is_image(f)
+            ]
+        elif _is_image(name):
+            flat.append(path)
+    if flat:
+        if not validation_labels_file:
+            raise errors.DataError(
+                f"{root} holds {len(flat)} images outside class folders; pass "
+                "--validation_labels_file to label them"
+            )
+        entries += zip(flat, _read_validation_labels(validation_labels_file, flat))
+    if not entries:
+        raise errors.DataError(
+            "no images ({}) found in {} for split {!r}".format(
+                "/".join(IMAGE_EXTENSIONS), root, split
+            )
+        )
+    return sorted(entries)
 
 
 def class_list(entries, *, labels_file=None, output_dir=None):
-  """`[(synset, name), ...]` in label order (see the module doc)."""
-  existing = output_dir and os.path.join(output_dir, labels.LABELS_FILE)
-  if labels_file:
-    pairs = labels.read_labels_file(labels_file)
-  elif existing and tf.io.gfile.exists(existing):
-    pairs = labels.read_labels_file(existing)
-  else:
-    pairs = [(s, s) for s in sorted({synset for _, synset in entries})]
-  known = {synset for synset, _ in pairs}
-  unknown = sorted({s for _, s in entries} - known)
-  if unknown:
-    raise errors.DataError(
-        "synset %s (%d unknown in all) is not in the class list %s"
-        % (unknown[0], len(unknown),
-           labels_file or existing or "found in the folders"))
-  return pairs
+    """`[(synset, name), ...]` in label order (see the module doc)."""
+    existing = output_dir and os.path.join(output_dir, labels.LABELS_FILE)
+    if labels_file:
+        pairs = labels.read_labels_file(labels_file)
+    elif existing and tf.io.gfile.exists(existing):
+        pairs = labels.read_labels_file(existing)
+    else:
+        pairs = [(s, s) for s in sorted({synset for _, synset in entries})]
+    known = {synset for synset, _ in pairs}
+    unknown = sorted({s for _, s in entries} - known)
+    if unknown:
+        raise errors.DataError(
+            f"synset {unknown[0]} ({len(unknown)} unknown in all) is not in the class list "
+            f"{labels_file or existing or 'found in the folders'}"
+        )
+    return pairs
 
 
 def encode_checked(path):
-  """Reads and decodes one image file; returns (jpeg_bytes, h, w, reencoded).
+    """Reads and decodes one image file; returns (jpeg_bytes, h, w, reencoded).
 
-  Raises:
-    DataError: the file cannot be decoded (truncated, not an image).
-  """
-  data = tf.io.gfile.GFile(path, "rb").read()
-  try:
-    image = Image.open(io.BytesIO(data))
-    image_format, mode = image.format, image.mode
-    image.load()  # Full decode: catches truncated and corrupt files.
-  except (OSError, SyntaxError, ValueError) as e:
-    raise errors.DataError("cannot decode image file %s: %s" % (path, e))
-  width, height = image.size
-  if image_format == "JPEG" and mode in ("RGB", "L"):
-    return data, height, width, False
-  out = io.BytesIO()
-  image.convert("RGB").save(out, "JPEG", quality=95)
-  return out.getvalue(), height, width, True
+    Raises:
+      DataError: the file cannot be decoded (truncated, not an image).
+    """
+    data = tf.io.gfile.GFile(path, "rb").read()
+    try:
+        image = Image.open(io.BytesIO(data))
+        image_format, mode = image.format, image.mode
+        image.load()  # Full decode: catches truncated and corrupt files.
+    except (OSError, SyntaxError, ValueError) as e:
+        raise errors.DataError(f"cannot decode image file {path}: {e}") from None
+    width, height = image.size
+    if image_format == "JPEG" and mode in ("RGB", "L"):
+        return data, height, width, False
+    out = io.BytesIO()
+    image.convert("RGB").save(out, "JPEG", quality=95)
+    return out.getvalue(), height, width, True
 
 
 class _Progress:
-  """Thread-safe counters shown with a Keras progress bar."""
+    """Thread-safe counters shown with a Keras progress bar."""
 
-  def __init__(self, total, show):
-    self.lock = threading.Lock()
-    self.done = self.reencoded = 0
-    self.skipped = []
-    self.bar = keras.utils.Progbar(total, unit_name="image") if show else None
+    def __init__(self, total, show):
+        self.lock = threading.Lock()
+        self.done = self.reencoded = 0
+        self.skipped = []
+        self.bar = keras.utils.Progbar(total, unit_name="image") if show else None
 
-  def add(self, done=0, reencoded=0, skipped=None):
-    with self.lock:
-      self.done += done
-      self.reencoded += reencoded
-      if skipped:
-        self.skipped.append(skipped)
+    def add(self, done=0, reencoded=0, skipped=None):
+        with self.lock:
+            self.done += done
+            self.reencoded += reencoded
+            if skipped:
+                self.skipped.append(skipped)
 
-  def show(self, final=False):
-    if self.bar:
-      self.bar.update(self.done, finalize=final)
+    def show(self, final=False):
+        if self.bar:
+            self.bar.update(self.done, finalize=final)
 
 
 def _shard_examples(entries, label_of, names, skip_corrupt, progress):
-  for path, synset in entries:
-    try:
-      data, height, width, reencoded = encode_checked(path)
-    except errors.DataError as e:
-      if not skip_corrupt:
-        raise errors.DataError("%s (pass --skip_corrupt to leave it out)" % e)
-      logging.warning("Skipping %s", e)
-      progress.add(done=1, skipped=path)
-      continue
-    progress.add(done=1, reencoded=int(reencoded))
-    yield records.make_example(
-        data, label_of[synset], synset=synset, text=names[synset],
-        height=height, width=width, filename=os.path.basename(path))
+    for path, synset in entries:
+        try:
+            data, height, width, reencoded = encode_checked(path)
+        except errors.DataError as e:
+            if not skip_corrupt:
+                raise errors.DataError(f"{e} (pass --skip_corrupt to leave it out)") from None
+            logging.warning("Skipping %s", e)
+            progress.add(done=1, skipped=path)
+            continue
+        progress.add(done=1, reencoded=int(reencoded))
+        yield records.make_example(
+            data,
+            label_of[synset],
+            synset=synset,
+            text=names[synset],
+            height=height,
+            width=width,
+            filename=os.path.basename(path),
+        )
 
 
-def build(input_dir, output_dir, split, *, labels_file=None,
-          validation_labels_file=None, num_shards=None, num_workers=None,
-          skip_corrupt=False, seed=0, progress=True):
-  """Writes `<output_dir>/<split>-NNNNN-of-MMMMM` shards and `labels.txt`.
+def build(
+    input_dir,
+    output_dir,
+    split,
+    *,
+    labels_file=None,
+    validation_labels_file=None,
+    num_shards=None,
+    num_workers=None,
+    skip_corrupt=False,
+    seed=0,
+    progress=True,
+):
+    """Writes `<output_dir>/<split>-NNNNN-of-MMMMM` shards and `labels.txt`.
 
-  Args:
-    input_dir: the image folder (see the module doc for layouts).
-    output_dir: where shards go (created; any tf.io.gfile path).
-    split: "train" or "validation" (any name works).
-    labels_file: class order and names, `synset[<TAB>name]` per line.
-    validation_labels_file: synsets of a flat folder's images.
-    num_shards: default: about `IMAGES_PER_SHARD` images per shard.
-    num_workers: shards converted in parallel (threads); default CPU count.
-    skip_corrupt: leave undecodable files out (logged) instead of failing.
-    seed: the shuffle of files over shards.
-    progress: show a progress bar.
+    Args:
+      input_dir: the image folder (see the module doc for layouts).
+      output_dir: where shards go (created; any tf.io.gfile path).
+      split: "train" or "validation" (any name works).
+      labels_file: class order and names, `synset[<TAB>name]` per line.
+      validation_labels_file: synsets of a flat folder's images.
+      num_shards: default: about `IMAGES_PER_SHARD` images per shard.
+      num_workers: shards converted in parallel (threads); default CPU count.
+      skip_corrupt: leave undecodable files out (logged) instead of failing.
+      seed: the shuffle of files over shards.
+      progress: show a progress bar.
 
-  Returns:
-    `BuildResult(num_images, shards_written, shards_skipped, reencoded,
-    skipped_files)`.
+    Returns:
+      `BuildResult(num_images, shards_written, shards_skipped, reencoded,
+      skipped_files)`.
 
-  Raises:
-    DataError: missing or empty input, unknown synsets, an undecodable
-      image (unless `skip_corrupt`). Completed shards stay; re-run to resume.
-  """
-  entries = list_images(input_dir, split,
-                        validation_labels_file=validation_labels_file)
-  pairs = class_list(entries, labels_file=labels_file, output_dir=output_dir)
-  label_of = {synset: i + 1 for i, (synset, _) in enumerate(pairs)}
-  names = dict(pairs)
-  random.Random(seed).shuffle(entries)
-  num_shards = num_shards or max(1, -(-len(entries) // IMAGES_PER_SHARD))
-  tf.io.gfile.makedirs(output_dir)
-  records.remove_temporaries(output_dir)
-  with tf.io.gfile.GFile(os.path.join(output_dir, labels.LABELS_FILE),
-                         "w") as f:
-    f.write("".join("%s\t%s\n" % pair for pair in pairs))
+    Raises:
+      DataError: missing or empty input, unknown synsets, an undecodable
+        image (unless `skip_corrupt`). Completed shards stay; re-run to resume.
+    """
+    entries = list_images(input_dir, split, validation_labels_file=validation_labels_file)
+    pairs = class_list(entries, labels_file=labels_file, output_dir=output_dir)
+    label_of = {synset: i + 1 for i, (synset, _) in enumerate(pairs)}
+    names = dict(pairs)
+    random.Random(seed).shuffle(entries)
+    num_shards = num_shards or max(1, -(-len(entries) // IMAGES_PER_SHARD))
+    tf.io.gfile.makedirs(output_dir)
+    records.remove_temporaries(output_dir)
+    with tf.io.gfile.GFile(os.path.join(output_dir, labels.LABELS_FILE), "w") as f:
+        f.write("".join("{}\t{}\n".format(*pair) for pair in pairs))
 
-  bounds = [len(entries) * i // num_shards for i in range(num_shards + 1)]
-  todo, skipped_shards = [], 0
-  tracker = _Progress(len(entries), progress)
-  for shard in range(num_shards):
-    path = os.path.join(output_dir,
-                        records.shard_name(split, shard, num_shards))
-    shard_entries = entries[bounds[shard]:bounds[shard + 1]]
-    if tf.io.gfile.exists(path):  # Complete: written under a temp name.
-      skipped_shards += 1
-      tracker.add(done=len(shard_entries))
-    else:
-      todo.append((path, shard_entries))
-  logging.info("%s: %d images, %d of %d shards to write into %s", split,
-               len(entries), len(todo), num_shards, output_dir)
+    bounds = [len(entries) * i // num_shards for i in range(num_shards + 1)]
+    todo, skipped_shards = [], 0
+    tracker = _Progress(len(entries), progress)
+    for shard in range(num_shards):
+        path = os.path.join(output_dir, records.shard_name(split, shard, num_shards))
+        shard_entries = entries[bounds[shard] : bounds[shard + 1]]
+        if tf.io.gfile.exists(path):  # Complete: written under a temp name.
+            skipped_shards += 1
+            tracker.add(done=len(shard_entries))
+        else:
+            todo.append((path, shard_entries))
+    logging.info(
+        "%s: %d images, %d of %d shards to write into %s",
+        split,
+        len(entries),
+        len(todo),
+        num_shards,
+        output_dir,
+    )
 
-  workers = num_workers or os.cpu_count() or 1
-  with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-    futures = [pool.submit(
-        records.write_shard, path,
-        _shard_examples(shard_entries, label_of, names, skip_corrupt, tracker))
-               for path, shard_entries in todo]
-    pending = set(futures)
-    try:
-      while pending:
-        finished, pending = concurrent.futures.wait(
-            pending, timeout=0.5,
-            return_when=concurrent.futures.FIRST_EXCEPTION)
-        tracker.show()
-        for future in finished:
-          future.result()  # Raises the first error.
-    except BaseException:
-      for future in pending:
-        future.cancel()
-      raise
-  tracker.show(final=True)
-  return BuildResult(len(entries), len(todo), skipped_shards,
-                     tracker.reencoded, tracker.skipped)
+    workers = num_workers or os.cpu_count() or 1
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        futures = [
+            pool.submit(
+                records.write_shard,
+                path,
+                _shard_examples(shard_entries, label_of, names, skip_corrupt, tracker),
+            )
+            for path, shard_entries in todo
+        ]
+        pending = set(futures)
+        try:
+            while pending:
+                finished, pending = concurrent.futures.wait(
+                    pending, timeout=0.5, return_when=concurrent.futures.FIRST_EXCEPTION
+                )
+                tracker.show()
+                for future in finished:
+                    future.result()  # Raises the first error.
+        except BaseException:
+            for future in pending:
+                future.cancel()
+            raise
+    tracker.show(final=True)
+    return BuildResult(len(entries), len(todo), skipped_shards, tracker.reencoded, tracker.skipped)

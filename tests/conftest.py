@@ -4,6 +4,7 @@ Two logical CPU devices are configured before anything initialises the
 TensorFlow runtime, so that `tf.distribute.MirroredStrategy` tests have two
 replicas on a machine with no accelerator. Everything else runs on the first.
 """
+
 import os
 import sys
 
@@ -13,11 +14,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+import contextlib  # noqa: E402
+
 import tensorflow as tf  # noqa: E402
 
 _cpus = tf.config.list_physical_devices("CPU")
-try:
+# A runtime already initialised (e.g. under Bazel) keeps its devices.
+with contextlib.suppress(RuntimeError):
     tf.config.set_logical_device_configuration(
-        _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
-except RuntimeError:  # Runtime already initialised (e.g. under Bazel): keep it.
-    pass
+        _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2
+    )

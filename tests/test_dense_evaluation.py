@@ -1,14 +1,15 @@
 """`delving.evaluate --views=dense` computes what the exported model serves."""
+
 import os
 import subprocess
 import sys
 
+import export_testutil as fx
+import imaging_testutil
 import numpy as np
 import pytest
 import tensorflow as tf
 
-import export_testutil as fx
-import imaging_testutil
 from delving import dense, evaluation, inputs, models
 from export import export_lib
 from pipelines import preprocessing
@@ -22,22 +23,41 @@ def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("dense_eval")
     data_dir = str(root / "data")
     shards = imaging_testutil.write_shards(
-        data_dir, "validation", num_shards=1, per_shard=3,
-        num_classes=fx.NUM_CLASSES, height=150, width=200)
+        data_dir,
+        "validation",
+        num_shards=1,
+        per_shard=3,
+        num_classes=fx.NUM_CLASSES,
+        height=150,
+        width=200,
+    )
     # input_std: inputs of unit scale, so an untrained net is not saturated.
-    model_dir = fx.write_model_dir(root / "run", model="model_a", seed=4,
-                                   data_dir=data_dir, input_std=True)
+    model_dir = fx.write_model_dir(
+        root / "run", model="model_a", seed=4, data_dir=data_dir, input_std=True
+    )
     servable = export_lib.load_servable(model_dir)
-    records = list(tf.data.TFRecordDataset(shards[0][0]).map(
-        lambda r: tf.io.parse_single_example(r, {
-            "image/encoded": tf.io.FixedLenFeature([], tf.string),
-            "image/class/label": tf.io.FixedLenFeature([], tf.int64)})))
+    records = list(
+        tf.data.TFRecordDataset(shards[0][0]).map(
+            lambda r: tf.io.parse_single_example(
+                r,
+                {
+                    "image/encoded": tf.io.FixedLenFeature([], tf.string),
+                    "image/class/label": tf.io.FixedLenFeature([], tf.int64),
+                },
+            )
+        )
+    )
     images = [tf.io.decode_jpeg(r["image/encoded"], channels=3) for r in records]
     labels = np.array([int(r["image/class/label"]) - 1 for r in records])
-    return dict(model_dir=model_dir, servable=servable, images=images,
-                labels=labels, source=inputs.DataSource(
-                    data_dir=data_dir, num_classes=fx.NUM_CLASSES,
-                    std=preprocessing.STD_RGB))
+    return dict(
+        model_dir=model_dir,
+        servable=servable,
+        images=images,
+        labels=labels,
+        source=inputs.DataSource(
+            data_dir=data_dir, num_classes=fx.NUM_CLASSES, std=preprocessing.STD_RGB
+        ),
+    )
 
 
 def _expected(run, flip):
@@ -51,8 +71,9 @@ def _expected(run, flip):
 
 
 def test_dense_view_equals_the_exported_computation(run):
-    result = evaluation.evaluate(run["servable"].model, run["source"],
-                                 view="dense", scales=SCALES, batch_size=4)
+    result = evaluation.evaluate(
+        run["servable"].model, run["source"], view="dense", scales=SCALES, batch_size=4
+    )
     loss, top1 = _expected(run, flip=True)
     assert result["count"] == 3
     np.testing.assert_allclose(result["loss"], loss, rtol=1e-5)
@@ -61,13 +82,22 @@ def test_dense_view_equals_the_exported_computation(run):
 
 def test_evaluate_binary_dense_scales_noflip(run):
     result = subprocess.run(
-        [sys.executable, "-m", "delving.evaluate",
-         f"--model_dir={run['model_dir']}", "--views=dense",
-         f"--scales={','.join(map(str, SCALES))}", "--noflip"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "delving.evaluate",
+            f"--model_dir={run['model_dir']}",
+            "--views=dense",
+            f"--scales={','.join(map(str, SCALES))}",
+            "--noflip",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
-    row = [line for line in result.stdout.splitlines()
-           if line.startswith("dense")][-1].split()
+    row = [line for line in result.stdout.splitlines() if line.startswith("dense")][-1].split()
     loss, top1 = _expected(run, flip=False)
     assert row[1] == "96,240" and row[-1] == "3"
     assert float(row[-2]) == pytest.approx(loss, abs=1e-4)
@@ -79,4 +109,5 @@ def test_window_of_the_view_comes_from_the_model_name(run):
     x = tf.random.stateless_normal([1, 240, 260, 3], [1, 2])
     np.testing.assert_allclose(
         dense.evaluation_scores(model, x),
-        dense.dense_scores(model, x, window=models.head_window("model_a")))
+        dense.dense_scores(model, x, window=models.head_window("model_a")),
+    )

@@ -1,32 +1,38 @@
 """The evaluate binary on a trained tiny model_dir: centre and 10-view."""
+
 import re
 
 import pytest
 
-from delving import config
-from delving import trainer
+from delving import config, trainer
 from tests import train_testutil as util
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     model_dir = tmp_path_factory.mktemp("evaluate") / "run"
-    cfg = config.resolve_config(**dict(
-        util.TINY_RECIPE, data_dir=util.tiny_data_dir(tmp_path_factory),
-        model_dir=str(model_dir), steps_per_epoch=4, eval_steps=None))
+    cfg = config.resolve_config(
+        **dict(
+            util.TINY_RECIPE,
+            data_dir=util.tiny_data_dir(tmp_path_factory),
+            model_dir=str(model_dir),
+            steps_per_epoch=4,
+            eval_steps=None,
+        )
+    )
     return trainer.train(cfg, verbose=0)
 
 
 def _results(stdout):
     """{view: (top1, top5, images)} from the binary's table."""
-    rows = re.findall(r"^(\S+)\s+\S+\s+([\d.]+)%\s+([\d.]+)%\s+[\d.]+\s+(\d+)$",
-                      stdout, re.M)
+    rows = re.findall(r"^(\S+)\s+\S+\s+([\d.]+)%\s+([\d.]+)%\s+[\d.]+\s+(\d+)$", stdout, re.M)
     return {v: (float(a) / 100, float(b) / 100, int(n)) for v, a, b, n in rows}
 
 
 def test_center_and_10view(trained):
-    code, out, err = util.run("delving.evaluate", [
-        f"--model_dir={trained.config.model_dir}", "--views=center,10view"])
+    code, out, err = util.run(
+        "delving.evaluate", [f"--model_dir={trained.config.model_dir}", "--views=center,10view"]
+    )
     assert code == 0, err[-3000:]
     results = _results(out)
     assert set(results) == {"center", "10view"}, out
@@ -35,18 +41,21 @@ def test_center_and_10view(trained):
     # The centre view at the run's eval_resize is the trainer's validation.
     last = trained.history[-1]
     assert results["center"][:2] == pytest.approx(
-        (last["val_top1_error"], last["val_top5_error"]), abs=1e-4)
+        (last["val_top1_error"], last["val_top5_error"]), abs=1e-4
+    )
     assert 0 <= results["10view"][0] <= 1
 
 
 def test_multi_scale_and_bad_view(trained):
-    code, out, err = util.run("delving.evaluate", [
-        f"--model_dir={trained.config.model_dir}", "--views=center",
-        "--scale=36,44"])
+    code, out, err = util.run(
+        "delving.evaluate",
+        [f"--model_dir={trained.config.model_dir}", "--views=center", "--scale=36,44"],
+    )
     assert code == 0, err[-3000:]
     assert re.search(r"^center\s+36,44\s", out, re.M), out
-    code, out, err = util.run("delving.evaluate", [
-        f"--model_dir={trained.config.model_dir}", "--views=sideways"])
+    code, out, err = util.run(
+        "delving.evaluate", [f"--model_dir={trained.config.model_dir}", "--views=sideways"]
+    )
     assert code != 0 and "Traceback" not in err
     lines = util.error_lines(err)
     assert len(lines) == 1 and "--views: unknown sideways; choose from" in lines[0]

@@ -5,6 +5,7 @@ runs the three experiment binaries as subprocesses on a tiny built-in
 dataset; the tests then check what they wrote. The templated discussion is
 also checked in-process on constructed results, both ways round.
 """
+
 import json
 import os
 import subprocess
@@ -12,8 +13,7 @@ import sys
 
 import pytest
 
-from delving.experiments import common
-from delving.experiments import report_text
+from delving.experiments import common, report_text
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -21,17 +21,25 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 def _run(args, **kwargs):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
-    return subprocess.run([sys.executable, "-m"] + args, cwd=ROOT, env=env,
-                          capture_output=True, text=True, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m"] + args, cwd=ROOT, env=env, capture_output=True, text=True, **kwargs
+    )
 
 
 @pytest.fixture(scope="module")
 def quick_report(tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
     paths = {"report": out / "REPRODUCTION.md", "figures": out / "figures", "work": out / "work"}
-    proc = _run(["delving.experiments.report", "--quick", f"--output={paths['report']}",
-                 f"--figures_dir={paths['figures']}", f"--work_dir={paths['work']}"],
-                timeout=600)
+    proc = _run(
+        [
+            "delving.experiments.report",
+            "--quick",
+            f"--output={paths['report']}",
+            f"--figures_dir={paths['figures']}",
+            f"--work_dir={paths['work']}",
+        ],
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     paths["stdout"] = proc.stdout
     return paths
@@ -76,7 +84,7 @@ def test_signal_propagation_follows_eq9_and_eq13(quick_report):
 def test_convergence_trains_every_model_and_init(quick_report):
     results = _results(quick_report, "convergence")
     assert set(results["runs"]) == {"small_30"}  # --quick trains one model
-    for model, per_init in results["runs"].items():
+    for per_init in results["runs"].values():
         assert set(per_init) == {"he_fan_in", "xavier"}
         for r in per_init.values():
             assert len(r["history"]) == 1
@@ -131,25 +139,40 @@ def test_report_states_setup_commands_and_measured_values(quick_report):
 
 def _convergence_results(he_errors, xavier_errors):
     """What convergence.summarize writes, for given training errors per epoch."""
+
     def run(errors):
         below = [i + 1 for i, e in enumerate(errors) if e < 0.8]
-        return {"history": [{"epoch": i + 1, "val_top1_error": e, "train_top1_error": e}
-                            for i, e in enumerate(errors)],
-                "steps_per_epoch": 10, "chance_error": 0.9,
-                "train_error_first": errors[0], "train_error_last": errors[-1],
-                "train_error_min": min(errors), "val_top1_best": min(errors),
-                "val_top1_last": errors[-1], "train_loss_min": 2.0,
-                "stalled": min(errors) > 0.85,
-                "first_epoch_below_chance": below[0] if below else None}
-    return {"runs": {"small_30": {"he_fan_in": run(he_errors), "xavier": run(xavier_errors)}},
-            "train_fields": {"learning_rate": 0.01, "epochs": len(he_errors)}}
+        return {
+            "history": [
+                {"epoch": i + 1, "val_top1_error": e, "train_top1_error": e}
+                for i, e in enumerate(errors)
+            ],
+            "steps_per_epoch": 10,
+            "chance_error": 0.9,
+            "train_error_first": errors[0],
+            "train_error_last": errors[-1],
+            "train_error_min": min(errors),
+            "val_top1_best": min(errors),
+            "val_top1_last": errors[-1],
+            "train_loss_min": 2.0,
+            "stalled": min(errors) > 0.85,
+            "first_epoch_below_chance": below[0] if below else None,
+        }
+
+    return {
+        "runs": {"small_30": {"he_fan_in": run(he_errors), "xavier": run(xavier_errors)}},
+        "train_fields": {"learning_rate": 0.01, "epochs": len(he_errors)},
+    }
 
 
-@pytest.mark.parametrize("he, xavier, verdict", [
-    ([0.85, 0.6, 0.4], [0.9, 0.9, 0.89], "As in the paper"),
-    ([0.9, 0.9, 0.9], [0.9, 0.9, 0.9], "Inconclusive"),
-    ([0.9, 0.9, 0.9], [0.85, 0.6, 0.4], "Differs from the paper"),
-])
+@pytest.mark.parametrize(
+    "he, xavier, verdict",
+    [
+        ([0.85, 0.6, 0.4], [0.9, 0.9, 0.89], "As in the paper"),
+        ([0.9, 0.9, 0.9], [0.9, 0.9, 0.9], "Inconclusive"),
+        ([0.9, 0.9, 0.9], [0.85, 0.6, 0.4], "Differs from the paper"),
+    ],
+)
 def test_convergence_discussion_follows_the_measurements(he, xavier, verdict):
     results = _convergence_results(he, xavier)
     text = report_text.convergence_section(results, "| table |", "figure.png")
@@ -159,10 +182,12 @@ def test_convergence_discussion_follows_the_measurements(he, xavier, verdict):
 
 def test_a_run_that_falls_back_towards_chance_is_called_unstable():
     text = report_text.convergence_section(
-        _convergence_results([0.85, 0.6, 0.8], [0.9, 0.9, 0.9]), "| table |", "figure.png")
+        _convergence_results([0.85, 0.6, 0.8], [0.9, 0.9, 0.9]), "| table |", "figure.png"
+    )
     assert "rectifier init run was unstable" in text and "after 60.0% at epoch 2" in text
     steady = report_text.convergence_section(
-        _convergence_results([0.85, 0.6, 0.5], [0.9, 0.9, 0.9]), "| table |", "figure.png")
+        _convergence_results([0.85, 0.6, 0.5], [0.9, 0.9, 0.9]), "| table |", "figure.png"
+    )
     assert "unstable" not in steady
 
 
@@ -173,14 +198,17 @@ def test_a_diverged_run_is_reported_not_compared():
     assert "diverged (loss became nan at step 3)" in text and "no comparison" in text
 
 
-@pytest.mark.parametrize("flag", [
-    ["delving.experiments.convergence", "--models=small_31"],
-    ["delving.experiments.activations", "--activations=swish"],
-    ["delving.experiments.activations", "--seeds=0,x"],
-    ["delving.experiments.signal_propagation", "--inits=glorot"],
-    ["delving.experiments.report", "--experiment_flag=nothing"],
-    ["delving.experiments.report", "--experiment_flag=training:--epochs=3"],
-])
+@pytest.mark.parametrize(
+    "flag",
+    [
+        ["delving.experiments.convergence", "--models=small_31"],
+        ["delving.experiments.activations", "--activations=swish"],
+        ["delving.experiments.activations", "--seeds=0,x"],
+        ["delving.experiments.signal_propagation", "--inits=glorot"],
+        ["delving.experiments.report", "--experiment_flag=nothing"],
+        ["delving.experiments.report", "--experiment_flag=training:--epochs=3"],
+    ],
+)
 def test_bad_flags_fail_in_one_line(flag):
     proc = _run(flag, timeout=60)
     assert proc.returncode != 0
@@ -190,11 +218,20 @@ def test_bad_flags_fail_in_one_line(flag):
 
 def test_render_only_rewrites_the_same_report_from_the_runs(quick_report, tmp_path):
     again = tmp_path / "again.md"
-    proc = _run(["delving.experiments.report", "--quick", "--render_only",
-                 f"--output={again}", f"--figures_dir={tmp_path / 'figures'}",
-                 f"--work_dir={quick_report['work']}"], timeout=300)
+    proc = _run(
+        [
+            "delving.experiments.report",
+            "--quick",
+            "--render_only",
+            f"--output={again}",
+            f"--figures_dir={tmp_path / 'figures'}",
+            f"--work_dir={quick_report['work']}",
+        ],
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     first = quick_report["report"].read_text().splitlines()
     # Everything but the line naming the report command is the same.
     assert [l for l in again.read_text().splitlines() if "Generated by" not in l] == [
-        l for l in first if "Generated by" not in l]
+        l for l in first if "Generated by" not in l
+    ]

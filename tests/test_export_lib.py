@@ -1,4 +1,5 @@
 """export_lib, image_decoding, client_lib and the two binaries."""
+
 import base64
 import http.server
 import json
@@ -7,20 +8,21 @@ import subprocess
 import sys
 import threading
 
+import export_testutil as fx
 import numpy as np
 import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2
 
-import export_testutil as fx
 from export import client_lib, export_lib, image_decoding
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _run(module, *args, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_next_version(tmp_path):
@@ -31,9 +33,15 @@ def test_next_version(tmp_path):
     assert export_lib.next_version(str(tmp_path)) == 8
 
 
-@pytest.mark.parametrize("fmt,shape", [
-    ("JPEG", (37, 51)), ("PNG", (23, 70)), ("GIF", (64, 9)), ("BMP", (31, 40)),
-])
+@pytest.mark.parametrize(
+    "fmt,shape",
+    [
+        ("JPEG", (37, 51)),
+        ("PNG", (23, 70)),
+        ("GIF", (64, 9)),
+        ("BMP", (31, 40)),
+    ],
+)
 def test_header_size_reads_real_headers(fmt, shape):
     data = fx.encode(fx.picture(*shape), fmt)
     got = image_decoding.header_size(tf.constant(data))
@@ -47,39 +55,38 @@ def test_header_size_of_short_or_unknown_bytes_is_zero(data):
 
 def test_decode_image_refuses_bombs_and_empty_strings():
     with pytest.raises(tf.errors.InvalidArgumentError, match="too large"):
-        image_decoding.decode_image(fx.png_header_only(20000, 30000),
-                                    max_pixels=10**8)
+        image_decoding.decode_image(fx.png_header_only(20000, 30000), max_pixels=10**8)
     with pytest.raises(tf.errors.InvalidArgumentError, match="empty string"):
         image_decoding.decode_image(tf.constant(b""))
     image = fx.picture(20, 30)
     np.testing.assert_array_equal(
-        image_decoding.decode_image(fx.encode(image, "PNG"), max_pixels=600),
-        image)
+        image_decoding.decode_image(fx.encode(image, "PNG"), max_pixels=600), image
+    )
 
 
 def test_load_servable_explains_what_is_missing(tmp_path):
-    with pytest.raises(export_lib.ExportError, match="missing config.json, "
-                       "classes.tsv, model.keras"):
+    with pytest.raises(
+        export_lib.ExportError, match="missing config.json, classes.tsv, model.keras"
+    ):
         export_lib.load_servable(str(tmp_path))
 
 
 def test_ensemble_members_must_share_classes(tmp_path):
     a = export_lib.load_servable(fx.write_model_dir(tmp_path / "a"))
     b = export_lib.load_servable(fx.write_model_dir(tmp_path / "b", seed=1))
-    b = export_lib.ServableModel(b.model_dir, b.model, b.config,
-                                 tuple(reversed(b.classes)))
+    b = export_lib.ServableModel(b.model_dir, b.model, b.config, tuple(reversed(b.classes)))
     with pytest.raises(export_lib.ExportError, match="different classes.tsv"):
         export_lib.DenseClassifier([a, b])
 
 
 def test_mixed_precision_model_serves_float32(tmp_path):
-    servable = export_lib.load_servable(fx.write_model_dir(
-        tmp_path / "mixed", mixed_precision="float16"))
+    servable = export_lib.load_servable(
+        fx.write_model_dir(tmp_path / "mixed", mixed_precision="float16")
+    )
     trunk = servable.model.get_layer("trunk")
     assert trunk.get_layer("conv1").compute_dtype == "float16"
     classifier = export_lib.DenseClassifier([servable], scales=(64,), top_k=2)
-    out = classifier.predict_image_bytes(tf.constant(
-        [fx.encode(fx.picture(50, 70), "PNG")]))
+    out = classifier.predict_image_bytes(tf.constant([fx.encode(fx.picture(50, 70), "PNG")]))
     assert out["probabilities"].dtype == tf.float32
     assert out["scores"].dtype == tf.float32 and out["classes"].dtype == tf.int32
     np.testing.assert_allclose(out["probabilities"].numpy().sum(), 1, rtol=1e-5)
@@ -87,15 +94,18 @@ def test_mixed_precision_model_serves_float32(tmp_path):
 
 def test_predict_request_and_rest_body_round_trip():
     images = [b"\xff\xd8jpeg", b"\x89PNG..."]
-    request = client_lib.build_predict_request(images, model_name="m",
-                                               version=3)
+    request = client_lib.build_predict_request(images, model_name="m", version=3)
     request = predict_pb2.PredictRequest.FromString(request.SerializeToString())
-    assert (request.model_spec.name, request.model_spec.signature_name,
-            request.model_spec.version.value) == ("m", "serving_default", 3)
+    assert (
+        request.model_spec.name,
+        request.model_spec.signature_name,
+        request.model_spec.version.value,
+    ) == ("m", "serving_default", 3)
     assert list(tf.make_ndarray(request.inputs["image_bytes"])) == images
     pixels = np.zeros((2, 5, 6, 3), np.uint8)
     request = client_lib.build_predict_request(
-        pixels, model_name="m", signature_name="predict_images")
+        pixels, model_name="m", signature_name="predict_images"
+    )
     array = tf.make_ndarray(request.inputs["images"])
     assert array.dtype == np.uint8 and array.shape == pixels.shape
     body = json.loads(json.dumps(client_lib.build_rest_body(images)))
@@ -105,14 +115,26 @@ def test_predict_request_and_rest_body_round_trip():
 
 def test_parse_responses():
     response = predict_pb2.PredictResponse()
-    for key, value in {"labels": [[b"cat", b"dog"]], "classes": [[3, 1]],
-                       "scores": [[0.75, 0.25]]}.items():
+    for key, value in {
+        "labels": [[b"cat", b"dog"]],
+        "classes": [[3, 1]],
+        "scores": [[0.75, 0.25]],
+    }.items():
         response.outputs[key].CopyFrom(tf.make_tensor_proto(value))
-    want = [[{"label": "cat", "class": 3, "score": 0.75},
-             {"label": "dog", "class": 1, "score": 0.25}]]
+    want = [
+        [{"label": "cat", "class": 3, "score": 0.75}, {"label": "dog", "class": 1, "score": 0.25}]
+    ]
     assert client_lib.parse_predict_response(response) == want
-    rest = {"predictions": [{"labels": ["cat", "dog"], "classes": [3, 1],
-                             "scores": [0.75, 0.25], "probabilities": []}]}
+    rest = {
+        "predictions": [
+            {
+                "labels": ["cat", "dog"],
+                "classes": [3, 1],
+                "scores": [0.75, 0.25],
+                "probabilities": [],
+            }
+        ]
+    }
     assert client_lib.parse_rest_response(rest) == want
     with pytest.raises(RuntimeError, match="server error: bad"):
         client_lib.parse_rest_response({"error": "bad"})
@@ -121,15 +143,21 @@ def test_parse_responses():
 class _RestServer(http.server.BaseHTTPRequestHandler):
     """Answers `:predict` like TF Serving's REST API does, from the request:
     one prediction per instance whose score is the decoded length."""
+
     seen = []
 
     def do_POST(self):  # noqa: N802 (http.server's name)
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         _RestServer.seen.append((self.path, body))
         sizes = [len(base64.b64decode(i["b64"])) for i in body["instances"]]
-        payload = json.dumps({"predictions": [
-            {"labels": ["big", "small"], "classes": [1, 0],
-             "scores": [s / 1000, 0.0]} for s in sizes]}).encode()
+        payload = json.dumps(
+            {
+                "predictions": [
+                    {"labels": ["big", "small"], "classes": [1, 0], "scores": [s / 1000, 0.0]}
+                    for s in sizes
+                ]
+            }
+        ).encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
@@ -145,8 +173,13 @@ def test_client_binary_over_rest(tmp_path):
     try:
         image = tmp_path / "cat.png"
         image.write_bytes(b"x" * 123)
-        result = _run("export.client", f"--server=127.0.0.1:{server.server_port}",
-                      "--rest", "--model_name=prelu", str(image))
+        result = _run(
+            "export.client",
+            f"--server=127.0.0.1:{server.server_port}",
+            "--rest",
+            "--model_name=prelu",
+            str(image),
+        )
     finally:
         server.shutdown()
     assert result.returncode == 0, result.stderr[-2000:]
@@ -159,11 +192,9 @@ def test_client_binary_over_rest(tmp_path):
 def test_client_binary_reports_unreachable_server_in_one_line(tmp_path):
     image = tmp_path / "cat.jpg"
     image.write_bytes(b"x")
-    result = _run("export.client", "--server=127.0.0.1:1", "--rest",
-                  "--timeout=5", str(image))
+    result = _run("export.client", "--server=127.0.0.1:1", "--rest", "--timeout=5", str(image))
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines()[-1].startswith(
-        "error: 127.0.0.1:1:")
+    assert result.stderr.strip().splitlines()[-1].startswith("error: 127.0.0.1:1:")
     assert "Traceback" not in result.stderr
 
 
@@ -171,24 +202,31 @@ def test_export_binary_writes_the_next_version(tmp_path):
     model_dir = fx.write_model_dir(tmp_path / "run", model="small_14")
     base = tmp_path / "models" / "prelu"
     (base / "3").mkdir(parents=True)  # an older version already served
-    result = _run("export.export_saved_model", f"--model_dir={model_dir}",
-                  f"--export_base={base}", "--scales=80", "--flip=false",
-                  "--top_k=2")
+    result = _run(
+        "export.export_saved_model",
+        f"--model_dir={model_dir}",
+        f"--export_base={base}",
+        "--scales=80",
+        "--flip=false",
+        "--top_k=2",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == str(base / "4")
     assert sorted(os.listdir(base)) == ["3", "4", "models.config"]
-    assert {"saved_model.pb", "variables", "assets.extra"} <= set(
-        os.listdir(base / "4"))
+    assert {"saved_model.pb", "variables", "assets.extra"} <= set(os.listdir(base / "4"))
 
 
 def test_export_binary_user_errors_are_one_line(tmp_path):
-    result = _run("export.export_saved_model", f"--model_dir={tmp_path}",
-                  f"--export_base={tmp_path / 'out'}")
+    result = _run(
+        "export.export_saved_model", f"--model_dir={tmp_path}", f"--export_base={tmp_path / 'out'}"
+    )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
         f"error: {tmp_path}: missing config.json, classes.tsv, model.keras "
-        f"(is it the --model_dir of a finished training run?)")
-    result = _run("export.export_saved_model", "--model_dir=x",
-                  "--export_base=y", "--scales=256,big")
+        f"(is it the --model_dir of a finished training run?)"
+    )
+    result = _run(
+        "export.export_saved_model", "--model_dir=x", "--export_base=y", "--scales=256,big"
+    )
     assert result.returncode == 1 and "--scales must be positive" in result.stderr
     assert "Traceback" not in result.stderr

@@ -9,12 +9,14 @@ replays the warmup file, and lists every op of the graph and its function
 library. Its answers are compared here with the in-Python dense-testing
 reference (`delving.dense`).
 """
+
 import json
 import os
 import subprocess
 import sys
 import textwrap
 
+import export_testutil as fx
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -24,12 +26,11 @@ from tensorflow_serving.config import model_server_config_pb2
 from delving import dense, models
 from export import client_lib, export_lib, serving_files
 from pipelines import preprocessing
-import export_testutil as fx
 
 SCALES = (96, 240)  # 96: maps smaller than the window; 240: 2+ windows
 
 # Emulates the server: only TensorFlow and tensorflow_serving protos.
-SERVER_SCRIPT = textwrap.dedent(r'''
+SERVER_SCRIPT = textwrap.dedent(r"""
     import base64, glob, importlib.util, json, os, sys
     import numpy as np
     import tensorflow as tf
@@ -109,16 +110,16 @@ SERVER_SCRIPT = textwrap.dedent(r'''
             result.get("message") or result["probabilities"].sum(-1).tolist()])
     with open(os.path.join(out_dir, "report.json"), "w") as f:
         json.dump(report, f)
-''')
+""")
 
 
 def _images():
     """name -> encoded bytes of real images in every supported format."""
     return {
         "jpeg": fx.encode(fx.picture(200, 260, 1), "JPEG", quality=90),
-        "png": fx.encode(np.dstack([fx.picture(230, 180, 2),
-                                    np.full((230, 180), 200, np.uint8)]),
-                         "PNG"),  # RGBA: alpha dropped
+        "png": fx.encode(
+            np.dstack([fx.picture(230, 180, 2), np.full((230, 180), 200, np.uint8)]), "PNG"
+        ),  # RGBA: alpha dropped
         "gif": fx.animated_gif(150, 170),  # first frame
         "bmp": fx.encode(fx.picture(120, 140, 3), "BMP"),
         "gray_jpeg": fx.encode(fx.picture(170, 170, 4)[..., 0], "JPEG"),
@@ -128,8 +129,11 @@ def _images():
     }
 
 
-BAD = {"not_an_image": b"this is not an image", "empty": b"",
-       "bomb": fx.png_header_only(60000, 60000)}
+BAD = {
+    "not_an_image": b"this is not an image",
+    "empty": b"",
+    "bomb": fx.png_header_only(60000, 60000),
+}
 
 
 @pytest.fixture(scope="module")
@@ -139,14 +143,13 @@ def exported(tmp_path_factory):
     # input_std: inputs of unit scale, so the untrained nets are not
     # saturated and the probabilities compared below tell models apart.
     model_dirs = [
-        fx.write_model_dir(root / "a", model="model_a", activation="prelu",
-                           seed=1, input_std=True),
-        fx.write_model_dir(root / "s", model="small_14", activation="relu",
-                           seed=2, input_std=True),
+        fx.write_model_dir(root / "a", model="model_a", activation="prelu", seed=1, input_std=True),
+        fx.write_model_dir(root / "s", model="small_14", activation="relu", seed=2, input_std=True),
     ]
     export_base = root / "serving" / "prelu"
     version_dir = export_lib.export_saved_model(
-        model_dirs, str(export_base), scales=SCALES, top_k=3)
+        model_dirs, str(export_base), scales=SCALES, top_k=3
+    )
     images = _images()
     requests_dir, out_dir = root / "requests", root / "out"
     requests_dir.mkdir()
@@ -154,7 +157,8 @@ def exported(tmp_path_factory):
 
     def grpc(name, inputs, signature=client_lib.SIGNATURE_BYTES):
         request = client_lib.build_predict_request(
-            inputs, model_name="prelu", signature_name=signature)
+            inputs, model_name="prelu", signature_name=signature
+        )
         (requests_dir / f"{name}.pb").write_bytes(request.SerializeToString())
 
     for name, data in {**images, **BAD}.items():
@@ -164,8 +168,9 @@ def exported(tmp_path_factory):
     grpc("bad_in_batch", [images["jpeg"], BAD["not_an_image"]])
     pixels = np.stack([fx.picture(180, 200, s) for s in (7, 8)])
     grpc("pixels", pixels, client_lib.SIGNATURE_IMAGES)
-    (requests_dir / "rest.json").write_text(json.dumps(
-        client_lib.build_rest_body([images[n] for n in batch])))
+    (requests_dir / "rest.json").write_text(
+        json.dumps(client_lib.build_rest_body([images[n] for n in batch]))
+    )
     script = root / "serve.py"
     script.write_text(SERVER_SCRIPT)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
@@ -175,32 +180,59 @@ def exported(tmp_path_factory):
         f"saved_model_cli run --dir {version_dir} --tag_set serve "
         f"--signature_def predict_images --input_exprs "
         f"'images=[[[[10,20,30],[40,50,60]],[[70,80,90],[1,2,3]]]]'",
-        shell=True, cwd=root, env=env, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True)
+        shell=True,
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     server = subprocess.run(
-        [sys.executable, str(script), version_dir, str(requests_dir),
-         str(out_dir)], cwd=root, env=env, capture_output=True, text=True,
-        timeout=300)
+        [sys.executable, str(script), version_dir, str(requests_dir), str(out_dir)],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     cli_out = cli.communicate(timeout=300)[0]
     assert server.returncode == 0, server.stderr[-3000:]
     report = json.loads((out_dir / "report.json").read_text())
-    served = {p[:-4]: dict(np.load(out_dir / p, allow_pickle=True)) for p in os.listdir(out_dir)
-              if p.endswith(".npz")}
-    reference = [dense.DenseInference(
-        s.model, window=models.head_window(s.config.model), scales=SCALES,
-        std=preprocessing.STD_RGB) for s in map(export_lib.load_servable,
-                                                model_dirs)]
-    return dict(root=root, reference=reference, export_base=export_base,
-                version_dir=version_dir, images=images, batch=batch,
-                pixels=pixels, report=report, served=served,
-                cli=(cli.returncode, cli_out))
+    served = {
+        p[:-4]: dict(np.load(out_dir / p, allow_pickle=True))
+        for p in os.listdir(out_dir)
+        if p.endswith(".npz")
+    }
+    reference = [
+        dense.DenseInference(
+            s.model,
+            window=models.head_window(s.config.model),
+            scales=SCALES,
+            std=preprocessing.STD_RGB,
+        )
+        for s in map(export_lib.load_servable, model_dirs)
+    ]
+    return dict(
+        root=root,
+        reference=reference,
+        export_base=export_base,
+        version_dir=version_dir,
+        images=images,
+        batch=batch,
+        pixels=pixels,
+        report=report,
+        served=served,
+        cli=(cli.returncode, cli_out),
+    )
 
 
 def _reference(exported, images):
     """The in-Python dense testing of uint8 images, averaged over the
     ensemble: what the served model must answer."""
-    probs = [np.concatenate([member(image[None]) for image in images])
-             for member in exported["reference"]]
+    probs = [
+        np.concatenate([member(image[None]) for image in images])
+        for member in exported["reference"]
+    ]
     return np.mean(probs, axis=0)
 
 
@@ -213,13 +245,14 @@ def test_loads_in_a_clean_process_with_the_session_loader(exported):
     assert report["project_importable"] == []
     sigs = report["signatures"]
     assert sigs["serving_default"]["inputs"] == {"image_bytes": ["string", [-1]]}
-    assert sigs["predict_images"]["inputs"] == {
-        "images": ["uint8", [-1, -1, -1, 3]]}
+    assert sigs["predict_images"]["inputs"] == {"images": ["uint8", [-1, -1, -1, 3]]}
     for name in ("serving_default", "predict_images"):
         assert sigs[name]["outputs"] == {
             "probabilities": ["float32", [-1, fx.NUM_CLASSES]],
-            "classes": ["int32", [-1, 3]], "scores": ["float32", [-1, 3]],
-            "labels": ["string", [-1, 3]]}
+            "classes": ["int32", [-1, 3]],
+            "scores": ["float32", [-1, 3]],
+            "labels": ["string", [-1, 3]],
+        }
 
 
 def test_only_core_ops_no_python_no_xla(exported):
@@ -230,8 +263,9 @@ def test_only_core_ops_no_python_no_xla(exported):
     assert {"DecodeImage", "MaxPool", "MatMul", "Conv2D"} <= set(report["ops"])
 
 
-@pytest.mark.parametrize("name", ["jpeg", "png", "gif", "bmp", "gray_jpeg",
-                                  "one_pixel", "panorama", "large"])
+@pytest.mark.parametrize(
+    "name", ["jpeg", "png", "gif", "bmp", "gray_jpeg", "one_pixel", "panorama", "large"]
+)
 def test_each_format_equals_the_python_reference(exported, name):
     out = exported["served"][f"single_{name}"]
     data = exported["images"][name]
@@ -241,20 +275,18 @@ def test_each_format_equals_the_python_reference(exported, name):
     assert out["probabilities"].max() < 0.99  # not saturated: a real check
     top = np.argsort(-out["probabilities"][0])[:3]
     np.testing.assert_array_equal(out["classes"][0], top)
-    np.testing.assert_allclose(out["scores"][0], np.sort(want[0])[::-1][:3],
-                               rtol=1e-4)
+    np.testing.assert_allclose(out["scores"][0], np.sort(want[0])[::-1][:3], rtol=1e-4)
     assert [label.decode() for label in out["labels"][0]] == [
-        f"class {c}" for c in out["classes"][0]]
+        f"class {c}" for c in out["classes"][0]
+    ]
 
 
 def test_batch_equals_single_requests_and_rest_equals_grpc(exported):
     served = exported["served"]
     batch = served["batch"]
     assert batch["probabilities"].shape == (4, fx.NUM_CLASSES)
-    singles = np.concatenate([served[f"single_{n}"]["probabilities"]
-                              for n in exported["batch"]])
-    np.testing.assert_allclose(batch["probabilities"], singles, rtol=1e-5,
-                               atol=1e-7)
+    singles = np.concatenate([served[f"single_{n}"]["probabilities"] for n in exported["batch"]])
+    np.testing.assert_allclose(batch["probabilities"], singles, rtol=1e-5, atol=1e-7)
     for key in ("probabilities", "classes", "scores", "labels"):
         np.testing.assert_array_equal(served["rest"][key], batch[key])
 
@@ -267,8 +299,7 @@ def test_predict_images_equals_reference(exported):
 
 def test_bad_input_is_invalid_argument_with_a_clear_message(exported):
     errors = exported["report"]["errors"]
-    assert set(errors) == {"single_not_an_image", "single_empty",
-                           "single_bomb", "bad_in_batch"}
+    assert set(errors) == {"single_not_an_image", "single_empty", "single_bomb", "bad_in_batch"}
     assert "Unknown image file format" in errors["single_not_an_image"]
     assert "Unknown image file format" in errors["bad_in_batch"]
     assert "image_bytes is an empty string" in errors["single_empty"]
@@ -279,8 +310,10 @@ def test_bad_input_is_invalid_argument_with_a_clear_message(exported):
 def test_warmup_requests_parse_and_run(exported):
     warmup = exported["report"]["warmup"]
     assert [w[:2] for w in warmup] == [
-        ["prelu", "serving_default"], ["prelu", "serving_default"],
-        ["prelu", "predict_images"]]
+        ["prelu", "serving_default"],
+        ["prelu", "serving_default"],
+        ["prelu", "predict_images"],
+    ]
     for _, _, sums in warmup:
         np.testing.assert_allclose(sums, 1.0, rtol=1e-5)
 
@@ -290,11 +323,13 @@ def test_models_config_parses_as_model_server_config(exported):
     config = text_format.Parse(text, model_server_config_pb2.ModelServerConfig())
     (entry,) = config.model_config_list.config
     assert (entry.name, entry.base_path, entry.model_platform) == (
-        "prelu", str(exported["export_base"]), "tensorflow")
+        "prelu",
+        str(exported["export_base"]),
+        "tensorflow",
+    )
     assert exported["version_dir"] == str(exported["export_base"] / "1")
     assert sorted(os.listdir(exported["export_base"])) == ["1", "models.config"]
-    assert os.path.exists(os.path.join(exported["version_dir"],
-                                       serving_files.WARMUP_FILE))
+    assert os.path.exists(os.path.join(exported["version_dir"], serving_files.WARMUP_FILE))
 
 
 def test_saved_model_cli_show_and_run(exported):

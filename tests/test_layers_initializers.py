@@ -1,11 +1,12 @@
 """Rectifier initializers (Eq. 10, 14, 15) and signal propagation (Eq. 9, 13)."""
+
 import math
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-import keras
 import keras_layers
 
 KERNEL = (3, 3, 256, 256)
@@ -67,8 +68,9 @@ def test_xavier_is_one_over_n_gaussian():
     assert abs((np.abs(w) / w.std() > 2.5).mean() - GAUSS_TAIL_2_5) < 1e-3
 
 
-@pytest.mark.parametrize("cls", [keras_layers.HeVarianceScaling,
-                                 keras_layers.XavierVarianceScaling])
+@pytest.mark.parametrize(
+    "cls", [keras_layers.HeVarianceScaling, keras_layers.XavierVarianceScaling]
+)
 def test_unseeded_and_shared_instances_give_different_kernels(cls):
     a, b = cls(), cls()
     assert not np.allclose(_sample(a, (3, 3, 8, 8)), _sample(b, (3, 3, 8, 8)))
@@ -87,11 +89,12 @@ def test_seeded_instances_are_reproducible():
     for _ in range(3):  # the same sequence of draws
         np.testing.assert_array_equal(_sample(first, (2, 2, 3, 4)), _sample(second, (2, 2, 3, 4)))
     # Call 0 uses the seed itself, i.e. what Keras' own initializer gives.
-    keras_own = keras.initializers.VarianceScaling(
-        2.0, "fan_out", "untruncated_normal", seed=11)
+    keras_own = keras.initializers.VarianceScaling(2.0, "fan_out", "untruncated_normal", seed=11)
     np.testing.assert_allclose(
         _sample(keras_layers.HeVarianceScaling("fan_out", seed=11), (2, 2, 3, 4)),
-        _sample(keras_own, (2, 2, 3, 4)), rtol=1e-6)
+        _sample(keras_own, (2, 2, 3, 4)),
+        rtol=1e-6,
+    )
 
 
 def test_unseeded_follows_keras_set_random_seed():
@@ -104,14 +107,20 @@ def test_unseeded_follows_keras_set_random_seed():
 
 def test_serialization_in_a_layer():
     conv = keras.layers.Conv2D(
-        4, 3, kernel_initializer=keras_layers.HeVarianceScaling("fan_out", 0.25, "uniform", seed=3))
+        4, 3, kernel_initializer=keras_layers.HeVarianceScaling("fan_out", 0.25, "uniform", seed=3)
+    )
     clone = keras.layers.Conv2D.from_config(conv.get_config())
     init = clone.kernel_initializer
     assert isinstance(init, keras_layers.HeVarianceScaling)
     assert (init.mode, init.negative_slope, init.distribution, init.seed) == (
-        "fan_out", 0.25, "uniform", 3)
+        "fan_out",
+        0.25,
+        "uniform",
+        3,
+    )
     restored = keras.initializers.deserialize(
-        keras.initializers.serialize(keras_layers.XavierVarianceScaling("fan_out")))
+        keras.initializers.serialize(keras_layers.XavierVarianceScaling("fan_out"))
+    )
     assert isinstance(restored, keras_layers.XavierVarianceScaling)
     assert restored.mode == "fan_out" and restored.seed is None
 

@@ -1,16 +1,17 @@
 """The layers in whole models: the three model styles, `.keras` files, a second
 Keras backend and MirroredStrategy."""
+
 import importlib.util
 import os
 import subprocess
 import sys
 import textwrap
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-import keras
 import keras_layers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -19,11 +20,17 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def _layers():
     """A tiny version of the paper's nets: every public piece, both PReLU kinds."""
     return [
-        keras.layers.Conv2D(6, 3, padding="same",
-                            kernel_initializer=keras_layers.HeVarianceScaling("fan_out")),
+        keras.layers.Conv2D(
+            6, 3, padding="same", kernel_initializer=keras_layers.HeVarianceScaling("fan_out")
+        ),
         keras_layers.PReLU(),
-        keras.layers.Conv2D(6, 2, kernel_initializer=keras_layers.HeVarianceScaling(
-            "fan_in", negative_slope=0.25, distribution="truncated_normal")),
+        keras.layers.Conv2D(
+            6,
+            2,
+            kernel_initializer=keras_layers.HeVarianceScaling(
+                "fan_in", negative_slope=0.25, distribution="truncated_normal"
+            ),
+        ),
         keras_layers.PReLU(channel_shared=True),
         keras_layers.SpatialPyramidPooling((3, 2, 1)),
         keras.layers.Dense(8, kernel_initializer=keras_layers.XavierVarianceScaling()),
@@ -92,7 +99,8 @@ def test_mirrored_strategy_two_replicas_one_step():
     before = [v.numpy().copy() for v in slopes]
     rng = np.random.default_rng(1)
     data = tf.data.Dataset.from_tensor_slices(
-        (rng.standard_normal((8, 11, 11, 3)).astype("float32"), np.arange(8) % 3)).batch(8)
+        (rng.standard_normal((8, 11, 11, 3)).astype("float32"), np.arange(8) % 3)
+    ).batch(8)
     history = model.fit(data, epochs=1, shuffle=False, verbose=0)
     assert np.isfinite(history.history["loss"][0])
     # The slopes learned. Not the shared one right before SPP: only the bin
@@ -100,7 +108,6 @@ def test_mirrored_strategy_two_replicas_one_step():
     assert len(slopes) == 3
     for index in (0, 2):
         assert not np.array_equal(before[index], slopes[index].numpy()), slopes[index].path
-
 
 
 def test_mirrored_strategy_weight_decay_skips_mirrored_slopes():
@@ -147,7 +154,8 @@ _SECOND_BACKEND_SCRIPT = textwrap.dedent("""
 
     # A model with every piece: fit one step, save, load in safe mode.
     inputs = keras.Input((None, None, 3))
-    h = keras.layers.Conv2D(4, 3, kernel_initializer=keras_layers.HeVarianceScaling("fan_out"))(inputs)
+    he = keras_layers.HeVarianceScaling("fan_out")
+    h = keras.layers.Conv2D(4, 3, kernel_initializer=he)(inputs)
     h = keras_layers.PReLU()(h)
     h = keras_layers.PReLU(channel_shared=True)(h)
     h = keras_layers.SpatialPyramidPooling((3, 2, 1))(h)
@@ -182,6 +190,12 @@ def test_layers_under_a_second_backend(tmp_path):
     env = dict(os.environ, KERAS_BACKEND=backend, PYTHONPATH=ROOT, CUDA_VISIBLE_DEVICES="")
     result = subprocess.run(
         [sys.executable, "-c", _SECOND_BACKEND_SCRIPT, backend, str(tmp_path / "m.keras")],
-        env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0 and "SECOND_BACKEND_OK" in result.stdout, (
-        result.stdout[-3000:] + result.stderr[-3000:])
+        result.stdout[-3000:] + result.stderr[-3000:]
+    )

@@ -1,9 +1,10 @@
 """PReLU (Eq. 1-5) against NumPy references computed here."""
+
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-import keras
 import keras_layers
 
 
@@ -24,7 +25,7 @@ def _inputs(shape, seed=0):
 
 CASES = [  # (shape, data_format, channel axis)
     ((4, 7), "channels_last", 1),
-    ((4, 7), "channels_first", 1),       # rank 2: one slope per unit either way
+    ((4, 7), "channels_first", 1),  # rank 2: one slope per unit either way
     ((3, 9, 5), "channels_last", 2),
     ((3, 5, 9), "channels_first", 1),
     ((2, 6, 5, 4), "channels_last", 3),
@@ -53,7 +54,7 @@ def test_forward_and_gradients_match_eq2_eq4_eq5(shape, data_format, axis, chann
     with tf.GradientTape() as tape:
         y = layer(x)
         loss = tf.reduce_sum(y * upstream)
-    grad_alpha, = tape.gradient(loss, [layer.alpha.value])
+    (grad_alpha,) = tape.gradient(loss, [layer.alpha.value])
 
     np.testing.assert_allclose(y.numpy(), _reference(x, alpha, axis), rtol=1e-6, atol=1e-6)
     # Eq. 4: dE/da_i = sum over positions of channel i of dE/df(y) * min(y, 0);
@@ -71,7 +72,8 @@ def test_same_as_keras_prelu_with_paper_settings():
     x = _inputs((2, 5, 6, 8))
     ours = keras_layers.PReLU()
     builtin = keras.layers.PReLU(
-        alpha_initializer=keras.initializers.Constant(0.25), shared_axes=[1, 2])
+        alpha_initializer=keras.initializers.Constant(0.25), shared_axes=[1, 2]
+    )
     np.testing.assert_allclose(ours(x).numpy(), builtin(x).numpy(), rtol=1e-6)
     assert ours.count_params() == builtin.count_params() == 8
 
@@ -96,18 +98,21 @@ def test_unknown_spatial_dims_in_model_and_tf_function():
     assert len(fn._list_all_concrete_functions()) == 1  # one graph for every size
 
 
-@pytest.mark.parametrize("policy,compute", [("mixed_float16", "float16"),
-                                             ("mixed_bfloat16", "bfloat16")])
+@pytest.mark.parametrize(
+    "policy,compute", [("mixed_float16", "float16"), ("mixed_bfloat16", "bfloat16")]
+)
 def test_mixed_precision_keeps_float32_slopes(policy, compute):
     keras.mixed_precision.set_global_policy(policy)
     try:
-        model = keras.Sequential([
-            keras.Input((6, 6, 3)),
-            keras.layers.Conv2D(4, 3),
-            keras_layers.PReLU(),
-            keras.layers.Flatten(),
-            keras.layers.Dense(2, dtype="float32"),
-        ])
+        model = keras.Sequential(
+            [
+                keras.Input((6, 6, 3)),
+                keras.layers.Conv2D(4, 3),
+                keras_layers.PReLU(),
+                keras.layers.Flatten(),
+                keras.layers.Dense(2, dtype="float32"),
+            ]
+        )
         prelu = model.layers[1]
         assert prelu.alpha.dtype == "float32"
         assert prelu(_inputs((1, 2, 2, 4)).astype(compute)).dtype == compute
@@ -123,10 +128,13 @@ def test_mixed_precision_keeps_float32_slopes(policy, compute):
 
 def test_config_round_trip():
     layer = keras_layers.PReLU(
-        channel_shared=True, alpha_initializer=keras.initializers.Constant(0.1),
+        channel_shared=True,
+        alpha_initializer=keras.initializers.Constant(0.1),
         alpha_regularizer=keras.regularizers.L2(1e-4),
-        alpha_constraint=keras.constraints.NonNeg(), data_format="channels_first",
-        name="act")
+        alpha_constraint=keras.constraints.NonNeg(),
+        data_format="channels_first",
+        name="act",
+    )
     config = layer.get_config()
     clone = keras_layers.PReLU.from_config(config)
     assert clone.get_config() == config

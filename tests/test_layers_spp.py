@@ -1,11 +1,12 @@
 """Spatial pyramid pooling against a NumPy reference computed here."""
+
 import math
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-import keras
 import keras_layers
 from keras_layers.spatial_pyramid_pooling import bin_edges
 

@@ -1,14 +1,16 @@
 """exclude_prelu_from_weight_decay: the paper never decays the PReLU slopes."""
+
+import keras
 import numpy as np
 import pytest
 
-import keras
 import keras_layers
 
 
 def _model():
-    inner = keras.Sequential([keras.layers.Dense(3), keras_layers.PReLU(channel_shared=True)],
-                             name="inner")
+    inner = keras.Sequential(
+        [keras.layers.Dense(3), keras_layers.PReLU(channel_shared=True)], name="inner"
+    )
     inputs = keras.Input((6, 6, 2))
     y = keras.layers.Conv2D(4, 3)(inputs)
     y = keras_layers.PReLU()(y)
@@ -24,11 +26,14 @@ def _zero_gradient_step(optimizer, model):
     return before, {v.path: v.numpy() for v in model.trainable_variables}
 
 
-@pytest.mark.parametrize("make_optimizer", [
-    lambda: keras.optimizers.SGD(0.1, momentum=0.9, weight_decay=0.5),
-    lambda: keras.optimizers.AdamW(0.1, weight_decay=0.5),
-    lambda: keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.1, weight_decay=0.5)),
-])
+@pytest.mark.parametrize(
+    "make_optimizer",
+    [
+        lambda: keras.optimizers.SGD(0.1, momentum=0.9, weight_decay=0.5),
+        lambda: keras.optimizers.AdamW(0.1, weight_decay=0.5),
+        lambda: keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.1, weight_decay=0.5)),
+    ],
+)
 def test_zero_gradient_step_keeps_slopes_and_shrinks_kernels(make_optimizer):
     model = _model()
     optimizer = make_optimizer()
@@ -70,5 +75,6 @@ def test_no_weight_decay_nothing_to_do_and_clear_errors():
         keras_layers.exclude_prelu_from_weight_decay(optimizer, model)
     unbuilt = keras.Sequential([keras.layers.Dense(2), keras_layers.PReLU()])
     with pytest.raises(ValueError, match="build the model"):
-        keras_layers.exclude_prelu_from_weight_decay(keras.optimizers.SGD(0.1, weight_decay=0.5),
-                                                     unbuilt)
+        keras_layers.exclude_prelu_from_weight_decay(
+            keras.optimizers.SGD(0.1, weight_decay=0.5), unbuilt
+        )

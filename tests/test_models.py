@@ -1,6 +1,7 @@
 """delving.models on width-reduced networks: every model x activation trains,
 shapes follow the strides, trunk/head share weights, .keras round trip,
 mixed precision and channels-first."""
+
 import math
 
 import keras
@@ -14,20 +15,17 @@ from delving import models
 # Strides up to the last conv map, from the tables: conv1 /2, pool1 /3,
 # pool2 /2 for the small models; conv1 /2 and three /2 pools for A/B/C;
 # four /2 pools for VGG-19 (its pool5 is the 7x7 SPP, see model_specs).
-STRIDES = {"small_14": 12, "small_30": 12, "model_a": 16, "model_b": 16,
-           "model_c": 16, "vgg19": 16}
+STRIDES = {"small_14": 12, "small_30": 12, "model_a": 16, "model_b": 16, "model_c": 16, "vgg19": 16}
 
 
 def tiny(name, **kwargs):
     """A width-reduced network: strides and layer structure as the paper's."""
-    kwargs = {"num_classes": 5, "width_multiplier": 1 / 16, "fc_units": 16,
-              "seed": 0, **kwargs}
+    kwargs = {"num_classes": 5, "width_multiplier": 1 / 16, "fc_units": 16, "seed": 0, **kwargs}
     return models.build_model(name, **kwargs)
 
 
 def images(size=64, batch=2, seed=0):
-    return np.random.default_rng(seed).normal(
-        size=(batch, size, size, 3)).astype("float32")
+    return np.random.default_rng(seed).normal(size=(batch, size, size, 3)).astype("float32")
 
 
 @pytest.fixture
@@ -39,8 +37,7 @@ def policy():
 
 
 def test_model_names():
-    assert models.MODEL_NAMES == ("small_14", "small_30", "model_a",
-                                  "model_b", "model_c", "vgg19")
+    assert models.MODEL_NAMES == ("small_14", "small_30", "model_a", "model_b", "model_c", "vgg19")
 
 
 @pytest.mark.parametrize("activation", models.ACTIVATIONS)
@@ -50,8 +47,7 @@ def test_forward_backward_finite(name, activation):
     x, labels = images(), np.array([1, 3])
     with tf.GradientTape() as tape:
         logits = model(x, training=True)
-        loss = keras.losses.sparse_categorical_crossentropy(
-            labels, logits, from_logits=True)
+        loss = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
     grads = tape.gradient(loss, model.trainable_variables)
     assert logits.shape == (2, 5)
     assert np.isfinite(logits).all()
@@ -59,8 +55,7 @@ def test_forward_backward_finite(name, activation):
         assert grad is not None, var.path
         assert np.isfinite(grad).all(), var.path
     # The signal reaches the first layer through the whole depth.
-    first = model.trainable_variables.index(
-        models.get_trunk(model).layers[1].kernel)
+    first = model.trainable_variables.index(models.get_trunk(model).layers[1].kernel)
     assert np.abs(grads[first]).max() > 0
 
 
@@ -69,21 +64,44 @@ def test_layer_names_follow_the_paper():
     trunk = [layer.name for layer in models.get_trunk(model).layers]
     # Every other 2x2 conv pads top/left explicitly (`<conv>_pad`).
     assert trunk == [
-        "image", "conv1", "conv1_relu", "pool1",
-        "conv2_1", "conv2_1_relu", "conv2_2_pad", "conv2_2", "conv2_2_relu",
-        "conv2_3", "conv2_3_relu", "conv2_4_pad", "conv2_4", "conv2_4_relu",
+        "image",
+        "conv1",
+        "conv1_relu",
+        "pool1",
+        "conv2_1",
+        "conv2_1_relu",
+        "conv2_2_pad",
+        "conv2_2",
+        "conv2_2_relu",
+        "conv2_3",
+        "conv2_3_relu",
+        "conv2_4_pad",
+        "conv2_4",
+        "conv2_4_relu",
         "pool2",
-        *[name for i in range(1, 7) for name in
-          ([f"conv3_{i}_pad"] if i % 2 == 0 else []) + [f"conv3_{i}",
-                                                       f"conv3_{i}_relu"]]]
+        *[
+            name
+            for i in range(1, 7)
+            for name in ([f"conv3_{i}_pad"] if i % 2 == 0 else [])
+            + [f"conv3_{i}", f"conv3_{i}_relu"]
+        ],
+    ]
     head = [layer.name for layer in models.get_head(model).layers]
-    assert head == ["feature_map", "spp", "fc1", "fc1_relu", "fc1_dropout",
-                    "fc2", "fc2_relu", "fc2_dropout", "fc3"]
+    assert head == [
+        "feature_map",
+        "spp",
+        "fc1",
+        "fc1_relu",
+        "fc1_dropout",
+        "fc2",
+        "fc2_relu",
+        "fc2_dropout",
+        "fc3",
+    ]
     vgg = [layer.name for layer in models.get_trunk(tiny("vgg19")).layers]
     assert vgg[1:4] == ["conv1_1", "conv1_1_prelu", "conv1_2"]
     assert vgg[-2:] == ["conv5_4", "conv5_4_prelu"]
-    lrelu = tiny("model_a", activation="lrelu").get_layer("trunk").get_layer(
-        "conv1_lrelu")
+    lrelu = tiny("model_a", activation="lrelu").get_layer("trunk").get_layer("conv1_lrelu")
     assert lrelu.negative_slope == pytest.approx(0.25)
 
 
@@ -91,14 +109,15 @@ def test_prelu_coefficients_in_network_order():
     model = tiny("small_14", activation="prelu")
     coefficients = models.prelu_coefficients(model)
     assert list(coefficients) == (
-        ["conv1_prelu"] + [f"conv2_{i}_prelu" for i in range(1, 5)]
+        ["conv1_prelu"]
+        + [f"conv2_{i}_prelu" for i in range(1, 5)]
         + [f"conv3_{i}_prelu" for i in range(1, 7)]
-        + ["fc1_prelu", "fc2_prelu"])
+        + ["fc1_prelu", "fc2_prelu"]
+    )
     assert all(v == pytest.approx(0.25) for v in coefficients.values())
     conv1 = models.get_trunk(model).get_layer("conv1_prelu")
     conv1.alpha.assign(np.linspace(0.0, 1.0, conv1.alpha.shape[0]))
-    assert models.prelu_coefficients(model)["conv1_prelu"] == pytest.approx(
-        0.5)
+    assert models.prelu_coefficients(model)["conv1_prelu"] == pytest.approx(0.5)
     assert models.prelu_coefficients(tiny("small_14", activation="relu")) == {}
 
 
@@ -115,15 +134,13 @@ def test_spatial_sizes_follow_the_strides(name):
     for size in (224, 256, 384, 480, 640):
         side = math.ceil(size / stride)  # "same" padding: ceil at every step
         assert models.feature_map_size(name, size) == side
-        assert trunk.compute_output_shape((1, size, size, 3))[1:3] == (
-            side, side)
+        assert trunk.compute_output_shape((1, size, size, 3))[1:3] == (side, side)
         x = images(size, batch=1)
         feature_map = trunk(x)
         assert feature_map.shape[1:3] == (side, side)
         assert model(x).shape == (1, 5)
         # The whole is exactly head(trunk(image)).
-        np.testing.assert_array_equal(models.get_head(model)(feature_map),
-                                      model(x))
+        np.testing.assert_array_equal(models.get_head(model)(feature_map), model(x))
 
 
 def test_trunk_and_head_share_the_weights():
@@ -142,17 +159,17 @@ def test_trunk_and_head_share_the_weights():
 
 @pytest.mark.parametrize("name", models.MODEL_NAMES)
 def test_keras_round_trip_safe_mode(name, tmp_path):
-    model = tiny(name, activation="prelu_shared" if name == "vgg19"
-                 else "prelu")
+    model = tiny(name, activation="prelu_shared" if name == "vgg19" else "prelu")
     path = str(tmp_path / f"{name}.keras")
     model.save(path)
     loaded = keras.saving.load_model(path, safe_mode=True)
     x = images()
     np.testing.assert_array_equal(loaded(x), model(x))
-    assert isinstance(models.get_trunk(loaded).get_layer("conv1" if "_" in
-                      name else "conv1_1").kernel, keras.Variable)
-    assert list(models.prelu_coefficients(loaded)) == list(
-        models.prelu_coefficients(model))
+    assert isinstance(
+        models.get_trunk(loaded).get_layer("conv1" if "_" in name else "conv1_1").kernel,
+        keras.Variable,
+    )
+    assert list(models.prelu_coefficients(loaded)) == list(models.prelu_coefficients(model))
 
 
 @pytest.mark.parametrize("dtype_policy", ["mixed_float16", "mixed_bfloat16"])
@@ -163,7 +180,7 @@ def test_mixed_precision_gives_float32_logits(dtype_policy, policy):
     assert models.get_trunk(model)(images()).dtype == compute_dtype
     with tf.GradientTape() as tape:
         logits = model(images(), training=True)
-        loss = tf.reduce_mean(logits ** 2)
+        loss = tf.reduce_mean(logits**2)
     assert logits.dtype == "float32"
     grads = tape.gradient(loss, model.trainable_variables)
     assert all(v.dtype == "float32" for v in model.trainable_variables)
@@ -179,21 +196,25 @@ def test_channels_first_matches_channels_last():
     x = images(96)
     # TensorFlow's CPU kernels have no NCHW convolution; XLA has.
     run_first = tf.function(first, jit_compile=True)
-    np.testing.assert_allclose(run_first(np.transpose(x, (0, 3, 1, 2))),
-                               last(x), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        run_first(np.transpose(x, (0, 3, 1, 2))), last(x), rtol=1e-4, atol=1e-4
+    )
 
 
 def test_width_multiplier_and_fc_units():
-    model = models.build_model("model_c", num_classes=7, width_multiplier=0.1,
-                               fc_units=24)
+    model = models.build_model("model_c", num_classes=7, width_multiplier=0.1, fc_units=24)
     trunk, head = models.get_trunk(model), models.get_head(model)
     assert trunk.get_layer("conv1").filters == 10  # round(96 * 0.1)
     assert trunk.get_layer("conv4_6").filters == 90  # round(896 * 0.1)
     assert head.get_layer("fc1").units == head.get_layer("fc2").units == 24
     assert head.get_layer("fc3").units == 7
-    assert models.build_model("small_14", width_multiplier=1e-3,
-                              fc_units=8).get_layer(
-        "trunk").get_layer("conv1").filters == 1
+    assert (
+        models.build_model("small_14", width_multiplier=1e-3, fc_units=8)
+        .get_layer("trunk")
+        .get_layer("conv1")
+        .filters
+        == 1
+    )
 
 
 def test_seed_makes_weights_reproducible():
@@ -205,8 +226,7 @@ def test_seed_makes_weights_reproducible():
     assert not np.array_equal(kernels[0], c.weights[0])
     # Layers of the same shape get different draws.
     trunk = models.get_trunk(a)
-    assert not np.array_equal(trunk.get_layer("conv3_2").kernel,
-                              trunk.get_layer("conv3_3").kernel)
+    assert not np.array_equal(trunk.get_layer("conv3_2").kernel, trunk.get_layer("conv3_3").kernel)
 
 
 def test_uses_the_keras_layers_building_blocks():
@@ -214,22 +234,24 @@ def test_uses_the_keras_layers_building_blocks():
     head = models.get_head(model)
     assert isinstance(head.get_layer("spp"), keras_layers.SpatialPyramidPooling)
     assert tuple(head.get_layer("spp").bins) == (7, 3, 2, 1)
-    assert tuple(tiny("small_30").get_layer("head").get_layer("spp").bins) == (
-        6, 3, 2, 1)
+    assert tuple(tiny("small_30").get_layer("head").get_layer("spp").bins) == (6, 3, 2, 1)
     assert tuple(tiny("vgg19").get_layer("head").get_layer("spp").bins) == (7,)
     conv = models.get_trunk(model).get_layer("conv1")
     assert isinstance(conv.kernel_initializer, keras_layers.HeVarianceScaling)
     assert conv.kernel_initializer.mode == "fan_out"
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"name": "resnet50"}, "unknown model 'resnet50'; choose one of small_14"),
-    ({"name": "model_a", "activation": "gelu"}, "unknown activation 'gelu'"),
-    ({"name": "model_a", "init": "glorot"}, "unknown init 'glorot'"),
-    ({"name": "model_a", "data_format": "nchw"}, "unknown data_format"),
-    ({"name": "model_a", "width_multiplier": 0}, "width_multiplier must be"),
-    ({"name": "model_a", "dropout": 1.0}, "dropout must be in"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"name": "resnet50"}, "unknown model 'resnet50'; choose one of small_14"),
+        ({"name": "model_a", "activation": "gelu"}, "unknown activation 'gelu'"),
+        ({"name": "model_a", "init": "glorot"}, "unknown init 'glorot'"),
+        ({"name": "model_a", "data_format": "nchw"}, "unknown data_format"),
+        ({"name": "model_a", "width_multiplier": 0}, "width_multiplier must be"),
+        ({"name": "model_a", "dropout": 1.0}, "dropout must be in"),
+    ],
+)
 def test_bad_arguments_raise_one_line_errors(kwargs, message):
     with pytest.raises(ValueError, match=message) as info:
         models.build_model(**kwargs)
@@ -241,8 +263,9 @@ def test_two_by_two_convs_alternate_their_padding_side():
     # so would drift its receptive field. With the alternation, a pair of
     # 2x2 box filters (all-ones kernels) maps a centred impulse to a
     # symmetric response, and the map keeps its size.
-    model = models.build_model("small_14", num_classes=3, activation="relu",
-                               width_multiplier=1 / 64, fc_units=4)
+    model = models.build_model(
+        "small_14", num_classes=3, activation="relu", width_multiplier=1 / 64, fc_units=4
+    )
     trunk = models.get_trunk(model)
     assert trunk.get_layer("conv2_2_pad").padding == ((1, 0), (1, 0))
     conv_a, conv_b = (trunk.get_layer(n) for n in ("conv2_1", "conv2_2"))

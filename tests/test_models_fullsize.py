@@ -2,6 +2,7 @@
 parameter counts computed here layer by layer, PReLU parameter counts and
 the initialization std of every kernel. Models are built, never run on
 large inputs."""
+
 import math
 
 import keras
@@ -20,18 +21,20 @@ TABLES = {
     # Fig. 3: Table 1 with sixteen more 2x2,256 convs (6 + 16 = 22).
     "small_30": ([(7, 64, 1), (2, 128, 4), (2, 256, 22)], (6, 3, 2, 1)),
     # Table 3.
-    "model_a": ([(7, 96, 1), (3, 256, 5), (3, 512, 5), (3, 512, 5)],
-                (7, 3, 2, 1)),
-    "model_b": ([(7, 96, 1), (3, 256, 6), (3, 512, 6), (3, 512, 6)],
-                (7, 3, 2, 1)),
-    "model_c": ([(7, 96, 1), (3, 384, 6), (3, 768, 6), (3, 896, 6)],
-                (7, 3, 2, 1)),
+    "model_a": ([(7, 96, 1), (3, 256, 5), (3, 512, 5), (3, 512, 5)], (7, 3, 2, 1)),
+    "model_b": ([(7, 96, 1), (3, 256, 6), (3, 512, 6), (3, 512, 6)], (7, 3, 2, 1)),
+    "model_c": ([(7, 96, 1), (3, 384, 6), (3, 768, 6), (3, 896, 6)], (7, 3, 2, 1)),
     # VGG-19: pool5 then fc at 7x7, i.e. one 7x7 SPP level.
-    "vgg19": ([(3, 64, 2), (3, 128, 2), (3, 256, 4), (3, 512, 4), (3, 512, 4)],
-              (7,)),
+    "vgg19": ([(3, 64, 2), (3, 128, 2), (3, 256, 4), (3, 512, 4), (3, 512, 4)], (7,)),
 }
-PAPER_DEPTH = {"small_14": 14, "small_30": 30, "model_a": 19, "model_b": 22,
-               "model_c": 22, "vgg19": 19}
+PAPER_DEPTH = {
+    "small_14": 14,
+    "small_30": 30,
+    "model_a": 19,
+    "model_b": 22,
+    "model_c": 22,
+    "vgg19": 19,
+}
 FC = (4096, 4096, 1000)
 
 
@@ -79,8 +82,7 @@ STD = {
 }
 
 
-def check_kernel_stds(model, init, kinds=(keras.layers.Conv2D,
-                                          keras.layers.Dense)):
+def check_kernel_stds(model, init, kinds=(keras.layers.Conv2D, keras.layers.Dense)):
     """Every kernel of the `kinds` layers has the std of its `init` formula
     (within 3%), zero mean and zero biases; returns how many were checked."""
     checked = 0
@@ -114,16 +116,18 @@ def test_full_size_model(name):
     activation = "prelu_shared" if name == "small_14" else "prelu"
     model = models.build_model(name, activation=activation, seed=0)
     assert model.output_shape == (None, 1000)
-    weight_layers = [layer for layer in _walk(model)
-                     if isinstance(layer, (keras.layers.Conv2D,
-                                           keras.layers.Dense))]
+    weight_layers = [
+        layer
+        for layer in _walk(model)
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))
+    ]
     assert len(weight_layers) == PAPER_DEPTH[name]
-    assert [layer.name for layer in weight_layers[-3:]] == ["fc1", "fc2",
-                                                            "fc3"]
+    assert [layer.name for layer in weight_layers[-3:]] == ["fc1", "fc2", "fc3"]
 
     weights, channel_slopes = expected_params(name)
-    slopes = {layer.name: layer.count_params() for layer in _walk(model)
-              if layer.name.endswith("_prelu")}
+    slopes = {
+        layer.name: layer.count_params() for layer in _walk(model) if layer.name.endswith("_prelu")
+    }
     assert len(slopes) == PAPER_DEPTH[name] - 1  # after all but fc3
     if activation == "prelu_shared":
         assert sum(slopes.values()) == 13
@@ -131,8 +135,9 @@ def test_full_size_model(name):
         assert sum(slopes.values()) == channel_slopes
     assert model.count_params() == weights + sum(slopes.values())
 
-    assert check_kernel_stds(model, "he_fan_out",
-                             kinds=keras.layers.Conv2D) == PAPER_DEPTH[name] - 3
+    assert (
+        check_kernel_stds(model, "he_fan_out", kinds=keras.layers.Conv2D) == PAPER_DEPTH[name] - 3
+    )
 
 
 @pytest.mark.parametrize("init", models.INITS)

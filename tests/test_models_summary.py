@@ -1,4 +1,5 @@
 """delving.model_stats (shapes, params, multiply-adds) and the summary binary."""
+
 import os
 import re
 import subprocess
@@ -6,8 +7,7 @@ import sys
 
 import pytest
 
-from delving import model_stats
-from delving import models
+from delving import model_stats, models
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # small_14 at a quarter of its width: conv1 has 16 filters, conv3 64.
@@ -16,8 +16,7 @@ SMALL = {"width_multiplier": 0.25, "fc_units": 256, "num_classes": 10}
 
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
 def test_layer_stats_by_hand(data_format):
-    model = models.build_model("small_14", activation="prelu",
-                               data_format=data_format, **SMALL)
+    model = models.build_model("small_14", activation="prelu", data_format=data_format, **SMALL)
     stats = {s.name: s for s in model_stats.layer_stats(model, 224)}
 
     def shape(h, w, c):
@@ -43,8 +42,7 @@ def test_layer_stats_by_hand(data_format):
     assert stats["fc3"].output_shape == (10,)
     params, macs = model_stats.totals(list(stats.values()))
     assert params == model.count_params()
-    assert macs == sum(s.macs for s in stats.values()
-                       if s.kind in ("Conv2D", "Dense"))
+    assert macs == sum(s.macs for s in stats.values() if s.kind in ("Conv2D", "Dense"))
 
 
 def test_stats_follow_the_image_size():
@@ -70,25 +68,31 @@ def test_format_table_lists_every_layer_and_totals():
 
 def _run_summary(*flags):
     return subprocess.run(
-        [sys.executable, "-m", "delving.summary", *flags], cwd=ROOT,
-        capture_output=True, text=True, timeout=300,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+        [sys.executable, "-m", "delving.summary", *flags],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
 
 
 def test_summary_binary_prints_totals_from_the_model():
-    result = _run_summary("--model=small_14", "--width_multiplier=0.25",
-                          "--fc_units=256", "--num_classes=10",
-                          "--activation=prelu_shared")
+    result = _run_summary(
+        "--model=small_14",
+        "--width_multiplier=0.25",
+        "--fc_units=256",
+        "--num_classes=10",
+        "--activation=prelu_shared",
+    )
     assert result.returncode == 0, result.stderr
     out = result.stdout
     model = models.build_model("small_14", activation="prelu_shared", **SMALL)
     params = int(re.search(r"total params: ([\d,]+)", out)[1].replace(",", ""))
-    macs = int(re.search(r"total multiply-adds per image: ([\d,]+)",
-                         out)[1].replace(",", ""))
+    macs = int(re.search(r"total multiply-adds per image: ([\d,]+)", out)[1].replace(",", ""))
     assert params == model.count_params()
     assert macs == model_stats.totals(model_stats.layer_stats(model, 224))[1]
-    conv1 = next(line for line in out.splitlines()
-                 if line.startswith("conv1 "))
+    conv1 = next(line for line in out.splitlines() if line.startswith("conv1 "))
     # 112x112x16 outputs x 7*7*3 multiply-adds (see test_layer_stats_by_hand).
     assert conv1.split()[-1] == "29,503,488"
     assert "trunk output 19x19 (total stride 12)" in out

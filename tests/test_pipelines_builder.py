@@ -1,4 +1,5 @@
 """The folder-to-TFRecord converter on real image folders, bad files included."""
+
 import os
 import shutil
 import signal
@@ -6,207 +7,227 @@ import subprocess
 import sys
 import time
 
-from absl import flags
-from absl.testing import flagsaver
+import imaging_testutil as util
 import pytest
 import tensorflow as tf
+from absl import flags
+from absl.testing import flagsaver
 
-import imaging_testutil as util
-from pipelines import build_tfrecords
-from pipelines import errors
-from pipelines import imagenet
-from pipelines import records
+from pipelines import build_tfrecords, errors, imagenet, records
 from pipelines import tfrecord_builder as builder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def read_examples(output_dir, split):
-  out = []
-  for path in imagenet.list_files(output_dir, split):
-    for record in tf.data.TFRecordDataset(path):
-      f = tf.train.Example.FromString(record.numpy()).features.feature
-      out.append(dict(
-          filename=f["image/filename"].bytes_list.value[0].decode(),
-          label=f["image/class/label"].int64_list.value[0],
-          synset=f["image/class/synset"].bytes_list.value[0].decode(),
-          text=f["image/class/text"].bytes_list.value[0].decode(),
-          height=f["image/height"].int64_list.value[0],
-          encoded=f["image/encoded"].bytes_list.value[0]))
-  return out
+    out = []
+    for path in imagenet.list_files(output_dir, split):
+        for record in tf.data.TFRecordDataset(path):
+            f = tf.train.Example.FromString(record.numpy()).features.feature
+            out.append(
+                dict(
+                    filename=f["image/filename"].bytes_list.value[0].decode(),
+                    label=f["image/class/label"].int64_list.value[0],
+                    synset=f["image/class/synset"].bytes_list.value[0].decode(),
+                    text=f["image/class/text"].bytes_list.value[0].decode(),
+                    height=f["image/height"].int64_list.value[0],
+                    encoded=f["image/encoded"].bytes_list.value[0],
+                )
+            )
+    return out
 
 
 def shard_bytes(output_dir):
-  return {n: open(os.path.join(output_dir, n), "rb").read()
-          for n in sorted(os.listdir(output_dir))}
+    return {
+        n: open(os.path.join(output_dir, n), "rb").read() for n in sorted(os.listdir(output_dir))
+    }
 
 
 @pytest.fixture
 def train_dir(tmp_path):
-  root = str(tmp_path / "raw" / "train")
-  util.write_image_folder(root, {"n02": 3, "n01": 3, "n03": 2})
-  # ImageNet's oddities, all under .JPEG names.
-  for name, fmt in [("cmyk", "cmyk_jpeg"), ("png", "png"),
-                    ("gray", "gray_jpeg")]:
-    with open(os.path.join(root, "n03", name + ".JPEG"), "wb") as f:
-      f.write(util.image_bytes(fmt, 30, 20, seed=9))
-  return root
+    root = str(tmp_path / "raw" / "train")
+    util.write_image_folder(root, {"n02": 3, "n01": 3, "n03": 2})
+    # ImageNet's oddities, all under .JPEG names.
+    for name, fmt in [("cmyk", "cmyk_jpeg"), ("png", "png"), ("gray", "gray_jpeg")]:
+        with open(os.path.join(root, "n03", name + ".JPEG"), "wb") as f:
+            f.write(util.image_bytes(fmt, 30, 20, seed=9))
+    return root
 
 
 def test_converts_folders_reencoding_odd_files(train_dir, tmp_path):
-  out = str(tmp_path / "out")
-  labels_file = tmp_path / "synset_words.txt"
-  labels_file.write_text("n01\tone fish\nn02\ttwo fish\nn03\tthree\n")
-  result = builder.build(train_dir, out, "train", num_shards=3,
-                         labels_file=str(labels_file), num_workers=2,
-                         progress=False)
-  assert result == builder.BuildResult(11, 3, 0, 2, [])
-  assert open(os.path.join(out, "labels.txt")).read() == (
-      "n01\tone fish\nn02\ttwo fish\nn03\tthree\n")
-  examples = read_examples(out, "train")
-  assert len(examples) == 11
-  for e in examples:
-    assert e["synset"] == e["filename"][:3] or e["synset"] == "n03"
-    assert e["label"] == int(e["synset"][1:])
-    assert e["encoded"][:2] == b"\xff\xd8"  # Every record holds a JPEG.
-  odd = {e["filename"]: e for e in examples if e["synset"] == "n03"}
-  assert odd["cmyk.JPEG"]["text"] == "three" and odd["png.JPEG"]["height"] == 30
-  assert tf.io.decode_jpeg(odd["cmyk.JPEG"]["encoded"]).shape == (30, 20, 3)
-  # Shards mix classes (files are shuffled), and the reader takes them.
-  first = read_examples(out, "train")[:4]
-  assert len({e["synset"] for e in first}) > 1
-  ds = imagenet.make_dataset(out, "train", batch_size=11, is_training=False,
-                             num_classes=3, image_size=16, resize_size=16)
-  assert sorted(next(iter(ds))[1].numpy().tolist()) == sorted(
-      e["label"] - 1 for e in examples)
+    out = str(tmp_path / "out")
+    labels_file = tmp_path / "synset_words.txt"
+    labels_file.write_text("n01\tone fish\nn02\ttwo fish\nn03\tthree\n")
+    result = builder.build(
+        train_dir,
+        out,
+        "train",
+        num_shards=3,
+        labels_file=str(labels_file),
+        num_workers=2,
+        progress=False,
+    )
+    assert result == builder.BuildResult(11, 3, 0, 2, [])
+    assert open(os.path.join(out, "labels.txt")).read() == (
+        "n01\tone fish\nn02\ttwo fish\nn03\tthree\n"
+    )
+    examples = read_examples(out, "train")
+    assert len(examples) == 11
+    for e in examples:
+        assert e["synset"] == e["filename"][:3] or e["synset"] == "n03"
+        assert e["label"] == int(e["synset"][1:])
+        assert e["encoded"][:2] == b"\xff\xd8"  # Every record holds a JPEG.
+    odd = {e["filename"]: e for e in examples if e["synset"] == "n03"}
+    assert odd["cmyk.JPEG"]["text"] == "three" and odd["png.JPEG"]["height"] == 30
+    assert tf.io.decode_jpeg(odd["cmyk.JPEG"]["encoded"]).shape == (30, 20, 3)
+    # Shards mix classes (files are shuffled), and the reader takes them.
+    first = read_examples(out, "train")[:4]
+    assert len({e["synset"] for e in first}) > 1
+    ds = imagenet.make_dataset(
+        out, "train", batch_size=11, is_training=False, num_classes=3, image_size=16, resize_size=16
+    )
+    assert sorted(next(iter(ds))[1].numpy().tolist()) == sorted(e["label"] - 1 for e in examples)
 
 
 @pytest.mark.parametrize("with_names", [False, True])
 def test_flat_validation_with_label_file(tmp_path, with_names):
-  val = tmp_path / "val"
-  val.mkdir()
-  synsets = ["n02", "n01", "n02", "n03"]
-  lines = []
-  for i, synset in enumerate(synsets):
-    name = "ILSVRC2012_val_%08d.JPEG" % (i + 1)
-    (val / name).write_bytes(util.image_bytes(seed=i))
-    lines.append("%s %s" % (name, synset) if with_names else synset)
-  (tmp_path / "val.txt").write_text("\n".join(lines) + "\n")
-  out = tmp_path / "out"
-  out.mkdir()
-  (out / "labels.txt").write_text("n01\ta\nn02\tb\nn03\tc\n")  # From train.
-  builder.build(str(val), str(out), "validation", progress=False,
-                validation_labels_file=str(tmp_path / "val.txt"))
-  got = {e["filename"]: e["label"] for e in read_examples(str(out),
-                                                          "validation")}
-  assert got == {"ILSVRC2012_val_%08d.JPEG" % (i + 1): int(s[1:])
-                 for i, s in enumerate(synsets)}
+    val = tmp_path / "val"
+    val.mkdir()
+    synsets = ["n02", "n01", "n02", "n03"]
+    lines = []
+    for i, synset in enumerate(synsets):
+        name = f"ILSVRC2012_val_{i + 1:08d}.JPEG"
+        (val / name).write_bytes(util.image_bytes(seed=i))
+        lines.append(f"{name} {synset}" if with_names else synset)
+    (tmp_path / "val.txt").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "labels.txt").write_text("n01\ta\nn02\tb\nn03\tc\n")  # From train.
+    builder.build(
+        str(val),
+        str(out),
+        "validation",
+        progress=False,
+        validation_labels_file=str(tmp_path / "val.txt"),
+    )
+    got = {e["filename"]: e["label"] for e in read_examples(str(out), "validation")}
+    assert got == {f"ILSVRC2012_val_{i + 1:08d}.JPEG": int(s[1:]) for i, s in enumerate(synsets)}
 
 
 def test_rerun_rewrites_only_missing_shards(train_dir, tmp_path):
-  out = str(tmp_path / "out")
-  builder.build(train_dir, out, "train", num_shards=4, progress=False)
-  reference = shard_bytes(out)
-  os.remove(os.path.join(out, "train-00002-of-00004"))
-  stale = os.path.join(out, "train-00001-of-00004.tmp-deadbeef")
-  open(stale, "wb").write(b"half a shard")
-  before = os.path.getmtime(os.path.join(out, "train-00000-of-00004"))
-  result = builder.build(train_dir, out, "train", num_shards=4,
-                         progress=False)
-  assert (result.shards_written, result.shards_skipped) == (1, 3)
-  assert shard_bytes(out) == reference  # Identical, stale temp gone.
-  assert os.path.getmtime(os.path.join(out, "train-00000-of-00004")) == before
+    out = str(tmp_path / "out")
+    builder.build(train_dir, out, "train", num_shards=4, progress=False)
+    reference = shard_bytes(out)
+    os.remove(os.path.join(out, "train-00002-of-00004"))
+    stale = os.path.join(out, "train-00001-of-00004.tmp-deadbeef")
+    open(stale, "wb").write(b"half a shard")
+    before = os.path.getmtime(os.path.join(out, "train-00000-of-00004"))
+    result = builder.build(train_dir, out, "train", num_shards=4, progress=False)
+    assert (result.shards_written, result.shards_skipped) == (1, 3)
+    assert shard_bytes(out) == reference  # Identical, stale temp gone.
+    assert os.path.getmtime(os.path.join(out, "train-00000-of-00004")) == before
 
 
 def test_killed_conversion_resumes(tmp_path):
-  # Large PNGs (re-encoded) make the conversion slow enough to kill it.
-  raw = tmp_path / "raw"
-  big = util.encode(util.pattern(900, 900), "png")
-  for synset in ("n01", "n02"):
-    (raw / synset).mkdir(parents=True)
-    for i in range(12):
-      (raw / synset / ("%d.JPEG" % i)).write_bytes(big)
-  out = tmp_path / "out"
-  command = [sys.executable, "-m", "pipelines.build_tfrecords",
-             "--input_dir=%s" % raw, "--output_dir=%s" % out,
-             "--num_shards=12", "--num_workers=1"]
-  env = dict(os.environ, PYTHONPATH=ROOT)
-  process = subprocess.Popen(command, cwd=ROOT, env=env,
-                             stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
-  deadline = time.time() + 60
-  while time.time() < deadline and process.poll() is None:
-    if out.exists() and any(n.startswith("train-") and ".tmp-" not in n
-                            for n in os.listdir(out)):
-      break
-    time.sleep(0.01)
-  process.send_signal(signal.SIGKILL)
-  process.wait()
-  finished = sorted(n for n in os.listdir(out) if ".tmp-" not in n
-                    and n.startswith("train-"))
-  if len(finished) == 12:
-    pytest.skip("the conversion finished before it could be killed")
-  for name in finished:  # Whatever exists under a final name is complete.
-    assert sum(1 for _ in tf.data.TFRecordDataset(str(out / name))) == 2
-  result = builder.build(str(raw), str(out), "train", num_shards=12,
-                         progress=False)
-  assert result.shards_skipped == len(finished)
-  assert not [n for n in os.listdir(out) if ".tmp-" in n]
-  assert len(read_examples(str(out), "train")) == 24
+    # Large PNGs (re-encoded) make the conversion slow enough to kill it.
+    raw = tmp_path / "raw"
+    big = util.encode(util.pattern(900, 900), "png")
+    for synset in ("n01", "n02"):
+        (raw / synset).mkdir(parents=True)
+        for i in range(12):
+            (raw / synset / f"{i}.JPEG").write_bytes(big)
+    out = tmp_path / "out"
+    command = [
+        sys.executable,
+        "-m",
+        "pipelines.build_tfrecords",
+        f"--input_dir={raw}",
+        f"--output_dir={out}",
+        "--num_shards=12",
+        "--num_workers=1",
+    ]
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.time() + 60
+    while time.time() < deadline and process.poll() is None:
+        if out.exists() and any(
+            n.startswith("train-") and ".tmp-" not in n for n in os.listdir(out)
+        ):
+            break
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    finished = sorted(n for n in os.listdir(out) if ".tmp-" not in n and n.startswith("train-"))
+    if len(finished) == 12:
+        pytest.skip("the conversion finished before it could be killed")
+    for name in finished:  # Whatever exists under a final name is complete.
+        assert sum(1 for _ in tf.data.TFRecordDataset(str(out / name))) == 2
+    result = builder.build(str(raw), str(out), "train", num_shards=12, progress=False)
+    assert result.shards_skipped == len(finished)
+    assert not [n for n in os.listdir(out) if ".tmp-" in n]
+    assert len(read_examples(str(out), "train")) == 24
 
 
-@pytest.mark.parametrize("payload", [b"this is not an image",
-                                     util.image_bytes(height=80)[:300]],
-                         ids=["text", "truncated_jpeg"])
+@pytest.mark.parametrize(
+    "payload",
+    [b"this is not an image", util.image_bytes(height=80)[:300]],
+    ids=["text", "truncated_jpeg"],
+)
 def test_corrupt_file_fails_or_is_skipped(train_dir, tmp_path, payload):
-  bad = os.path.join(train_dir, "n01", "bad.JPEG")
-  open(bad, "wb").write(payload)
-  out = str(tmp_path / "out")
-  with pytest.raises(errors.DataError, match="cannot decode image file .*"
-                     "bad.JPEG.*--skip_corrupt"):
-    builder.build(train_dir, out, "train", num_shards=1, progress=False)
-  assert not [n for n in os.listdir(out) if n.startswith("train-")]
-  result = builder.build(train_dir, out, "train", num_shards=1,
-                         skip_corrupt=True, progress=False)
-  assert result.skipped_files == [bad]
-  assert len(read_examples(out, "train")) == 11
+    bad = os.path.join(train_dir, "n01", "bad.JPEG")
+    open(bad, "wb").write(payload)
+    out = str(tmp_path / "out")
+    with pytest.raises(
+        errors.DataError, match="cannot decode image file .*bad.JPEG.*--skip_corrupt"
+    ):
+        builder.build(train_dir, out, "train", num_shards=1, progress=False)
+    assert not [n for n in os.listdir(out) if n.startswith("train-")]
+    result = builder.build(train_dir, out, "train", num_shards=1, skip_corrupt=True, progress=False)
+    assert result.skipped_files == [bad]
+    assert len(read_examples(out, "train")) == 11
 
 
 def test_user_mistakes_are_one_line_errors(train_dir, tmp_path):
-  cases = [
-      (dict(input_dir=str(tmp_path / "absent")), "does not exist"),
-      (dict(input_dir=str(tmp_path)), "no images"),
-  ]
-  (tmp_path / "empty").mkdir()
-  cases[1] = (dict(input_dir=str(tmp_path / "empty")), "no images")
-  labels_file = tmp_path / "labels.txt"
-  labels_file.write_text("n01\nn02\n")
-  cases.append((dict(input_dir=train_dir, labels_file=str(labels_file)),
-                "synset n03 .* not in the class list"))
-  flat = tmp_path / "flat"
-  flat.mkdir()
-  (flat / "a.JPEG").write_bytes(util.image_bytes())
-  cases.append((dict(input_dir=str(flat)), "--validation_labels_file"))
-  for kwargs, pattern in cases:
-    with pytest.raises(errors.DataError, match=pattern) as info:
-      builder.build(output_dir=str(tmp_path / "o"), split="train",
-                    progress=False, **kwargs)
-    assert "\n" not in str(info.value)
+    cases = [
+        (dict(input_dir=str(tmp_path / "absent")), "does not exist"),
+        (dict(input_dir=str(tmp_path)), "no images"),
+    ]
+    (tmp_path / "empty").mkdir()
+    cases[1] = (dict(input_dir=str(tmp_path / "empty")), "no images")
+    labels_file = tmp_path / "labels.txt"
+    labels_file.write_text("n01\nn02\n")
+    cases.append(
+        (
+            dict(input_dir=train_dir, labels_file=str(labels_file)),
+            "synset n03 .* not in the class list",
+        )
+    )
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    (flat / "a.JPEG").write_bytes(util.image_bytes())
+    cases.append((dict(input_dir=str(flat)), "--validation_labels_file"))
+    for kwargs, pattern in cases:
+        with pytest.raises(errors.DataError, match=pattern) as info:
+            builder.build(output_dir=str(tmp_path / "o"), split="train", progress=False, **kwargs)
+        assert "\n" not in str(info.value)
 
 
 def test_binary_reports_errors_without_traceback(tmp_path, capsys):
-  flags.FLAGS.mark_as_parsed()
-  with flagsaver.flagsaver(input_dir=str(tmp_path / "absent"),
-                           output_dir=str(tmp_path / "o")):
-    with pytest.raises(SystemExit) as info:
-      build_tfrecords.main(["build_tfrecords"])
-  assert str(info.value) == ("build_tfrecords: error: input directory %s "
-                             "does not exist" % (tmp_path / "absent"))
-  raw = tmp_path / "raw"
-  util.write_image_folder(str(raw), {"n01": 2})
-  with flagsaver.flagsaver(input_dir=str(raw), output_dir=str(tmp_path / "o"),
-                           num_shards=2):
-    build_tfrecords.main(["build_tfrecords"])
-  assert "train: 2 images, 2 shards written" in capsys.readouterr().out
-  assert records.shard_name("train", 1, 2) in os.listdir(tmp_path / "o")
-  shutil.rmtree(tmp_path / "o")
+    flags.FLAGS.mark_as_parsed()
+    with (
+        flagsaver.flagsaver(input_dir=str(tmp_path / "absent"), output_dir=str(tmp_path / "o")),
+        pytest.raises(SystemExit) as info,
+    ):
+        build_tfrecords.main(["build_tfrecords"])
+    assert str(info.value) == (
+        "build_tfrecords: error: input directory %s does not exist" % (tmp_path / "absent")
+    )
+    raw = tmp_path / "raw"
+    util.write_image_folder(str(raw), {"n01": 2})
+    with flagsaver.flagsaver(input_dir=str(raw), output_dir=str(tmp_path / "o"), num_shards=2):
+        build_tfrecords.main(["build_tfrecords"])
+    assert "train: 2 images, 2 shards written" in capsys.readouterr().out
+    assert records.shard_name("train", 1, 2) in os.listdir(tmp_path / "o")
+    shutil.rmtree(tmp_path / "o")

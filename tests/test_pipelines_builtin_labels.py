@@ -1,138 +1,145 @@
 """The built-in dataset and the class lists, on real files."""
+
 import json
 import os
 
+import imaging_testutil as util
 import numpy as np
 import pytest
 import tensorflow as tf
 
-import imaging_testutil as util
-from pipelines import builtin
-from pipelines import errors
-from pipelines import imagenet
-from pipelines import labels
+from pipelines import builtin, errors, imagenet, labels
 
-TINY = dict(splits=(("train", 30, 3), ("validation", 10, 2)),
-            size_range=(40, 60))
+TINY = dict(splits=(("train", 30, 3), ("validation", 10, 2)), size_range=(40, 60))
 
 
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory):
-  return builtin.ensure_dataset(
-      str(tmp_path_factory.mktemp("builtin") / "set"), seed=3, **TINY)
+    return builtin.ensure_dataset(str(tmp_path_factory.mktemp("builtin") / "set"), seed=3, **TINY)
 
 
 def test_layout_schema_and_labels(tiny_dir):
-  names = sorted(os.listdir(tiny_dir))
-  assert names == ["dataset_info.json", "labels.txt", "train-00000-of-00003",
-                   "train-00001-of-00003", "train-00002-of-00003",
-                   "validation-00000-of-00002", "validation-00001-of-00002"]
-  record = next(iter(tf.data.TFRecordDataset(
-      os.path.join(tiny_dir, "train-00000-of-00003"))))
-  example = tf.train.Example.FromString(record.numpy()).features.feature
-  assert example["image/class/label"].int64_list.value[0] == 1
-  assert example["image/class/synset"].bytes_list.value[0] == b"b00000001"
-  assert example["image/class/text"].bytes_list.value[0] == b"circle"
-  assert example["image/format"].bytes_list.value[0] == b"JPEG"
-  assert len(example["image/object/bbox/xmin"].float_list.value) == 1
-  image = tf.io.decode_jpeg(example["image/encoded"].bytes_list.value[0])
-  assert 40 <= image.shape[0] <= 60 and image.shape[2] == 3
-  assert float(tf.math.reduce_std(tf.cast(image, tf.float32))) > 10
-  info = json.load(open(os.path.join(tiny_dir, "dataset_info.json")))
-  assert info["splits"] == {"train": 30, "validation": 10}
+    names = sorted(os.listdir(tiny_dir))
+    assert names == [
+        "dataset_info.json",
+        "labels.txt",
+        "train-00000-of-00003",
+        "train-00001-of-00003",
+        "train-00002-of-00003",
+        "validation-00000-of-00002",
+        "validation-00001-of-00002",
+    ]
+    record = next(iter(tf.data.TFRecordDataset(os.path.join(tiny_dir, "train-00000-of-00003"))))
+    example = tf.train.Example.FromString(record.numpy()).features.feature
+    assert example["image/class/label"].int64_list.value[0] == 1
+    assert example["image/class/synset"].bytes_list.value[0] == b"b00000001"
+    assert example["image/class/text"].bytes_list.value[0] == b"circle"
+    assert example["image/format"].bytes_list.value[0] == b"JPEG"
+    assert len(example["image/object/bbox/xmin"].float_list.value) == 1
+    image = tf.io.decode_jpeg(example["image/encoded"].bytes_list.value[0])
+    assert 40 <= image.shape[0] <= 60 and image.shape[2] == 3
+    assert float(tf.math.reduce_std(tf.cast(image, tf.float32))) > 10
+    info = json.load(open(os.path.join(tiny_dir, "dataset_info.json")))
+    assert info["splits"] == {"train": 30, "validation": 10}
 
 
 def test_reads_through_make_dataset_and_class_list(tiny_dir):
-  ds = imagenet.make_dataset(tiny_dir, "validation", batch_size=10,
-                             is_training=False, image_size=32,
-                             resize_size=36, num_classes=builtin.NUM_CLASSES)
-  _, y = next(iter(ds))
-  assert sorted(y.numpy().tolist()) == list(range(10))
-  classes = labels.load_class_list(data_dir=tiny_dir,
-                                   num_classes=builtin.NUM_CLASSES)
-  assert classes[0] == labels.ClassInfo(0, "b00000001", "circle")
-  assert [c.name for c in classes] == list(builtin.CLASS_NAMES)
+    ds = imagenet.make_dataset(
+        tiny_dir,
+        "validation",
+        batch_size=10,
+        is_training=False,
+        image_size=32,
+        resize_size=36,
+        num_classes=builtin.NUM_CLASSES,
+    )
+    _, y = next(iter(ds))
+    assert sorted(y.numpy().tolist()) == list(range(10))
+    classes = labels.load_class_list(data_dir=tiny_dir, num_classes=builtin.NUM_CLASSES)
+    assert classes[0] == labels.ClassInfo(0, "b00000001", "circle")
+    assert [c.name for c in classes] == list(builtin.CLASS_NAMES)
 
 
 def test_deterministic_and_idempotent(tiny_dir, tmp_path):
-  again = builtin.ensure_dataset(str(tmp_path / "again"), seed=3, **TINY)
-  for name in os.listdir(tiny_dir):
-    assert open(os.path.join(tiny_dir, name), "rb").read() == open(
-        os.path.join(again, name), "rb").read(), name
-  mtime = os.path.getmtime(os.path.join(again, "train-00000-of-00003"))
-  assert builtin.ensure_dataset(again, seed=3, **TINY) == again  # No redo.
-  assert os.path.getmtime(
-      os.path.join(again, "train-00000-of-00003")) == mtime
-  other = builtin.ensure_dataset(str(tmp_path / "other"), seed=4, **TINY)
-  assert open(os.path.join(other, "train-00000-of-00003"), "rb").read() != (
-      open(os.path.join(tiny_dir, "train-00000-of-00003"), "rb").read())
-  assert not [n for n in os.listdir(tmp_path) if ".tmp-" in n]
+    again = builtin.ensure_dataset(str(tmp_path / "again"), seed=3, **TINY)
+    for name in os.listdir(tiny_dir):
+        assert (
+            open(os.path.join(tiny_dir, name), "rb").read()
+            == open(os.path.join(again, name), "rb").read()
+        ), name
+    mtime = os.path.getmtime(os.path.join(again, "train-00000-of-00003"))
+    assert builtin.ensure_dataset(again, seed=3, **TINY) == again  # No redo.
+    assert os.path.getmtime(os.path.join(again, "train-00000-of-00003")) == mtime
+    other = builtin.ensure_dataset(str(tmp_path / "other"), seed=4, **TINY)
+    assert open(os.path.join(other, "train-00000-of-00003"), "rb").read() != (
+        open(os.path.join(tiny_dir, "train-00000-of-00003"), "rb").read()
+    )
+    assert not [n for n in os.listdir(tmp_path) if ".tmp-" in n]
 
 
 def test_default_dir_follows_the_environment(monkeypatch, tmp_path):
-  monkeypatch.setenv("DELVING_DATA_DIR", str(tmp_path))
-  assert builtin.default_dir(5) == str(tmp_path / "builtin-v1-seed5")
-  monkeypatch.delenv("DELVING_DATA_DIR")
-  assert builtin.default_dir().endswith(".cache/delving/builtin-v1-seed0")
+    monkeypatch.setenv("DELVING_DATA_DIR", str(tmp_path))
+    assert builtin.default_dir(5) == str(tmp_path / "builtin-v1-seed5")
+    monkeypatch.delenv("DELVING_DATA_DIR")
+    assert builtin.default_dir().endswith(".cache/delving/builtin-v1-seed0")
 
 
 def test_refuses_a_foreign_directory(tmp_path):
-  (tmp_path / "mine.txt").write_text("keep me")
-  with pytest.raises(errors.DataError, match="no complete built-in"):
-    builtin.ensure_dataset(str(tmp_path), **TINY)
-  assert (tmp_path / "mine.txt").read_text() == "keep me"
+    (tmp_path / "mine.txt").write_text("keep me")
+    with pytest.raises(errors.DataError, match="no complete built-in"):
+        builtin.ensure_dataset(str(tmp_path), **TINY)
+    assert (tmp_path / "mine.txt").read_text() == "keep me"
 
 
 def test_classes_differ_in_shape_not_colour():
-  # Mean colours of two classes over many draws are indistinguishable,
-  # while the shapes differ: the set is not solvable from colour alone.
-  means = {}
-  for label in (0, 2):
-    draws = [builtin.render(label, np.random.default_rng([9, label, i]))
-             for i in range(30)]
-    means[label] = np.mean([d[0].mean(axis=(0, 1)) for d in draws], axis=0)
-  assert np.abs(means[0] - means[2]).max() < 25
-  u, v = np.meshgrid(np.linspace(-1, 1, 41), np.linspace(-1, 1, 41))
-  masks = [builtin.shape_mask(k, u, v) for k in range(builtin.NUM_CLASSES)]
-  for i in range(len(masks)):
-    for j in range(i):
-      assert (masks[i] != masks[j]).mean() > 0.05, (i, j)
+    # Mean colours of two classes over many draws are indistinguishable,
+    # while the shapes differ: the set is not solvable from colour alone.
+    means = {}
+    for label in (0, 2):
+        draws = [builtin.render(label, np.random.default_rng([9, label, i])) for i in range(30)]
+        means[label] = np.mean([d[0].mean(axis=(0, 1)) for d in draws], axis=0)
+    assert np.abs(means[0] - means[2]).max() < 25
+    u, v = np.meshgrid(np.linspace(-1, 1, 41), np.linspace(-1, 1, 41))
+    masks = [builtin.shape_mask(k, u, v) for k in range(builtin.NUM_CLASSES)]
+    for i in range(len(masks)):
+        for j in range(i):
+            assert (masks[i] != masks[j]).mean() > 0.05, (i, j)
 
 
 LABEL_FILES = [
-    ("n01\ttench, Tinca tinca\nn02\tgoldfish\n",
-     [("n01", "tench, Tinca tinca"), ("n02", "goldfish")]),
-    ("n01 tench, Tinca tinca\nn02 goldfish\n\n",
-     [("n01", "tench, Tinca tinca"), ("n02", "goldfish")]),
+    (
+        "n01\ttench, Tinca tinca\nn02\tgoldfish\n",
+        [("n01", "tench, Tinca tinca"), ("n02", "goldfish")],
+    ),
+    (
+        "n01 tench, Tinca tinca\nn02 goldfish\n\n",
+        [("n01", "tench, Tinca tinca"), ("n02", "goldfish")],
+    ),
     ("n01\nn02\n", [("n01", "n01"), ("n02", "n02")]),
 ]
 
 
 @pytest.mark.parametrize("text,expected", LABEL_FILES)
 def test_labels_file_formats(tmp_path, text, expected):
-  path = tmp_path / "synset_words.txt"
-  path.write_text(text)
-  classes = labels.load_class_list(labels_file=str(path), num_classes=2)
-  assert [(c.synset, c.name) for c in classes] == expected
-  assert [c.index for c in classes] == [0, 1]
+    path = tmp_path / "synset_words.txt"
+    path.write_text(text)
+    classes = labels.load_class_list(labels_file=str(path), num_classes=2)
+    assert [(c.synset, c.name) for c in classes] == expected
+    assert [c.index for c in classes] == [0, 1]
 
 
 def test_labels_file_errors(tmp_path):
-  with pytest.raises(errors.DataError, match="does not exist"):
-    labels.load_class_list(labels_file=str(tmp_path / "no"), num_classes=2)
-  (tmp_path / "l.txt").write_text("a\nb\nc\n")
-  with pytest.raises(errors.DataError, match="lists 3 classes but num_cl"):
-    labels.load_class_list(labels_file=str(tmp_path / "l.txt"),
-                           num_classes=2)
+    with pytest.raises(errors.DataError, match="does not exist"):
+        labels.load_class_list(labels_file=str(tmp_path / "no"), num_classes=2)
+    (tmp_path / "l.txt").write_text("a\nb\nc\n")
+    with pytest.raises(errors.DataError, match="lists 3 classes but num_cl"):
+        labels.load_class_list(labels_file=str(tmp_path / "l.txt"), num_classes=2)
 
 
 def test_labels_from_records_then_generic(tmp_path):
-  util.write_shards(str(tmp_path), "validation", num_shards=1, per_shard=3,
-                    num_classes=3)
-  classes = labels.load_class_list(data_dir=str(tmp_path), num_classes=4)
-  assert classes[:3] == [labels.ClassInfo(i, "s%04d" % i, "class %d" % i)
-                         for i in range(3)]
-  assert classes[3] == labels.ClassInfo(3, "class_0003", "class_0003")
-  generic = labels.load_class_list(data_dir=str(tmp_path / "x"),
-                                   num_classes=2)
-  assert [c.name for c in generic] == ["class_0000", "class_0001"]
+    util.write_shards(str(tmp_path), "validation", num_shards=1, per_shard=3, num_classes=3)
+    classes = labels.load_class_list(data_dir=str(tmp_path), num_classes=4)
+    assert classes[:3] == [labels.ClassInfo(i, f"s{i:04d}", f"class {i}") for i in range(3)]
+    assert classes[3] == labels.ClassInfo(3, "class_0003", "class_0003")
+    generic = labels.load_class_list(data_dir=str(tmp_path / "x"), num_classes=2)
+    assert [c.name for c in generic] == ["class_0000", "class_0001"]

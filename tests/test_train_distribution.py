@@ -4,15 +4,14 @@ Mirrored runs on the two logical CPU devices conftest.py sets up; the
 multi-worker test starts two real worker processes that talk gRPC over
 free loopback ports.
 """
+
 import os
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from delving import config
-from delving import models
-from delving import trainer
+from delving import config, models, trainer
 from tests import train_testutil as util
 
 
@@ -23,8 +22,7 @@ def data_dir(tmp_path_factory):
 
 def _train(data_dir, model_dir, strategy, **overrides):
     recipe = dict(util.TINY_RECIPE, dropout=0.0, **overrides)
-    cfg = config.resolve_config(data_dir=data_dir,
-                                model_dir=str(model_dir), **recipe)
+    cfg = config.resolve_config(data_dir=data_dir, model_dir=str(model_dir), **recipe)
     return trainer.train(cfg, strategy=strategy, verbose=0)
 
 
@@ -41,40 +39,53 @@ def test_mirrored_matches_one_device(data_dir, tmp_path):
     one = _train(data_dir, tmp_path / "one", tf.distribute.OneDeviceStrategy(devices[0]))
     # ReductionToOneDevice: no collective ops, whose instance keys can clash
     # with another MirroredStrategy created earlier in the same test process.
-    two = _train(data_dir, tmp_path / "two", tf.distribute.MirroredStrategy(
-        devices, cross_device_ops=tf.distribute.ReductionToOneDevice()))
+    two = _train(
+        data_dir,
+        tmp_path / "two",
+        tf.distribute.MirroredStrategy(
+            devices, cross_device_ops=tf.distribute.ReductionToOneDevice()
+        ),
+    )
     assert one.step == two.step == util.TINY_RECIPE["steps_per_epoch"]
     cfg = one.config  # the seeded initial weights, rebuilt
     initial = models.build_model(
-        cfg.model, num_classes=cfg.num_classes, activation=cfg.activation,
-        init=cfg.init, dropout=cfg.dropout, width_multiplier=cfg.width_multiplier,
-        fc_units=cfg.fc_units, seed=cfg.seed)
+        cfg.model,
+        num_classes=cfg.num_classes,
+        activation=cfg.activation,
+        init=cfg.init,
+        dropout=cfg.dropout,
+        width_multiplier=cfg.width_multiplier,
+        fc_units=cfg.fc_units,
+        seed=cfg.seed,
+    )
     moved = 0
     for w1, w2, w0 in zip(one.model.weights, two.model.weights, initial.weights):
         a, b = np.asarray(w1.numpy()), np.asarray(w2.numpy())
         np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5, err_msg=w1.path)
         moved += not np.allclose(a, w0.numpy(), atol=1e-7)
     assert moved > len(one.model.weights) // 2  # training did change them
-    np.testing.assert_allclose(one.history[-1]["train_loss"],
-                               two.history[-1]["train_loss"], rtol=1e-4)
+    np.testing.assert_allclose(
+        one.history[-1]["train_loss"], two.history[-1]["train_loss"], rtol=1e-4
+    )
 
 
 @pytest.mark.slow
 def test_multi_worker_two_local_processes(data_dir, tmp_path):
     model_dir = tmp_path / "mw"
     ports = util.free_ports(2)
-    args = util.as_flags(data_dir=data_dir, model_dir=model_dir,
-                         strategy="multi_worker", **util.TINY_RECIPE)
-    workers = [util.start("delving.train", args, TF_CONFIG=util.tf_config(ports, i))
-               for i in range(2)]
+    args = util.as_flags(
+        data_dir=data_dir, model_dir=model_dir, strategy="multi_worker", **util.TINY_RECIPE
+    )
+    workers = [
+        util.start("delving.train", args, TF_CONFIG=util.tf_config(ports, i)) for i in range(2)
+    ]
     outputs = [w.communicate(timeout=240) for w in workers]
-    for worker, (out, err) in zip(workers, outputs):
+    for worker, (_, err) in zip(workers, outputs):
         assert worker.returncode == 0, err[-3000:]
     chief_out = outputs[0][0]
     assert "--strategy=multi_worker (CollectiveAllReduceStrategy, 2 replicas)" in chief_out
     steps = util.TINY_RECIPE["steps_per_epoch"]
-    assert tf.train.latest_checkpoint(str(model_dir / "checkpoints")).endswith(
-        f"ckpt-{steps}")
+    assert tf.train.latest_checkpoint(str(model_dir / "checkpoints")).endswith(f"ckpt-{steps}")
     assert (model_dir / "model.keras").exists()
     assert (model_dir / "training_log.csv").read_text().count("\n") == 2
     # The non-chief's temporary checkpoint directory is gone.

@@ -3,6 +3,7 @@
 Both with the real binary in a subprocess: a SIGKILL (no chance to clean up)
 while it trains, then the same command again.
 """
+
 import csv
 import re
 import shutil
@@ -13,8 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from delving import config
-from delving import trainer
+from delving import config, trainer
 from tests import train_testutil as util
 
 
@@ -30,8 +30,11 @@ def _latest_step(checkpoint_dir):
 
 def _iterations(checkpoint_path):
     """The optimizer's step counter stored in a checkpoint."""
-    names = [n for n, _ in tf.train.list_variables(checkpoint_path)
-             if n.startswith("optimizer/") and "iterations" in n]
+    names = [
+        n
+        for n, _ in tf.train.list_variables(checkpoint_path)
+        if n.startswith("optimizer/") and "iterations" in n
+    ]
     assert names, tf.train.list_variables(checkpoint_path)
     return int(tf.train.load_variable(checkpoint_path, names[0]))
 
@@ -40,9 +43,16 @@ def _iterations(checkpoint_path):
 def test_resume_after_sigkill_mid_epoch(data_dir, tmp_path):
     steps, every = 40, 4
     model_dir = tmp_path / "run"
-    args = util.as_flags(**dict(
-        util.TINY_RECIPE, data_dir=data_dir, model_dir=model_dir, epochs=2,
-        steps_per_epoch=steps, checkpoint_every_steps=every))
+    args = util.as_flags(
+        **dict(
+            util.TINY_RECIPE,
+            data_dir=data_dir,
+            model_dir=model_dir,
+            epochs=2,
+            steps_per_epoch=steps,
+            checkpoint_every_steps=every,
+        )
+    )
     proc = util.start("delving.train", args)
     deadline = time.time() + 120
     while _latest_step(model_dir / "checkpoints") < 2 * every:
@@ -56,8 +66,7 @@ def test_resume_after_sigkill_mid_epoch(data_dir, tmp_path):
 
     code, out, err = util.run("delving.train", args)
     assert code == 0, err[-3000:]
-    resumed = re.search(r"Resumed from \S+: step (\d+), epoch (\d+), (\d+) steps into",
-                        out)
+    resumed = re.search(r"Resumed from \S+: step (\d+), epoch (\d+), (\d+) steps into", out)
     assert resumed, out[-2000:]
     step, epoch, into = map(int, resumed.groups())
     assert step >= killed_at and step % every == 0 and step < steps
@@ -68,8 +77,7 @@ def test_resume_after_sigkill_mid_epoch(data_dir, tmp_path):
     assert _iterations(final) == 2 * steps
     with open(model_dir / "training_log.csv") as f:
         rows = list(csv.DictReader(f))
-    assert [(r["epoch"], r["step"]) for r in rows] == [("1", str(steps)),
-                                                      ("2", str(2 * steps))]
+    assert [(r["epoch"], r["step"]) for r in rows] == [("1", str(steps)), ("2", str(2 * steps))]
     assert (model_dir / "model.keras").exists()
 
 
@@ -77,8 +85,7 @@ def test_resume_after_sigkill_mid_epoch(data_dir, tmp_path):
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(data_dir, tmp_path):
     model_dir = tmp_path / "run"
     recipe = dict(util.TINY_RECIPE, data_dir=data_dir, model_dir=str(model_dir))
-    good = trainer.train(config.resolve_config(**recipe),
-                         verbose=0)
+    good = trainer.train(config.resolve_config(**recipe), verbose=0)
     good_ckpt = tf.train.latest_checkpoint(str(model_dir / "checkpoints"))
     assert good_ckpt.endswith(f"ckpt-{good.step}")
 
@@ -88,8 +95,11 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(data_dir, tmp_path):
     assert code != 0
     lines = util.error_lines(err)
     assert len(lines) == 1 and "Traceback" not in err, err[-3000:]
-    assert re.match(r"delving\.train: error: (loss became (nan|inf)|weights became "
-                     r"NaN/Inf) at step \d+", lines[0]), lines[0]
+    assert re.match(
+        r"delving\.train: error: (loss became (nan|inf)|weights became "
+        r"NaN/Inf) at step \d+",
+        lines[0],
+    ), lines[0]
     assert good_ckpt in lines[0]
     # The latest checkpoint is still the good one, and it restores finite.
     assert tf.train.latest_checkpoint(str(model_dir / "checkpoints")) == good_ckpt

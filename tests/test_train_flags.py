@@ -1,4 +1,5 @@
 """Bad flags fail before any work, in one line naming the flag; config files."""
+
 import dataclasses
 import re
 
@@ -17,8 +18,11 @@ def _bad_flag_cases(empty_dir):
         (["--batch_size=0"], {}, "--batch_size"),
         (["--scale_range=300"], {}, "--scale_range"),
         ([f"--image_size={high + 1}"], {}, f"--scale_range={low},{high}: must be"),
-        (["--strategy=multi_worker", "--batch_size=3"], {"TF_CONFIG": two_workers},
-         "--batch_size=3 is not divisible by the 2 replicas"),
+        (
+            ["--strategy=multi_worker", "--batch_size=3"],
+            {"TF_CONFIG": two_workers},
+            "--batch_size=3 is not divisible by the 2 replicas",
+        ),
         ([f"--data_dir={empty_dir}"], {}, "--data_dir: no files match"),
         ([f"--data_dir={empty_dir}/missing"], {}, "does not exist"),
     ]
@@ -28,8 +32,10 @@ def test_bad_flags_fail_in_one_line(tmp_path):
     """Each bad command exits non-zero, with no traceback, before training."""
     cases = _bad_flag_cases(tmp_path)
     model_dir = tmp_path / "never_written"
-    procs = [util.start("delving.train", args + [f"--model_dir={model_dir}"], **env)
-             for args, env, _ in cases]  # in parallel: start-up dominates
+    procs = [
+        util.start("delving.train", args + [f"--model_dir={model_dir}"], **env)
+        for args, env, _ in cases
+    ]  # in parallel: start-up dominates
     for proc, (args, _, expected) in zip(procs, cases):
         out, err = proc.communicate(timeout=120)
         assert proc.returncode != 0, args
@@ -47,11 +53,33 @@ def test_presets_fill_only_what_is_not_given():
     assert builtin.num_classes == 10 and builtin.image_size == 64
     paper = config.resolve_config(data_dir="/data/imagenet")
     assert paper.preset == "imagenet"
-    assert (paper.model, paper.batch_size, paper.learning_rate, paper.momentum,
-            paper.weight_decay, paper.dropout, paper.scale_range, paper.image_size,
-            paper.init, paper.activation, paper.epochs, paper.lr_schedule) == (
-        "model_a", 128, 1e-2, 0.9, 5e-4, 0.5, (256, 512), 224, "he_fan_out",
-        "prelu", 80, "plateau")
+    assert (
+        paper.model,
+        paper.batch_size,
+        paper.learning_rate,
+        paper.momentum,
+        paper.weight_decay,
+        paper.dropout,
+        paper.scale_range,
+        paper.image_size,
+        paper.init,
+        paper.activation,
+        paper.epochs,
+        paper.lr_schedule,
+    ) == (
+        "model_a",
+        128,
+        1e-2,
+        0.9,
+        5e-4,
+        0.5,
+        (256, 512),
+        224,
+        "he_fan_out",
+        "prelu",
+        80,
+        "plateau",
+    )
     mine = config.resolve_config(data_dir="/d", batch_size=256, model="model_b")
     assert (mine.batch_size, mine.model, mine.epochs) == (256, "model_b", 80)
     assert mine.model_dir == "runs/imagenet_model_b_prelu"
@@ -65,12 +93,15 @@ def test_config_json_round_trip(tmp_path):
     assert config.load(path).scale_range == (80, 100)
 
 
-@pytest.mark.parametrize("field,value,words", [
-    ("batch_size", 0, "must be positive"),
-    ("dropout", 1.0, "[0, 1)"),
-    ("eval_resize", 10, ">= image_size"),
-    ("lr_schedule", "cosine", "plateau"),
-])
+@pytest.mark.parametrize(
+    "field,value,words",
+    [
+        ("batch_size", 0, "must be positive"),
+        ("dropout", 1.0, "[0, 1)"),
+        ("eval_resize", 10, ">= image_size"),
+        ("lr_schedule", "cosine", "plateau"),
+    ],
+)
 def test_config_validation_names_the_field(field, value, words):
     with pytest.raises(ValueError, match=rf"^--{field}=.*{re.escape(words)}"):
         config.resolve_config(**{field: value})
@@ -89,8 +120,7 @@ def test_plateau_schedule_divides_by_ten_twice():
     for epoch, err in enumerate(errors):
         s.end_epoch(epoch, err)
         rates.append(round(s.rate(), 8))
-    assert rates == [0.01, 0.01, 0.01, 0.001, 0.001, 0.001, 0.0001, 0.0001,
-                     0.0001, 0.0001, 0.0001]
+    assert rates == [0.01, 0.01, 0.01, 0.001, 0.001, 0.001, 0.0001, 0.0001, 0.0001, 0.0001, 0.0001]
 
 
 def test_step_schedule():

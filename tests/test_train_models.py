@@ -1,11 +1,10 @@
 """End-to-end smoke run of every network through the real training loop."""
+
 import math
 
 import pytest
 
-from delving import config
-from delving import models
-from delving import trainer
+from delving import config, models, trainer
 from tests import train_testutil as util
 
 
@@ -16,10 +15,22 @@ def data_dir(tmp_path_factory):
 
 @pytest.mark.parametrize("name", models.MODEL_NAMES)
 def test_every_model_trains_one_step(name, data_dir, tmp_path):
-    cfg = config.resolve_config(**dict(
-        util.TINY_RECIPE, model=name, data_dir=data_dir, model_dir=str(tmp_path),
-        width_multiplier=1 / 32, fc_units=8, image_size=64, scale_range=(64, 72),
-        eval_resize=64, batch_size=2, steps_per_epoch=1, eval_steps=1))
+    cfg = config.resolve_config(
+        **dict(
+            util.TINY_RECIPE,
+            model=name,
+            data_dir=data_dir,
+            model_dir=str(tmp_path),
+            width_multiplier=1 / 32,
+            fc_units=8,
+            image_size=64,
+            scale_range=(64, 72),
+            eval_resize=64,
+            batch_size=2,
+            steps_per_epoch=1,
+            eval_steps=1,
+        )
+    )
     result = trainer.train(cfg, verbose=0)
     assert result.step == 1 and result.epoch == 1
     row = result.history[-1]

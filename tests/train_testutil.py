@@ -5,6 +5,7 @@ records in the ImageNet schema), generated once per pytest session under its
 base temporary directory. The tiny recipe keeps every network small enough
 that a training step takes milliseconds on a CPU.
 """
+
 import json
 import os
 import socket
@@ -18,17 +19,30 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # 2 train shards (one per worker in the multi-worker test), 2 validation.
 TINY_SPLITS = (("train", 96, 2), ("validation", 40, 2))
 
-TINY_RECIPE = dict(preset="builtin", model="small_14", width_multiplier=0.125, fc_units=16,
-                   image_size=32, scale_range=(36, 48), eval_resize=36,
-                   batch_size=8, learning_rate=0.01, epochs=1,
-                   steps_per_epoch=3, eval_steps=2, log_every_steps=1)
+TINY_RECIPE = dict(
+    preset="builtin",
+    model="small_14",
+    width_multiplier=0.125,
+    fc_units=16,
+    image_size=32,
+    scale_range=(36, 48),
+    eval_resize=36,
+    batch_size=8,
+    learning_rate=0.01,
+    epochs=1,
+    steps_per_epoch=3,
+    eval_steps=2,
+    log_every_steps=1,
+)
 
 
 def tiny_data_dir(tmp_path_factory):
     """The session's tiny built-in dataset (generated on first use)."""
     return builtin.ensure_dataset(
         str(tmp_path_factory.getbasetemp() / "tiny_builtin"),
-        splits=TINY_SPLITS, size_range=(40, 56))
+        splits=TINY_SPLITS,
+        size_range=(40, 56),
+    )
 
 
 def as_flags(**values):
@@ -45,8 +59,7 @@ def as_flags(**values):
 
 
 def subprocess_env(**extra):
-    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2",
-               CUDA_VISIBLE_DEVICES="")
+    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
     env.update(extra)
     return env
 
@@ -54,8 +67,13 @@ def subprocess_env(**extra):
 def start(module, args, **env):
     """Starts `python -m module args...` in the repo root; returns the Popen."""
     return subprocess.Popen(
-        [sys.executable, "-m", module, *args], cwd=ROOT, env=subprocess_env(**env),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        env=subprocess_env(**env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def run(module, args, timeout=180, **env):
@@ -76,13 +94,15 @@ def free_ports(n):
 
 
 def tf_config(ports, index):
-    return json.dumps({"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
-                       "task": {"type": "worker", "index": index}})
+    return json.dumps(
+        {
+            "cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
+            "task": {"type": "worker", "index": index},
+        }
+    )
 
 
 def error_lines(stderr):
     """stderr lines that are not TensorFlow/absl start-up chatter."""
-    noise = ("WARNING: All log messages", "I0000", "W0000", "E0000",
-             "Pass --helpshort")
-    return [line for line in stderr.splitlines()
-            if line.strip() and not line.startswith(noise)]
+    noise = ("WARNING: All log messages", "I0000", "W0000", "E0000", "Pass --helpshort")
+    return [line for line in stderr.splitlines() if line.strip() and not line.startswith(noise)]

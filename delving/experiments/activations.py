@@ -12,38 +12,53 @@ paper's.
 Usage:
   python -m delving.experiments.activations --output_dir=/tmp/activations [--quick]
 """
+
 import os
 import time
 
-from absl import app
-from absl import flags
+from absl import app, flags
 
 _OUTPUT_DIR = flags.DEFINE_string(
-    "output_dir", "runs/experiments/activations", "Where the tables, JSON, figures and runs go.")
-_QUICK = flags.DEFINE_bool("quick", False, "A tiny dataset, a few steps, one seed and (unless "
-                           "--activations is given) relu and prelu only, for tests.")
+    "output_dir", "runs/experiments/activations", "Where the tables, JSON, figures and runs go."
+)
+_QUICK = flags.DEFINE_bool(
+    "quick",
+    False,
+    "A tiny dataset, a few steps, one seed and (unless "
+    "--activations is given) relu and prelu only, for tests.",
+)
 _DATA_DIR = flags.DEFINE_string(
-    "data_dir", None, "TFRecords in the ImageNet schema; default: the built-in dataset.")
-_ACTIVATIONS = flags.DEFINE_list("activations", "relu,lrelu,prelu_shared,prelu",
-                                 "Activations to compare.")
+    "data_dir", None, "TFRecords in the ImageNet schema; default: the built-in dataset."
+)
+_ACTIVATIONS = flags.DEFINE_list(
+    "activations", "relu,lrelu,prelu_shared,prelu", "Activations to compare."
+)
 _SEEDS = flags.DEFINE_list("seeds", "0,1,2", "Seeds; every activation is trained with each.")
 _INIT = flags.DEFINE_enum(
-    "init", "he_fan_in", ["he_fan_in", "he_fan_out", "he_prelu"],
+    "init",
+    "he_fan_in",
+    ["he_fan_in", "he_fan_out", "he_prelu"],
     "Initialization for every run. The paper trains with Eq. 14 (he_fan_out), but with fc "
     "layers of 256 units and 10 classes its fan-out scaling makes fc1 and fc3 amplify their "
-    "input several times and runs diverge at these rates; Eq. 10 keeps the forward signal.")
-_WIDTH = flags.DEFINE_float("width_multiplier", 0.25, "Conv widths x this (CPU budget).",
-                            lower_bound=0.01)
+    "input several times and runs diverge at these rates; Eq. 10 keeps the forward signal.",
+)
+_WIDTH = flags.DEFINE_float(
+    "width_multiplier", 0.25, "Conv widths x this (CPU budget).", lower_bound=0.01
+)
 _FC_UNITS = flags.DEFINE_integer("fc_units", 256, "Width of fc1 and fc2.", lower_bound=1)
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", 64, "Training crop size.", lower_bound=8)
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Global batch size.", lower_bound=1)
 _EPOCHS = flags.DEFINE_integer("epochs", 9, "Epochs per run.", lower_bound=1)
-_LR = flags.DEFINE_float("learning_rate", 0.005, "Initial SGD learning rate (momentum 0.9).",
-                         lower_bound=0.0)
+_LR = flags.DEFINE_float(
+    "learning_rate", 0.005, "Initial SGD learning rate (momentum 0.9).", lower_bound=0.0
+)
 _DECAY_EPOCHS = flags.DEFINE_list(
-    "lr_decay_epochs", None, "0-based epochs where the rate is divided by 10 "
+    "lr_decay_epochs",
+    None,
+    "0-based epochs where the rate is divided by 10 "
     "(default: the last third and last sixth of training when there are at least 3 "
-    "epochs, else none).")
+    "epochs, else none).",
+)
 
 NAME = "activations"
 ACTIVATIONS = ("relu", "lrelu", "prelu_shared", "prelu")
@@ -56,56 +71,77 @@ def _all_ints(values):
         return False
 
 
-flags.register_validator("activations", lambda v: bool(v) and set(v) <= set(ACTIVATIONS),
-                         f"must be a non-empty list of {', '.join(ACTIVATIONS)}")
-flags.register_validator("seeds", lambda v: bool(v) and _all_ints(v),
-                         "must be a non-empty list of non-negative integers")
+flags.register_validator(
+    "activations",
+    lambda v: bool(v) and set(v) <= set(ACTIVATIONS),
+    f"must be a non-empty list of {', '.join(ACTIVATIONS)}",
+)
+flags.register_validator(
+    "seeds", lambda v: bool(v) and _all_ints(v), "must be a non-empty list of non-negative integers"
+)
 flags.register_validator("lr_decay_epochs", _all_ints, "must be non-negative integers")
 
 
 def run(*, data_dir, output_dir, activations, seeds, train_fields, verbose=1):
     """Trains every (activation, seed) and tests it with 10 views; returns the results dict."""
-    from delving import evaluation  # pylint: disable=import-outside-toplevel
-    from delving import inputs  # pylint: disable=import-outside-toplevel
+    from delving import (
+        evaluation,  # pylint: disable=import-outside-toplevel
+        inputs,  # pylint: disable=import-outside-toplevel
+    )
     from delving.experiments import common  # pylint: disable=import-outside-toplevel
+
     runs = {}
     for activation in activations:
         runs[activation] = []
         for seed in seeds:
             result, seconds, diverged, history = common.train(
                 model_dir=os.path.join(output_dir, "runs", f"{activation}_seed{seed}"),
-                data_dir=data_dir, verbose=verbose, model="small_14", activation=activation,
-                seed=seed, **train_fields)
+                data_dir=data_dir,
+                verbose=verbose,
+                model="small_14",
+                activation=activation,
+                seed=seed,
+                **train_fields,
+            )
             if diverged:  # Kept as a result; left out of the means.
-                runs[activation].append({"seed": seed, "seconds": seconds, "history": history,
-                                         "diverged": diverged})
+                runs[activation].append(
+                    {"seed": seed, "seconds": seconds, "history": history, "diverged": diverged}
+                )
                 continue
             cfg = result.config
             ten_view = evaluation.evaluate(
-                result.model, inputs.source_from_config(cfg), view="10view",
-                scales=(cfg.eval_resize,), image_size=cfg.image_size,
-                batch_size=cfg.batch_size)
-            runs[activation].append({
-                "seed": seed, "seconds": seconds, "history": result.history,
-                "val_top1_error": ten_view["top1_error"],
-                "val_top5_error": ten_view["top5_error"],
-                "val_count": ten_view["count"],
-                "center_top1_error": result.history[-1]["val_top1_error"],
-                "prelu": {_layer(name): slope for name, slope in result.prelu.items()},
-                "num_classes": cfg.num_classes,
-            })
-    return {"runs": runs, "seeds": list(seeds), "train_fields": train_fields,
-            "data_dir": data_dir}
+                result.model,
+                inputs.source_from_config(cfg),
+                view="10view",
+                scales=(cfg.eval_resize,),
+                image_size=cfg.image_size,
+                batch_size=cfg.batch_size,
+            )
+            runs[activation].append(
+                {
+                    "seed": seed,
+                    "seconds": seconds,
+                    "history": result.history,
+                    "val_top1_error": ten_view["top1_error"],
+                    "val_top5_error": ten_view["top5_error"],
+                    "val_count": ten_view["count"],
+                    "center_top1_error": result.history[-1]["val_top1_error"],
+                    "prelu": {_layer(name): slope for name, slope in result.prelu.items()},
+                    "num_classes": cfg.num_classes,
+                }
+            )
+    return {"runs": runs, "seeds": list(seeds), "train_fields": train_fields, "data_dir": data_dir}
 
 
 def _layer(prelu_name):
     """'conv2_1_prelu' -> 'conv2_1' (Table 1's row names)."""
-    return prelu_name[:-len("_prelu")] if prelu_name.endswith("_prelu") else prelu_name
+    return prelu_name[: -len("_prelu")] if prelu_name.endswith("_prelu") else prelu_name
 
 
 def summarize(results):
     """Mean and spread over seeds of the errors, and of each layer's slope."""
     from delving.experiments import common  # pylint: disable=import-outside-toplevel
+
     summary = {}
     for activation, all_runs in results["runs"].items():
         runs = [r for r in all_runs if not r.get("diverged")]
@@ -113,8 +149,10 @@ def summarize(results):
         for key in ("val_top1_error", "val_top5_error", "center_top1_error"):
             s[key] = common.mean_std([r[key] for r in runs])
         if runs and runs[0]["prelu"]:
-            s["prelu"] = {layer: common.mean_std([r["prelu"][layer] for r in runs])
-                          for layer in runs[0]["prelu"]}
+            s["prelu"] = {
+                layer: common.mean_std([r["prelu"][layer] for r in runs])
+                for layer in runs[0]["prelu"]
+            }
         summary[activation] = s
     results["summary"] = summary
     return results
@@ -122,24 +160,40 @@ def summarize(results):
 
 def error_table(results):
     from delving.experiments import common  # pylint: disable=import-outside-toplevel
+
     n = len(results["seeds"])
-    headers = ["activation", f"top-1 err (ours, mean ± std over {n} seeds)",
-               "top-5 err (ours)", "top-1 err per seed", "paper top-1", "paper top-5"]
+    headers = [
+        "activation",
+        f"top-1 err (ours, mean ± std over {n} seeds)",
+        "top-5 err (ours)",
+        "top-1 err per seed",
+        "paper top-1",
+        "paper top-5",
+    ]
     rows = []
     for activation, s in results["summary"].items():
-        per_seed = ", ".join("diverged" if r.get("diverged") else f"{100 * r['val_top1_error']:.1f}"
-                             for r in results["runs"][activation])
+        per_seed = ", ".join(
+            "diverged" if r.get("diverged") else f"{100 * r['val_top1_error']:.1f}"
+            for r in results["runs"][activation]
+        )
         paper = common.PAPER_TABLE2.get(activation, (None, None))
-        rows.append([common.ACTIVATION_LABELS[activation],
-                     "{:.2f} ± {:.2f}".format(*(100 * v for v in s["val_top1_error"])),
-                     "{:.2f} ± {:.2f}".format(*(100 * v for v in s["val_top5_error"])),
-                     per_seed, common.fmt(paper[0]), common.fmt(paper[1])])
+        rows.append(
+            [
+                common.ACTIVATION_LABELS[activation],
+                "{:.2f} ± {:.2f}".format(*(100 * v for v in s["val_top1_error"])),
+                "{:.2f} ± {:.2f}".format(*(100 * v for v in s["val_top5_error"])),
+                per_seed,
+                common.fmt(paper[0]),
+                common.fmt(paper[1]),
+            ]
+        )
     return common.markdown_table(headers, rows)
 
 
 def coefficient_table(results):
     """Table 1's layout: layer | shared (ours, paper) | channel-wise (ours, paper)."""
     from delving.experiments import common  # pylint: disable=import-outside-toplevel
+
     summary = results["summary"]
     variants = [a for a in ("prelu_shared", "prelu") if a in summary]
     if not variants:
@@ -157,23 +211,35 @@ def coefficient_table(results):
         for a in variants:
             mean, std = summary[a]["prelu"].get(layer, (None, None))
             paper = common.PAPER_TABLE1.get(layer)
-            row += [f"{mean:.3f} ± {std:.3f}" if mean is not None else "-",
-                    common.fmt(paper[0 if a == "prelu_shared" else 1], 3) if paper else "-"]
+            row += [
+                f"{mean:.3f} ± {std:.3f}" if mean is not None else "-",
+                common.fmt(paper[0 if a == "prelu_shared" else 1], 3) if paper else "-",
+            ]
         rows.append(row)
     return common.markdown_table(headers, rows)
 
 
 def plot_errors(results):
     from delving.experiments import common  # pylint: disable=import-outside-toplevel
+
     fig, axes = common.plt.subplots(1, 2, figsize=(10, 3.8))
     names = list(results["summary"])
-    for ax, key, paper_index, title in ((axes[0], "val_top1_error", 0, "top-1"),
-                                        (axes[1], "val_top5_error", 1, "top-5")):
+    for ax, key, paper_index, title in (
+        (axes[0], "val_top1_error", 0, "top-1"),
+        (axes[1], "val_top5_error", 1, "top-5"),
+    ):
         xs = range(len(names))
         means = [100 * results["summary"][a][key][0] for a in names]
         stds = [100 * results["summary"][a][key][1] for a in names]
-        ax.bar(xs, means, yerr=stds, capsize=4, color=[common.COLORS[a] for a in names],
-               alpha=0.8, label="ours (mean ± std over seeds)")
+        ax.bar(
+            xs,
+            means,
+            yerr=stds,
+            capsize=4,
+            color=[common.COLORS[a] for a in names],
+            alpha=0.8,
+            label="ours (mean ± std over seeds)",
+        )
         for x, a in zip(xs, names):
             done = [r for r in results["runs"][a] if not r.get("diverged")]
             ax.plot([x] * len(done), [100 * r[key] for r in done], "k.", ms=4)
@@ -190,6 +256,7 @@ def plot_errors(results):
 
 def plot_coefficients(results):
     from delving.experiments import common  # pylint: disable=import-outside-toplevel
+
     fig, ax = common.plt.subplots(figsize=(10, 3.8))
     for a, paper_index, marker in (("prelu_shared", 0, "s"), ("prelu", 1, "o")):
         if "prelu" not in results["summary"].get(a, {}):
@@ -198,11 +265,24 @@ def plot_coefficients(results):
         xs = range(len(layers))
         means = [results["summary"][a]["prelu"][l][0] for l in layers]
         stds = [results["summary"][a]["prelu"][l][1] for l in layers]
-        ax.errorbar(xs, means, yerr=stds, fmt=marker + "-", color=common.COLORS[a], capsize=3,
-                    label=f"{common.ACTIVATION_LABELS[a]}: ours")
-        ax.plot(xs, [common.PAPER_TABLE1.get(l, (float("nan"),) * 2)[paper_index]
-                     for l in layers], marker + "--", color=common.COLORS[a], mfc="white",
-                alpha=0.6, label=f"{common.ACTIVATION_LABELS[a]}: paper (Table 1)")
+        ax.errorbar(
+            xs,
+            means,
+            yerr=stds,
+            fmt=marker + "-",
+            color=common.COLORS[a],
+            capsize=3,
+            label=f"{common.ACTIVATION_LABELS[a]}: ours",
+        )
+        ax.plot(
+            xs,
+            [common.PAPER_TABLE1.get(l, (float("nan"),) * 2)[paper_index] for l in layers],
+            marker + "--",
+            color=common.COLORS[a],
+            mfc="white",
+            alpha=0.6,
+            label=f"{common.ACTIVATION_LABELS[a]}: paper (Table 1)",
+        )
         ax.set_xticks(list(xs), layers, rotation=45, fontsize=8)
     ax.axhline(0.25, color="gray", lw=0.8, ls=":", label="initial slope 0.25")
     ax.set_ylabel("learned slope a (layer mean)")
@@ -223,27 +303,43 @@ def main(argv):
         seeds = seeds[:1]
     start = time.time()
     from delving.experiments import common  # pylint: disable=import-outside-toplevel
+
     data_dir = common.resolve_data_dir(_DATA_DIR.value, quick=quick, output_dir=output_dir)
     epochs = 1 if quick else _EPOCHS.value
     if decay is None:  # /10 for the last third, /100 for the last sixth (as the paper's steps).
-        decay = (sorted({epochs - max(1, epochs // 3), epochs - max(1, epochs // 6)})
-                 if epochs >= 3 else [])
+        decay = (
+            sorted({epochs - max(1, epochs // 3), epochs - max(1, epochs // 6)})
+            if epochs >= 3
+            else []
+        )
     fields = dict(
         init=_INIT.value,
         width_multiplier=0.125 if quick else _WIDTH.value,
         fc_units=32 if quick else _FC_UNITS.value,
         image_size=32 if quick else _IMAGE_SIZE.value,
         batch_size=16 if quick else _BATCH_SIZE.value,
-        epochs=epochs, steps_per_epoch=2 if quick else None,
-        learning_rate=_LR.value, lr_schedule="step", lr_decay_epochs=tuple(decay))
+        epochs=epochs,
+        steps_per_epoch=2 if quick else None,
+        learning_rate=_LR.value,
+        lr_schedule="step",
+        lr_decay_epochs=tuple(decay),
+    )
     size = fields["image_size"]  # The paper's 224 : [256, 512] : 256 ratio of scales.
-    fields.update(scale_range=(round(size * 256 / 224), round(size * 512 / 224)),
-                  eval_resize=round(size * 256 / 224))
+    fields.update(
+        scale_range=(round(size * 256 / 224), round(size * 512 / 224)),
+        eval_resize=round(size * 256 / 224),
+    )
     activations = _ACTIVATIONS.value
     if quick and not flags.FLAGS["activations"].present:
         activations = ["relu", "prelu"]
-    results = run(data_dir=data_dir, output_dir=output_dir, activations=activations,
-                  seeds=seeds, train_fields=fields, verbose=0 if quick else 1)
+    results = run(
+        data_dir=data_dir,
+        output_dir=output_dir,
+        activations=activations,
+        seeds=seeds,
+        train_fields=fields,
+        verbose=0 if quick else 1,
+    )
     summarize(results)
     results.update(quick=quick, seconds=time.time() - start)
     markdown = error_table(results)
@@ -251,9 +347,13 @@ def main(argv):
     if coefficients:
         markdown += "\n\nLearned PReLU coefficients (mean ± std over seeds):\n\n" + coefficients
     paths = common.write_outputs(
-        output_dir, NAME, markdown=markdown, results=results,
+        output_dir,
+        NAME,
+        markdown=markdown,
+        results=results,
         figures=[("", plot_errors(results))]
-        + ([("_coefficients", plot_coefficients(results))] if coefficients else []))
+        + ([("_coefficients", plot_coefficients(results))] if coefficients else []),
+    )
     print(markdown)
     print("\nWrote " + ", ".join(paths))
 

@@ -10,6 +10,7 @@ The constants below are the paper's *reported* numbers, as given in the
 project's paper notes (NOTES.md section 4 for Table 1, section 7 for Table 2). They
 are printed beside our measurements for comparison; they are never results.
 """
+
 import json
 import math
 import os
@@ -75,8 +76,10 @@ def fmt(value, digits=2):
 
 def markdown_table(headers, rows):
     """A GitHub Markdown table; cells are converted with str()."""
-    lines = ["| " + " | ".join(str(h) for h in headers) + " |",
-             "| " + " | ".join("---" for _ in headers) + " |"]
+    lines = [
+        "| " + " | ".join(str(h) for h in headers) + " |",
+        "| " + " | ".join("---" for _ in headers) + " |",
+    ]
     for row in rows:
         if len(row) != len(headers):
             raise ValueError(f"row has {len(row)} cells, table has {len(headers)} columns: {row}")
@@ -145,9 +148,13 @@ def hardware_summary():
             memory_gib = int(match.group(1)) / 2**20
     except OSError:
         pass
-    return {"cpu": cpu, "cores": cores, "memory_gib": memory_gib,
-            "system": f"{platform.system()} {platform.release()}",
-            "python": platform.python_version()}
+    return {
+        "cpu": cpu,
+        "cores": cores,
+        "memory_gib": memory_gib,
+        "system": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+    }
 
 
 # A tiny built-in dataset for --quick runs (tests): seconds to generate.
@@ -157,11 +164,11 @@ QUICK_SPLITS = (("train", 48, 2), ("validation", 24, 1))
 def resolve_data_dir(data_dir, *, quick, output_dir):
     """`--data_dir` if given; else the built-in set (a tiny one under output_dir for --quick)."""
     from pipelines import builtin  # pylint: disable=import-outside-toplevel
+
     if data_dir:
         return data_dir
     if quick:
-        return builtin.ensure_dataset(os.path.join(output_dir, "quick_data"),
-                                      splits=QUICK_SPLITS)
+        return builtin.ensure_dataset(os.path.join(output_dir, "quick_data"), splits=QUICK_SPLITS)
     return builtin.ensure_dataset()
 
 
@@ -180,10 +187,12 @@ def train(*, model_dir, data_dir, verbose=1, **fields):
     """
     from delving import config as config_lib  # pylint: disable=import-outside-toplevel
     from delving import trainer  # pylint: disable=import-outside-toplevel
+
     if os.path.isdir(model_dir):
         shutil.rmtree(model_dir)
-    cfg = config_lib.resolve_config(preset="builtin", data_dir=data_dir,
-                                    model_dir=model_dir, **fields)
+    cfg = config_lib.resolve_config(
+        preset="builtin", data_dir=data_dir, model_dir=model_dir, **fields
+    )
     start = time.time()
     try:
         result = trainer.train(cfg, verbose=verbose)

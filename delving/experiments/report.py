@@ -11,6 +11,7 @@ Usage (from the repository root; about 40 minutes on 2 CPU cores):
   python -m delving.experiments.report --quick --output=/tmp/r/REPRODUCTION.md \
       --figures_dir=/tmp/r/figures --work_dir=/tmp/r/work       # seconds, for tests
 """
+
 import datetime
 import importlib.metadata
 import json
@@ -21,27 +22,34 @@ import subprocess
 import sys
 import time
 
-from absl import app
-from absl import flags
+from absl import app, flags
 
 _OUTPUT = flags.DEFINE_string("output", "docs/REPRODUCTION.md", "The report to (re)write.")
 _FIGURES_DIR = flags.DEFINE_string("figures_dir", "docs/figures", "Where the report's PNGs go.")
-_WORK_DIR = flags.DEFINE_string("work_dir", "runs/reproduction",
-                                "Output directories of the experiments (runs, JSON, tables).")
+_WORK_DIR = flags.DEFINE_string(
+    "work_dir", "runs/reproduction", "Output directories of the experiments (runs, JSON, tables)."
+)
 _QUICK = flags.DEFINE_bool("quick", False, "Run every experiment with --quick (for tests).")
 _RENDER_ONLY = flags.DEFINE_bool(
-    "render_only", False, "Run nothing: rewrite the report from the runs already in "
-    "--work_dir (after changing the report's text).")
+    "render_only",
+    False,
+    "Run nothing: rewrite the report from the runs already in "
+    "--work_dir (after changing the report's text).",
+)
 _EXTRA = flags.DEFINE_multi_string(
-    "experiment_flag", [], "EXPERIMENT:--flag=value passed to one experiment, e.g. "
-    "'activations:--seeds=0,1,2,3'. Repeatable.")
+    "experiment_flag",
+    [],
+    "EXPERIMENT:--flag=value passed to one experiment, e.g. "
+    "'activations:--seeds=0,1,2,3'. Repeatable.",
+)
 
 EXPERIMENTS = ("signal_propagation", "convergence", "activations")
 
 flags.register_validator(
     "experiment_flag",
     lambda values: all(":--" in v and v.split(":", 1)[0] in EXPERIMENTS for v in values),
-    f"expected EXPERIMENT:--flag=value with EXPERIMENT one of {', '.join(EXPERIMENTS)}")
+    f"expected EXPERIMENT:--flag=value with EXPERIMENT one of {', '.join(EXPERIMENTS)}",
+)
 
 
 def _command(name, work_dir, quick, extra):
@@ -69,17 +77,21 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     from delving.experiments import report_text  # pylint: disable=import-outside-toplevel
+
     run_file = os.path.join(_WORK_DIR.value, "report_run.json")
     if _RENDER_ONLY.value:
         done, started, total, load = _recorded_run(run_file)
     else:
-        started = datetime.datetime.now(datetime.timezone.utc)
+        started = datetime.datetime.now(datetime.UTC)
         start, load_start = time.time(), os.getloadavg()[0]
         done = run_experiments(_WORK_DIR.value, _QUICK.value, _EXTRA.value)
         total, load = time.time() - start, (load_start, os.getloadavg()[0])
         with open(run_file, "w") as f:
-            json.dump({"runs": done, "started": started.isoformat(), "seconds": total,
-                       "load": load}, f, indent=1)
+            json.dump(
+                {"runs": done, "started": started.isoformat(), "seconds": total, "load": load},
+                f,
+                indent=1,
+            )
     os.makedirs(_FIGURES_DIR.value, exist_ok=True)
     figures = {}
     for name in EXPERIMENTS:
@@ -87,18 +99,29 @@ def main(argv):
         for file in sorted(os.listdir(src_dir)):
             if file.endswith(".png"):
                 shutil.copyfile(os.path.join(src_dir, file), os.path.join(_FIGURES_DIR.value, file))
-                figures[file[:-4]] = os.path.relpath(os.path.join(_FIGURES_DIR.value, file),
-                                                     os.path.dirname(os.path.abspath(_OUTPUT.value)))
+                figures[file[:-4]] = os.path.relpath(
+                    os.path.join(_FIGURES_DIR.value, file),
+                    os.path.dirname(os.path.abspath(_OUTPUT.value)),
+                )
     versions = {p: _version(p) for p in ("tensorflow", "keras", "numpy", "matplotlib")}
     text = report_text.render(
-        work_dir=_WORK_DIR.value, runs=done, total_seconds=total, started=started,
-        figures=figures, quick=_QUICK.value, versions=versions, load=load,
-        report_command=shlex.join(["python", "-m", "delving.experiments.report"] + _flag_args()))
+        work_dir=_WORK_DIR.value,
+        runs=done,
+        total_seconds=total,
+        started=started,
+        figures=figures,
+        quick=_QUICK.value,
+        versions=versions,
+        load=load,
+        report_command=shlex.join(["python", "-m", "delving.experiments.report"] + _flag_args()),
+    )
     os.makedirs(os.path.dirname(os.path.abspath(_OUTPUT.value)), exist_ok=True)
     with open(_OUTPUT.value, "w") as f:
         f.write(text)
-    print(f"\nWrote {_OUTPUT.value} and {len(figures)} figures in {_FIGURES_DIR.value} "
-          f"({total / 60:.1f} min)")
+    print(
+        f"\nWrote {_OUTPUT.value} and {len(figures)} figures in {_FIGURES_DIR.value} "
+        f"({total / 60:.1f} min)"
+    )
 
 
 def _recorded_run(run_file):
@@ -112,8 +135,12 @@ def _recorded_run(run_file):
         with open(run_file) as f:
             rec = json.load(f)
         runs = {name: (cmd, sec) for name, (cmd, sec) in rec["runs"].items()}
-        return (runs, datetime.datetime.fromisoformat(rec["started"]), rec["seconds"],
-                tuple(rec["load"]))
+        return (
+            runs,
+            datetime.datetime.fromisoformat(rec["started"]),
+            rec["seconds"],
+            tuple(rec["load"]),
+        )
     runs, starts = {}, []
     for name in EXPERIMENTS:
         path = os.path.join(_WORK_DIR.value, name, f"{name}.json")
@@ -123,15 +150,18 @@ def _recorded_run(run_file):
             seconds = json.load(f)["seconds"]
         runs[name] = (_command(name, _WORK_DIR.value, _QUICK.value, _EXTRA.value), seconds)
         starts.append(os.path.getmtime(path) - seconds)
-    started = datetime.datetime.fromtimestamp(min(starts), datetime.timezone.utc)
+    started = datetime.datetime.fromtimestamp(min(starts), datetime.UTC)
     return runs, started, sum(sec for _, sec in runs.values()), None
 
 
 def _flag_args():
     """The flags this run was given, as they were written."""
     names = {"output", "figures_dir", "work_dir", "quick", "experiment_flag"}
-    return [a for a in sys.argv[1:] if a.lstrip("-").split("=")[0] in names
-            or a.lstrip("-") in {f"no{n}" for n in names}]
+    return [
+        a
+        for a in sys.argv[1:]
+        if a.lstrip("-").split("=")[0] in names or a.lstrip("-") in {f"no{n}" for n in names}
+    ]
 
 
 def _version(package):

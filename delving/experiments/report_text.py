@@ -5,6 +5,7 @@ factor of ...") are computed from the results passed in; the only numbers
 not measured are the paper's, from `common.PAPER_TABLE1/2` and the claims
 quoted from the paper in the text.
 """
+
 import json
 import math
 import os
@@ -42,23 +43,33 @@ def _recipe(work_dir):
     return {}
 
 
-def setup_section(*, hardware, versions, runs, total_seconds, started, load, data_info,
-                  fields, quick, recipe=None):
+def setup_section(
+    *, hardware, versions, runs, total_seconds, started, load, data_info, fields, quick, recipe=None
+):
     recipe = recipe or {}
     lines = ["## Setup", ""]
     mem = f"{hardware['memory_gib']:.1f} GiB" if hardware["memory_gib"] else "unknown"
-    lines.append(f"- **Hardware**: {hardware['cpu']}, {hardware['cores']} CPU cores, "
-                 f"{mem} memory, no accelerator; {hardware['system']}, Python "
-                 f"{hardware['python']}, " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".")
-    per = ", ".join(f"{name.replace('_', ' ')} {sec / 60:.1f} min" for name, (_, sec) in runs.items())
-    lines.append(f"- **Run time**: {total_seconds / 60:.1f} min in all ({per}), started "
-                 f"{started:%Y-%m-%d %H:%M} UTC. " + (
-                     f"The 1-minute load average was {load[0]:.1f} at the start and "
-                     f"{load[1]:.1f} at the end on {hardware['cores']} cores: other jobs shared "
-                     "the machine when it is above the core count, and the times are then "
-                     "longer than on an idle machine." if load else
-                     "(Rendered again from those runs with `--render_only`; the load average "
-                     "was not recorded.)"))
+    lines.append(
+        f"- **Hardware**: {hardware['cpu']}, {hardware['cores']} CPU cores, "
+        f"{mem} memory, no accelerator; {hardware['system']}, Python "
+        f"{hardware['python']}, " + ", ".join(f"{k} {v}" for k, v in versions.items()) + "."
+    )
+    per = ", ".join(
+        f"{name.replace('_', ' ')} {sec / 60:.1f} min" for name, (_, sec) in runs.items()
+    )
+    lines.append(
+        f"- **Run time**: {total_seconds / 60:.1f} min in all ({per}), started "
+        f"{started:%Y-%m-%d %H:%M} UTC. "
+        + (
+            f"The 1-minute load average was {load[0]:.1f} at the start and "
+            f"{load[1]:.1f} at the end on {hardware['cores']} cores: other jobs shared "
+            "the machine when it is above the core count, and the times are then "
+            "longer than on an idle machine."
+            if load
+            else "(Rendered again from those runs with `--render_only`; the load average "
+            "was not recorded.)"
+        )
+    )
     if data_info:
         sizes = data_info.get("size_range", ["?", "?"])
         lines.append(
@@ -67,24 +78,31 @@ def setup_section(*, hardware, versions, runs, total_seconds, started, load, dat
             f"procedurally drawn shapes and textures ({', '.join(data_info.get('classes', []))}), "
             f"{data_info['splits']['train']} training and {data_info['splits']['validation']} "
             f"validation JPEGs of {sizes[0]}-{sizes[1]} px, in the ImageNet TFRecord schema. "
-            "The paper uses ImageNet 2012: 1.28 M training images, 1000 classes.")
+            "The paper uses ImageNet 2012: 1.28 M training images, 1000 classes."
+        )
     if fields:
         lines.append(
             f"- **Recipe** (both training experiments, through `delving.trainer`): the paper's "
             f"(SGD momentum {recipe.get('momentum')}, weight decay {recipe.get('weight_decay'):g} "
             f"not on PReLU slopes, scale jitter, random crops, flips, colour noise) shrunk to "
             f"the machine, with the `builtin` preset's departures: "
-            + (f"dropout {recipe['dropout']:g}" if recipe.get("dropout") else
-               "no dropout (paper 0.5)")
-            + (", inputs divided by the RGB std after the mean" if recipe.get("input_std")
-               else "") + "; "
+            + (
+                f"dropout {recipe['dropout']:g}"
+                if recipe.get("dropout")
+                else "no dropout (paper 0.5)"
+            )
+            + (", inputs divided by the RGB std after the mean" if recipe.get("input_std") else "")
+            + "; "
             f"{fields['image_size']}x{fields['image_size']} crops from shorter sides in "
             f"[{fields['scale_range'][0]}, {fields['scale_range'][1]}] (the paper's 224 in "
             f"[256, 512]), conv widths x{fields['width_multiplier']}, fc1/fc2 "
-            f"{fields['fc_units']} units (paper 4096), batch {fields['batch_size']} (paper 128).")
+            f"{fields['fc_units']} units (paper 4096), batch {fields['batch_size']} (paper 128)."
+        )
     if quick:
-        lines.append("- **Quick mode**: tiny data and a few steps, to test the pipeline only; "
-                     "these numbers mean nothing.")
+        lines.append(
+            "- **Quick mode**: tiny data and a few steps, to test the pipeline only; "
+            "these numbers mean nothing."
+        )
     lines += ["", "Commands (from the repository root), as run:", "", "```"]
     lines += [" ".join(cmd) for cmd, _ in runs.values()]
     lines += ["```", ""]
@@ -92,33 +110,50 @@ def setup_section(*, hardware, versions, runs, total_seconds, started, load, dat
 
 
 def signal_section(results, markdown, figure):
-    lines = ["## 1. Signal propagation at initialization (Eq. 9 and 13)", "",
-             "**Paper (Sec. 2.2-2.3)**: with ReLU, the rectifier init keeps the variance of the "
-             "responses (Eq. 10, forward) or of the gradients (Eq. 14, backward) the same in every "
-             "layer, and either one keeps the other direction within a constant factor "
-             "(`c_2/d_L`); \"Xavier\" (`Var[w] = 1/n`) halves the variance per layer, so the std "
-             "shrinks as `(1/sqrt(2))^L`.", "",
-             "**Ours**: per-layer std of the conv responses `y_l` and of the gradients "
-             "`dE/dx_l` reaching each conv layer, in freshly initialized networks fed "
-             f"standard-normal images (batch {results['batch_size']}), geometric mean over "
-             f"{results['draws']} independent weight draws (band: min-max). Networks: "
-             + "; ".join(f"`{k}`: {v['description']}" for k, v in results["networks"].items())
-             + ". The dashed line is the prediction for Xavier: the measured He fan-in curve "
-             "times `(1/sqrt(2))^l` forward and `(1/sqrt(2))^(L-l+1)` backward, which holds "
-             "whatever the max pools and borders do, since ReLU, max pooling and bias-free "
-             "convolution are all positively homogeneous.", "",
-             f"![signal propagation]({figure})", "", markdown.strip(), ""]
+    lines = [
+        "## 1. Signal propagation at initialization (Eq. 9 and 13)",
+        "",
+        "**Paper (Sec. 2.2-2.3)**: with ReLU, the rectifier init keeps the variance of the "
+        "responses (Eq. 10, forward) or of the gradients (Eq. 14, backward) the same in every "
+        "layer, and either one keeps the other direction within a constant factor "
+        '(`c_2/d_L`); "Xavier" (`Var[w] = 1/n`) halves the variance per layer, so the std '
+        "shrinks as `(1/sqrt(2))^L`.",
+        "",
+        "**Ours**: per-layer std of the conv responses `y_l` and of the gradients "
+        "`dE/dx_l` reaching each conv layer, in freshly initialized networks fed "
+        f"standard-normal images (batch {results['batch_size']}), geometric mean over "
+        f"{results['draws']} independent weight draws (band: min-max). Networks: "
+        + "; ".join(f"`{k}`: {v['description']}" for k, v in results["networks"].items())
+        + ". The dashed line is the prediction for Xavier: the measured He fan-in curve "
+        "times `(1/sqrt(2))^l` forward and `(1/sqrt(2))^(L-l+1)` backward, which holds "
+        "whatever the max pools and borders do, since ReLU, max pooling and bias-free "
+        "convolution are all positively homogeneous.",
+        "",
+        f"![signal propagation]({figure})",
+        "",
+        markdown.strip(),
+        "",
+    ]
     findings = []
     for name, net in results["networks"].items():
         inits = net["inits"]
         he, xa = inits.get("he_fan_in"), inits.get("xavier")
         if he:
-            text = (f"`{name}`, He fan-in: std(y_L)/std(y_1) = {he['forward_ratio']:.3g}"
-                    + (f" (theory {he['forward_ratio_predicted']:.3g})"
-                       if "forward_ratio_predicted" in he else "")
-                    + f", std(dx_1)/std(dx_L) = {he['backward_ratio']:.3g}"
-                    + (f" (theory {he['backward_ratio_predicted']:.3g})"
-                       if "backward_ratio_predicted" in he else "") + ".")
+            text = (
+                f"`{name}`, He fan-in: std(y_L)/std(y_1) = {he['forward_ratio']:.3g}"
+                + (
+                    f" (theory {he['forward_ratio_predicted']:.3g})"
+                    if "forward_ratio_predicted" in he
+                    else ""
+                )
+                + f", std(dx_1)/std(dx_L) = {he['backward_ratio']:.3g}"
+                + (
+                    f" (theory {he['backward_ratio_predicted']:.3g})"
+                    if "backward_ratio_predicted" in he
+                    else ""
+                )
+                + "."
+            )
             findings.append(text)
         if he and xa:
             f_fwd = _factor(xa["forward_vs_he_fan_in"], xa["forward_vs_he_fan_in_predicted"])
@@ -129,36 +164,55 @@ def signal_section(results, markdown, figure):
                 f"a factor {f_fwd:.2f} apart), the first layer's gradient "
                 f"{xa['backward_vs_he_fan_in']:.2e} times (predicted "
                 f"{xa['backward_vs_he_fan_in_predicted']:.2e}, a factor {f_bwd:.2f} apart): "
-                + ("the exponential decay of Eq. 9/13 is reproduced."
-                   if max(f_fwd, f_bwd) < 3 and xa["forward_vs_he_fan_in"] < 1e-2 else
-                   "this does **not** match the predicted decay."))
+                + (
+                    "the exponential decay of Eq. 9/13 is reproduced."
+                    if max(f_fwd, f_bwd) < 3 and xa["forward_vs_he_fan_in"] < 1e-2
+                    else "this does **not** match the predicted decay."
+                )
+            )
         fo = inits.get("he_fan_out")
         if he and fo:
             findings.append(
                 f"`{name}`, He fan-out: {fo['forward_vs_he_fan_in']:.3f} times He fan-in "
                 f"forward at the last layer (predicted sqrt(c_1/d_L) = "
-                f"{fo['forward_vs_he_fan_in_predicted']:.3f}): a constant, not exponential, factor.")
+                f"{fo['forward_vs_he_fan_in_predicted']:.3f}): a constant, not exponential, factor."
+            )
     lines += [f"- {f}" for f in findings]
-    plain = [n for n in results["networks"].values() if "forward_ratio_predicted" in
-             n["inits"].get("he_fan_in", {})]
-    lines += ["", "Notes: single draws of a finite-width network scatter around the expectation "
-              "(the log of the variance performs a random walk whose spread grows with depth "
-              "and shrinks with width), hence the bands"
-              + (" and the plain stack's He curves being flat only to within that scatter" if plain
-                 else "") + ". In `small_30` the max pools change the scale of the signal (a max "
-              "of rectified values has a larger second moment; its gradient reaches one input of "
-              "each window), and the zero padding of the 2x2 convs (one pixel, on alternating "
-              "sides: `delving.model_specs`) shrinks the signal a little near the borders in "
-              "every layer, so even He's curves are not flat there; the Xavier/He ratio is "
-              "unaffected.", ""]
+    plain = [
+        n
+        for n in results["networks"].values()
+        if "forward_ratio_predicted" in n["inits"].get("he_fan_in", {})
+    ]
+    lines += [
+        "",
+        "Notes: single draws of a finite-width network scatter around the expectation "
+        "(the log of the variance performs a random walk whose spread grows with depth "
+        "and shrinks with width), hence the bands"
+        + (
+            " and the plain stack's He curves being flat only to within that scatter"
+            if plain
+            else ""
+        )
+        + ". In `small_30` the max pools change the scale of the signal (a max "
+        "of rectified values has a larger second moment; its gradient reaches one input of "
+        "each window), and the zero padding of the 2x2 convs (one pixel, on alternating "
+        "sides: `delving.model_specs`) shrinks the signal a little near the borders in "
+        "every layer, so even He's curves are not flat there; the Xavier/He ratio is "
+        "unaffected.",
+        "",
+    ]
     return "\n".join(lines)
 
 
 def convergence_section(results, markdown, figure):
-    lines = ["## 2. Convergence of deep plain ReLU nets (Fig. 2 and 3)", "",
-             "**Paper**: model B (22 layers): both inits converge, the rectifier init starts "
-             "reducing the error earlier (Fig. 2). The 30-layer model: \"Xavier\" stalls "
-             "completely, the rectifier init converges (Fig. 3).", ""]
+    lines = [
+        "## 2. Convergence of deep plain ReLU nets (Fig. 2 and 3)",
+        "",
+        "**Paper**: model B (22 layers): both inits converge, the rectifier init starts "
+        'reducing the error earlier (Fig. 2). The 30-layer model: "Xavier" stalls '
+        "completely, the rectifier init converges (Fig. 3).",
+        "",
+    ]
     any_run = next(iter(next(iter(results["runs"].values())).values()))
     f = results["train_fields"]
     lines.append(
@@ -166,10 +220,11 @@ def convergence_section(results, markdown, figure):
         f"rate {f['learning_rate']:g}, {f['epochs']} epochs of {any_run['steps_per_epoch']} "
         f"steps. The rectifier init here is Eq. 10 (fan-in), which differs from Xavier by exactly "
         f"the factor 2 in every layer's weight variance that the paper is about (the paper "
-        f"trains with Eq. 14 and states that either suffices). \"Stalled\" means neither "
+        f'trains with Eq. 14 and states that either suffices). "Stalled" means neither '
         f"the training nor the validation error ever went {100 * 0.05:.0f} points below chance; "
         f"training error is measured on the augmented training batches, as Caffe logs it, "
-        f"validation error on centre crops.")
+        f"validation error on centre crops."
+    )
     lines += ["", f"![convergence]({figure})", "", markdown.strip(), ""]
     depth = {"small_30": "30-layer", "model_b": "22-layer (model B)"}
     for model, per_init in results["runs"].items():
@@ -179,37 +234,50 @@ def convergence_section(results, markdown, figure):
             continue
         h, x = per_init[he], per_init["xavier"]
         if h.get("diverged") or x.get("diverged"):
-            lines.append(f"- {depth.get(model, model)} `{model}`: "
-                         + "; ".join(f"{common.INIT_LABELS[i]} diverged ({r['diverged']})"
-                                     for i, r in ((he, h), ("xavier", x)) if r.get("diverged"))
-                         + ": no comparison.")
+            lines.append(
+                f"- {depth.get(model, model)} `{model}`: "
+                + "; ".join(
+                    f"{common.INIT_LABELS[i]} diverged ({r['diverged']})"
+                    for i, r in ((he, h), ("xavier", x))
+                    if r.get("diverged")
+                )
+                + ": no comparison."
+            )
             continue
-        said = (f"{depth.get(model, model)} `{model}`: rectifier init "
-                f"{'stalled' if h['stalled'] else 'learned'} (training error "
-                f"{_pct(h['train_error_first'])} -> {_pct(h['train_error_last'])}, best "
-                f"{_pct(h['train_error_min'])}; validation top-1 best "
-                f"{_pct(h['val_top1_best'])}, last {_pct(h['val_top1_last'])}; lowest training "
-                f"loss {h.get('train_loss_min', float('nan')):.3f}); Xavier "
-                f"{'stalled' if x['stalled'] else 'learned'} ({_pct(x['train_error_first'])} "
-                f"-> {_pct(x['train_error_last'])}, best {_pct(x['train_error_min'])}; validation "
-                f"best {_pct(x['val_top1_best'])}, last {_pct(x['val_top1_last'])}; lowest "
-                f"training loss {x.get('train_loss_min', float('nan')):.3f}, chance "
-                f"{math.log(1 / (1 - x['chance_error'])):.3f}).")
+        said = (
+            f"{depth.get(model, model)} `{model}`: rectifier init "
+            f"{'stalled' if h['stalled'] else 'learned'} (training error "
+            f"{_pct(h['train_error_first'])} -> {_pct(h['train_error_last'])}, best "
+            f"{_pct(h['train_error_min'])}; validation top-1 best "
+            f"{_pct(h['val_top1_best'])}, last {_pct(h['val_top1_last'])}; lowest training "
+            f"loss {h.get('train_loss_min', float('nan')):.3f}); Xavier "
+            f"{'stalled' if x['stalled'] else 'learned'} ({_pct(x['train_error_first'])} "
+            f"-> {_pct(x['train_error_last'])}, best {_pct(x['train_error_min'])}; validation "
+            f"best {_pct(x['val_top1_best'])}, last {_pct(x['val_top1_last'])}; lowest "
+            f"training loss {x.get('train_loss_min', float('nan')):.3f}, chance "
+            f"{math.log(1 / (1 - x['chance_error'])):.3f})."
+        )
         for label, r in (("rectifier init", h), ("Xavier", x)):
             vals = [e["val_top1_error"] for e in r["history"]]
             best = vals.index(min(vals))
             if not r["stalled"] and vals[-1] - vals[best] >= 0.05:
-                said += (f" The {label} run was unstable: its validation error came back to "
-                         f"{_pct(vals[-1])} after {_pct(vals[best])} at epoch "
-                         f"{r['history'][best]['epoch']} (a plain ReLU stack has no batch "
-                         "normalization, so the learning rate is the likely cause).")
+                said += (
+                    f" The {label} run was unstable: its validation error came back to "
+                    f"{_pct(vals[-1])} after {_pct(vals[best])} at epoch "
+                    f"{r['history'][best]['epoch']} (a plain ReLU stack has no batch "
+                    "normalization, so the learning rate is the likely cause)."
+                )
         he_start, xa_start = h["first_epoch_below_chance"], x["first_epoch_below_chance"]
         if he_start and (xa_start is None or he_start < xa_start):
-            said += (f" The rectifier init got 10 points below chance at epoch {he_start}, "
-                     f"Xavier {'never' if xa_start is None else f'at epoch {xa_start}'}.")
+            said += (
+                f" The rectifier init got 10 points below chance at epoch {he_start}, "
+                f"Xavier {'never' if xa_start is None else f'at epoch {xa_start}'}."
+            )
         elif he_start and xa_start:
-            said += (f" Both got 10 points below chance, the rectifier init at epoch {he_start} "
-                     f"and Xavier at epoch {xa_start}.")
+            said += (
+                f" Both got 10 points below chance, the rectifier init at epoch {he_start} "
+                f"and Xavier at epoch {xa_start}."
+            )
         if model == "small_30":
             agree = x["stalled"] and not h["stalled"]
         else:
@@ -217,8 +285,7 @@ def convergence_section(results, markdown, figure):
         if h["stalled"] and x["stalled"]:
             said += " **Inconclusive**: neither init left chance within this budget (see below)."
         else:
-            said += (" **As in the paper.**" if agree else
-                     " **Differs from the paper** (see below).")
+            said += " **As in the paper.**" if agree else " **Differs from the paper** (see below)."
         lines.append(f"- {said}")
     lines.append("")
     return "\n".join(lines)
@@ -228,20 +295,31 @@ def activations_section(results, markdown, figures):
     s = results["summary"]
     n = len(results["seeds"])
     f = results["train_fields"]
-    lines = ["## 3. ReLU vs LReLU vs PReLU on the 14-layer model (Tables 1 and 2)", "",
-             "**Paper** (ImageNet, 10-view, top-1/top-5 error): " + ", ".join(
-                 f"{common.ACTIVATION_LABELS[a]} {t1:.2f}/{t5:.2f}"
-                 for a, (t1, t5) in common.PAPER_TABLE2.items())
-             + ". PReLU gains 1.2 points top-1 over ReLU with 13 (shared) or a few thousand "
-             "(channel-wise) extra parameters; the first conv layer learns large slopes "
-             "and deeper layers small ones (Table 1).", "",
-             f"**Ours**: `small_14` with each activation, seeds {results['seeds']}, init "
-             f"`{f['init']}`, {f['epochs']} epochs, learning rate {f['learning_rate']:g} "
-             + (f"divided by 10 at epochs {list(f['lr_decay_epochs'])} (0-based)"
-                if f["lr_decay_epochs"] else "(constant)")
-             + ", 10-view testing of the "
-             f"final model on the validation split. Mean ± sample std over the {n} seeds.", "",
-             f"![activations]({figures.get('activations', '')})", ""]
+    lines = [
+        "## 3. ReLU vs LReLU vs PReLU on the 14-layer model (Tables 1 and 2)",
+        "",
+        "**Paper** (ImageNet, 10-view, top-1/top-5 error): "
+        + ", ".join(
+            f"{common.ACTIVATION_LABELS[a]} {t1:.2f}/{t5:.2f}"
+            for a, (t1, t5) in common.PAPER_TABLE2.items()
+        )
+        + ". PReLU gains 1.2 points top-1 over ReLU with 13 (shared) or a few thousand "
+        "(channel-wise) extra parameters; the first conv layer learns large slopes "
+        "and deeper layers small ones (Table 1).",
+        "",
+        f"**Ours**: `small_14` with each activation, seeds {results['seeds']}, init "
+        f"`{f['init']}`, {f['epochs']} epochs, learning rate {f['learning_rate']:g} "
+        + (
+            f"divided by 10 at epochs {list(f['lr_decay_epochs'])} (0-based)"
+            if f["lr_decay_epochs"]
+            else "(constant)"
+        )
+        + ", 10-view testing of the "
+        f"final model on the validation split. Mean ± sample std over the {n} seeds.",
+        "",
+        f"![activations]({figures.get('activations', '')})",
+        "",
+    ]
     if "activations_coefficients" in figures:
         lines += [f"![coefficients]({figures['activations_coefficients']})", ""]
     lines += [markdown.strip(), ""]
@@ -257,24 +335,33 @@ def activations_section(results, markdown, figures):
             if n < 2:
                 verdict = "a single seed, so no spread to judge it by"
             else:
-                verdict = (f"{'larger than' if abs(diff) > 2 * noise else 'within'} twice the "
-                           f"standard error of the difference over seeds ({2 * noise:.2f} points)")
-            lines.append(f"- {common.ACTIVATION_LABELS[a]} vs ReLU: {diff:+.2f} points top-1 "
-                         f"(paper {paper:+.2f}); {verdict}.")
+                verdict = (
+                    f"{'larger than' if abs(diff) > 2 * noise else 'within'} twice the "
+                    f"standard error of the difference over seeds ({2 * noise:.2f} points)"
+                )
+            lines.append(
+                f"- {common.ACTIVATION_LABELS[a]} vs ReLU: {diff:+.2f} points top-1 "
+                f"(paper {paper:+.2f}); {verdict}."
+            )
         order = sorted(s, key=lambda a: s[a]["val_top1_error"][0])
-        lines.append("- Our ranking by mean top-1 error, best first: "
-                     + ", ".join(common.ACTIVATION_LABELS[a] for a in order)
-                     + "; the paper's: PReLU channel-wise, PReLU channel-shared, LReLU, ReLU.")
+        lines.append(
+            "- Our ranking by mean top-1 error, best first: "
+            + ", ".join(common.ACTIVATION_LABELS[a] for a in order)
+            + "; the paper's: PReLU channel-wise, PReLU channel-shared, LReLU, ReLU."
+        )
     done = [r for runs in results["runs"].values() for r in runs if not r.get("diverged")]
-    failed = sum(
-        1 for runs in results["runs"].values() for r in runs if r.get("diverged"))
+    failed = sum(1 for runs in results["runs"].values() for r in runs if r.get("diverged"))
     if failed:
-        lines.append(f"- {failed} run(s) diverged (loss NaN) and are left out of the means; "
-                     "the table marks them per seed.")
+        lines.append(
+            f"- {failed} run(s) diverged (loss NaN) and are left out of the means; "
+            "the table marks them per seed."
+        )
     num_classes = done[0]["num_classes"] if done else 10
     if num_classes <= 10:
-        lines.append(f"- Top-5 error on {num_classes} classes is close to trivial; top-1 is the "
-                     "informative column here.")
+        lines.append(
+            f"- Top-5 error on {num_classes} classes is close to trivial; top-1 is the "
+            "informative column here."
+        )
     for a in ("prelu_shared", "prelu"):
         if a not in s or "prelu" not in s[a]:
             continue
@@ -283,15 +370,21 @@ def activations_section(results, markdown, figures):
         top = max(convs, key=convs.get)
         deep = [v for k, v in convs.items() if k.startswith("conv3")]
         lines.append(
-            f"- {common.ACTIVATION_LABELS[a]} slopes: conv1 {slopes.get('conv1', float('nan')):.3f} "
+            f"- {common.ACTIVATION_LABELS[a]} slopes: "
+            f"conv1 {slopes.get('conv1', float('nan')):.3f} "
             f"(paper {common.PAPER_TABLE1['conv1'][0 if a == 'prelu_shared' else 1]:.3f}); the "
             f"largest conv slope is {top}'s ({convs[top]:.3f}); conv3_x mean "
             f"{sum(deep) / max(len(deep), 1):.3f}; fc1/fc2 "
             f"{slopes.get('fc1', float('nan')):.3f}/{slopes.get('fc2', float('nan')):.3f}. "
-            + ("The slopes barely moved from their initial 0.25 in this short training, so "
-               "their pattern says little." if max(abs(v - 0.25) for v in slopes.values()) < 0.02
-               else "Like the paper, conv1 learns the largest slope." if top == "conv1" else
-               "Unlike the paper, conv1 does not learn the largest slope."))
+            + (
+                "The slopes barely moved from their initial 0.25 in this short training, so "
+                "their pattern says little."
+                if max(abs(v - 0.25) for v in slopes.values()) < 0.02
+                else "Like the paper, conv1 learns the largest slope."
+                if top == "conv1"
+                else "Unlike the paper, conv1 does not learn the largest slope."
+            )
+        )
     lines.append("")
     return "\n".join(lines)
 
@@ -304,14 +397,16 @@ def differences_section(sig, conv, act):
             "- **No convergence run learned** (every training error stayed within 5 points of "
             "chance), whatever the init, so section 2 cannot tell the inits apart: a limit of "
             "this budget, not evidence for or against the paper. More epochs "
-            "(`--experiment_flag=convergence:--epochs=N`) are the remedy.")
+            "(`--experiment_flag=convergence:--epochs=N`) are the remedy."
+        )
     acts = [r for runs in act["runs"].values() for r in runs if not r.get("diverged")]
     chance = 1 - 1 / acts[0]["num_classes"] if acts else None
     if acts and all(r["val_top1_error"] > chance - 0.05 for r in acts):
         lines.append(
             "- **No activation run got 5 points below chance** on validation, so the Table 2 "
             "comparison above compares noise; the learned slopes then reflect only the first "
-            "steps of training.")
+            "steps of training."
+        )
     for name, res in (("convergence", conv), ("activations", act)):
         f = res["train_fields"]
         lines.append(
@@ -319,14 +414,18 @@ def differences_section(sig, conv, act):
             f"(paper: about 80 epochs of 1.28 M ImageNet images, 1000 classes), crops of "
             f"{f['image_size']} px instead of 224, conv widths x{f['width_multiplier']}, fc "
             f"layers of {f['fc_units']} units instead of 4096: absolute errors are not "
-            "comparable, only the comparisons between runs are.")
+            "comparable, only the comparisons between runs are."
+        )
     lines.append(
         "- Differences of a fraction of a point, which is what Table 2 is about, are below "
         "the seed-to-seed spread of such small runs unless the spread says otherwise above; "
-        "the paper reports single runs on a 50 000-image validation set.")
-    small = {name: net["inits"]["he_fan_in"]["forward_ratio"]
-             for name, net in sig["networks"].items()
-             if name.startswith("small_30@") and "he_fan_in" in net["inits"]}
+        "the paper reports single runs on a 50 000-image validation set."
+    )
+    small = {
+        name: net["inits"]["he_fan_in"]["forward_ratio"]
+        for name, net in sig["networks"].items()
+        if name.startswith("small_30@") and "he_fan_in" in net["inits"]
+    }
     if small:
         lines.append(
             "- The small models' 2x2 convs need one pixel of padding on one side; the "
@@ -335,33 +434,48 @@ def differences_section(sig, conv, act):
             "64 px). Measured in section 1 with the alternation, He fan-in std(y_L)/std(y_1) "
             "through the `small_30` trunk: "
             + ", ".join(f"{v:.3g} at {k.split('@')[1]} px" for k, v in small.items())
-            + ".")
+            + "."
+        )
     lines.append("")
     return "\n".join(lines)
 
 
-def render(*, work_dir, runs, total_seconds, started, figures, quick, versions, load,
-           report_command):
+def render(
+    *, work_dir, runs, total_seconds, started, figures, quick, versions, load, report_command
+):
     """The whole REPRODUCTION.md as a string."""
+
     def load_exp(name):
         results = common.read_results(os.path.join(work_dir, name), name)
         with open(os.path.join(work_dir, name, f"{name}.md")) as f:
             return results, f.read()
+
     sig, sig_md = load_exp("signal_propagation")
     conv, conv_md = load_exp("convergence")
     act, act_md = load_exp("activations")
     header = [
-        "# Reproducing *Delving Deep into Rectifiers* at CPU scale", "",
+        "# Reproducing *Delving Deep into Rectifiers* at CPU scale",
+        "",
         f"Generated by `{report_command}`. Do not edit by hand: every measured number "
         "below comes from the runs that command performed (their JSON, tables and training "
         f"logs are under `{work_dir}/`); the paper's numbers beside them are its own "
-        "(Tables 1 and 2 of arXiv:1502.01852).", ""]
+        "(Tables 1 and 2 of arXiv:1502.01852).",
+        "",
+    ]
     parts = [
         "\n".join(header),
-        setup_section(hardware=common.hardware_summary(), versions=versions, runs=runs,
-                      total_seconds=total_seconds, started=started, load=load,
-                      data_info=_dataset_info(act.get("data_dir")), fields=act["train_fields"],
-                      quick=quick, recipe=_recipe(work_dir)),
+        setup_section(
+            hardware=common.hardware_summary(),
+            versions=versions,
+            runs=runs,
+            total_seconds=total_seconds,
+            started=started,
+            load=load,
+            data_info=_dataset_info(act.get("data_dir")),
+            fields=act["train_fields"],
+            quick=quick,
+            recipe=_recipe(work_dir),
+        ),
         signal_section(sig, sig_md, figures.get("signal_propagation", "")),
         convergence_section(conv, conv_md, figures.get("convergence", "")),
         activations_section(act, act_md, figures),
