@@ -4,14 +4,14 @@
 `resolve_config(**flag_values)`; every library below it takes the config (or
 plain keyword arguments), never flags.
 
-Flags whose sensible value depends on the data default to `None` and are
-filled here from a *preset*:
+The defaults of `TrainConfig` are the paper's recipe (Sec. 4; summarised in
+docs/PAPER.md): model A, PReLU, Eq. 14 init, batch 128, SGD momentum 0.9,
+lr 1e-2 divided by 10 twice when the validation error plateaus, weight
+decay 5e-4, dropout 0.5, shorter side jittered in [256, 512] and 224x224
+crops, about 80 epochs. A *preset* holds only the fields it changes:
 
 - `imagenet` (used as soon as `--data_dir` or `--tfds_name` is given): the
-  paper's recipe, Sec. 4 -- model A, PReLU, Eq. 14 init, batch 128, SGD
-  momentum 0.9, lr 1e-2 divided by 10 twice when the validation error
-  plateaus, weight decay 5e-4, dropout 0.5, shorter side jittered in
-  [256, 512] and 224x224 crops, about 80 epochs.
+  recipe itself, no overrides.
 - `builtin` (no data flags: the offline default): the recipe shrunk so that
   it trains on the generated built-in dataset (10 classes, 3000 training
   images) in a few CPU minutes -- `small_14` (Table 1) at a quarter of its
@@ -22,39 +22,34 @@ filled here from a *preset*:
   large (the first SGD steps then diverge), and inputs divided by the RGB
   std as well as mean-subtracted.
 
-Anything passed explicitly wins over the preset. The resolved config (no
-`None` left in a recipe field) is what `config.json` holds, so a run can be
-re-created from its model_dir alone.
+Precedence: a value given explicitly, else the preset's, else the default.
+The allowed values of the string fields are the constants below; the flags,
+`validate`, the trainer and the schedules all use them. The resolved config
+(no `None` left in a recipe field) is what `config.json` holds, so a run can
+be re-created from its model_dir alone. This module imports no TensorFlow
+(only `save` and `load` do, when called), so flags are checked quickly.
 """
 
 import dataclasses
 import json
-import math
 import os
 
+from delving.model_specs import ACTIVATIONS, INITS, MODEL_NAMES
+
+# Allowed values of the string fields.
+STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
+#: --mixed_precision value -> Keras dtype policy.
+MIXED_PRECISION_POLICIES = {
+    "none": "float32",
+    "float16": "mixed_float16",
+    "bfloat16": "mixed_bfloat16",
+}
+MIXED_PRECISIONS = tuple(MIXED_PRECISION_POLICIES)
+LR_SCHEDULES = ("plateau", "step")
+
+#: Preset name -> the TrainConfig fields it changes. `num_classes=None`: from the data.
 PRESETS = {
-    "imagenet": dict(
-        model="model_a",
-        init="he_fan_out",
-        num_classes=1000,
-        width_multiplier=1.0,
-        fc_units=4096,
-        dropout=0.5,
-        image_size=224,
-        scale_range=(256, 512),
-        eval_resize=256,
-        batch_size=128,
-        epochs=80,
-        learning_rate=1e-2,
-        lr_decay_epochs=(40, 60),
-        lr_plateau_patience=3,
-        weight_decay=5e-4,
-        lighting_std=0.1,
-        input_std=False,
-        checkpoint_every_steps=1000,
-        log_every_steps=100,
-        cache_data=False,
-    ),
+    "imagenet": {},
     "builtin": dict(
         model="small_14",
         init="he_fan_in",
@@ -70,8 +65,6 @@ PRESETS = {
         learning_rate=5e-3,
         lr_decay_epochs=(5, 7),
         lr_plateau_patience=2,
-        weight_decay=5e-4,
-        lighting_std=0.1,
         input_std=True,
         checkpoint_every_steps=50,
         log_every_steps=10,
@@ -144,9 +137,6 @@ class TrainConfig:
             return f"the built-in dataset ({self.data_dir or 'generated'})"
         return self.data_dir
 
-    def lr_at_decays(self, num_decays: int) -> float:
-        return self.learning_rate * self.lr_decay_factor**num_decays
-
 
 def preset_for(data_dir=None, tfds_name=None) -> str:
     """`builtin` when no dataset is named, else `imagenet`."""
@@ -159,10 +149,10 @@ def default_model_dir(cfg: TrainConfig) -> str:
 
 
 def resolve_config(preset=None, **values) -> TrainConfig:
-    """TrainConfig from explicit values; `None` values come from the preset.
+    """TrainConfig from explicit values, the preset's, then the defaults; validated.
 
     Args:
-      preset: 'builtin' or 'imagenet'; default from the data flags.
+      preset: a name in `PRESETS`; default from the data flags (`preset_for`).
       **values: TrainConfig fields. A value of None means "not given".
     """
     names = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -171,7 +161,7 @@ def resolve_config(preset=None, **values) -> TrainConfig:
         raise TypeError(f"unknown TrainConfig fields: {', '.join(unknown)}")
     preset = preset or preset_for(values.get("data_dir"), values.get("tfds_name"))
     if preset not in PRESETS:
-        raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
+        raise ValueError(f"--preset={preset}: must be one of {', '.join(PRESETS)}")
     merged = {k: v for k, v in PRESETS[preset].items() if v is not None}
     merged.update({k: v for k, v in values.items() if v is not None})
     if merged.get("num_classes") is None and preset == "builtin":
@@ -180,7 +170,12 @@ def resolve_config(preset=None, **values) -> TrainConfig:
         merged["num_classes"] = builtin.NUM_CLASSES
     for key in ("scale_range", "lr_decay_epochs"):
         if key in merged:
-            merged[key] = tuple(int(v) for v in merged[key])
+            try:
+                merged[key] = tuple(int(v) for v in merged[key])
+            except (TypeError, ValueError):
+                value = merged[key]
+                text = ",".join(map(str, value)) if isinstance(value, list | tuple) else value
+                raise ValueError(f"--{key}={text}: expected integers a,b,...") from None
     cfg = TrainConfig(preset=preset, **merged)
     if cfg.model_dir is None:
         cfg = dataclasses.replace(cfg, model_dir=default_model_dir(cfg))
@@ -188,8 +183,41 @@ def resolve_config(preset=None, **values) -> TrainConfig:
     return cfg
 
 
+def preset_value(preset: str, field: str):
+    """What `preset` gives `field` when no flag does (None: from the data)."""
+    return PRESETS[preset].get(field, getattr(TrainConfig, field))
+
+
+_POSITIVE = (
+    "num_classes",
+    "image_size",
+    "batch_size",
+    "epochs",
+    "eval_resize",
+    "fc_units",
+    "checkpoint_every_steps",
+    "log_every_steps",
+    "keep_checkpoints",
+    "learning_rate",
+    "width_multiplier",
+    "lr_plateau_patience",
+)
+_CHOICES = {
+    "model": MODEL_NAMES,
+    "activation": ACTIVATIONS,
+    "init": INITS,
+    "strategy": STRATEGIES,
+    "mixed_precision": MIXED_PRECISIONS,
+    "lr_schedule": LR_SCHEDULES,
+}
+
+
 def validate(cfg: TrainConfig) -> None:
-    """One-line ValueError naming the flag, for values no flag validator saw."""
+    """Every check of a config, in one place: a one-line ValueError naming the flag.
+
+    `resolve_config` calls it, so every run (command line or library) is
+    checked here and only here; the flags themselves only parse.
+    """
 
     def check(ok, field, why):
         if not ok:
@@ -198,31 +226,26 @@ def validate(cfg: TrainConfig) -> None:
                 value = ",".join(map(str, value))
             raise ValueError(f"--{field}={value}: {why}")
 
-    for field in (
-        "num_classes",
-        "image_size",
-        "batch_size",
-        "epochs",
-        "eval_resize",
-        "fc_units",
-        "checkpoint_every_steps",
-        "log_every_steps",
-        "keep_checkpoints",
-    ):
+    for field, choices in _CHOICES.items():
+        check(getattr(cfg, field) in choices, field, f"must be one of {', '.join(choices)}")
+    for field in _POSITIVE:
         check(getattr(cfg, field) > 0, field, "must be positive")
     for field in ("steps_per_epoch", "eval_steps"):
         check(getattr(cfg, field) is None or getattr(cfg, field) > 0, field, "must be positive")
-    check(cfg.learning_rate > 0, "learning_rate", "must be positive")
-    check(cfg.width_multiplier > 0, "width_multiplier", "must be positive")
-    check(0 <= cfg.dropout < 1, "dropout", "must be in [0, 1)")
-    check(cfg.weight_decay >= 0, "weight_decay", "must be >= 0")
-    check(0 <= cfg.momentum < 1, "momentum", "must be in [0, 1)")
+    for field in ("label_offset", "lr_max_decays", "seed"):
+        check(getattr(cfg, field) >= 0, field, "must be >= 0")
+    for field in ("weight_decay", "lighting_std", "lr_plateau_min_delta"):
+        check(getattr(cfg, field) >= 0, field, "must be >= 0")
+    for field in ("dropout", "momentum"):
+        check(0 <= getattr(cfg, field) < 1, field, "must be in [0, 1)")
+    check(0 < cfg.lr_decay_factor <= 1, "lr_decay_factor", "must be in (0, 1]")
     lo, hi = (cfg.scale_range + (0, 0))[:2]
     check(
         len(cfg.scale_range) == 2 and cfg.image_size <= lo <= hi,
         "scale_range",
         f"must be two sizes min<=max, both >= image_size ({cfg.image_size})",
     )
+    check(all(e >= 0 for e in cfg.lr_decay_epochs), "lr_decay_epochs", "must be epochs >= 0")
     check(
         cfg.eval_resize >= cfg.image_size,
         "eval_resize",
@@ -233,21 +256,11 @@ def validate(cfg: TrainConfig) -> None:
         "tfds_name",
         "give either --data_dir or --tfds_name, not both",
     )
-    check(cfg.lr_schedule in ("plateau", "step"), "lr_schedule", "must be 'plateau' or 'step'")
-    check(
-        cfg.mixed_precision in ("none", "float16", "bfloat16"),
-        "mixed_precision",
-        "must be none, float16 or bfloat16",
-    )
 
 
 def steps_for(num_examples: int, batch_size: int) -> int:
     """Training steps in one pass (full batches only), at least one."""
     return max(1, num_examples // batch_size) if num_examples else 1
-
-
-def eval_steps_for(num_examples: int, batch_size: int) -> int:
-    return max(1, math.ceil(num_examples / batch_size))
 
 
 def to_json(cfg: TrainConfig) -> str:

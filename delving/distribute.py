@@ -11,7 +11,7 @@ import os
 
 import tensorflow as tf
 
-STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
+from delving.config import STRATEGIES
 
 
 def make_strategy(name: str = "auto", *, tpu: str | None = None) -> tf.distribute.Strategy:

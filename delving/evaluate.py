@@ -12,14 +12,24 @@ alias of `--scale`, `--noflip` drops the mirrors); several scales are
 averaged per image.
 """
 
-import sys
-
 from absl import app, flags
 
+from delving import cli_flags
+
+# The views `delving.evaluation` registers, named here so that flags are
+# checked before TensorFlow loads (tests/test_cli_imports.py keeps the two equal).
+VIEW_NAMES = ("center", "10view", "dense")
+
 _MODEL_DIR = flags.DEFINE_string("model_dir", None, "a delving.train model_dir.", required=True)
-_VIEWS = flags.DEFINE_list("views", ["center"], "comma-separated test views.")
-_SCALE = flags.DEFINE_list(
-    "scale", None, "shorter side(s) before cropping; default: the run's --eval_resize."
+_VIEWS = flags.DEFINE_list(
+    "views", ["center"], f"comma-separated test views ({', '.join(VIEW_NAMES)})."
+)
+_SCALE = cli_flags.define_int_list(
+    "scale",
+    None,
+    "shorter side(s) before cropping; default: the run's --eval_resize.",
+    minimum=1,
+    example="256,384",
 )
 _BATCH = flags.DEFINE_integer("batch_size", 32, "images per batch.", lower_bound=1)
 _STEPS = flags.DEFINE_integer("steps", None, "at most this many batches.", lower_bound=1)
@@ -33,9 +43,9 @@ _FLIP = flags.DEFINE_bool(
 )
 
 
-@flags.validator("scale", "--scale: expected positive sizes, e.g. 256,384")
-def _check_scale(values):
-    return values is None or all(v.isdigit() and int(v) > 0 for v in values)
+@flags.validator("views", f"--views: expected names among {', '.join(VIEW_NAMES)}")
+def _check_views(values):
+    return bool(values) and set(values) <= set(VIEW_NAMES)
 
 
 def main(argv):
@@ -46,12 +56,6 @@ def main(argv):
     from delving import evaluation, inputs
     from pipelines import errors
 
-    unknown = [v for v in _VIEWS.value if v not in evaluation.VIEWS]
-    if unknown:
-        sys.exit(
-            f"delving.evaluate: error: --views: unknown {', '.join(unknown)}; "
-            f"choose from {', '.join(evaluation.VIEWS)}"
-        )
     if not _FLIP.value:  # the dense view without its mirrored half
         import functools
 

@@ -15,6 +15,8 @@ and so takes the same decision.
 
 import tensorflow as tf
 
+from delving.config import LR_SCHEDULES
+
 
 class LearningRateSchedule(tf.Module):
     """Epoch-level step or plateau schedule with checkpointable state.
@@ -48,8 +50,8 @@ class LearningRateSchedule(tf.Module):
         decay_epochs=(),
     ):
         super().__init__(name="lr_schedule")
-        if kind not in ("plateau", "step"):
-            raise ValueError(f"unknown lr schedule {kind!r}")
+        if kind not in LR_SCHEDULES:
+            raise ValueError(f"unknown lr schedule {kind!r}; choose from {', '.join(LR_SCHEDULES)}")
         self.base_rate, self.kind, self.factor = base_rate, kind, factor
         self.max_decays, self.patience, self.min_delta = max_decays, patience, min_delta
         self.decay_epochs = tuple(sorted(decay_epochs))

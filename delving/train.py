@@ -17,142 +17,155 @@ import sys
 
 from absl import app, flags
 
+# No TensorFlow at import: --help and bad flags answer at once; main()
+# imports it after the config is resolved and validated.
+from delving import cli_flags
 from delving import config as config_lib
-from delving import distribute, models
 
 
-def _preset_help(name, text):
-    values = {p: v[name] for p, v in config_lib.PRESETS.items()}
-    shown = "; ".join(
-        f"{p}: "
-        + (
-            "from the data"
-            if v is None
-            else ",".join(map(str, v))
-            if isinstance(v, tuple)
-            else str(v)
-        )
-        for p, v in values.items()
-    )
-    return f"{text} [preset {shown}]"
+def _shown(value):
+    if value is None:
+        return "from the data"
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
 
-def _preset(define, name, text, **kwargs):
-    return define(name, None, _preset_help(name, text), **kwargs)
+def _define(define, name, text, **kwargs):
+    """A flag for TrainConfig field `name`; `None` (not given) defers to the config.
+
+    The help shows the default, per preset where a preset changes it. The
+    values are checked once, by `config.validate`, not by the flag.
+    """
+    by_preset = {p: config_lib.preset_value(p, name) for p in config_lib.PRESETS}
+    if len(set(map(_shown, by_preset.values()))) > 1:
+        text += " [preset " + "; ".join(f"{p}: {_shown(v)}" for p, v in by_preset.items()) + "]"
+    elif by_preset["imagenet"] is not None:
+        text += f" [default {_shown(by_preset['imagenet'])}]"
+    return define(name, None, text, **kwargs)
 
 
-D = config_lib.TrainConfig  # the non-preset defaults: the paper's values
-_DATA_DIR = flags.DEFINE_string(
-    "data_dir", None, "ImageNet-schema TFRecords (train-*, validation-*); none: the built-in set."
+def _choices(names):
+    return " (" + "|".join(names) + ")"
+
+
+_DATA_DIR = _define(
+    flags.DEFINE_string,
+    "data_dir",
+    "ImageNet-schema TFRecords (train-*, validation-*); none: the built-in set.",
 )
-_TFDS_NAME = flags.DEFINE_string(
-    "tfds_name", None, "tensorflow-datasets name, e.g. imagenet2012 (instead of --data_dir)."
+_TFDS_NAME = _define(
+    flags.DEFINE_string,
+    "tfds_name",
+    "tensorflow-datasets name, e.g. imagenet2012 (instead of --data_dir).",
 )
-_TFDS_DATA_DIR = flags.DEFINE_string("tfds_data_dir", None, "tfds data_dir.")
-_TFDS_MANUAL_DIR = flags.DEFINE_string("tfds_manual_dir", None, "tfds manual_dir.")
-_LABELS_FILE = flags.DEFINE_string(
-    "labels_file", None, "synset<TAB>name per line, in label order (default: from the data)."
+_TFDS_DATA_DIR = _define(flags.DEFINE_string, "tfds_data_dir", "tfds data_dir.")
+_TFDS_MANUAL_DIR = _define(flags.DEFINE_string, "tfds_manual_dir", "tfds manual_dir.")
+_LABELS_FILE = _define(
+    flags.DEFINE_string,
+    "labels_file",
+    "synset<TAB>name per line, in label order (default: from the data).",
 )
-_PRESET = flags.DEFINE_enum(
+_PRESET = flags.DEFINE_string(
     "preset",
     None,
-    list(config_lib.PRESETS),
-    "where the flags shown with "
-    "[preset ...] take their defaults; default: imagenet when --data_dir or "
-    "--tfds_name is given, else builtin.",
+    "where the flags shown with [preset ...] take their defaults"
+    + _choices(config_lib.PRESETS)
+    + "; default: imagenet when --data_dir or --tfds_name is given, else builtin.",
 )
-_LABEL_OFFSET = flags.DEFINE_integer(
-    "label_offset", D.label_offset, "first label in the records.", lower_bound=0
+_LABEL_OFFSET = _define(flags.DEFINE_integer, "label_offset", "first label in the records.")
+_MODEL = _define(flags.DEFINE_string, "model", "network" + _choices(config_lib.MODEL_NAMES) + ".")
+_ACTIVATION = _define(
+    flags.DEFINE_string,
+    "activation",
+    "rectifier after every conv/fc1/fc2" + _choices(config_lib.ACTIVATIONS) + ".",
 )
-_MODEL = flags.DEFINE_enum("model", None, models.MODEL_NAMES, _preset_help("model", "network."))
-_ACTIVATION = flags.DEFINE_enum(
-    "activation", D.activation, models.ACTIVATIONS, "rectifier after every conv/fc1/fc2."
+_INIT = _define(
+    flags.DEFINE_string,
+    "init",
+    "weight init" + _choices(config_lib.INITS) + "; he_fan_in is Eq. 10, he_fan_out Eq. 14.",
 )
-_INIT = flags.DEFINE_enum(
-    "init", None, models.INITS, _preset_help("init", "he_fan_in is Eq. 10, he_fan_out Eq. 14.")
+_NUM_CLASSES = _define(flags.DEFINE_integer, "num_classes", "classes.")
+_DROPOUT = _define(flags.DEFINE_float, "dropout", "after fc1 and fc2.")
+_WIDTH = _define(flags.DEFINE_float, "width_multiplier", "scales conv widths.")
+_FC_UNITS = _define(flags.DEFINE_integer, "fc_units", "fc1/fc2 width.")
+_IMAGE_SIZE = _define(flags.DEFINE_integer, "image_size", "training crop side.")
+_SCALE_RANGE = _define(
+    cli_flags.define_int_list,
+    "scale_range",
+    "min,max shorter side before cropping (scale jitter).",
+    example="256,512",
 )
-_NUM_CLASSES = _preset(flags.DEFINE_integer, "num_classes", "classes.", lower_bound=1)
-_DROPOUT = _preset(
-    flags.DEFINE_float, "dropout", "after fc1 and fc2.", lower_bound=0.0, upper_bound=0.99
+_EVAL_RESIZE = _define(
+    flags.DEFINE_integer, "eval_resize", "validation: shorter side before the centre crop."
 )
-_WIDTH = _preset(flags.DEFINE_float, "width_multiplier", "scales conv widths.", lower_bound=1e-3)
-_FC_UNITS = _preset(flags.DEFINE_integer, "fc_units", "fc1/fc2 width.", lower_bound=1)
-_IMAGE_SIZE = _preset(flags.DEFINE_integer, "image_size", "training crop side.", lower_bound=1)
-_SCALE_RANGE = _preset(
-    flags.DEFINE_list, "scale_range", "min,max shorter side before cropping (scale jitter)."
-)
-_EVAL_RESIZE = _preset(
-    flags.DEFINE_integer,
-    "eval_resize",
-    "validation: shorter side before the centre crop.",
-    lower_bound=1,
-)
-_LIGHTING = _preset(flags.DEFINE_float, "lighting_std", "PCA colour noise std.", lower_bound=0.0)
-_INPUT_STD = _preset(
+_LIGHTING = _define(flags.DEFINE_float, "lighting_std", "PCA colour noise std.")
+_INPUT_STD = _define(
     flags.DEFINE_bool,
     "input_std",
     "after subtracting the mean RGB, also divide by the ImageNet std RGB.",
 )
-_CACHE = _preset(flags.DEFINE_bool, "cache_data", "cache encoded records in memory.")
-_BATCH = _preset(flags.DEFINE_integer, "batch_size", "global batch size.", lower_bound=1)
-_EPOCHS = _preset(flags.DEFINE_integer, "epochs", "epochs.", lower_bound=1)
-_STEPS = flags.DEFINE_integer(
-    "steps_per_epoch", None, "default: one pass over the training split.", lower_bound=1
+_CACHE = _define(flags.DEFINE_bool, "cache_data", "cache encoded records in memory.")
+_BATCH = _define(flags.DEFINE_integer, "batch_size", "global batch size.")
+_EPOCHS = _define(flags.DEFINE_integer, "epochs", "epochs.")
+_STEPS = _define(
+    flags.DEFINE_integer, "steps_per_epoch", "default: one pass over the training split."
 )
-_EVAL_STEPS = flags.DEFINE_integer(
-    "eval_steps", None, "validation batches per epoch; default: the whole split.", lower_bound=1
+_EVAL_STEPS = _define(
+    flags.DEFINE_integer, "eval_steps", "validation batches per epoch; default: the whole split."
 )
-_LR = _preset(flags.DEFINE_float, "learning_rate", "initial rate.", lower_bound=0.0)
-_LR_SCHEDULE = flags.DEFINE_enum(
+_LR = _define(flags.DEFINE_float, "learning_rate", "initial rate.")
+_LR_SCHEDULE = _define(
+    flags.DEFINE_string,
     "lr_schedule",
-    D.lr_schedule,
-    ["plateau", "step"],
-    "/10 on a validation plateau, or at --lr_decay_epochs.",
+    "/10 on a validation plateau, or at --lr_decay_epochs"
+    + _choices(config_lib.LR_SCHEDULES)
+    + ".",
 )
-_LR_EPOCHS = _preset(flags.DEFINE_list, "lr_decay_epochs", "epochs of the step schedule.")
-_LR_PATIENCE = _preset(
-    flags.DEFINE_integer,
-    "lr_plateau_patience",
-    "epochs without improvement before /10.",
-    lower_bound=1,
+_LR_EPOCHS = _define(
+    cli_flags.define_int_list,
+    "lr_decay_epochs",
+    "epochs of the step schedule.",
+    allow_empty=True,
+    example="40,60",
 )
-_LR_FACTOR = flags.DEFINE_float(
-    "lr_decay_factor", D.lr_decay_factor, "decay factor.", lower_bound=0.0, upper_bound=1.0
+_LR_PATIENCE = _define(
+    flags.DEFINE_integer, "lr_plateau_patience", "epochs without improvement before /10."
 )
-_LR_MAX_DECAYS = flags.DEFINE_integer(
-    "lr_max_decays", D.lr_max_decays, "at most this many decays.", lower_bound=0
+_LR_MIN_DELTA = _define(
+    flags.DEFINE_float, "lr_plateau_min_delta", "smallest drop of the error that counts."
 )
-_MOMENTUM = flags.DEFINE_float(
-    "momentum", D.momentum, "SGD momentum.", lower_bound=0.0, upper_bound=0.999
-)
-_WD = _preset(
+_LR_FACTOR = _define(flags.DEFINE_float, "lr_decay_factor", "decay factor.")
+_LR_MAX_DECAYS = _define(flags.DEFINE_integer, "lr_max_decays", "at most this many decays.")
+_MOMENTUM = _define(flags.DEFINE_float, "momentum", "SGD momentum.")
+_WD = _define(
     flags.DEFINE_float,
     "weight_decay",
     "Caffe-style L2 on conv/fc kernels (not PReLU slopes, not biases).",
-    lower_bound=0.0,
 )
-_STRATEGY = flags.DEFINE_enum(
-    "strategy", D.strategy, distribute.STRATEGIES, "auto: all local GPUs, else the CPU."
+_STRATEGY = _define(
+    flags.DEFINE_string,
+    "strategy",
+    "auto: all local GPUs, else the CPU" + _choices(config_lib.STRATEGIES) + ".",
 )
-_TPU = flags.DEFINE_string("tpu", None, "TPU name or address for --strategy=tpu.")
-_MIXED = flags.DEFINE_enum(
-    "mixed_precision", D.mixed_precision, ["none", "float16", "bfloat16"], "compute dtype."
+_TPU = _define(flags.DEFINE_string, "tpu", "TPU name or address for --strategy=tpu.")
+_MIXED = _define(
+    flags.DEFINE_string,
+    "mixed_precision",
+    "compute dtype" + _choices(config_lib.MIXED_PRECISIONS) + ".",
 )
-_JIT = flags.DEFINE_bool("jit_compile", D.jit_compile, "XLA-compile the train step.")
-_MODEL_DIR = flags.DEFINE_string(
-    "model_dir", None, "run directory; default runs/<preset>_<model>_<activation> (rerun resumes)."
+_JIT = _define(flags.DEFINE_bool, "jit_compile", "XLA-compile the train step.")
+_MODEL_DIR = _define(
+    flags.DEFINE_string,
+    "model_dir",
+    "run directory; default runs/<preset>_<model>_<activation> (rerun resumes).",
 )
-_SEED = flags.DEFINE_integer("seed", D.seed, "weights, dropout, data order.")
-_CKPT_EVERY = _preset(
+_SEED = _define(flags.DEFINE_integer, "seed", "weights, dropout, data order.")
+_CKPT_EVERY = _define(
     flags.DEFINE_integer,
     "checkpoint_every_steps",
     "checkpoint period (also at every epoch end).",
-    lower_bound=1,
 )
-_KEEP = flags.DEFINE_integer(
-    "keep_checkpoints", D.keep_checkpoints, "checkpoints kept.", lower_bound=1
-)
-_LOG_EVERY = _preset(flags.DEFINE_integer, "log_every_steps", "TensorBoard period.", lower_bound=1)
+_KEEP = _define(flags.DEFINE_integer, "keep_checkpoints", "checkpoints kept.")
+_LOG_EVERY = _define(flags.DEFINE_integer, "log_every_steps", "TensorBoard period.")
 
 _HOLDERS = [v for k, v in dict(globals()).items() if isinstance(v, flags.FlagHolder)]
 
@@ -161,38 +174,15 @@ def _config_from_flags():
     return config_lib.resolve_config(**{h.name: h.value for h in _HOLDERS})
 
 
-def _ints(values, count=None):
+def _check_data_dir(cfg):
+    """The TFRecord shards exist (reads the file system, so after the config)."""
+    from pipelines import errors, imagenet
+
     try:
-        ok = all(int(v) >= 0 for v in values)
-    except ValueError:
-        return False
-    return ok and (count is None or len(values) == count)
-
-
-flags.register_validator(
-    "scale_range", lambda v: v is None or _ints(v, 2), "--scale_range: expected two sizes min,max"
-)
-flags.register_validator(
-    "lr_decay_epochs", lambda v: v is None or _ints(v), "--lr_decay_epochs: expected epochs a,b,..."
-)
-
-
-def _check_before_work(cfg):
-    """Checks that need several flags, the presets or the file system."""
-    replicas = distribute.expected_replicas(cfg.strategy)
-    if replicas and cfg.batch_size % replicas:
-        raise ValueError(
-            f"--batch_size={cfg.batch_size} is not divisible by the "
-            f"{replicas} replicas of --strategy={cfg.strategy}"
-        )
-    if cfg.data_dir:
-        from pipelines import errors, imagenet
-
-        try:
-            for split in ("train", "validation"):
-                imagenet.list_files(cfg.data_dir, split)
-        except errors.DataError as e:
-            raise errors.DataError(f"--data_dir: {e}") from None
+        for split in ("train", "validation"):
+            imagenet.list_files(cfg.data_dir, split)
+    except errors.DataError as e:
+        raise errors.DataError(f"--data_dir: {e}") from None
 
 
 def main(argv):
@@ -200,7 +190,8 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     try:
         cfg = _config_from_flags()
-        _check_before_work(cfg)
+        if cfg.data_dir:
+            _check_data_dir(cfg)
     except ValueError as e:  # DataError included
         sys.exit(f"delving.train: error: {e}")
     import tensorflow as tf
@@ -210,7 +201,8 @@ def main(argv):
 
     tf.get_logger().setLevel("WARNING")  # no INFO line per checkpoint save
     with errors.exit_on_user_error(
-        "delving.train", also=(trainer.TrainingDiverged, trainer.ConfigMismatch)
+        "delving.train",
+        also=(trainer.TrainingDiverged, trainer.ConfigMismatch, trainer.BatchSizeError),
     ):
         trainer.train(cfg)
 

@@ -12,7 +12,7 @@ import sys
 
 from absl import app, flags
 
-from export import client_lib
+# client_lib loads TensorFlow: imported in main(), so --help answers at once.
 
 _SERVER = flags.DEFINE_string(
     "server",
@@ -34,6 +34,8 @@ def main(argv):
     paths = argv[1:]
     if not paths:
         raise app.UsageError("give one or more image files")
+    from export import client_lib
+
     images = []
     for path in paths:
         try:

@@ -18,6 +18,8 @@ import sys
 
 from absl import app, flags, logging
 
+from delving import cli_flags
+
 _MODEL_DIR = flags.DEFINE_multi_string(
     "model_dir",
     None,
@@ -32,10 +34,12 @@ _VERSION = flags.DEFINE_integer(
 _MODEL_NAME = flags.DEFINE_string(
     "model_name", None, "Model name in models.config; default the basename of --export_base."
 )
-_SCALES = flags.DEFINE_list(
+_SCALES = cli_flags.define_int_list(
     "scales",
     ["256", "384", "480"],
     "Shorter sides for dense testing, averaged (the paper's multi-scale).",
+    minimum=1,
+    example="256,384,480",
 )
 _FLIP = flags.DEFINE_bool("flip", True, "Also test horizontal flips.")
 _TOP_K = flags.DEFINE_integer("top_k", 5, "Classes in the top-k outputs.", lower_bound=1)
@@ -54,11 +58,6 @@ _MAX_IMAGE_PIXELS = flags.DEFINE_integer(
 )
 
 flags.mark_flags_as_required(["model_dir", "export_base"])
-
-
-@flags.validator("scales", message="--scales must be positive integers, e.g. --scales=256,384,480")
-def _check_scales(value):
-    return bool(value) and all(v.isdigit() and int(v) > 0 for v in value)
 
 
 def main(argv):

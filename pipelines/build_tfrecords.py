@@ -16,7 +16,8 @@ import sys
 
 from absl import app, flags
 
-from pipelines import errors, tfrecord_builder
+# No TensorFlow at import (tfrecord_builder loads it): --help and bad flags
+# answer at once.
 
 _INPUT_DIR = flags.DEFINE_string(
     "input_dir",
@@ -42,7 +43,7 @@ _VALIDATION_LABELS_FILE = flags.DEFINE_string(
 _NUM_SHARDS = flags.DEFINE_integer(
     "num_shards",
     None,
-    f"Number of shards; default about {tfrecord_builder.IMAGES_PER_SHARD} images each.",
+    "Number of shards; default: about tfrecord_builder.IMAGES_PER_SHARD (1024) images each.",
     lower_bound=1,
 )
 _NUM_WORKERS = flags.DEFINE_integer(
@@ -59,6 +60,8 @@ flags.mark_flags_as_required(["input_dir", "output_dir"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError("unexpected arguments: {}".format(" ".join(argv[1:])))
+    from pipelines import errors, tfrecord_builder
+
     try:
         result = tfrecord_builder.build(
             _INPUT_DIR.value,

@@ -29,7 +29,7 @@ import numpy as np
 from absl import logging
 from PIL import Image
 
-from pipelines import errors, records
+from pipelines import errors
 
 VERSION = 1
 CLASS_NAMES = (
@@ -142,6 +142,8 @@ def render(label, rng, size_range=SIZE_RANGE):
 
 
 def _examples(split, count, first, seed, size_range):
+    from pipelines import records  # TensorFlow: only when generating
+
     for index in range(first, first + count):
         rng = np.random.default_rng([seed, _SPLIT_IDS[split], index])
         label = index % NUM_CLASSES
@@ -166,6 +168,8 @@ def write_labels_file(path, synsets, names):
 
 
 def _generate(directory, seed, splits, size_range):
+    from pipelines import records  # TensorFlow: only when generating
+
     os.makedirs(directory)
     for split, count, num_shards in splits:
         per_shard = -(-count // num_shards)

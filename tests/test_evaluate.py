@@ -58,4 +58,4 @@ def test_multi_scale_and_bad_view(trained):
     )
     assert code != 0 and "Traceback" not in err
     lines = util.error_lines(err)
-    assert len(lines) == 1 and "--views: unknown sideways; choose from" in lines[0]
+    assert len(lines) == 1 and "--views: expected names among center, 10view, dense" in lines[0]

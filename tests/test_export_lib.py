@@ -228,5 +228,5 @@ def test_export_binary_user_errors_are_one_line(tmp_path):
     result = _run(
         "export.export_saved_model", "--model_dir=x", "--export_base=y", "--scales=256,big"
     )
-    assert result.returncode == 1 and "--scales must be positive" in result.stderr
+    assert result.returncode == 1 and "--scales: expected integers >= 1" in result.stderr
     assert "Traceback" not in result.stderr

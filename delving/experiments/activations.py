@@ -18,6 +18,8 @@ import time
 
 from absl import app, flags
 
+from delving import cli_flags
+
 _OUTPUT_DIR = flags.DEFINE_string(
     "output_dir", "runs/experiments/activations", "Where the tables, JSON, figures and runs go."
 )
@@ -33,7 +35,9 @@ _DATA_DIR = flags.DEFINE_string(
 _ACTIVATIONS = flags.DEFINE_list(
     "activations", "relu,lrelu,prelu_shared,prelu", "Activations to compare."
 )
-_SEEDS = flags.DEFINE_list("seeds", "0,1,2", "Seeds; every activation is trained with each.")
+_SEEDS = cli_flags.define_int_list(
+    "seeds", "0,1,2", "Seeds; every activation is trained with each.", example="0,1,2"
+)
 _INIT = flags.DEFINE_enum(
     "init",
     "he_fan_in",
@@ -52,23 +56,18 @@ _EPOCHS = flags.DEFINE_integer("epochs", 9, "Epochs per run.", lower_bound=1)
 _LR = flags.DEFINE_float(
     "learning_rate", 0.005, "Initial SGD learning rate (momentum 0.9).", lower_bound=0.0
 )
-_DECAY_EPOCHS = flags.DEFINE_list(
+_DECAY_EPOCHS = cli_flags.define_int_list(
     "lr_decay_epochs",
     None,
     "0-based epochs where the rate is divided by 10 "
     "(default: the last third and last sixth of training when there are at least 3 "
     "epochs, else none).",
+    allow_empty=True,
+    example="6,8",
 )
 
 NAME = "activations"
 ACTIVATIONS = ("relu", "lrelu", "prelu_shared", "prelu")
-
-
-def _all_ints(values):
-    try:
-        return all(int(v) >= 0 for v in values or [])
-    except ValueError:
-        return False
 
 
 flags.register_validator(
@@ -76,10 +75,6 @@ flags.register_validator(
     lambda v: bool(v) and set(v) <= set(ACTIVATIONS),
     f"must be a non-empty list of {', '.join(ACTIVATIONS)}",
 )
-flags.register_validator(
-    "seeds", lambda v: bool(v) and _all_ints(v), "must be a non-empty list of non-negative integers"
-)
-flags.register_validator("lr_decay_epochs", _all_ints, "must be non-negative integers")
 
 
 def run(*, data_dir, output_dir, activations, seeds, train_fields, verbose=1):
