@@ -280,6 +280,7 @@ def evaluation_dataset(
     return images.batch(1).prefetch(tf.data.AUTOTUNE)
 
 
-def evaluation_scores(model, images, *, flip=True):
-    """`dense_scores` with the window of the model's architecture."""
-    return dense_scores(model, images, window=models.head_window(model.name), flip=flip)
+def evaluation_scores(model, images, *, image_size, flip=True):
+    """`dense_scores` with the window the head saw on `image_size` training crops."""
+    window = models.head_window(model.name, image_size)
+    return dense_scores(model, images, window=window, flip=flip)

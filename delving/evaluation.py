@@ -40,8 +40,9 @@ class View:
         per-replica batches, where `source` is a `delving.inputs.DataSource`
         and `batch_size` is global (the `pipelines` readers divide it by the
         replicas of `input_context`).
-      scores: `fn(model, inputs) -> float32 [batch, classes]` probabilities;
-        traced inside a `tf.function`, once per replica.
+      scores: `fn(model, inputs, *, image_size) -> float32 [batch, classes]`
+        probabilities, `image_size` the training crop side; traced inside a
+        `tf.function`, once per replica.
       max_batch_size: a cap on the per-replica batch (None: no cap), e.g. 1
         for views whose inputs differ in size between images.
     """
@@ -88,7 +89,8 @@ def _ten_view_dataset(source, split, *, scale, image_size, batch_size, input_con
     return crops.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def _ten_view_scores(model, views):
+def _ten_view_scores(model, views, image_size):
+    del image_size  # the crops are already that size
     shape = tf.shape(views)  # [batch, 10, S, S, 3]
     logits = model(tf.reshape(views, tf.concat([[-1], shape[2:]], 0)), training=False)
     probs = _probabilities(logits)
@@ -100,7 +102,7 @@ register_view(
         "center",
         "shorter side to the scale, centre crop",
         _center_dataset,
-        lambda model, x: _probabilities(model(x, training=False)),
+        lambda model, x, image_size: _probabilities(model(x, training=False)),
     )
 )
 register_view(
@@ -115,7 +117,8 @@ register_view(
 register_view(
     View(
         "dense",
-        "every 14x14 window of the conv map and flips, averaged (Sec. 4)",
+        "every window of the conv map the size the head saw in training (14x14 for"
+        " models A/B/C at 224 crops) and flips, averaged (Sec. 4)",
         _dense.evaluation_dataset,
         _dense.evaluation_scores,
         max_batch_size=1,
@@ -189,7 +192,7 @@ class Evaluator:
         self.dataset = self.strategy.distribute_datasets_from_function(dataset_fn)
 
         def replica_step(inputs, labels):
-            probs = tf.add_n([self.view.scores(model, x) for x in inputs])
+            probs = tf.add_n([self.view.scores(model, x, image_size=image_size) for x in inputs])
             probs /= len(inputs)
             labels = tf.cast(labels, tf.int32)
             k = tf.minimum(5, tf.shape(probs)[-1])
@@ -263,7 +266,7 @@ def load_model(model_dir, *, checkpoint=None):
     """
     import keras_layers  # noqa: F401  (registers the custom layers)
     from delving import config as config_lib
-    from delving import models, run_files
+    from delving import model_from_config, run_files
 
     files = run_files.paths(model_dir)
     if not tf.io.gfile.exists(files["config"]):
@@ -278,14 +281,6 @@ def load_model(model_dir, *, checkpoint=None):
         from pipelines import errors
 
         raise errors.DataError(f"{model_dir} has neither model.keras nor a checkpoint yet")
-    model = models.build_model(
-        cfg.model,
-        num_classes=cfg.num_classes,
-        activation=cfg.activation,
-        init=cfg.init,
-        dropout=cfg.dropout,
-        width_multiplier=cfg.width_multiplier,
-        fc_units=cfg.fc_units,
-    )
+    model = model_from_config.build(cfg)
     tf.train.Checkpoint(model=model).restore(checkpoint).expect_partial()
     return model, cfg

@@ -12,7 +12,8 @@ import functools
 
 import tensorflow as tf
 
-from pipelines import errors, preprocessing
+from delving import model_from_config
+from pipelines import errors
 
 IMAGENET_TRAIN_EXAMPLES = 1_281_167
 IMAGENET_VALIDATION_EXAMPLES = 50_000
@@ -149,5 +150,5 @@ def source_from_config(cfg) -> DataSource:
         tfds_manual_dir=cfg.tfds_manual_dir,
         num_classes=cfg.num_classes,
         label_offset=cfg.label_offset,
-        std=preprocessing.STD_RGB if cfg.input_std else None,
+        std=model_from_config.input_std(cfg),
     )

@@ -9,7 +9,7 @@ share their weights with the whole:
   dropout -> `fc3` logits (float32 even under a mixed-precision policy).
 
 Dense multi-view testing runs the trunk once per image and scale and the
-head on every `head_window(name)`-sized window of its output.
+head on every `head_window(name, image_size)`-sized window of its output.
 
 Layer names follow the paper: `conv1`, `conv2_1`, ..., `pool1`, ..., `spp`,
 `fc1`, `fc2`, `fc3` (see `delving.model_specs` for the scheme). The
@@ -48,6 +48,12 @@ _INITIALIZERS = {
     ),
     "xavier": lambda seed: keras_layers.XavierVarianceScaling(mode="fan_in", seed=seed),
 }
+
+
+def initializer(init, seed=None):
+    """The kernel initializer called `init` (one of `INITS`, see the module docstring)."""
+    _check_choice("init", init, INITS)
+    return _INITIALIZERS[init](seed)
 
 
 def _check_choice(kind, value, choices):
@@ -251,11 +257,12 @@ def feature_map_size(name, image_size):
     return model_specs.get_spec(name).feature_map_size(image_size)
 
 
-def head_window(name):
-    """Side of the conv-map window the head sees during training at 224x224
-    crops, the window of dense testing: 14 for models A/B/C and VGG-19 (the
-    paper's 14x14), 19 for the small models (ceil(224 / 12))."""
-    return feature_map_size(name, 224)
+def head_window(name, image_size=224):
+    """Side of the conv-map window the head sees during training on
+    `image_size` crops, the window of dense testing. At the paper's 224x224
+    crops: 14 for models A/B/C and VGG-19 (the paper's 14x14), 19 for the
+    small models (ceil(224 / 12))."""
+    return feature_map_size(name, image_size)
 
 
 def _walk_layers(model):

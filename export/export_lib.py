@@ -40,7 +40,7 @@ import keras
 import tensorflow as tf
 
 from delving import config as config_lib
-from delving import dense, models, run_files
+from delving import dense, model_from_config, run_files
 from export import image_decoding, serving_files
 from export.client_lib import SIGNATURE_BYTES, SIGNATURE_IMAGES
 from pipelines import preprocessing
@@ -68,9 +68,9 @@ class ServableModel:
         normalization; `kwargs`: scales, flip, max_aspect_ratio."""
         return dense.DenseInference(
             self.model,
-            window=models.head_window(self.config.model),
+            window=model_from_config.dense_window(self.config),
             mean=preprocessing.MEAN_RGB,
-            std=preprocessing.STD_RGB if self.config.input_std else None,
+            std=model_from_config.input_std(self.config),
             **kwargs,
         )
 

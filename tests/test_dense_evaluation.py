@@ -104,10 +104,12 @@ def test_evaluate_binary_dense_scales_noflip(run):
     assert float(row[2].rstrip("%")) == pytest.approx(100 * top1, abs=0.01)
 
 
-def test_window_of_the_view_comes_from_the_model_name(run):
+@pytest.mark.parametrize("image_size,window", [(224, 14), (160, 10)])
+def test_window_of_the_view_comes_from_the_training_crop_size(run, image_size, window):
     model = run["servable"].model
     x = tf.random.stateless_normal([1, 240, 260, 3], [1, 2])
+    assert models.head_window("model_a", image_size) == window
     np.testing.assert_allclose(
-        dense.evaluation_scores(model, x),
-        dense.dense_scores(model, x, window=models.head_window("model_a")),
+        dense.evaluation_scores(model, x, image_size=image_size),
+        dense.dense_scores(model, x, window=window),
     )

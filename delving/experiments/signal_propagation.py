@@ -3,7 +3,7 @@ r"""Signal propagation at initialization (Sec. 2.2, Eq. 9 and 13 of the paper).
 Measures, layer by layer, the standard deviation of the conv responses `y_l`
 (forward) and of the gradients `dE/dx_l` reaching each conv layer's input
 (backward), in freshly initialized networks, for He fan-in (Eq. 10), He fan-out
-(Eq. 14) and "Xavier" (Var[w] = 1/n, NOTES.md section 3):
+(Eq. 14) and "Xavier" (Var[w] = 1/n, docs/PAPER.md, "Xavier"):
 
   * the trunk of `small_30` (Fig. 3's 30-layer model: 27 conv layers), at the
     paper's 224 px and at the convergence experiment's 64 px crops, and
@@ -28,16 +28,20 @@ import time
 
 from absl import app, flags, logging
 
+from delving import cli_flags
+
 _OUTPUT_DIR = flags.DEFINE_string(
     "output_dir", "runs/experiments/signal_propagation", "Where the table, JSON and figure go."
 )
 _QUICK = flags.DEFINE_bool("quick", False, "Tiny shapes, for tests: seconds instead of a minute.")
 _INITS = flags.DEFINE_list("inits", "he_fan_in,he_fan_out,xavier", "Initializations to compare.")
-_IMAGE_SIZES = flags.DEFINE_list(
+_IMAGE_SIZES = cli_flags.define_int_list(
     "image_sizes",
     None,
     "small_30 input sizes: the paper's 224 and the convergence "
     "experiment's 64 crops (default 224,64; quick 96).",
+    minimum=1,
+    example="224,64",
 )
 _BATCH_SIZE = flags.DEFINE_integer(
     "batch_size", None, "Random images per measurement (default 8; quick 2)."
@@ -60,31 +64,11 @@ NAME = "signal_propagation"
 INIT_NAMES = ("he_fan_in", "he_fan_out", "xavier")
 
 
-def _positive_ints(values):
-    try:
-        return all(int(v) > 0 for v in values or [])
-    except ValueError:
-        return False
-
-
 flags.register_validator(
     "inits",
     lambda v: bool(v) and set(v) <= set(INIT_NAMES),
     f"must be a non-empty list of {', '.join(INIT_NAMES)}",
 )
-flags.register_validator("image_sizes", _positive_ints, "must be positive integers")
-
-
-def _initializer(init, seed):
-    import keras_layers  # pylint: disable=import-outside-toplevel
-
-    if init == "he_fan_in":
-        return keras_layers.HeVarianceScaling(mode="fan_in", seed=seed)
-    if init == "he_fan_out":
-        return keras_layers.HeVarianceScaling(mode="fan_out", seed=seed)
-    if init == "xavier":
-        return keras_layers.XavierVarianceScaling(mode="fan_in", seed=seed)
-    raise ValueError(f"unknown init {init!r}; expected one of {INIT_NAMES}")
 
 
 def _circular_pad_layer(pad, name):
@@ -107,6 +91,8 @@ def build_plain_stack(*, depth, width, init, seed, kernel_size=3):
     """
     import keras  # pylint: disable=import-outside-toplevel
 
+    from delving import models  # pylint: disable=import-outside-toplevel
+
     layers = [keras.Input((None, None, 3))]
     for i in range(depth):
         layers.append(_circular_pad_layer(kernel_size // 2, name=f"pad{i + 1}"))
@@ -116,7 +102,7 @@ def build_plain_stack(*, depth, width, init, seed, kernel_size=3):
                 kernel_size,
                 padding="valid",
                 name=f"conv{i + 1}",
-                kernel_initializer=_initializer(init, None if seed is None else seed + i),
+                kernel_initializer=models.initializer(init, None if seed is None else seed + i),
                 bias_initializer="zeros",
             )
         )

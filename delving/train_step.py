@@ -1,0 +1,80 @@
+"""The compiled training step: the paper's objective and one SGD update.
+
+The objective (Sec. 4) is softmax cross-entropy averaged over the *global*
+batch (`tf.nn.compute_average_loss`) plus Caffe-style weight decay
+`0.5 * wd * sum ||W||^2` over conv and fc kernels; `delving.trainer`'s
+docstring says why it is written this way. The batches arrive as uint8 crops
+and lighting shifts and are normalised here, on the device.
+"""
+
+import keras
+import tensorflow as tf
+
+from delving import model_from_config
+from pipelines import dataset_ops, preprocessing
+
+
+def input_dtype():
+    """The model's input dtype: the compute dtype of the mixed-precision policy."""
+    return keras.mixed_precision.global_policy().compute_dtype
+
+
+def make_train_step(cfg, state, strategy):
+    """`train_step(iterator) -> [loss sum, top-1 hits, top-5 hits, images]`.
+
+    One SGD step on the next batch of every replica: the paper's objective
+    (module docstring), gradients all-reduced by `apply_gradients`.
+    """
+    model, optimizer = state.model, state.optimizer
+    # Caffe-style decay on conv/fc kernels only (never PReLU alpha, bias).
+    decayed = [v for v in model.trainable_variables if v.path.split("/")[-1] == "kernel"]
+    decay_scale = 0.5 * cfg.weight_decay / strategy.num_replicas_in_sync
+    loss_scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+    topk = min(5, cfg.num_classes)
+    mean, std = preprocessing.MEAN_RGB, model_from_config.input_std(cfg)
+    dtype = input_dtype()
+
+    @tf.function(jit_compile=cfg.jit_compile)
+    def gradients(batch, labels):
+        """Forward and backward pass of one replica (XLA-compilable)."""
+        images = tf.cast(
+            preprocessing.normalize(
+                batch[dataset_ops.PIXELS], mean, std, shift=batch[dataset_ops.LIGHTING]
+            ),
+            dtype,
+        )
+        with tf.GradientTape() as tape:
+            logits = tf.cast(model(images, training=True), tf.float32)
+            per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(
+                labels=labels, logits=logits
+            )
+            loss = tf.nn.compute_average_loss(per_example, global_batch_size=cfg.batch_size)
+            total = loss
+            if cfg.weight_decay:
+                total += decay_scale * tf.add_n(
+                    [tf.reduce_sum(tf.square(tf.cast(v, tf.float32))) for v in decayed]
+                )
+            if loss_scaled:
+                total = optimizer.scale_loss(total)
+        grads = tape.gradient(total, model.trainable_variables)
+        return grads, loss, _correct(logits, labels, topk)
+
+    def replica_step(batch, labels):
+        grads, loss, (top1, top5) = gradients(batch, labels)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss, top1, top5, tf.shape(labels)[0]
+
+    @tf.function
+    def train_step(iterator):
+        out = strategy.run(replica_step, args=next(iterator))
+        return [strategy.reduce("SUM", x, axis=None) for x in out]
+
+    return train_step
+
+
+def _correct(logits, labels, k):
+    """Number of top-1 and top-k hits in a batch (float32)."""
+    labels = tf.cast(labels, tf.int32)
+    top1 = tf.reduce_sum(tf.cast(tf.math.in_top_k(labels, logits, 1), tf.float32))
+    topk = tf.reduce_sum(tf.cast(tf.math.in_top_k(labels, logits, k), tf.float32))
+    return top1, topk
