@@ -20,7 +20,7 @@ import sys
 
 import tensorflow as tf
 
-from pipelines import dataset_ops, errors, preprocessing, records
+from pipelines import bad_input, dataset_ops, errors, preprocessing, records
 
 AUTOTUNE = tf.data.AUTOTUNE
 DEFAULT_SHUFFLE_BUFFER = 10_000
@@ -28,8 +28,8 @@ _RECORD_OVERHEAD = 16  # length (8) + length crc (4) + data crc (4) bytes.
 # Appended after each shard's records to find where the shard ended; not a
 # serialized Example, so it cannot be mistaken for a record of one.
 _END_OF_SHARD = b"\x00delving: end of shard\x00"
-# Records accounted for per call (see dataset_ops.BOOKKEEPING_BATCH).
-_READ_BATCH = dataset_ops.BOOKKEEPING_BATCH
+# Records accounted for per call (see bad_input.BOOKKEEPING_BATCH).
+_READ_BATCH = bad_input.BOOKKEEPING_BATCH
 
 
 def list_files(data_dir, split, file_pattern=None):
@@ -148,7 +148,7 @@ CHECKS = (
     (
         lambda index, source, label, name=name: (
             f"required feature {name} missing in ",
-            *dataset_ops.origin_parts(index, source),
+            *bad_input.origin_parts(index, source),
         )
     )
     for name in records.MISSING
