@@ -3,8 +3,9 @@
 For each scale `s` the image is resized so its shorter side is `s`, the conv
 trunk runs once on it (and once on its horizontal flip), and every
 `window x window` window of the last conv map (stride 1; `window` is
-`delving.models.head_window`, 14 for models A/B/C: what the head saw at
-224x224 training crops) is pooled by the SPP and classified by the fc head.
+`delving.models.head_window(name, image_size)`, what the head saw on the
+training crops: 14 for models A/B/C at 224x224) is pooled by the SPP and
+classified by the fc head.
 The softmax scores of all windows, both flips and all scales are averaged.
 
 Computed densely, never by cropping windows and re-running layers:
@@ -183,7 +184,7 @@ class DenseInference:
 
     Args:
       model: a `delving.models.build_model` model (nested `trunk`, `head`).
-      window: side of the conv-map window (`models.head_window(name)`).
+      window: side of the conv-map window (`model_from_config.dense_window(cfg)`).
       scales: shorter sides to test at; the scores are averaged.
       flip: also test the horizontal flip of every image.
       mean, std: the normalization the model was trained with.

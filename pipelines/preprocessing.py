@@ -3,7 +3,7 @@
 Every function works eagerly and inside `tf.data.Dataset.map` (graph mode),
 and all randomness is stateless: the same `seed` gives the same image in both.
 
-Training (NOTES.md section 5): shorter side rescaled to `s ~ U[256, 512]`,
+Training (docs/PAPER.md, "Training recipe"): shorter side rescaled to `s ~ U[256, 512]`,
 random 224x224 crop, horizontal flip with probability 1/2, AlexNet PCA
 lighting noise, per-channel mean subtraction (optional std division).
 
@@ -22,7 +22,7 @@ the two for one image and give the same numbers.
 
 import tensorflow as tf
 
-# ImageNet statistics on the 0-255 scale, RGB order (NOTES.md section 9).
+# ImageNet statistics on the 0-255 scale, RGB order (docs/PAPER.md, "Constants").
 MEAN_RGB = (123.68, 116.78, 103.94)
 STD_RGB = (58.40, 57.12, 57.38)
 # AlexNet PCA lighting: eigenvalues of the RGB covariance, on the 0-255 scale

@@ -1,4 +1,4 @@
-"""The standard ImageNet TFRecord schema (NOTES.md section 8), both ways.
+"""The standard ImageNet TFRecord schema (docs/PAPER.md, "ImageNet TFRecords"), both ways.
 
 Writers (`make_example`, `write_shard`) are used by the folder converter, the
 built-in dataset and the tests; the reader's feature spec is `FEATURES`.

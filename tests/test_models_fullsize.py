@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from delving import models
 
-# The tables of NOTES.md section 4, written out again here (independently of
+# The tables of docs/PAPER.md, "Architectures", written out again here (independently of
 # delving.model_specs): per model the conv stages as (kernel, filters,
 # repeats) and the SPP levels; every model ends with fc 4096, 4096, 1000.
 TABLES = {

@@ -7,7 +7,7 @@ Every experiment binary writes into its `--output_dir`:
   <name>*.png   its figures (matplotlib, Agg backend: no display needed).
 
 The constants below are the paper's *reported* numbers, as given in the
-project's paper notes (NOTES.md section 4 for Table 1, section 7 for Table 2). They
+project's summary of the paper (docs/PAPER.md, "Reported results"). They
 are printed beside our measurements for comparison; they are never results.
 """
 
@@ -26,7 +26,7 @@ import matplotlib.pyplot as plt  # noqa: E402  pylint: disable=wrong-import-posi
 
 from delving import run_files  # noqa: E402  pylint: disable=wrong-import-position
 
-# Table 2 of the paper (NOTES.md section 7): small model, 10-view testing,
+# Table 2 of the paper (docs/PAPER.md, "Reported results"): small model, 10-view testing,
 # (top-1, top-5) validation error in percent.
 PAPER_TABLE2 = {
     "relu": (33.82, 13.34),
@@ -35,7 +35,7 @@ PAPER_TABLE2 = {
     "prelu": (32.64, 12.75),
 }
 
-# Table 1 of the paper (NOTES.md section 4): learned PReLU coefficients of the
+# Table 1 of the paper (docs/PAPER.md, "Reported results"): learned PReLU coefficients of the
 # 14-layer model, (channel-shared, channel-wise mean), by layer name. The
 # training app prints the same table, so both read one copy.
 PAPER_TABLE1 = run_files.TABLE1
