@@ -1,10 +1,17 @@
 """The compiled training step: the paper's objective and one SGD update.
 
-The objective (Sec. 4) is softmax cross-entropy averaged over the *global*
-batch (`tf.nn.compute_average_loss`) plus Caffe-style weight decay
-`0.5 * wd * sum ||W||^2` over conv and fc kernels; `delving.trainer`'s
-docstring says why it is written this way. The batches arrive as uint8 crops
-and lighting shifts and are normalised here, on the device.
+The objective is the paper's (Sec. 4): softmax cross-entropy averaged over
+the *global* batch (`tf.nn.compute_average_loss`), plus Caffe-style weight
+decay `0.5 * wd * sum ||W||^2` over conv and fc kernels. Its gradient
+`wd * W` enters the momentum update with the data gradient, as in Caffe's SGD
+(Keras' `weight_decay` argument would instead decay the weights outside the
+momentum, AdamW style). Not decayed: PReLU slopes (decay pulls them to 0,
+back to ReLU, Sec. 2.1) and biases (as in the Caffe model definitions of the
+time, `decay_mult: 0`). Each replica adds `1 / num_replicas` of the decay term,
+so the all-reduced gradient holds it exactly once.
+
+The batches arrive as uint8 crops and lighting shifts and are normalised
+here, on the device (the host's CPUs stay on decoding).
 """
 
 import keras

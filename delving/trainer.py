@@ -7,15 +7,7 @@ strategies alike. Keras still provides the model, the SGD optimizer (its
 `apply_gradients` all-reduces the gradients across replicas), mixed
 precision with loss scaling, and the progress bar.
 
-The objective is the paper's (Sec. 4): softmax cross-entropy averaged over
-the *global* batch (`tf.nn.compute_average_loss`), plus Caffe-style weight
-decay `0.5 * wd * sum ||W||^2` over conv and fc kernels. Its gradient
-`wd * W` enters the momentum update with the data gradient, as in Caffe's SGD
-(Keras' `weight_decay` argument would instead decay the weights outside the
-momentum, AdamW style). Not decayed: PReLU slopes (decay pulls them to 0,
-back to ReLU, Sec. 2.1) and biases (as in the Caffe model definitions of the
-time, `decay_mult: 0`). Each replica adds `1 / num_replicas` of the decay term,
-so the all-reduced gradient holds it exactly once.
+The objective and the compiled step are in `delving.train_step`.
 
 Fault tolerance: checkpoints (model, optimizer slots, global step, epoch,
 step within the epoch, learning-rate schedule) every
