@@ -76,7 +76,7 @@ def start(module, args, **env):
     )
 
 
-def run(module, args, timeout=180, **env):
+def run(module, args, timeout=900, **env):
     """Runs to completion: (returncode, stdout, stderr)."""
     proc = start(module, args, **env)
     out, err = proc.communicate(timeout=timeout)
