@@ -12,7 +12,9 @@ class PReLU(keras.layers.Layer):
     default; `channel_shared=True` learns one slope for the whole layer. The
     slope gradients are Eq. 4 (channel-wise: summed over the batch and all
     positions of the channel) and Eq. 5 (shared: also summed over channels);
-    they come from autodiff of the expression above.
+    they come from autodiff of the expression in `call`. At exactly `y = 0`
+    the gradient is that of the negative side on every backend, as in
+    `torch.nn.PReLU`: `df/dy = a`, `df/da = 0`.
 
     Differences from `keras.layers.PReLU`: the slopes start at 0.25 (the
     paper) instead of 0, and there is one per channel rather than one per
@@ -84,8 +86,15 @@ class PReLU(keras.layers.Layer):
             )
         axis = self._channel_axis(rank)
         channels = input_shape[axis]
+        constraint = self.alpha_constraint
         if self.channel_shared:
+            # A scalar, as it always was (checkpoints and .keras files of
+            # earlier runs hold shape ()); its constraint sees it as shape
+            # (1,), which Keras' norm constraints need (MaxNorm, UnitNorm
+            # reduce over axis 0).
             shape = ()
+            if constraint is not None:
+                constraint = _ScalarAsVector(constraint)
         else:
             if channels is None:
                 raise ValueError(
@@ -99,7 +108,7 @@ class PReLU(keras.layers.Layer):
             shape=shape,
             initializer=self.alpha_initializer,
             regularizer=self.alpha_regularizer,
-            constraint=self.alpha_constraint,
+            constraint=constraint,
         )
         # Pin the channel size so that a mismatched later call fails clearly.
         axes = {axis: channels} if channels is not None else None
@@ -114,10 +123,14 @@ class PReLU(keras.layers.Layer):
         alpha = ops.cast(self.alpha, inputs.dtype)
         if self._broadcast_shape is not None:
             alpha = ops.reshape(alpha, self._broadcast_shape)
-        # Eq. 2 written as relu(y) + a * min(y, 0): every term is elementwise
-        # and fuses; the gradient w.r.t. `a` is min(y, 0) = y for y <= 0, which
-        # summed by broadcasting gives exactly Eq. 4 / Eq. 5.
-        return ops.relu(inputs) + alpha * ops.minimum(inputs, 0)
+        # Eq. 2 as y * (1 if y > 0 else a): three elementwise passes forward
+        # (compare, select, multiply) where relu(y) + a * min(y, 0) takes four,
+        # and fewer in the backward pass (benchmarks/prelu_overhead.py).
+        # Autodiff gives df/dy = the selected factor, and df/da = y where
+        # y <= 0 (else 0), which summed by broadcasting is exactly Eq. 4 /
+        # Eq. 5. The select also settles y == 0 the same way on every backend
+        # (negative side); ops.minimum's gradient splits ties on some.
+        return inputs * ops.where(inputs > 0, 1.0, alpha)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -134,6 +147,16 @@ class PReLU(keras.layers.Layer):
             }
         )
         return config
+
+
+class _ScalarAsVector(keras.constraints.Constraint):
+    """Applies `constraint` to a shape-() slope reshaped to (1,) and back."""
+
+    def __init__(self, constraint):
+        self.constraint = constraint
+
+    def __call__(self, w):
+        return ops.reshape(self.constraint(ops.reshape(w, (1,))), ())
 
 
 def _standardize_data_format(data_format):

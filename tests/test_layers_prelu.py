@@ -1,5 +1,9 @@
 """PReLU (Eq. 1-5) against NumPy references computed here."""
 
+import os
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -157,3 +161,89 @@ def test_clear_errors():
     layer(np.zeros((1, 2, 2, 3), "float32"))
     with pytest.raises(ValueError):
         layer(np.zeros((1, 2, 2, 5), "float32"))
+
+
+# Under each backend, with that backend's own autodiff: gradients at exactly
+# y = 0 (and on both sides) against torch.nn.PReLU, and a training step of a
+# channel-shared slope under Keras' norm constraints.
+_BACKEND_SCRIPT = """
+import keras, numpy as np, torch
+import keras_layers
+
+backend = keras.backend.backend()
+x = np.array([[-1.5, 0.0, 2.0, 0.0, -0.5]], "float32")
+upstream = np.array([[1.0, 2.0, 3.0, 4.0, 5.0]], "float32")
+
+
+def ours(alpha, channel_shared):
+    layer = keras_layers.PReLU(channel_shared=channel_shared)
+    layer.build(x.shape)
+    layer.alpha.assign(alpha.reshape(layer.alpha.shape))
+    if backend == "tensorflow":
+        import tensorflow as tf
+        xt = tf.constant(x)
+        with tf.GradientTape() as tape:
+            tape.watch(xt)
+            loss = tf.reduce_sum(layer(xt) * upstream)
+        dx, da = tape.gradient(loss, [xt, layer.alpha.value])
+    elif backend == "jax":
+        import jax
+        def loss(x, a):
+            y, _ = layer.stateless_call([a], [], x)
+            return (y * upstream).sum()
+        dx, da = jax.grad(loss, argnums=(0, 1))(x, layer.alpha.value)
+    else:
+        xt = torch.tensor(x, requires_grad=True)
+        (layer(xt) * torch.tensor(upstream)).sum().backward()
+        dx, da = xt.grad, layer.alpha.value.grad
+    return [keras.ops.convert_to_numpy(v) for v in (dx, da)]
+
+
+def reference(alpha):
+    prelu = torch.nn.PReLU(alpha.size)
+    prelu.weight.data = torch.tensor(alpha)
+    xt = torch.tensor(x, requires_grad=True)
+    (prelu(xt) * torch.tensor(upstream)).sum().backward()
+    return xt.grad.numpy(), prelu.weight.grad.numpy()
+
+
+for alpha, shared in [(np.array([0.25, 0.5, 0.25, -0.75, 1.5], "float32"), False),
+                      (np.array([0.25], "float32"), True)]:
+    for got, want in zip(ours(alpha, shared), reference(alpha)):
+        np.testing.assert_allclose(np.reshape(got, want.shape), want, rtol=1e-6)
+
+rng = np.random.default_rng(0)
+keras.utils.set_random_seed(0)
+for constraint in ("MaxNorm", "UnitNorm", "NonNeg"):
+    model = keras.Sequential([keras.Input((4, 4, 3)), keras.layers.Conv2D(2, 3),
+                              keras_layers.PReLU(channel_shared=True, alpha_constraint=constraint),
+                              keras.layers.Flatten(), keras.layers.Dense(2)])
+    model.compile(keras.optimizers.SGD(0.1), "mse")
+    model.fit(rng.standard_normal((4, 4, 4, 3)).astype("float32"),
+              rng.standard_normal((4, 2)).astype("float32"), epochs=1, verbose=0)
+    alpha = keras.ops.convert_to_numpy(model.layers[1].alpha)
+    assert alpha.shape == () and np.isfinite(alpha), (constraint, alpha)
+    if constraint == "UnitNorm":  # a / (1e-7 + |a|)
+        np.testing.assert_allclose(abs(alpha), 1.0, rtol=1e-5)
+print("PRELU_BACKEND_OK", backend)
+"""
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
+def test_gradient_at_zero_and_shared_norm_constraints_on_every_backend(backend):
+    pytest.importorskip("torch")  # the reference
+    pytest.importorskip(backend)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, KERAS_BACKEND=backend, PYTHONPATH=root, CUDA_VISIBLE_DEVICES="")
+    env["JAX_PLATFORMS"] = "cpu"
+    result = subprocess.run(
+        [sys.executable, "-c", _BACKEND_SCRIPT],
+        env=env,
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0 and f"PRELU_BACKEND_OK {backend}" in result.stdout, (
+        result.stdout[-3000:] + result.stderr[-3000:]
+    )
