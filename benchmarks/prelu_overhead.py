@@ -5,8 +5,10 @@ channel, a few elementwise ops. This measures it: the same net with ReLU, with
 `keras_layers.PReLU` and with `keras.layers.PReLU(shared_axes=[1, 2])`
 (Keras' layer set up as channel-wise slopes), trained side by side in one run.
 Repeats are interleaved (ReLU, ours, Keras, ReLU, ...) so that load changes on
-the machine hit every variant alike; the table reports medians and the ratio
-to ReLU.
+the machine hit every variant alike; the table reports medians with min-max
+and the ratio to ReLU, and a warning for every pair of variants whose
+min-max spreads overlap: on a loaded machine such a ratio is not a measured
+difference.
 
     python benchmarks/prelu_overhead.py                      # small, < 1 min on CPU
     python benchmarks/prelu_overhead.py --batch_size=128 --image_size=224 --width=64
@@ -114,6 +116,12 @@ def main(argv):
             f"{name:<40}{model.count_params():>10,}{np.median(t):>10.2f}{t.min():>9.2f}"
             f"{t.max():>9.2f}{np.median(t) / (relu * 1e3):>8.3f}x"
         )
+    print(f"load average (1, 5, 15 min): {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    names = list(times)
+    for i, x in enumerate(names):
+        for y in names[i + 1 :]:
+            if min(times[x]) <= max(times[y]) and min(times[y]) <= max(times[x]):
+                print(f"WARNING: {x} and {y} overlap (min-max): no difference measured")
 
 
 if __name__ == "__main__":

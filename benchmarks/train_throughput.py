@@ -1,0 +1,221 @@
+"""Training throughput, side by side in one run:
+
+  (a) `delving.trainer`'s real loop on the real built-in TFRecords, the
+      built-in preset's config (input pipeline, loss, weight decay, metrics,
+      logging and checkpoint boundaries included);
+  (b) the same model and batch in Keras `train_on_batch` on in-memory
+      tensors (the compute floor of (a));
+  (c) the same network in PyTorch eager on the CPU (benchmarks/torch_net.py,
+      built from the same `delving.model_specs` tables);
+
+plus a float32 matmul, against which the achieved FLOP/s of each is given
+(6 FLOPs per multiply-add of the conv and fc layers, `delving.model_stats`).
+Repeats are interleaved (a, b, c, matmul, a, b, ...) so that load changes on
+the machine hit every variant alike; the table gives medians with min-max,
+and a warning where the spreads of two compared variants overlap.
+
+    python benchmarks/train_throughput.py                      # default network
+    python benchmarks/train_throughput.py --width_multiplier=1 --fc_units=4096 \
+        --image_size=224 --batch_size=8                        # full-width small_14
+    python benchmarks/train_throughput.py --model=model_a --width_multiplier=1 \
+        --fc_units=4096 --image_size=224 --batch_size=4
+"""
+
+import dataclasses
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import torch  # noqa: E402
+import torch_net  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+from delving import config as config_lib  # noqa: E402
+from delving import model_stats, models, run_files, trainer  # noqa: E402
+
+_B = config_lib.PRESETS["builtin"]
+_MODEL = flags.DEFINE_enum("model", _B["model"], models.MODEL_NAMES, "Network.")
+_ACTIVATION = flags.DEFINE_enum("activation", "prelu", models.ACTIVATIONS, "Activation.")
+_IMAGE_SIZE = flags.DEFINE_integer("image_size", _B["image_size"], "Crop side.", lower_bound=16)
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", _B["batch_size"], "Batch.", lower_bound=1)
+_WIDTH = flags.DEFINE_float("width_multiplier", _B["width_multiplier"], "Conv width scale.")
+_FC_UNITS = flags.DEFINE_integer("fc_units", _B["fc_units"], "fc1/fc2 width.", lower_bound=1)
+_JIT = flags.DEFINE_bool("jit_compile", False, "XLA for (a) and (b).")
+_STEPS = flags.DEFINE_integer("steps", 10, "Timed steps per repeat.", lower_bound=1)
+_REPEATS = flags.DEFINE_integer("repeats", 5, "Interleaved repeats.", lower_bound=1)
+_MATMUL = flags.DEFINE_integer("matmul_size", 1024, "Side of the float32 matmul.", lower_bound=64)
+
+
+def _timed(fn, steps):
+    start = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    return (time.perf_counter() - start) / steps
+
+
+def trainer_variant(cfg):
+    """(a): seconds per step of the trainer's own loop, one epoch of
+    `steps_per_epoch` steps per repeat (its `images_per_sec`: training
+    only, the per-epoch evaluation is not timed)."""
+    run = trainer._Trainer(cfg, tf.distribute.get_strategy(), verbose=0)
+    iterator = iter(run._train_dataset(seed=cfg.seed))
+    writers = run_files.summary_writers(cfg.model_dir, True)
+
+    def epoch():
+        run.epoch_step.assign(0)
+        row = run._run_epoch(iterator, writers)
+        return cfg.batch_size / row["images_per_sec"]
+
+    epoch()  # tracing, the dataset's cache and shuffle buffer
+    return run.model, epoch
+
+
+def keras_variant(cfg, steps):
+    """(b): `train_on_batch` on one in-memory batch."""
+    keras.utils.set_random_seed(0)
+    model = models.build_model(
+        cfg.model,
+        num_classes=cfg.num_classes,
+        activation=cfg.activation,
+        init=cfg.init,
+        dropout=cfg.dropout,
+        width_multiplier=cfg.width_multiplier,
+        fc_units=cfg.fc_units,
+    )
+    model.compile(
+        keras.optimizers.SGD(cfg.learning_rate, momentum=cfg.momentum),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=cfg.jit_compile,
+    )
+    rng = np.random.default_rng(0)
+    size, batch = cfg.image_size, cfg.batch_size
+    images = tf.constant(rng.standard_normal((batch, size, size, 3)).astype("float32"))
+    labels = tf.constant(rng.integers(0, cfg.num_classes, batch))
+    model.train_on_batch(images, labels)
+    return lambda: _timed(lambda: model.train_on_batch(images, labels), steps)
+
+
+def torch_variant(cfg, steps):
+    """(c): PyTorch eager, SGD with momentum, NCHW."""
+    torch.manual_seed(0)
+    net = torch_net.build(
+        cfg.model,
+        num_classes=cfg.num_classes,
+        activation=cfg.activation,
+        width_multiplier=cfg.width_multiplier,
+        fc_units=cfg.fc_units,
+    )
+    opt = torch.optim.SGD(net.parameters(), lr=cfg.learning_rate, momentum=cfg.momentum)
+    images = torch.randn(cfg.batch_size, 3, cfg.image_size, cfg.image_size)
+    labels = torch.randint(0, cfg.num_classes, (cfg.batch_size,))
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = nn_loss(net(images), labels)
+        loss.backward()
+        opt.step()
+        loss.item()
+
+    nn_loss = torch.nn.CrossEntropyLoss()
+    step()
+    return lambda: _timed(step, steps)
+
+
+def matmul_variant(size, steps):
+    """Seconds per float32 `size x size` matmul (TensorFlow, this process)."""
+    a = tf.random.normal((size, size))
+    b = tf.random.normal((size, size))
+    run = tf.function(lambda: tf.reduce_sum(tf.matmul(a, b)))
+    run().numpy()
+    return lambda: _timed(lambda: run().numpy(), steps)
+
+
+def _overlap(x, y):
+    return min(x) <= max(y) and min(y) <= max(x)
+
+
+def main(argv):
+    del argv
+    with tempfile.TemporaryDirectory() as model_dir:
+        cfg = config_lib.resolve_config(
+            preset="builtin",
+            model=_MODEL.value,
+            activation=_ACTIVATION.value,
+            image_size=_IMAGE_SIZE.value,
+            batch_size=_BATCH_SIZE.value,
+            width_multiplier=_WIDTH.value,
+            fc_units=_FC_UNITS.value,
+            jit_compile=_JIT.value,
+            model_dir=model_dir,
+            steps_per_epoch=_STEPS.value,
+            eval_steps=1,
+            epochs=10**6,
+        )
+        # The crop is image_size; the preset's scale jitter must contain it.
+        lo = max(cfg.image_size, cfg.scale_range[0])
+        cfg = dataclasses.replace(
+            cfg,
+            scale_range=(lo, max(lo, cfg.scale_range[1])),
+            eval_resize=max(cfg.eval_resize, cfg.image_size),
+        )
+        model, run_a = trainer_variant(cfg)
+        variants = {
+            "(a) delving.trainer, built-in TFRecords": run_a,
+            "(b) Keras train_on_batch, in memory": keras_variant(cfg, _STEPS.value),
+            "(c) PyTorch eager, in memory": torch_variant(cfg, _STEPS.value),
+        }
+        matmul = matmul_variant(_MATMUL.value, _STEPS.value)
+        times = {name: [] for name in variants}
+        matmul_times = []
+        loads = []
+        for _ in range(_REPEATS.value):
+            loads.append(os.getloadavg()[0])
+            for name, run in variants.items():
+                times[name].append(run())
+            matmul_times.append(matmul())
+
+    flops = 6 * model_stats.totals(model_stats.layer_stats(model, cfg.image_size))[1]
+    mm = [2 * _MATMUL.value**3 / t for t in matmul_times]
+    print(
+        f"\n{cfg.model} {cfg.activation} width x{cfg.width_multiplier:g} fc {cfg.fc_units} "
+        f"image {cfg.image_size} batch {cfg.batch_size} jit_compile={cfg.jit_compile}; "
+        f"{_STEPS.value} steps x {_REPEATS.value} interleaved repeats, median [min-max]; "
+        f"load average (1 min) {min(loads):.1f}-{max(loads):.1f}; torch threads "
+        f"{torch.get_num_threads()}"
+    )
+    print(
+        f"float32 matmul {_MATMUL.value}^2: {statistics.median(mm) / 1e9:.1f} GFLOP/s "
+        f"[{min(mm) / 1e9:.1f}-{max(mm) / 1e9:.1f}]; {flops / 1e9:.3f} GFLOP per image-step"
+    )
+    header = (
+        f"{'variant':<42}{'images/s':>20}{'ms/step':>10}{'vs (b)':>8}{'GFLOP/s':>9}{'of mm':>7}"
+    )
+    print(header + "\n" + "-" * len(header))
+    floor = statistics.median(times["(b) Keras train_on_batch, in memory"])
+    for name, t in times.items():
+        med = statistics.median(t)
+        ips = [cfg.batch_size / x for x in t]
+        rate = flops * cfg.batch_size / med
+        print(
+            f"{name:<42}{cfg.batch_size / med:>9.1f} [{min(ips):.0f}-{max(ips):.0f}]"
+            f"{med * 1e3:>10.1f}{floor / med:>7.2f}x{rate / 1e9:>9.1f}"
+            f"{rate / statistics.median(mm):>7.0%}"
+        )
+    names = list(times)
+    for i, x in enumerate(names):
+        for y in names[i + 1 :]:
+            if _overlap(times[x], times[y]):
+                print(f"WARNING: {x[:3]} and {y[:3]} overlap (min-max): no difference measured")
+
+
+if __name__ == "__main__":
+    app.run(main)
