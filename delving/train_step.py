@@ -27,10 +27,11 @@ def input_dtype():
 
 
 def make_train_step(cfg, state, strategy):
-    """`train_step(iterator) -> [loss sum, top-1 hits, top-5 hits, images]`.
+    """`train_steps(iterator, count) -> float32 [count, 4]`: per step the mean
+    loss, top-1 hits, top-5 hits and images.
 
-    One SGD step on the next batch of every replica: the paper's objective
-    (module docstring), gradients all-reduced by `apply_gradients`.
+    Each step is one SGD step on the next batch of every replica: the paper's
+    objective (module docstring), gradients all-reduced by `apply_gradients`.
     """
     model, optimizer = state.model, state.optimizer
     # Caffe-style decay on conv/fc kernels only (never PReLU alpha, bias).
@@ -72,11 +73,19 @@ def make_train_step(cfg, state, strategy):
         return loss, top1, top5, tf.shape(labels)[0]
 
     @tf.function
-    def train_step(iterator):
-        out = strategy.run(replica_step, args=next(iterator))
-        return [strategy.reduce("SUM", x, axis=None) for x in out]
+    def train_steps(iterator, count):
+        """`count` steps in one call (a graph loop, as Keras' `steps_per_execution`
+        and Model Garden's orbit do): the host neither waits for nor dispatches
+        each step. Returns one row (loss, top-1 hits, top-k hits, images) per
+        step, float32."""
+        rows = tf.TensorArray(tf.float32, size=count)
+        for i in tf.range(count):
+            out = strategy.run(replica_step, args=next(iterator))
+            out = [strategy.reduce("SUM", x, axis=None) for x in out]
+            rows = rows.write(i, tf.stack([tf.cast(x, tf.float32) for x in out]))
+        return rows.stack()
 
-    return train_step
+    return train_steps
 
 
 def _correct(logits, labels, k):

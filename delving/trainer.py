@@ -7,7 +7,11 @@ strategies alike. Keras still provides the model, the SGD optimizer (its
 `apply_gradients` all-reduces the gradients across replicas), mixed
 precision with loss scaling, and the progress bar.
 
-The objective and the compiled step are in `delving.train_step`.
+The objective and the compiled step are in `delving.train_step`. Each call
+of the step runs the steps up to the next log or checkpoint boundary in a
+graph loop, and the host reads their losses and hits back once per call, so
+neither Python nor a per-step device-to-host sync sits between two steps
+(benchmarks/train_throughput.py).
 
 Fault tolerance: checkpoints (model, optimizer slots, global step, epoch,
 step within the epoch, learning-rate schedule) every
@@ -24,7 +28,6 @@ compiled step), then the loop: `train_epoch` once per epoch, `_finish` at the en
 """
 
 import dataclasses
-import math
 import time
 
 import keras
@@ -235,31 +238,39 @@ def train_epoch(run, train_step, iterator, evaluator) -> dict:
     sums = np.zeros(4)
     started = time.perf_counter()
     while done < cfg.steps_per_epoch:
-        loss, top1, top5, count = [x.numpy() for x in train_step(iterator)]
-        if not math.isfinite(loss):
+        step = int(state.step.numpy())
+        count = _steps_to_boundary(
+            step, cfg.steps_per_epoch - done, cfg.log_every_steps, cfg.checkpoint_every_steps
+        )
+        # One host sync per call of `count` steps, not per step.
+        rows = train_step(iterator, tf.constant(count, tf.int32)).numpy().astype(float)
+        bad = np.flatnonzero(~np.isfinite(rows[:, 0]))
+        if bad.size:
             raise TrainingDiverged(
-                f"loss became {loss} at step {int(state.step.numpy()) + 1} "
+                f"loss became {rows[bad[0], 0]} at step {step + bad[0] + 1} "
                 f"(epoch {epoch + 1}); training stopped. {run.last_good()}"
             )
-        state.step.assign_add(1)
-        state.epoch_step.assign_add(1)
-        done += 1
-        sums += (loss * count, top1, top5, count)
-        images_per_sec = sums[3] / (time.perf_counter() - started)
+        state.step.assign_add(count)
+        state.epoch_step.assign_add(count)
+        done += count
+        step += count
+        loss, top1, top5, images = rows.T
+        sums += ((loss * images).sum(), top1.sum(), top5.sum(), images.sum())
+        train_seconds = time.perf_counter() - started
         logs = {
             "loss": sums[0] / sums[3],
             "top1_err": 1 - sums[1] / sums[3],
             "top5_err": 1 - sums[2] / sums[3],
-            "img/s": images_per_sec,
+            "img/s": sums[3] / train_seconds,
         }
         progbar.update(done, list(logs.items()))
-        step = int(state.step.numpy())
         if step % cfg.log_every_steps == 0:
             run_files.write_scalars(
                 run.writers["train"], step, dict(logs, learning_rate=state.schedule.rate())
             )
         if step % cfg.checkpoint_every_steps == 0 and done < cfg.steps_per_epoch:
             run.save()
+    train_seconds = time.perf_counter() - started
     val = evaluator.run()
     state.schedule.end_epoch(epoch, val["top1_error"])
     step = int(state.step.numpy())
@@ -278,7 +289,8 @@ def train_epoch(run, train_step, iterator, evaluator) -> dict:
         "val_loss": val["loss"],
         "val_top1_error": val["top1_error"],
         "val_top5_error": val["top5_error"],
-        "images_per_sec": sums[3] / max(time.perf_counter() - started, 1e-9),
+        # Training steps only (the evaluation above is not counted).
+        "images_per_sec": sums[3] / max(train_seconds, 1e-9),
     }
     run.say(
         f"Epoch {epoch + 1}: train loss {row['train_loss']:.4f} "
@@ -349,6 +361,12 @@ def _finish(run, history) -> TrainResult:
         files,
         state.model,
     )
+
+
+def _steps_to_boundary(step, left, *every):
+    """Steps from global `step` to the next multiple of any of `every` (where
+    the loop logs or checkpoints), at most `left` (the epoch's end)."""
+    return min([left] + [n - step % n for n in every])
 
 
 def logs_or_nan(sums, i):
