@@ -40,7 +40,8 @@ import torch_net  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from delving import config as config_lib  # noqa: E402
-from delving import model_stats, models, run_files, trainer  # noqa: E402
+from delving import model_stats, models, trainer  # noqa: E402
+from delving import train_step as train_step_lib  # noqa: E402
 
 _B = config_lib.PRESETS["builtin"]
 _MODEL = flags.DEFINE_enum("model", _B["model"], models.MODEL_NAMES, "Network.")
@@ -66,17 +67,21 @@ def trainer_variant(cfg):
     """(a): seconds per step of the trainer's own loop, one epoch of
     `steps_per_epoch` steps per repeat (its `images_per_sec`: training
     only, the per-epoch evaluation is not timed)."""
-    run = trainer._Trainer(cfg, tf.distribute.get_strategy(), verbose=0)
-    iterator = iter(run._train_dataset(seed=cfg.seed))
-    writers = run_files.summary_writers(cfg.model_dir, True)
+    strategy = tf.distribute.get_strategy()
+    cfg, source = trainer.prepare_run(cfg, strategy)
+    state = trainer.create_train_state(cfg, strategy)
+    run = trainer._Run(cfg, state, strategy, verbose=0)
+    train_step = train_step_lib.make_train_step(cfg, state, strategy)
+    evaluator = trainer.make_evaluator(cfg, state, source, strategy)
+    iterator = iter(trainer.make_train_dataset(cfg, source, strategy, seed=cfg.seed))
 
     def epoch():
-        run.epoch_step.assign(0)
-        row = run._run_epoch(iterator, writers)
+        state.epoch_step.assign(0)
+        row = trainer.train_epoch(run, train_step, iterator, evaluator)
         return cfg.batch_size / row["images_per_sec"]
 
     epoch()  # tracing, the dataset's cache and shuffle buffer
-    return run.model, epoch
+    return state.model, epoch
 
 
 def keras_variant(cfg, steps):
