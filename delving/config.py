@@ -16,11 +16,15 @@ crops, about 80 epochs. A *preset* holds only the fields it changes:
   it trains on the generated built-in dataset (10 classes, 3000 training
   images) in a few CPU minutes -- `small_14` (Table 1) at a quarter of its
   width with 256-unit fc layers, 64x64 crops from shorter sides jittered in
-  [64, 80], batch 64, lr 5e-3, 8 epochs, no dropout. Two departures, both
-  because the head is tiny (fc 256 -> 10 classes): Eq. 10 (fan-in) instead
-  of Eq. 14, whose fan-out variance would make the initial logits ~25x too
-  large (the first SGD steps then diverge), and inputs divided by the RGB
-  std as well as mean-subtracted.
+  [64, 80], batch 64, lr 0.02 after a linear warm-up over 2 epochs,
+  divided by 10 at epochs 22 and 27 of 30, no dropout (chosen from the
+  measured sweeps in docs/RECIPE_SWEEPS.md). Three departures: Eq. 10
+  (fan-in) instead of Eq. 14, whose fan-out variance would make the initial
+  logits of the tiny head (fc 256 -> 10 classes) ~25x too large (the first
+  SGD steps then diverge); inputs divided by the RGB std as well as
+  mean-subtracted; and the warm-up, without which the first steps at the
+  rates that train these BN-free nets fastest diverge (the paper has none).
+  `MODEL_OVERRIDES` holds a preset's per-model values.
 
 Precedence: a value given explicitly, else the preset's, else the default.
 The allowed values of the string fields are the constants below; the flags,
@@ -61,9 +65,11 @@ PRESETS = {
         scale_range=(64, 80),
         eval_resize=72,
         batch_size=64,
-        epochs=8,
-        learning_rate=5e-3,
-        lr_decay_epochs=(5, 7),
+        epochs=30,
+        learning_rate=0.02,
+        warmup_epochs=2.0,
+        lr_schedule="step",
+        lr_decay_epochs=(22, 27),
         lr_plateau_patience=2,
         input_std=True,
         checkpoint_every_steps=50,
@@ -71,6 +77,10 @@ PRESETS = {
         cache_data=True,
     ),
 }
+
+#: Per-model values of a preset, applied over it (explicit values still win):
+#: deeper nets may need their own rate and length (docs/RECIPE_SWEEPS.md).
+MODEL_OVERRIDES = {"imagenet": {}, "builtin": {}}
 
 #: Fields that define the network: a checkpoint only restores into the same.
 ARCHITECTURE_FIELDS = ("model", "activation", "init", "num_classes", "width_multiplier", "fc_units")
@@ -115,6 +125,7 @@ class TrainConfig:
     lr_max_decays: int = 2
     lr_plateau_patience: int = 3
     lr_plateau_min_delta: float = 1e-3
+    warmup_epochs: float = 0.0  # linear ramp from ~0 over these epochs (not in the paper)
     momentum: float = 0.9
     weight_decay: float = 5e-4
     # Execution.
@@ -162,8 +173,11 @@ def resolve_config(preset=None, **values) -> TrainConfig:
     preset = preset or preset_for(values.get("data_dir"), values.get("tfds_name"))
     if preset not in PRESETS:
         raise ValueError(f"--preset={preset}: must be one of {', '.join(PRESETS)}")
+    given = {k: v for k, v in values.items() if v is not None}
     merged = {k: v for k, v in PRESETS[preset].items() if v is not None}
-    merged.update({k: v for k, v in values.items() if v is not None})
+    model = given.get("model", merged.get("model", TrainConfig.model))
+    merged.update(MODEL_OVERRIDES.get(preset, {}).get(model, {}))
+    merged.update(given)
     if merged.get("num_classes") is None and preset == "builtin":
         from pipelines import builtin  # the generated set fixes its classes
 
@@ -234,7 +248,7 @@ def validate(cfg: TrainConfig) -> None:
         check(getattr(cfg, field) is None or getattr(cfg, field) > 0, field, "must be positive")
     for field in ("label_offset", "lr_max_decays", "seed"):
         check(getattr(cfg, field) >= 0, field, "must be >= 0")
-    for field in ("weight_decay", "lighting_std", "lr_plateau_min_delta"):
+    for field in ("weight_decay", "lighting_std", "lr_plateau_min_delta", "warmup_epochs"):
         check(getattr(cfg, field) >= 0, field, "must be >= 0")
     for field in ("dropout", "momentum"):
         check(0 <= getattr(cfg, field) < 1, field, "must be in [0, 1)")

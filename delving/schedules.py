@@ -11,11 +11,49 @@ base rate of the current command.
 The state is updated once per epoch, on the host, from the validation top-1
 error; every worker of a multi-worker run sees the same (all-reduced) error
 and so takes the same decision.
+
+`WarmupRate` is what the optimizer reads at every step: the epoch's rate,
+ramped up linearly over the first `warmup_steps` steps of the run. The paper
+has no warm-up; the built-in preset uses a short one because plain SGD on
+its small, BN-free nets otherwise diverges in the first steps at the rates
+that train them fastest (docs/RECIPE_SWEEPS.md).
 """
 
+import keras
 import tensorflow as tf
 
 from delving.config import LR_SCHEDULES
+
+
+class WarmupRate(keras.optimizers.schedules.LearningRateSchedule):
+    """The optimizer's per-step rate: `epoch_rate * min(1, (step + 1) / warmup_steps)`.
+
+    Args:
+      epoch_rate: a scalar float variable holding the rate of the current epoch
+        (the trainer assigns `LearningRateSchedule.rate()` to it at each epoch).
+      warmup_steps: steps of the linear ramp from `epoch_rate / warmup_steps`
+        up to `epoch_rate`; 0 disables it.
+
+    The step is the optimizer's own iteration counter, which the training
+    checkpoint restores, so a resumed run continues the same ramp.
+    """
+
+    def __init__(self, epoch_rate, warmup_steps=0):
+        self.epoch_rate = epoch_rate
+        self.warmup_steps = int(warmup_steps)
+
+    def __call__(self, step):
+        rate = tf.convert_to_tensor(self.epoch_rate)
+        if not self.warmup_steps:
+            return rate
+        done = tf.cast(step + 1, rate.dtype) / self.warmup_steps
+        return rate * tf.minimum(tf.constant(1.0, rate.dtype), done)
+
+    def get_config(self):
+        return {
+            "epoch_rate": float(tf.convert_to_tensor(self.epoch_rate)),
+            "warmup_steps": self.warmup_steps,
+        }
 
 
 class LearningRateSchedule(tf.Module):

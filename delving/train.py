@@ -130,6 +130,11 @@ _LR_EPOCHS = _define(
 _LR_PATIENCE = _define(
     flags.DEFINE_integer, "lr_plateau_patience", "epochs without improvement before /10."
 )
+_WARMUP = _define(
+    flags.DEFINE_float,
+    "warmup_epochs",
+    "linear learning-rate warm-up from ~0 over this many epochs (not in the paper).",
+)
 _LR_MIN_DELTA = _define(
     flags.DEFINE_float, "lr_plateau_min_delta", "smallest drop of the error that counts."
 )

@@ -45,7 +45,7 @@ from delving import (
 )
 from delving import config as config_lib
 from delving import train_step as train_step_lib
-from delving.schedules import LearningRateSchedule
+from delving.schedules import LearningRateSchedule, WarmupRate
 
 
 class TrainingDiverged(RuntimeError):
@@ -78,6 +78,7 @@ class TrainState:
     model: keras.Model
     optimizer: keras.optimizers.Optimizer
     schedule: LearningRateSchedule
+    epoch_rate: tf.Variable  # the schedule's rate this epoch, before the warm-up ramp
     step: tf.Variable  # global step
     epoch: tf.Variable  # epochs finished
     epoch_step: tf.Variable  # steps done in the current epoch
@@ -122,7 +123,15 @@ def create_train_state(cfg, strategy) -> TrainState:
     keras.utils.set_random_seed(cfg.seed)
     with strategy.scope():
         model = model_from_config.build(cfg, seed=cfg.seed)
-        optimizer = keras.optimizers.SGD(cfg.learning_rate, momentum=cfg.momentum)
+        # The rate of the current epoch, set from the schedule at each epoch
+        # start; the optimizer reads it through the warm-up ramp every step.
+        epoch_rate = tf.Variable(
+            cfg.learning_rate, dtype=tf.float32, trainable=False, name="epoch_rate"
+        )
+        warmup_steps = round(cfg.warmup_epochs * cfg.steps_per_epoch)
+        optimizer = keras.optimizers.SGD(
+            WarmupRate(epoch_rate, warmup_steps), momentum=cfg.momentum
+        )
         if cfg.mixed_precision == "float16":
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         # Slots exist before restore, so their values come back too.
@@ -149,7 +158,7 @@ def create_train_state(cfg, strategy) -> TrainState:
         lr_schedule=schedule,
         **counters,
     )
-    return TrainState(model, optimizer, schedule, checkpointer=checkpointer, **counters)
+    return TrainState(model, optimizer, schedule, epoch_rate, checkpointer=checkpointer, **counters)
 
 
 def make_train_dataset(cfg, source, strategy, *, seed):
@@ -225,7 +234,7 @@ def train_epoch(run, train_step, iterator, evaluator) -> dict:
     """Trains the rest of the current epoch, validates; the training_log.csv row."""
     cfg, state = run.cfg, run.state
     epoch = int(state.epoch.numpy())
-    state.optimizer.learning_rate = state.schedule.rate()
+    state.epoch_rate.assign(state.schedule.rate())
     run.say(f"Epoch {epoch + 1}/{cfg.epochs}  lr={state.schedule.rate():g}")
     done = int(state.epoch_step.numpy())
     progbar = keras.utils.Progbar(
@@ -266,7 +275,9 @@ def train_epoch(run, train_step, iterator, evaluator) -> dict:
         progbar.update(done, list(logs.items()))
         if step % cfg.log_every_steps == 0:
             run_files.write_scalars(
-                run.writers["train"], step, dict(logs, learning_rate=state.schedule.rate())
+                run.writers["train"],
+                step,
+                dict(logs, learning_rate=float(state.optimizer.learning_rate.numpy())),
             )
         if step % cfg.checkpoint_every_steps == 0 and done < cfg.steps_per_epoch:
             run.save()

@@ -84,14 +84,20 @@ def test_signal_propagation_follows_eq9_and_eq13(quick_report):
 def test_convergence_trains_every_model_and_init(quick_report):
     results = _results(quick_report, "convergence")
     assert set(results["runs"]) == {"small_30"}  # --quick trains one model
+    assert results["seeds"] == [0]  # --quick: one seed
     for per_init in results["runs"].values():
         assert set(per_init) == {"he_fan_in", "xavier"}
-        for r in per_init.values():
-            assert len(r["history"]) == 1
+        for runs in per_init.values():
+            (r,) = runs
+            assert r["seed"] == 0 and len(r["history"]) == 1
             for key in ("train_top1_error", "val_top1_error", "val_top5_error"):
                 assert 0.0 <= r["history"][0][key] <= 1.0
             assert isinstance(r["stalled"], bool)
             assert r["chance_error"] == pytest.approx(0.9)
+    # The recipe is the built-in preset's (config.json), with --quick's overrides only.
+    recipe = results["recipes"]["small_30"]
+    for key, value in common.QUICK_FIELDS.items():
+        assert recipe[key] == (list(value) if isinstance(value, tuple) else value), key
     md = (quick_report["work"] / "convergence" / "convergence.md").read_text()
     assert md.count("Xavier") == 1
     assert _is_png(quick_report["work"] / "convergence" / "convergence.png")
@@ -137,54 +143,62 @@ def test_report_states_setup_commands_and_measured_values(quick_report):
     assert f"{sig['networks']['plain_30']['inits']['xavier']['forward_vs_he_fan_in']:.2e}" in text
 
 
-def _convergence_results(he_errors, xavier_errors):
-    """What convergence.summarize writes, for given training errors per epoch."""
-
-    def run(errors):
-        below = [i + 1 for i, e in enumerate(errors) if e < 0.8]
-        return {
-            "history": [
-                {"epoch": i + 1, "val_top1_error": e, "train_top1_error": e}
-                for i, e in enumerate(errors)
-            ],
-            "steps_per_epoch": 10,
-            "chance_error": 0.9,
-            "train_error_first": errors[0],
-            "train_error_last": errors[-1],
-            "train_error_min": min(errors),
-            "val_top1_best": min(errors),
-            "val_top1_last": errors[-1],
-            "train_loss_min": 2.0,
-            "stalled": min(errors) > 0.85,
-            "first_epoch_below_chance": below[0] if below else None,
-        }
-
+def _run(errors, seed=0):
+    """What convergence.summarize writes for one run, given its errors per epoch."""
+    below = [i + 1 for i, e in enumerate(errors) if e < 0.7]
     return {
-        "runs": {"small_30": {"he_fan_in": run(he_errors), "xavier": run(xavier_errors)}},
-        "train_fields": {"learning_rate": 0.01, "epochs": len(he_errors)},
+        "seed": seed,
+        "history": [
+            {"epoch": i + 1, "val_top1_error": e, "train_top1_error": e}
+            for i, e in enumerate(errors)
+        ],
+        "chance_error": 0.9,
+        "val_top1_best": min(errors),
+        "val_top1_last": errors[-1],
+        "stalled": min(errors) > 0.85,
+        "first_epoch_below_chance": below[0] if below else None,
+    }
+
+
+def _convergence_results(he_errors, xavier_errors, model="small_30"):
+    """Two seeds per init with the given validation errors per epoch (same for both)."""
+    return {
+        "seeds": [0, 1],
+        "runs": {
+            model: {
+                "he_fan_in": [_run(he_errors, 0), _run(he_errors, 1)],
+                "xavier": [_run(xavier_errors, 0), _run(xavier_errors, 1)],
+            }
+        },
+        "recipes": {},
     }
 
 
 @pytest.mark.parametrize(
-    "he, xavier, verdict",
+    "model, he, xavier, verdict",
     [
-        ([0.85, 0.6, 0.4], [0.9, 0.9, 0.89], "As in the paper"),
-        ([0.9, 0.9, 0.9], [0.9, 0.9, 0.9], "Inconclusive"),
-        ([0.9, 0.9, 0.9], [0.85, 0.6, 0.4], "Differs from the paper"),
+        ("small_30", [0.85, 0.6, 0.4], [0.9, 0.9, 0.89], "As in the paper"),
+        ("small_30", [0.9, 0.9, 0.9], [0.9, 0.9, 0.9], "Inconclusive"),
+        ("small_30", [0.9, 0.9, 0.9], [0.85, 0.6, 0.4], "Differs from the paper"),
+        # Model B (Fig. 2): both learn, the rectifier init first gets 20 points below chance.
+        ("model_b", [0.8, 0.6, 0.4], [0.88, 0.8, 0.6], "As in the paper"),
+        ("model_b", [0.88, 0.8, 0.6], [0.8, 0.6, 0.4], "Differs from the paper"),
     ],
 )
-def test_convergence_discussion_follows_the_measurements(he, xavier, verdict):
-    results = _convergence_results(he, xavier)
+def test_convergence_discussion_follows_the_measurements(model, he, xavier, verdict):
+    results = _convergence_results(he, xavier, model)
     text = report_text.convergence_section(results, "| table |", "figure.png")
     assert verdict in text
-    assert ("Xavier stalled" in text) == (min(xavier) > 0.85)
+    learned = sum(not r["stalled"] for r in results["runs"][model]["xavier"])
+    assert f"the Xavier learned in {learned} of 2 seeds" in text
 
 
 def test_a_run_that_falls_back_towards_chance_is_called_unstable():
     text = report_text.convergence_section(
         _convergence_results([0.85, 0.6, 0.8], [0.9, 0.9, 0.9]), "| table |", "figure.png"
     )
-    assert "rectifier init run was unstable" in text and "after 60.0% at epoch 2" in text
+    assert "rectifier init run with seed 0 was unstable" in text
+    assert "after 60.0% at epoch 2" in text
     steady = report_text.convergence_section(
         _convergence_results([0.85, 0.6, 0.5], [0.9, 0.9, 0.9]), "| table |", "figure.png"
     )
@@ -193,9 +207,12 @@ def test_a_run_that_falls_back_towards_chance_is_called_unstable():
 
 def test_a_diverged_run_is_reported_not_compared():
     results = _convergence_results([0.85, 0.6], [0.9, 0.9])
-    results["runs"]["small_30"]["xavier"].update(diverged="loss became nan at step 3", stalled=None)
+    results["runs"]["small_30"]["xavier"][1].update(
+        diverged="loss became nan at step 3", stalled=None
+    )
     text = report_text.convergence_section(results, "| table |", "figure.png")
-    assert "diverged (loss became nan at step 3)" in text and "no comparison" in text
+    assert "Xavier seed 1 diverged (loss became nan at step 3)" in text
+    assert "no comparison" in text
 
 
 @pytest.mark.parametrize(
@@ -235,3 +252,27 @@ def test_render_only_rewrites_the_same_report_from_the_runs(quick_report, tmp_pa
     assert [l for l in again.read_text().splitlines() if "Generated by" not in l] == [
         l for l in first if "Generated by" not in l
     ]
+
+
+def _slopes(conv1, conv2, conv3):
+    """Table 1's layers with the given slope per stage (std 0)."""
+    stage = {"conv1": conv1, "conv2": conv2, "conv3": conv3, "fc": 0.1}
+    return {k: (stage[k[:5] if k.startswith("conv") else "fc"], 0.0) for k in common.PAPER_TABLE1}
+
+
+@pytest.mark.parametrize(
+    "stages, words",
+    [
+        (
+            (0.6, 0.3, 0.15),
+            ["Like the paper, conv1 learns the largest", "like the paper, the deeper"],
+        ),
+        ((0.2, 0.4, 0.15), ["Unlike the paper, conv1 does not", "do not fall with depth"]),
+        ((0.25, 0.25, 0.251), ["barely moved"]),
+    ],
+)
+def test_slope_pattern_states_table1s_observations_from_the_slopes(stages, words):
+    text = report_text.slope_pattern(_slopes(*stages), "prelu")
+    for w in words:
+        assert w in text
+    assert f"conv1 {stages[0]:.3f} (paper 0.596)" in text

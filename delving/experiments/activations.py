@@ -36,34 +36,14 @@ _ACTIVATIONS = flags.DEFINE_list(
     "activations", "relu,lrelu,prelu_shared,prelu", "Activations to compare."
 )
 _SEEDS = cli_flags.define_int_list(
-    "seeds", "0,1,2", "Seeds; every activation is trained with each.", example="0,1,2"
+    "seeds", "0,1,2,3,4", "Seeds; every activation is trained with each.", example="0,1,2"
 )
-_INIT = flags.DEFINE_enum(
-    "init",
-    "he_fan_in",
-    ["he_fan_in", "he_fan_out", "he_prelu"],
-    "Initialization for every run. The paper trains with Eq. 14 (he_fan_out), but with fc "
-    "layers of 256 units and 10 classes its fan-out scaling makes fc1 and fc3 amplify their "
-    "input several times and runs diverge at these rates; Eq. 10 keeps the forward signal.",
-)
-_WIDTH = flags.DEFINE_float(
-    "width_multiplier", 0.25, "Conv widths x this (CPU budget).", lower_bound=0.01
-)
-_FC_UNITS = flags.DEFINE_integer("fc_units", 256, "Width of fc1 and fc2.", lower_bound=1)
-_IMAGE_SIZE = flags.DEFINE_integer("image_size", 64, "Training crop size.", lower_bound=8)
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Global batch size.", lower_bound=1)
-_EPOCHS = flags.DEFINE_integer("epochs", 9, "Epochs per run.", lower_bound=1)
-_LR = flags.DEFINE_float(
-    "learning_rate", 0.005, "Initial SGD learning rate (momentum 0.9).", lower_bound=0.0
-)
-_DECAY_EPOCHS = cli_flags.define_int_list(
-    "lr_decay_epochs",
+_EPOCHS = flags.DEFINE_integer(
+    "epochs",
     None,
-    "0-based epochs where the rate is divided by 10 "
-    "(default: the last third and last sixth of training when there are at least 3 "
-    "epochs, else none).",
-    allow_empty=True,
-    example="6,8",
+    "Epochs per run; default: the built-in preset's. The rate is divided by 10 for the last "
+    "third and again for the last sixth of them.",
+    lower_bound=1,
 )
 
 NAME = "activations"
@@ -85,7 +65,7 @@ def run(*, data_dir, output_dir, activations, seeds, train_fields, verbose=1):
     )
     from delving.experiments import common  # pylint: disable=import-outside-toplevel
 
-    runs = {}
+    runs, recipes = {}, {}
     for activation in activations:
         runs[activation] = []
         for seed in seeds:
@@ -104,6 +84,7 @@ def run(*, data_dir, output_dir, activations, seeds, train_fields, verbose=1):
                 )
                 continue
             cfg = result.config
+            recipes["small_14"] = {k: getattr(cfg, k) for k in common.RECIPE_FIELDS}
             ten_view = evaluation.evaluate(
                 result.model,
                 inputs.source_from_config(cfg),
@@ -125,7 +106,13 @@ def run(*, data_dir, output_dir, activations, seeds, train_fields, verbose=1):
                     "num_classes": cfg.num_classes,
                 }
             )
-    return {"runs": runs, "seeds": list(seeds), "train_fields": train_fields, "data_dir": data_dir}
+    return {
+        "runs": runs,
+        "seeds": list(seeds),
+        "recipes": recipes,
+        "train_fields": train_fields,
+        "data_dir": data_dir,
+    }
 
 
 def _layer(prelu_name):
@@ -292,38 +279,25 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     seeds = [int(s) for s in _SEEDS.value]
-    decay = [int(e) for e in _DECAY_EPOCHS.value] if _DECAY_EPOCHS.value else None
     quick, output_dir = _QUICK.value, _OUTPUT_DIR.value
     if quick:
         seeds = seeds[:1]
     start = time.time()
+    from delving import config as config_lib  # pylint: disable=import-outside-toplevel
     from delving.experiments import common  # pylint: disable=import-outside-toplevel
 
     data_dir = common.resolve_data_dir(_DATA_DIR.value, quick=quick, output_dir=output_dir)
-    epochs = 1 if quick else _EPOCHS.value
-    if decay is None:  # /10 for the last third, /100 for the last sixth (as the paper's steps).
-        decay = (
-            sorted({epochs - max(1, epochs // 3), epochs - max(1, epochs // 6)})
-            if epochs >= 3
-            else []
+    if quick:
+        fields = dict(common.QUICK_FIELDS)
+    else:
+        epochs = _EPOCHS.value or config_lib.resolve_config(preset="builtin").epochs
+        # /10 for the last third, /100 for the last sixth (as the paper's steps).
+        decay = sorted({epochs - max(1, epochs // 3), epochs - max(1, epochs // 6)})
+        fields = dict(
+            epochs=epochs,
+            lr_schedule="step",
+            lr_decay_epochs=tuple(decay) if epochs >= 3 else (),
         )
-    fields = dict(
-        init=_INIT.value,
-        width_multiplier=0.125 if quick else _WIDTH.value,
-        fc_units=32 if quick else _FC_UNITS.value,
-        image_size=32 if quick else _IMAGE_SIZE.value,
-        batch_size=16 if quick else _BATCH_SIZE.value,
-        epochs=epochs,
-        steps_per_epoch=2 if quick else None,
-        learning_rate=_LR.value,
-        lr_schedule="step",
-        lr_decay_epochs=tuple(decay),
-    )
-    size = fields["image_size"]  # The paper's 224 : [256, 512] : 256 ratio of scales.
-    fields.update(
-        scale_range=(round(size * 256 / 224), round(size * 512 / 224)),
-        eval_resize=round(size * 256 / 224),
-    )
     activations = _ACTIVATIONS.value
     if quick and not flags.FLAGS["activations"].present:
         activations = ["relu", "prelu"]

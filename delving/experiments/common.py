@@ -65,6 +65,16 @@ COLORS = {
 }
 
 
+# Convergence (Fig. 2 and 3). A run has stalled when neither its training nor
+# its validation error ever got this far below chance (validation counts too:
+# it is measured without the augmentation, so a net that has started to learn
+# shows it there first).
+STALL_MARGIN = 0.05
+# "Starts reducing error" (Fig. 2): the first epoch whose validation error is
+# this far below chance.
+PROGRESS_MARGIN = 0.20
+
+
 def fmt(value, digits=2):
     """Formats a number for a table; None and NaN become a dash."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -155,6 +165,35 @@ def hardware_summary():
         "system": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
     }
+
+
+# What --quick overrides of the built-in preset: seconds instead of minutes.
+QUICK_FIELDS = dict(
+    width_multiplier=0.125,
+    fc_units=32,
+    image_size=32,
+    scale_range=(32, 40),
+    eval_resize=36,
+    batch_size=16,
+    epochs=1,
+    steps_per_epoch=2,
+)
+# The config fields the report states for each model (all from config.json).
+RECIPE_FIELDS = (
+    "learning_rate",
+    "warmup_epochs",
+    "lr_schedule",
+    "lr_decay_epochs",
+    "epochs",
+    "steps_per_epoch",
+    "batch_size",
+    "image_size",
+    "scale_range",
+    "width_multiplier",
+    "fc_units",
+    "dropout",
+    "weight_decay",
+)
 
 
 # A tiny built-in dataset for --quick runs (tests): seconds to generate.

@@ -1,12 +1,17 @@
 r"""Convergence of deep plain ReLU nets: He vs Xavier init (Fig. 2 and 3 of the paper).
 
-Trains `small_30` (Fig. 3: 27 conv + 3 fc) and model B (Fig. 2: 22 layers),
-width-reduced to fit a CPU, once with the rectifier init (Eq. 10 by default:
-it differs from Xavier by exactly the factor 2 per layer the paper is about;
-`--he_init=he_fan_out` for Eq. 14) and once with "Xavier" (Var[w] = 1/n), ReLU,
-everything else identical (data, seed, recipe), on the built-in dataset
-through `delving.trainer`. Plots training and validation top-1 error against
-epochs.
+Trains `small_30` (Fig. 3: 27 conv + 3 fc) and model B (Fig. 2: 22 layers)
+once per seed with the rectifier init (Eq. 10 by default: it differs from
+Xavier by exactly the factor 2 per layer the paper is about;
+`--he_init=he_fan_out` for Eq. 14) and once with "Xavier" (Var[w] = 1/n),
+ReLU, on the built-in dataset through `delving.trainer`. Each run's config is
+exactly the one of
+
+  python -m delving.train --model=<model> --activation=relu --init=<init> --seed=<seed>
+
+(the `builtin` preset with its per-model values); this binary adds only
+`--model_dir` (and, with `--quick`, a tiny dataset and a few steps).
+Plots training and validation top-1 error against epochs, every seed.
 
 The paper: at 22 layers both converge and the rectifier init starts reducing
 the error earlier; at 30 layers Xavier stalls completely while it converges.
@@ -20,7 +25,7 @@ import time
 
 from absl import app, flags
 
-from delving import model_specs  # The names only: no TensorFlow import.
+from delving import cli_flags, model_specs  # No TensorFlow import.
 
 _OUTPUT_DIR = flags.DEFINE_string(
     "output_dir", "runs/experiments/convergence", "Where the table, JSON, figure and runs go."
@@ -28,44 +33,22 @@ _OUTPUT_DIR = flags.DEFINE_string(
 _QUICK = flags.DEFINE_bool(
     "quick",
     False,
-    "A tiny dataset, a few steps and (unless --models is given) small_30 only, for tests.",
+    "A tiny dataset, a few steps, one seed and (unless --models is given) small_30 only, "
+    "for tests.",
 )
 _DATA_DIR = flags.DEFINE_string(
     "data_dir", None, "TFRecords in the ImageNet schema; default: the built-in dataset."
 )
 _MODELS = flags.DEFINE_list("models", "small_30,model_b", "Networks to train.")
+_SEEDS = cli_flags.define_int_list(
+    "seeds", "0,1", "Seeds; every (model, init) is trained with each.", example="0,1"
+)
 _HE_INIT = flags.DEFINE_enum(
-    "he_init", "he_fan_in", ["he_fan_in", "he_fan_out"], "The rectifier init compared with Xavier."
+    "he_init",
+    "he_fan_in",
+    ["he_fan_in", "he_fan_out"],
+    "The rectifier init compared with Xavier.",
 )
-_WIDTH = flags.DEFINE_float(
-    "width_multiplier", 0.25, "Conv widths x this (CPU budget).", lower_bound=0.01
-)
-_FC_UNITS = flags.DEFINE_integer("fc_units", 256, "Width of fc1 and fc2.", lower_bound=1)
-_IMAGE_SIZE = flags.DEFINE_integer("image_size", 64, "Training crop size.", lower_bound=8)
-_BATCH_SIZE = flags.DEFINE_integer(
-    "batch_size",
-    64,
-    "Global batch size (with the learning rate: the paper's 0.01 per 128 "
-    "images; at 32 images and 0.005 the 30-layer ReLU net learnt, then died in a spike).",
-    lower_bound=1,
-)
-_EPOCHS = flags.DEFINE_integer(
-    "epochs",
-    12,
-    "Epochs per run (the He-initialized 30-layer net needs a few full "
-    "passes over the built-in set before its error leaves chance).",
-    lower_bound=1,
-)
-_STEPS = flags.DEFINE_integer(
-    "steps_per_epoch",
-    0,
-    "Steps per epoch; 0: one full pass over the training split.",
-    lower_bound=0,
-)
-_LR = flags.DEFINE_float(
-    "learning_rate", 0.005, "Constant SGD learning rate (momentum 0.9).", lower_bound=0.0
-)
-_SEED = flags.DEFINE_integer("seed", 0, "Seed shared by every run.")
 
 flags.register_validator(
     "models",
@@ -74,76 +57,81 @@ flags.register_validator(
 )
 
 NAME = "convergence"
-# Training and validation error within this many points of chance at every
-# epoch = stalled. (Validation counts too: it is measured without the
-# augmentation, so a net that has started to learn shows it there first.)
-STALL_MARGIN = 0.05
-# "Starts reducing error": first epoch whose training error is this far below chance.
-PROGRESS_MARGIN = 0.10
 
 
-def run(*, data_dir, output_dir, models, inits, train_fields, verbose=1):
-    """Trains every (model, init); returns the results dict written as JSON."""
+def run(*, data_dir, output_dir, models, inits, seeds, train_fields, verbose=1):
+    """Trains every (model, init, seed); returns the results dict written as JSON."""
     from delving.experiments import common  # pylint: disable=import-outside-toplevel
     from pipelines import builtin  # pylint: disable=import-outside-toplevel
 
-    runs = {}
+    runs, recipes = {}, {}
     for model in models:
-        runs[model] = {}
-        for init in inits:
-            result, seconds, diverged, history = common.train(
-                model_dir=os.path.join(output_dir, "runs", f"{model}_{init}"),
-                data_dir=data_dir,
-                verbose=verbose,
-                model=model,
-                activation="relu",
-                init=init,
-                **train_fields,
-            )
-            cfg = result.config if result else None
-            runs[model][init] = {
-                "history": history,
-                "seconds": seconds,
-                "diverged": diverged,
-                "num_classes": cfg.num_classes if cfg else builtin.NUM_CLASSES,
-                "steps_per_epoch": cfg.steps_per_epoch if cfg else train_fields["steps_per_epoch"],
-                "params": int(result.model.count_params()) if result else None,
-            }
-    return {"runs": runs, "train_fields": train_fields, "data_dir": data_dir}
+        runs[model] = {init: [] for init in inits}
+        for seed in seeds:
+            for init in inits:
+                result, seconds, diverged, history = common.train(
+                    model_dir=os.path.join(output_dir, "runs", f"{model}_{init}_seed{seed}"),
+                    data_dir=data_dir,
+                    verbose=verbose,
+                    model=model,
+                    activation="relu",
+                    init=init,
+                    seed=seed,
+                    **train_fields,
+                )
+                cfg = result.config if result else None
+                if cfg is not None:
+                    recipes[model] = {k: getattr(cfg, k) for k in common.RECIPE_FIELDS}
+                runs[model][init].append(
+                    {
+                        "seed": seed,
+                        "history": history,
+                        "seconds": seconds,
+                        "diverged": diverged,
+                        "num_classes": cfg.num_classes if cfg else builtin.NUM_CLASSES,
+                        "params": int(result.model.count_params()) if result else None,
+                    }
+                )
+    return {
+        "runs": runs,
+        "seeds": list(seeds),
+        "recipes": recipes,
+        "train_fields": train_fields,
+        "data_dir": data_dir,
+    }
+
+
+def first_epoch_below(history, level):
+    """The first epoch whose validation top-1 error is below `level`, else None."""
+    return next((h["epoch"] for h in history if h["val_top1_error"] < level), None)
 
 
 def summarize(results):
-    """Per run: first/last errors, when it started learning, whether it stalled."""
+    """Per run: errors, when it started learning, whether it stalled."""
+    from delving.experiments import common  # pylint: disable=import-outside-toplevel
+
     for per_init in results["runs"].values():
-        for r in per_init.values():
-            chance = 1.0 - 1.0 / r["num_classes"]
-            r["chance_error"] = chance
-            if not r["history"]:  # Diverged in its first epoch.
-                r.update(
-                    train_error_first=None,
-                    train_error_last=None,
-                    train_error_min=None,
-                    val_top1_last=None,
-                    val_top5_last=None,
-                    val_top1_best=None,
-                    stalled=None,
-                    first_epoch_below_chance=None,
+        for runs in per_init.values():
+            for r in runs:
+                chance = 1.0 - 1.0 / r["num_classes"]
+                r["chance_error"] = chance
+                hist = r["history"]
+                if not hist:  # Diverged in its first epoch.
+                    r.update(stalled=None, first_epoch_below_chance=None, val_top1_best=None)
+                    continue
+                train_err = [h["train_top1_error"] for h in hist]
+                r["train_error_first"], r["train_error_last"] = train_err[0], train_err[-1]
+                r["train_error_min"] = min(train_err)
+                r["val_top1_last"] = hist[-1]["val_top1_error"]
+                r["val_top5_last"] = hist[-1]["val_top5_error"]
+                r["val_top1_best"] = min(h["val_top1_error"] for h in hist)
+                r["train_loss_min"] = float(min(h["train_loss"] for h in hist))
+                r["stalled"] = bool(
+                    min(r["train_error_min"], r["val_top1_best"]) > chance - common.STALL_MARGIN
                 )
-                continue
-            train_err = [h["train_top1_error"] for h in r["history"]]
-            r["train_error_first"], r["train_error_last"] = train_err[0], train_err[-1]
-            r["train_error_min"] = min(train_err)
-            r["val_top1_last"] = r["history"][-1]["val_top1_error"]
-            r["val_top5_last"] = r["history"][-1]["val_top5_error"]
-            r["val_top1_best"] = min(h["val_top1_error"] for h in r["history"])
-            r["train_loss_min"] = float(min(h["train_loss"] for h in r["history"]))
-            r["stalled"] = bool(
-                min(r["train_error_min"], r["val_top1_best"]) > chance - STALL_MARGIN
-            )
-            started = [
-                h["epoch"] for h in r["history"] if h["train_top1_error"] < chance - PROGRESS_MARGIN
-            ]
-            r["first_epoch_below_chance"] = started[0] if started else None
+                r["first_epoch_below_chance"] = first_epoch_below(
+                    hist, chance - common.PROGRESS_MARGIN
+                )
     return results
 
 
@@ -153,75 +141,75 @@ def table(results):
     headers = [
         "model",
         "init",
+        "seed",
         "epochs",
-        "train top-1 err, epoch 1",
-        "train top-1 err, last",
+        "val top-1 err, best",
         "val top-1 err, last",
-        "val top-5 err, last",
-        f"first epoch with train err < chance - {PROGRESS_MARGIN:.0%}",
+        "train top-1 err, last",
+        f"first epoch with val err < chance - {common.PROGRESS_MARGIN:.0%}",
         "stalled",
-        "params",
         "minutes",
     ]
+    pct = lambda x: "-" if x is None else f"{100 * x:.1f}"  # noqa: E731
     rows = []
     for model, per_init in results["runs"].items():
-        for init, r in per_init.items():
-            pct = lambda x: "-" if x is None else f"{100 * x:.1f}"  # noqa: E731
-            rows.append(
-                [
-                    model,
-                    common.INIT_LABELS[init],
-                    len(r["history"]),
-                    pct(r["train_error_first"]),
-                    pct(r["train_error_last"]),
-                    pct(r["val_top1_last"]),
-                    pct(r["val_top5_last"]),
-                    r["first_epoch_below_chance"] or "never",
-                    "diverged" if r.get("diverged") else ("yes" if r["stalled"] else "no"),
-                    f"{r['params']:,}" if r["params"] else "-",
-                    f"{r['seconds'] / 60:.1f}",
-                ]
-            )
+        for init, runs in per_init.items():
+            for r in runs:
+                rows.append(
+                    [
+                        model,
+                        common.INIT_LABELS[init],
+                        r["seed"],
+                        len(r["history"]),
+                        pct(r.get("val_top1_best")),
+                        pct(r.get("val_top1_last")),
+                        pct(r.get("train_error_last")),
+                        r["first_epoch_below_chance"] or "never",
+                        "diverged" if r.get("diverged") else ("yes" if r["stalled"] else "no"),
+                        f"{r['seconds'] / 60:.1f}",
+                    ]
+                )
     return common.markdown_table(headers, rows)
 
 
 def plot(results):
-    """One panel per model: training (solid) and validation (dashed) top-1 error."""
+    """One panel per model: validation (solid) and training (dotted) top-1 error, every seed."""
     from delving.experiments import common  # pylint: disable=import-outside-toplevel
 
     items = list(results["runs"].items())
     fig, axes = common.plt.subplots(1, len(items), figsize=(5.5 * len(items), 4), squeeze=False)
     for ax, (model, per_init) in zip(axes[0], items):
         chance = None
-        for init, r in per_init.items():
-            epochs = [h["epoch"] for h in r["history"]]
+        for init, runs in per_init.items():
             color = common.COLORS[init]
-            ax.plot(
-                epochs,
-                [100 * h["train_top1_error"] for h in r["history"]],
-                "o-",
-                ms=3,
-                color=color,
-                label=f"{common.INIT_LABELS[init]}: train",
-            )
-            ax.plot(
-                epochs,
-                [100 * h["val_top1_error"] for h in r["history"]],
-                "s--",
-                ms=3,
-                color=color,
-                alpha=0.7,
-                label=f"{common.INIT_LABELS[init]}: val",
-            )
-            chance = r["chance_error"]
+            for i, r in enumerate(runs):
+                epochs = [h["epoch"] for h in r["history"]]
+                name = common.INIT_LABELS[init]
+                first = i == 0  # one legend entry per init and curve kind
+                ax.plot(
+                    epochs,
+                    [100 * h["val_top1_error"] for h in r["history"]],
+                    "o-",
+                    ms=3,
+                    color=color,
+                    label=f"{name}: validation" if first else None,
+                )
+                ax.plot(
+                    epochs,
+                    [100 * h["train_top1_error"] for h in r["history"]],
+                    ":",
+                    color=color,
+                    alpha=0.7,
+                    label=f"{name}: training" if first else None,
+                )
+                chance = r["chance_error"]
         if chance is not None:
-            ax.axhline(100 * chance, color="gray", lw=0.8, ls=":", label="chance")
+            ax.axhline(100 * chance, color="gray", lw=0.8, ls="--", label="chance")
         depth = {"small_30": "30-layer", "model_b": "22-layer"}.get(model, model)
-        ax.set_title(f"{model} ({depth}), ReLU", fontsize=10)
-        ax.set_xlabel(
-            f"epoch ({r['steps_per_epoch']} steps of "
-            f"{results['train_fields']['batch_size']} images)"
+        ax.set_title(
+            f"{model} ({depth}), ReLU, {len(results['seeds'])} seed(s) per init", fontsize=10
         )
+        ax.set_xlabel("epoch")
         ax.set_ylabel("top-1 error (%)")
         ax.set_ylim(0, 100)
         ax.grid(True, alpha=0.3)
@@ -235,35 +223,21 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     quick, output_dir = _QUICK.value, _OUTPUT_DIR.value
+    seeds = [int(s) for s in _SEEDS.value]
+    if quick:
+        seeds = seeds[:1]
     start = time.time()
     from delving.experiments import common  # pylint: disable=import-outside-toplevel
 
     data_dir = common.resolve_data_dir(_DATA_DIR.value, quick=quick, output_dir=output_dir)
-    fields = dict(
-        width_multiplier=0.125 if quick else _WIDTH.value,
-        fc_units=32 if quick else _FC_UNITS.value,
-        image_size=32 if quick else _IMAGE_SIZE.value,
-        batch_size=16 if quick else _BATCH_SIZE.value,
-        epochs=1 if quick else _EPOCHS.value,
-        steps_per_epoch=2 if quick else (_STEPS.value or None),
-        learning_rate=_LR.value,
-        lr_schedule="step",
-        lr_decay_epochs=(),  # constant rate
-        seed=_SEED.value,
-    )
-    # The paper's 224 : [256, 512] : 256 ratio of crop to train/test scales.
-    size = fields["image_size"]
-    fields.update(
-        scale_range=(round(size * 256 / 224), round(size * 512 / 224)),
-        eval_resize=round(size * 256 / 224),
-    )
     models = ["small_30"] if quick and not flags.FLAGS["models"].present else _MODELS.value
     results = run(
         data_dir=data_dir,
         output_dir=output_dir,
         models=models,
         inits=(_HE_INIT.value, "xavier"),
-        train_fields=fields,
+        seeds=seeds,
+        train_fields=dict(common.QUICK_FIELDS) if quick else {},
         verbose=0 if quick else 1,
     )
     summarize(results)

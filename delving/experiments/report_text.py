@@ -44,7 +44,7 @@ def _recipe(work_dir):
 
 
 def setup_section(
-    *, hardware, versions, runs, total_seconds, started, load, data_info, fields, quick, recipe=None
+    *, hardware, versions, runs, total_seconds, started, load, data_info, quick, recipe=None
 ):
     recipe = recipe or {}
     lines = ["## Setup", ""]
@@ -80,7 +80,7 @@ def setup_section(
             f"validation JPEGs of {sizes[0]}-{sizes[1]} px, in the ImageNet TFRecord schema. "
             "The paper uses ImageNet 2012: 1.28 M training images, 1000 classes."
         )
-    if fields:
+    if recipe:
         lines.append(
             f"- **Recipe** (both training experiments, through `delving.trainer`): the paper's "
             f"(SGD momentum {recipe.get('momentum')}, weight decay {recipe.get('weight_decay'):g} "
@@ -93,10 +93,18 @@ def setup_section(
             )
             + (", inputs divided by the RGB std after the mean" if recipe.get("input_std") else "")
             + "; "
-            f"{fields['image_size']}x{fields['image_size']} crops from shorter sides in "
-            f"[{fields['scale_range'][0]}, {fields['scale_range'][1]}] (the paper's 224 in "
-            f"[256, 512]), conv widths x{fields['width_multiplier']}, fc1/fc2 "
-            f"{fields['fc_units']} units (paper 4096), batch {fields['batch_size']} (paper 128)."
+            f"{recipe['image_size']}x{recipe['image_size']} crops from shorter sides in "
+            f"[{recipe['scale_range'][0]}, {recipe['scale_range'][1]}] (the paper's 224 in "
+            f"[256, 512]), conv widths x{recipe['width_multiplier']:g}, fc1/fc2 "
+            f"{recipe['fc_units']} units (paper 4096), batch {recipe['batch_size']} (paper 128)"
+            + (
+                f", a linear learning-rate warm-up over the first {recipe['warmup_epochs']:g} "
+                "epochs (the paper has none: without it the first steps at the rates that "
+                "train these nets fastest diverge)"
+                if recipe.get("warmup_epochs")
+                else ""
+            )
+            + "."
         )
     if quick:
         lines.append(
@@ -204,6 +212,58 @@ def signal_section(results, markdown, figure):
     return "\n".join(lines)
 
 
+def recipe_line(recipe):
+    """One run config (from its config.json) in words."""
+    warmup = recipe.get("warmup_epochs") or 0
+    decays = list(recipe.get("lr_decay_epochs") or [])
+    schedule = (
+        f"divided by 10 at epochs {decays}"
+        if recipe.get("lr_schedule") == "step" and decays
+        else "divided by 10 on validation plateaus"
+        if recipe.get("lr_schedule") == "plateau"
+        else "constant"
+    )
+    return (
+        f"learning rate {recipe['learning_rate']:g}"
+        + (f" after a linear warm-up over {warmup:g} epochs" if warmup else "")
+        + f", {schedule}; {recipe['epochs']} epochs of {recipe['steps_per_epoch']} steps of "
+        f"{recipe['batch_size']} images; {recipe['image_size']}x{recipe['image_size']} crops "
+        f"from shorter sides in [{recipe['scale_range'][0]}, {recipe['scale_range'][1]}]; "
+        f"conv widths x{recipe['width_multiplier']:g}, fc1/fc2 {recipe['fc_units']} units"
+    )
+
+
+def _per_seed(values, fmt=_pct):
+    return ", ".join("-" if v is None else fmt(v) for v in values)
+
+
+def _unstable(r, label):
+    """A sentence when a run that learned fell back towards chance, else ''."""
+    vals = [e["val_top1_error"] for e in r["history"]]
+    best = vals.index(min(vals))
+    if r["stalled"] or vals[-1] - vals[best] < 0.05:
+        return ""
+    return (
+        f" The {label} run with seed {r['seed']} was unstable: its validation error came back "
+        f"to {_pct(vals[-1])} after {_pct(vals[best])} at epoch {r['history'][best]['epoch']}."
+    )
+
+
+def convergence_verdict(model, he_runs, xavier_runs):
+    """'As in the paper', 'Differs from the paper' or 'Inconclusive', from the runs."""
+    if all(r["stalled"] for r in he_runs + xavier_runs):
+        return "Inconclusive"
+    never = 10**9
+    if model == "model_b":  # Fig. 2: both converge, the rectifier init earlier.
+        agree = not any(r["stalled"] for r in he_runs) and all(
+            (h["first_epoch_below_chance"] or never) <= (x["first_epoch_below_chance"] or never)
+            for h, x in zip(he_runs, xavier_runs)
+        )
+    else:  # Fig. 3: Xavier stalls completely, the rectifier init converges.
+        agree = all(r["stalled"] for r in xavier_runs) and not any(r["stalled"] for r in he_runs)
+    return "As in the paper" if agree else "Differs from the paper"
+
+
 def convergence_section(results, markdown, figure):
     lines = [
         "## 2. Convergence of deep plain ReLU nets (Fig. 2 and 3)",
@@ -212,89 +272,105 @@ def convergence_section(results, markdown, figure):
         'reducing the error earlier (Fig. 2). The 30-layer model: "Xavier" stalls '
         "completely, the rectifier init converges (Fig. 3).",
         "",
+        f"**Ours**: ReLU, seeds {results['seeds']} for each init, on the built-in dataset. "
+        "Every run is exactly `python -m delving.train --model=<model> --activation=relu "
+        "--init=<init> --seed=<seed>` (the built-in preset with its per-model values). "
+        "The rectifier init is Eq. 10 (fan-in), which differs from Xavier by exactly the "
+        "factor 2 in every layer's weight variance that the paper is about (the paper trains "
+        f'with Eq. 14 and states that either suffices). "Stalled": neither the training nor '
+        f"the validation error ever went {100 * common.STALL_MARGIN:.0f} points below "
+        "chance; training error is measured on the augmented training batches, as Caffe logs "
+        "it, validation error on centre crops. Per model:",
+        "",
     ]
-    any_run = next(iter(next(iter(results["runs"].values())).values()))
-    f = results["train_fields"]
-    lines.append(
-        f"**Ours**: ReLU, the same seed, data and recipe for both inits; constant learning "
-        f"rate {f['learning_rate']:g}, {f['epochs']} epochs of {any_run['steps_per_epoch']} "
-        f"steps. The rectifier init here is Eq. 10 (fan-in), which differs from Xavier by exactly "
-        f"the factor 2 in every layer's weight variance that the paper is about (the paper "
-        f'trains with Eq. 14 and states that either suffices). "Stalled" means neither '
-        f"the training nor the validation error ever went {100 * 0.05:.0f} points below chance; "
-        f"training error is measured on the augmented training batches, as Caffe logs it, "
-        f"validation error on centre crops."
-    )
+    for model, recipe in results.get("recipes", {}).items():
+        lines.append(f"- `{model}`: {recipe_line(recipe)}.")
     lines += ["", f"![convergence]({figure})", "", markdown.strip(), ""]
     depth = {"small_30": "30-layer", "model_b": "22-layer (model B)"}
+    margin = f"{100 * common.PROGRESS_MARGIN:.0f} points"
     for model, per_init in results["runs"].items():
-        inits = list(per_init)
-        he = next((i for i in inits if i.startswith("he")), None)
+        he = next((i for i in per_init if i.startswith("he")), None)
         if he is None or "xavier" not in per_init:
             continue
-        h, x = per_init[he], per_init["xavier"]
-        if h.get("diverged") or x.get("diverged"):
+        runs = {"rectifier init": per_init[he], "Xavier": per_init["xavier"]}
+        failed = [(label, r) for label, rs in runs.items() for r in rs if r.get("diverged")]
+        if failed:
             lines.append(
                 f"- {depth.get(model, model)} `{model}`: "
                 + "; ".join(
-                    f"{common.INIT_LABELS[i]} diverged ({r['diverged']})"
-                    for i, r in ((he, h), ("xavier", x))
-                    if r.get("diverged")
+                    f"{label} seed {r['seed']} diverged ({r['diverged']})" for label, r in failed
                 )
                 + ": no comparison."
             )
             continue
-        said = (
-            f"{depth.get(model, model)} `{model}`: rectifier init "
-            f"{'stalled' if h['stalled'] else 'learned'} (training error "
-            f"{_pct(h['train_error_first'])} -> {_pct(h['train_error_last'])}, best "
-            f"{_pct(h['train_error_min'])}; validation top-1 best "
-            f"{_pct(h['val_top1_best'])}, last {_pct(h['val_top1_last'])}; lowest training "
-            f"loss {h.get('train_loss_min', float('nan')):.3f}); Xavier "
-            f"{'stalled' if x['stalled'] else 'learned'} ({_pct(x['train_error_first'])} "
-            f"-> {_pct(x['train_error_last'])}, best {_pct(x['train_error_min'])}; validation "
-            f"best {_pct(x['val_top1_best'])}, last {_pct(x['val_top1_last'])}; lowest "
-            f"training loss {x.get('train_loss_min', float('nan')):.3f}, chance "
-            f"{math.log(1 / (1 - x['chance_error'])):.3f})."
-        )
-        for label, r in (("rectifier init", h), ("Xavier", x)):
-            vals = [e["val_top1_error"] for e in r["history"]]
-            best = vals.index(min(vals))
-            if not r["stalled"] and vals[-1] - vals[best] >= 0.05:
-                said += (
-                    f" The {label} run was unstable: its validation error came back to "
-                    f"{_pct(vals[-1])} after {_pct(vals[best])} at epoch "
-                    f"{r['history'][best]['epoch']} (a plain ReLU stack has no batch "
-                    "normalization, so the learning rate is the likely cause)."
-                )
-        he_start, xa_start = h["first_epoch_below_chance"], x["first_epoch_below_chance"]
-        if he_start and (xa_start is None or he_start < xa_start):
-            said += (
-                f" The rectifier init got 10 points below chance at epoch {he_start}, "
-                f"Xavier {'never' if xa_start is None else f'at epoch {xa_start}'}."
+        said = f"{depth.get(model, model)} `{model}`: "
+        parts = []
+        for label, rs in runs.items():
+            learned = sum(not r["stalled"] for r in rs)
+            parts.append(
+                f"the {label} learned in {learned} of {len(rs)} seeds (best validation top-1 "
+                f"error {_per_seed([r['val_top1_best'] for r in rs])}, last "
+                f"{_per_seed([r['val_top1_last'] for r in rs])}; validation error first "
+                f"{margin} below chance at epoch "
+                f"{_per_seed([r['first_epoch_below_chance'] for r in rs], lambda e: str(e))}"
+                " per seed, - for never)"
             )
-        elif he_start and xa_start:
-            said += (
-                f" Both got 10 points below chance, the rectifier init at epoch {he_start} "
-                f"and Xavier at epoch {xa_start}."
-            )
-        if model == "small_30":
-            agree = x["stalled"] and not h["stalled"]
-        else:
-            agree = not h["stalled"] and (he_start or 0) <= (xa_start or 10**9)
-        if h["stalled"] and x["stalled"]:
-            said += " **Inconclusive**: neither init left chance within this budget (see below)."
-        else:
-            said += " **As in the paper.**" if agree else " **Differs from the paper** (see below)."
+        said += "; ".join(parts) + f"; chance is {_pct(rs[0]['chance_error'])}."
+        for label, rs in runs.items():
+            for r in rs:
+                said += _unstable(r, label)
+        verdict = convergence_verdict(model, runs["rectifier init"], runs["Xavier"])
+        said += {
+            "Inconclusive": " **Inconclusive**: no run left chance within this budget.",
+            "As in the paper": " **As in the paper.**",
+            "Differs from the paper": " **Differs from the paper** (see below).",
+        }[verdict]
         lines.append(f"- {said}")
     lines.append("")
     return "\n".join(lines)
 
 
+def _stage_mean(slopes, stage):
+    values = [v for k, v in slopes.items() if k.startswith(stage)]
+    return sum(values) / len(values) if values else float("nan")
+
+
+def slope_pattern(per_layer, activation):
+    """Table 1's two observations, checked on the learned slopes (layer -> (mean, std))."""
+    slopes = {k: v[0] for k, v in per_layer.items()}
+    convs = {k: v for k, v in slopes.items() if k.startswith("conv")}
+    top = max(convs, key=convs.get)
+    stages = {stage: _stage_mean(slopes, stage) for stage in ("conv1", "conv2", "conv3")}
+    paper = common.PAPER_TABLE1["conv1"][0 if activation == "prelu_shared" else 1]
+    moved = max(abs(v - 0.25) for v in slopes.values())
+    text = (
+        f"conv1 {stages['conv1']:.3f} (paper {paper:.3f}), conv2_x mean {stages['conv2']:.3f}, "
+        f"conv3_x mean {stages['conv3']:.3f}, fc1/fc2 "
+        f"{slopes.get('fc1', float('nan')):.3f}/{slopes.get('fc2', float('nan')):.3f}; the "
+        f"largest conv slope is {top}'s ({convs[top]:.3f}), the slopes moved up to "
+        f"{moved:.3f} from their initial 0.25. "
+    )
+    if moved < 0.02:
+        return text + "They barely moved in this training, so their pattern says little."
+    text += (
+        "Like the paper, conv1 learns the largest slope"
+        if top == "conv1"
+        else "Unlike the paper, conv1 does not learn the largest slope"
+    )
+    deeper_smaller = stages["conv1"] > stages["conv2"] > stages["conv3"]
+    return text + (
+        "; like the paper, the deeper conv stages learn smaller slopes on average "
+        "(conv1 > conv2_x > conv3_x)."
+        if deeper_smaller
+        else "; unlike the paper, the stage means do not fall with depth "
+        "(conv1 > conv2_x > conv3_x does not hold)."
+    )
+
+
 def activations_section(results, markdown, figures):
     s = results["summary"]
     n = len(results["seeds"])
-    f = results["train_fields"]
+    recipe = results.get("recipes", {}).get("small_14")
     lines = [
         "## 3. ReLU vs LReLU vs PReLU on the 14-layer model (Tables 1 and 2)",
         "",
@@ -307,14 +383,9 @@ def activations_section(results, markdown, figures):
         "(channel-wise) extra parameters; the first conv layer learns large slopes "
         "and deeper layers small ones (Table 1).",
         "",
-        f"**Ours**: `small_14` with each activation, seeds {results['seeds']}, init "
-        f"`{f['init']}`, {f['epochs']} epochs, learning rate {f['learning_rate']:g} "
-        + (
-            f"divided by 10 at epochs {list(f['lr_decay_epochs'])} (0-based)"
-            if f["lr_decay_epochs"]
-            else "(constant)"
-        )
-        + ", 10-view testing of the "
+        f"**Ours**: `small_14` with each activation, seeds {results['seeds']}, "
+        + (f"{recipe_line(recipe)}" if recipe else "no completed run")
+        + "; 10-view testing of the "
         f"final model on the validation split. Mean ± sample std over the {n} seeds.",
         "",
         f"![activations]({figures.get('activations', '')})",
@@ -365,39 +436,19 @@ def activations_section(results, markdown, figures):
     for a in ("prelu_shared", "prelu"):
         if a not in s or "prelu" not in s[a]:
             continue
-        slopes = {k: v[0] for k, v in s[a]["prelu"].items()}
-        convs = {k: v for k, v in slopes.items() if k.startswith("conv")}
-        top = max(convs, key=convs.get)
-        deep = [v for k, v in convs.items() if k.startswith("conv3")]
-        lines.append(
-            f"- {common.ACTIVATION_LABELS[a]} slopes: "
-            f"conv1 {slopes.get('conv1', float('nan')):.3f} "
-            f"(paper {common.PAPER_TABLE1['conv1'][0 if a == 'prelu_shared' else 1]:.3f}); the "
-            f"largest conv slope is {top}'s ({convs[top]:.3f}); conv3_x mean "
-            f"{sum(deep) / max(len(deep), 1):.3f}; fc1/fc2 "
-            f"{slopes.get('fc1', float('nan')):.3f}/{slopes.get('fc2', float('nan')):.3f}. "
-            + (
-                "The slopes barely moved from their initial 0.25 in this short training, so "
-                "their pattern says little."
-                if max(abs(v - 0.25) for v in slopes.values()) < 0.02
-                else "Like the paper, conv1 learns the largest slope."
-                if top == "conv1"
-                else "Unlike the paper, conv1 does not learn the largest slope."
-            )
-        )
+        lines.append(f"- {common.ACTIVATION_LABELS[a]} slopes: {slope_pattern(s[a]['prelu'], a)}")
     lines.append("")
     return "\n".join(lines)
 
 
 def differences_section(sig, conv, act):
     lines = ["## Why our numbers differ from the paper's", ""]
-    every = [r for per_init in conv["runs"].values() for r in per_init.values()]
+    every = [r for per_init in conv["runs"].values() for rs in per_init.values() for r in rs]
     if every and all(r["stalled"] for r in every):
         lines.append(
             "- **No convergence run learned** (every training error stayed within 5 points of "
             "chance), whatever the init, so section 2 cannot tell the inits apart: a limit of "
-            "this budget, not evidence for or against the paper. More epochs "
-            "(`--experiment_flag=convergence:--epochs=N`) are the remedy."
+            "this budget, not evidence for or against the paper."
         )
     acts = [r for runs in act["runs"].values() for r in runs if not r.get("diverged")]
     chance = 1 - 1 / acts[0]["num_classes"] if acts else None
@@ -407,14 +458,20 @@ def differences_section(sig, conv, act):
             "comparison above compares noise; the learned slopes then reflect only the first "
             "steps of training."
         )
-    for name, res in (("convergence", conv), ("activations", act)):
-        f = res["train_fields"]
+    recipes = dict(conv.get("recipes", {}), **act.get("recipes", {}))
+    for model, f in recipes.items():
         lines.append(
-            f"- {name}: {f['epochs']} epochs on a few thousand small images of 10 classes "
+            f"- `{model}`: {f['epochs']} epochs on a few thousand small images of 10 classes "
             f"(paper: about 80 epochs of 1.28 M ImageNet images, 1000 classes), crops of "
-            f"{f['image_size']} px instead of 224, conv widths x{f['width_multiplier']}, fc "
-            f"layers of {f['fc_units']} units instead of 4096: absolute errors are not "
-            "comparable, only the comparisons between runs are."
+            f"{f['image_size']} px instead of 224, conv widths x{f['width_multiplier']:g}, fc "
+            f"layers of {f['fc_units']} units instead of 4096"
+            + (
+                f", a linear learning-rate warm-up over {f['warmup_epochs']:g} epochs (the "
+                "paper has none)"
+                if f.get("warmup_epochs")
+                else ""
+            )
+            + ": absolute errors are not comparable, only the comparisons between runs are."
         )
     lines.append(
         "- Differences of a fraction of a point, which is what Table 2 is about, are below "
@@ -472,7 +529,6 @@ def render(
             started=started,
             load=load,
             data_info=_dataset_info(act.get("data_dir")),
-            fields=act["train_fields"],
             quick=quick,
             recipe=_recipe(work_dir),
         ),
