@@ -38,7 +38,7 @@ def quick_report(tmp_path_factory):
             f"--figures_dir={paths['figures']}",
             f"--work_dir={paths['work']}",
         ],
-        timeout=600,
+        timeout=1800,  # a hang guard: minutes on an idle machine, far more under load
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     paths["stdout"] = proc.stdout
@@ -143,7 +143,7 @@ def test_report_states_setup_commands_and_measured_values(quick_report):
     assert f"{sig['networks']['plain_30']['inits']['xavier']['forward_vs_he_fan_in']:.2e}" in text
 
 
-def _run(errors, seed=0):
+def _conv_run(errors, seed=0):
     """What convergence.summarize writes for one run, given its errors per epoch."""
     below = [i + 1 for i, e in enumerate(errors) if e < 0.7]
     return {
@@ -166,8 +166,8 @@ def _convergence_results(he_errors, xavier_errors, model="small_30"):
         "seeds": [0, 1],
         "runs": {
             model: {
-                "he_fan_in": [_run(he_errors, 0), _run(he_errors, 1)],
-                "xavier": [_run(xavier_errors, 0), _run(xavier_errors, 1)],
+                "he_fan_in": [_conv_run(he_errors, 0), _conv_run(he_errors, 1)],
+                "xavier": [_conv_run(xavier_errors, 0), _conv_run(xavier_errors, 1)],
             }
         },
         "recipes": {},
@@ -227,7 +227,7 @@ def test_a_diverged_run_is_reported_not_compared():
     ],
 )
 def test_bad_flags_fail_in_one_line(flag):
-    proc = _run(flag, timeout=60)
+    proc = _run(flag, timeout=600)  # a hang guard, not a speed
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
     assert flag[1].split("=")[0] in proc.stderr
@@ -244,7 +244,7 @@ def test_render_only_rewrites_the_same_report_from_the_runs(quick_report, tmp_pa
             f"--figures_dir={tmp_path / 'figures'}",
             f"--work_dir={quick_report['work']}",
         ],
-        timeout=300,
+        timeout=1800,  # a hang guard, as above
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     first = quick_report["report"].read_text().splitlines()
@@ -254,9 +254,9 @@ def test_render_only_rewrites_the_same_report_from_the_runs(quick_report, tmp_pa
     ]
 
 
-def _slopes(conv1, conv2, conv3):
+def _slopes(conv1, conv2, conv3, fc=0.1):
     """Table 1's layers with the given slope per stage (std 0)."""
-    stage = {"conv1": conv1, "conv2": conv2, "conv3": conv3, "fc": 0.1}
+    stage = {"conv1": conv1, "conv2": conv2, "conv3": conv3, "fc": fc}
     return {k: (stage[k[:5] if k.startswith("conv") else "fc"], 0.0) for k in common.PAPER_TABLE1}
 
 
@@ -268,7 +268,7 @@ def _slopes(conv1, conv2, conv3):
             ["Like the paper, conv1 learns the largest", "like the paper, the deeper"],
         ),
         ((0.2, 0.4, 0.15), ["Unlike the paper, conv1 does not", "do not fall with depth"]),
-        ((0.25, 0.25, 0.251), ["barely moved"]),
+        ((0.25, 0.25, 0.251, 0.25), ["barely moved"]),
     ],
 )
 def test_slope_pattern_states_table1s_observations_from_the_slopes(stages, words):
