@@ -47,20 +47,31 @@ _TRUNCATED_STD = 0.87962566103423978
 _SEED_STRIDE = 0x9E3779B1
 
 
-def compute_fans(shape):
-    """Returns `(fan_in, fan_out)` of a kernel shape, channels-last layout.
+def compute_fans(shape, input_axes=None, output_axes=None):
+    """Returns `(fan_in, fan_out)` of a kernel shape, by Keras' own rules.
 
     Keras stores conv kernels as `(k1, ..., kr, in, out)` whatever the layer's
     `data_format`, so the receptive field is the product of the leading dims:
-    fan-in `k*k*c` and fan-out `k*k*d` as in Sec. 2.2.
+    fan-in `k*k*c` and fan-out `k*k*d` as in Sec. 2.2. `EinsumDense` kernels
+    (e.g. `MultiHeadAttention`'s `(dim, heads, key_dim)`) are no conv
+    kernels: the layer names which axes hold input and output units, and the
+    fans are the products over those axes, as in
+    `keras.initializers.VarianceScaling`.
 
     Args:
         shape: tuple of ints, the kernel shape.
+        input_axes, output_axes: the axes of input and output units (both or
+            neither), as `EinsumDense` passes them.
 
     Returns:
         Tuple of two ints.
     """
     shape = tuple(int(d) for d in shape)
+    if input_axes is not None and output_axes is not None:
+        return (
+            math.prod(shape[a] for a in input_axes),
+            math.prod(shape[a] for a in output_axes),
+        )
     if len(shape) == 0:
         return 1, 1
     if len(shape) == 1:
@@ -69,10 +80,17 @@ def compute_fans(shape):
     return shape[-2] * receptive_field, shape[-1] * receptive_field
 
 
-class _RectifierVarianceScaling(keras.initializers.Initializer):
-    """Shared sampling code: subclasses only set the variance gain."""
+class _RectifierVarianceScaling(keras.initializers.VarianceScaling):
+    """Shared sampling code: subclasses only set the variance gain.
 
-    def __init__(self, mode, distribution, seed):
+    A `VarianceScaling` subclass only so that layers treat it as one:
+    `EinsumDense` (inside `MultiHeadAttention`, ...) gives such initializers
+    the axes of its kernel's input and output units through `from_config`.
+    Sampling and seeding are our own (`VarianceScaling.__init__` is not
+    called: its "normal" is truncated and its seeds are fixed per instance).
+    """
+
+    def __init__(self, mode, distribution, seed, input_axes=None, output_axes=None):
         if mode not in _MODES:
             raise ValueError(f"mode must be one of {_MODES}, got {mode!r}.")
         if distribution not in _DISTRIBUTIONS:
@@ -82,6 +100,8 @@ class _RectifierVarianceScaling(keras.initializers.Initializer):
         self.mode = mode
         self.distribution = distribution
         self.seed = seed
+        self.input_axes = None if input_axes is None else list(input_axes)
+        self.output_axes = None if output_axes is None else list(output_axes)
         self._calls = 0
 
     def _gain(self):
@@ -89,7 +109,7 @@ class _RectifierVarianceScaling(keras.initializers.Initializer):
 
     def stddev(self, shape):
         """The target standard deviation for a kernel of `shape`."""
-        fan_in, fan_out = compute_fans(shape)
+        fan_in, fan_out = compute_fans(shape, self.input_axes, self.output_axes)
         n = fan_in if self.mode == "fan_in" else fan_out
         return math.sqrt(self._gain() / max(1, n))
 
@@ -114,7 +134,10 @@ class _RectifierVarianceScaling(keras.initializers.Initializer):
         return keras.random.uniform(shape, minval=-limit, maxval=limit, dtype=dtype, seed=seed)
 
     def get_config(self):
-        return {"mode": self.mode, "distribution": self.distribution, "seed": self.seed}
+        config = {"mode": self.mode, "distribution": self.distribution, "seed": self.seed}
+        if self.input_axes is not None or self.output_axes is not None:
+            config.update(input_axes=self.input_axes, output_axes=self.output_axes)
+        return config
 
 
 @keras.saving.register_keras_serializable(package="keras_layers")
@@ -140,8 +163,16 @@ class HeVarianceScaling(_RectifierVarianceScaling):
     >>> w = HeVarianceScaling("fan_in", negative_slope=0.25)((3, 3, 64, 64))
     """
 
-    def __init__(self, mode="fan_in", negative_slope=0.0, distribution="normal", seed=None):
-        super().__init__(mode=mode, distribution=distribution, seed=seed)
+    def __init__(
+        self,
+        mode="fan_in",
+        negative_slope=0.0,
+        distribution="normal",
+        seed=None,
+        input_axes=None,
+        output_axes=None,
+    ):
+        super().__init__(mode, distribution, seed, input_axes, output_axes)
         self.negative_slope = float(negative_slope)
 
     def _gain(self):
@@ -169,8 +200,10 @@ class XavierVarianceScaling(_RectifierVarianceScaling):
     >>> dense = keras.layers.Dense(10, kernel_initializer=XavierVarianceScaling())
     """
 
-    def __init__(self, mode="fan_in", distribution="normal", seed=None):
-        super().__init__(mode=mode, distribution=distribution, seed=seed)
+    def __init__(
+        self, mode="fan_in", distribution="normal", seed=None, input_axes=None, output_axes=None
+    ):
+        super().__init__(mode, distribution, seed, input_axes, output_axes)
 
     def _gain(self):
         return 1.0

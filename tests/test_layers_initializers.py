@@ -44,6 +44,58 @@ def test_dense_kernel_fans():
     assert abs(w.std() / math.sqrt(2.0 / 400) - 1.0) < 0.02
 
 
+def _keras_std(shape, mode, **axes):
+    """The std Keras' own VarianceScaling draws for the He gain (untruncated)."""
+    keras_init = keras.initializers.VarianceScaling(2.0, mode, "untruncated_normal", seed=0, **axes)
+    return keras.ops.convert_to_numpy(keras_init(shape)).std()
+
+
+@pytest.mark.parametrize(
+    "shape,axes",
+    [
+        ((), {}),
+        ((900,), {}),
+        ((300, 200), {}),
+        ((5, 40, 60), {}),  # Conv1D
+        ((3, 3, 40, 60), {}),  # Conv2D
+        ((2, 3, 3, 20, 30), {}),  # Conv3D
+        ((32, 8, 16), {"input_axes": [0], "output_axes": [1, 2]}),  # MHA query
+        ((8, 16, 32), {"input_axes": [0, 1], "output_axes": [2]}),  # MHA output
+    ],
+)
+@pytest.mark.parametrize("mode", ["fan_in", "fan_out"])
+def test_fans_follow_keras_variance_scaling_for_every_rank(shape, axes, mode):
+    ours = keras_layers.HeVarianceScaling(mode, seed=4, **axes)
+    want = math.sqrt(
+        2.0 / max(1, keras_layers.initializers.compute_fans(shape, **axes)[mode == "fan_out"])
+    )
+    assert ours.stddev(shape) == pytest.approx(want)
+    from keras.src.initializers.random_initializers import compute_fans as keras_fans
+
+    assert keras_layers.initializers.compute_fans(shape, **axes) == keras_fans(shape, **axes)
+    if math.prod(shape) >= 900:  # enough draws to compare the sample stds
+        assert _sample(ours, shape).std() == pytest.approx(_keras_std(shape, mode, **axes), rel=0.1)
+
+
+def test_einsum_dense_kernels_get_their_fans():
+    """MultiHeadAttention's EinsumDense kernels, e.g. the query's (32, 8, 16):
+    fan-in 32 (the model dim), as Keras' VarianceScaling gives them."""
+    layer = keras.layers.MultiHeadAttention(
+        num_heads=8, key_dim=16, kernel_initializer=keras_layers.HeVarianceScaling(seed=5)
+    )
+    x = np.zeros((1, 4, 32), "float32")
+    layer(x, x)
+    query = keras.ops.convert_to_numpy(layer.query_dense.kernel)
+    assert query.shape == (32, 8, 16)
+    assert query.std() == pytest.approx(math.sqrt(2.0 / 32), rel=0.1)
+    output = keras.ops.convert_to_numpy(layer.output_dense.kernel)  # (8, 16, 32)
+    assert output.std() == pytest.approx(math.sqrt(2.0 / 128), rel=0.1)
+    # The axes survive serialization (EinsumDense's from_config clone).
+    init = keras_layers.HeVarianceScaling(seed=1, input_axes=[0], output_axes=[1, 2])
+    again = keras.initializers.deserialize(keras.initializers.serialize(init))
+    assert (again.input_axes, again.output_axes, again.seed) == ([0], [1, 2], 1)
+
+
 def test_default_is_plain_gaussian_with_tails():
     he = keras_layers.HeVarianceScaling(seed=4)
     assert he.distribution == "normal"
