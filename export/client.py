@@ -20,14 +20,24 @@ _SERVER = flags.DEFINE_string(
     "host:port of TF Serving: its gRPC port (8500), or with --rest its REST port (8501).",
 )
 _REST = flags.DEFINE_bool("rest", False, "Use the REST API instead of gRPC.")
+_EXPORT_BASE = flags.DEFINE_string(
+    "export_base",
+    "/models/prelu",
+    "The export's --export_base; the default --model_name is its basename, as "
+    "export.export_saved_model names the model in models.config.",
+)
 _MODEL_NAME = flags.DEFINE_string(
     "model_name",
-    "prelu",
-    "Model name on the server: the name in models.config, by default the "
-    "basename of the export's --export_base.",
+    None,
+    "Model name on the server (its models.config); default: the basename of --export_base.",
 )
 _VERSION = flags.DEFINE_integer("version", None, "Model version; default the latest.")
 _TIMEOUT = flags.DEFINE_float("timeout", 60.0, "Request timeout, seconds.")
+
+
+def model_name():
+    """--model_name, else the name export_saved_model gives --export_base."""
+    return _MODEL_NAME.value or client_lib.default_model_name(_EXPORT_BASE.value)
 
 
 def main(argv):
@@ -48,14 +58,14 @@ def main(argv):
             body = client_lib.predict_rest(
                 _SERVER.value,
                 client_lib.build_rest_body(images),
-                model_name=_MODEL_NAME.value,
+                model_name=model_name(),
                 version=_VERSION.value,
                 timeout=_TIMEOUT.value,
             )
             results = client_lib.parse_rest_response(body)
         else:
             request = client_lib.build_predict_request(
-                images, model_name=_MODEL_NAME.value, version=_VERSION.value
+                images, model_name=model_name(), version=_VERSION.value
             )
             results = client_lib.parse_predict_response(
                 client_lib.predict_grpc(_SERVER.value, request, timeout=_TIMEOUT.value)

@@ -5,15 +5,17 @@ Used by the client binary (`export/client.py`), the warmup file
 exactly what the server would:
 
 - `build_predict_request`: a gRPC `PredictRequest` (`tf.make_tensor_proto`).
-- `build_rest_body`: the REST API's JSON, row format (`instances`), each
-  image's bytes base64-encoded as `{"b64": ...}`, which is how TF Serving's
-  REST API takes binary strings.
+- `build_rest_body`: the REST API's JSON, row format (`instances`): for
+  `serving_default` each image's bytes base64-encoded as `{"b64": ...}`,
+  which is how TF Serving's REST API takes binary strings; for
+  `predict_images` each image as a nested `[height][width][3]` list of ints.
 - `parse_predict_response`, `parse_rest_response`: the top-k per image.
 - `predict_grpc`, `predict_rest`: send one request.
 """
 
 import base64
 import json
+import os
 import urllib.error
 import urllib.request
 
@@ -26,6 +28,12 @@ SIGNATURE_IMAGES = "predict_images"
 #: Signature -> its input name (the exported functions' argument names).
 INPUT_NAMES = {SIGNATURE_BYTES: "image_bytes", SIGNATURE_IMAGES: "images"}
 OUTPUT_NAMES = ("probabilities", "classes", "scores", "labels")
+
+
+def default_model_name(export_base):
+    """The name `export.export_saved_model` gives the model in models.config
+    when no --model_name is given: the basename of its --export_base."""
+    return os.path.basename(os.path.abspath(export_base))
 
 
 def build_predict_request(inputs, *, model_name, signature_name=SIGNATURE_BYTES, version=None):
@@ -51,12 +59,23 @@ def build_predict_request(inputs, *, model_name, signature_name=SIGNATURE_BYTES,
     return request
 
 
-def build_rest_body(image_bytes, *, signature_name=SIGNATURE_BYTES):
-    """The JSON body (a dict) of `POST /v1/models/<name>:predict`."""
-    return {
-        "signature_name": signature_name,
-        "instances": [{"b64": base64.b64encode(bytes(b)).decode("ascii")} for b in image_bytes],
-    }
+def build_rest_body(inputs, *, signature_name=SIGNATURE_BYTES):
+    """The JSON body (a dict) of `POST /v1/models/<name>:predict`.
+
+    Args:
+      inputs: as for `build_predict_request`: encoded images (bytes) for
+        `serving_default`, a uint8 array `[batch, height, width, 3]` for
+        `predict_images`.
+      signature_name: `serving_default` or `predict_images`.
+    """
+    if signature_name == SIGNATURE_BYTES:
+        instances = [{"b64": base64.b64encode(bytes(b)).decode("ascii")} for b in inputs]
+    elif signature_name == SIGNATURE_IMAGES:
+        # JSON numbers: the server converts them to the signature's uint8.
+        instances = np.asarray(inputs, np.uint8).tolist()
+    else:
+        raise ValueError(f"unknown signature {signature_name!r}; use one of {list(INPUT_NAMES)}")
+    return {"signature_name": signature_name, "instances": instances}
 
 
 def _top_k(labels, classes, scores):

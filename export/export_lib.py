@@ -41,7 +41,7 @@ import tensorflow as tf
 
 from delving import config as config_lib
 from delving import dense, model_from_config, run_files
-from export import image_decoding, serving_files
+from export import client_lib, image_decoding, serving_files
 from export.client_lib import SIGNATURE_BYTES, SIGNATURE_IMAGES
 from pipelines import preprocessing
 
@@ -161,9 +161,20 @@ class DenseClassifier:
         }
 
     def predict_images(self, images):
-        return self.outputs(self.probabilities(images))
+        shape = tf.shape(images)
+        check = _refuse_unless(
+            tf.reduce_all(shape[:3] > 0),
+            "images must hold at least one image of at least 1x1 pixels; got shape",
+            shape,
+        )
+        with tf.control_dependencies([check]):
+            return self.outputs(self.probabilities(tf.identity(images)))
 
     def predict_image_bytes(self, image_bytes):
+        check = _refuse_unless(tf.size(image_bytes) > 0, "image_bytes holds no images")
+        with tf.control_dependencies([check]):
+            image_bytes = tf.identity(image_bytes)
+
         # Plain TF code: no AutoGraph conversion, eager or traced alike.
         @tf.autograph.experimental.do_not_convert
         def one(encoded):
@@ -175,6 +186,13 @@ class DenseClassifier:
             one, image_bytes, fn_output_signature=tf.TensorSpec([num_classes], tf.float32)
         )
         return self.outputs(probs)
+
+
+def _refuse_unless(condition, message, *values):
+    """An InvalidArgument with `message` (one sentence, then any `values`)
+    when `condition` fails: what a client sees instead of an assertion
+    deep inside the resizing ops."""
+    return tf.debugging.Assert(condition, [message, *values], summarize=8)
 
 
 def build_archive(classifier):
@@ -259,7 +277,7 @@ def write_export(classifier, export_base, *, version=None, model_name=None, verb
     """Writes `classifier` (a `DenseClassifier`) as `<export_base>/<version>`
     with its warmup requests, and `<export_base>/models.config`."""
     export_base = os.path.abspath(export_base)
-    model_name = model_name or os.path.basename(export_base)
+    model_name = model_name or client_lib.default_model_name(export_base)
     version = next_version(export_base) if version is None else int(version)
     final_dir = os.path.join(export_base, str(version))
     if os.path.exists(final_dir):

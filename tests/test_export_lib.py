@@ -189,6 +189,29 @@ def test_client_binary_over_rest(tmp_path):
     assert base64.b64decode(body["instances"][0]["b64"]) == b"x" * 123
 
 
+def test_client_model_name_defaults_to_the_basename_of_export_base(tmp_path):
+    server = http.server.HTTPServer(("127.0.0.1", 0), _RestServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    image = tmp_path / "cat.png"
+    image.write_bytes(b"x" * 10)
+    seen = []
+    try:
+        for flags in ([f"--export_base={tmp_path}/serving/cats/"], []):
+            result = _run(
+                "export.client",
+                f"--server=127.0.0.1:{server.server_port}",
+                "--rest",
+                *flags,
+                str(image),
+            )
+            assert result.returncode == 0, result.stderr[-2000:]
+            seen.append(_RestServer.seen[-1][0])
+    finally:
+        server.shutdown()
+    # The second: the default --export_base, the README's /models/prelu.
+    assert seen == ["/v1/models/cats:predict", "/v1/models/prelu:predict"]
+
+
 def test_client_binary_reports_unreachable_server_in_one_line(tmp_path):
     image = tmp_path / "cat.jpg"
     image.write_bytes(b"x")

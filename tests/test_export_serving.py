@@ -89,7 +89,12 @@ SERVER_SCRIPT = textwrap.dedent(r"""
                 body = json.load(f)
             sig = sigs[body.get("signature_name", "serving_default")]
             (input_name,) = sig.inputs
-            batch = np.array([b64(v) for v in body["instances"]], dtype=object)
+            spec = sig.inputs[input_name]
+            if spec.dtype == tf.string.as_datatype_enum:
+                batch = np.array([b64(v) for v in body["instances"]], dtype=object)
+            else:  # numbers, as the server converts JSON to the input's dtype
+                dtype = tf.dtypes.as_dtype(spec.dtype).as_numpy_dtype
+                batch = np.array(body["instances"], dtype=dtype)
             results[name] = run(body.get("signature_name"), {input_name: batch})
     for name, result in results.items():
         if "error" in result:
@@ -168,8 +173,14 @@ def exported(tmp_path_factory):
     grpc("bad_in_batch", [images["jpeg"], BAD["not_an_image"]])
     pixels = np.stack([fx.picture(180, 200, s) for s in (7, 8)])
     grpc("pixels", pixels, client_lib.SIGNATURE_IMAGES)
+    grpc("no_images", [])
+    grpc("no_pixels", np.zeros((0, 4, 4, 3), np.uint8), client_lib.SIGNATURE_IMAGES)
+    grpc("zero_by_zero", np.zeros((1, 0, 0, 3), np.uint8), client_lib.SIGNATURE_IMAGES)
     (requests_dir / "rest.json").write_text(
         json.dumps(client_lib.build_rest_body([images[n] for n in batch]))
+    )
+    (requests_dir / "rest_pixels.json").write_text(
+        json.dumps(client_lib.build_rest_body(pixels, signature_name=client_lib.SIGNATURE_IMAGES))
     )
     script = root / "serve.py"
     script.write_text(SERVER_SCRIPT)
@@ -297,9 +308,33 @@ def test_predict_images_equals_reference(exported):
     np.testing.assert_allclose(out["probabilities"], want, rtol=1e-4, atol=1e-6)
 
 
+def test_rest_predict_images_sends_pixels_as_nested_lists(exported):
+    body = client_lib.build_rest_body(
+        exported["pixels"], signature_name=client_lib.SIGNATURE_IMAGES
+    )
+    assert body["instances"][0][0][0] == exported["pixels"][0, 0, 0].tolist()
+    for key in ("probabilities", "classes", "scores", "labels"):
+        np.testing.assert_array_equal(
+            exported["served"]["rest_pixels"][key], exported["served"]["pixels"][key]
+        )
+
+
 def test_bad_input_is_invalid_argument_with_a_clear_message(exported):
     errors = exported["report"]["errors"]
-    assert set(errors) == {"single_not_an_image", "single_empty", "single_bomb", "bad_in_batch"}
+    assert set(errors) == {
+        "single_not_an_image",
+        "single_empty",
+        "single_bomb",
+        "bad_in_batch",
+        "no_images",
+        "no_pixels",
+        "zero_by_zero",
+    }
+    # An empty request is refused with a sentence, not an assertion dump.
+    assert "image_bytes holds no images" in errors["no_images"]
+    for name, shape in (("no_pixels", "[0 4 4 3]"), ("zero_by_zero", "[1 0 0 3]")):
+        assert "images must hold at least one image of at least 1x1 pixels" in errors[name]
+        assert shape in errors[name] and "Condition" not in errors[name]
     assert "Unknown image file format" in errors["single_not_an_image"]
     assert "Unknown image file format" in errors["bad_in_batch"]
     assert "image_bytes is an empty string" in errors["single_empty"]
