@@ -28,8 +28,11 @@ def exclude_prelu_from_weight_decay(optimizer, model):
     `optimizer.exclude_from_weight_decay(var_list=...)`. Both
     `keras_layers.PReLU` and `keras.layers.PReLU` slopes are excluded.
 
-    Call it after the model is built and before the optimizer is (i.e. before
-    the first training step or `optimizer.build`). Exclusions made earlier on
+    Call it after the model is built and before the first training step is
+    traced. The optimizer may already be built: a model loaded from a
+    `.keras` file comes back with a built optimizer whose exclusions were not
+    saved (Keras does not serialize them), so call this again after
+    `keras.saving.load_model`, before training on. Exclusions made earlier on
     the same optimizer (variables or name patterns) are kept. A
     `LossScaleOptimizer` (mixed precision) is handled through its inner
     optimizer. With no `weight_decay` set, nothing needs excluding.
@@ -43,7 +46,7 @@ def exclude_prelu_from_weight_decay(optimizer, model):
         weight decay).
 
     Raises:
-        ValueError: if the model is not built or the optimizer already is.
+        ValueError: if the model is not built.
 
     Example:
 
@@ -61,16 +64,13 @@ def exclude_prelu_from_weight_decay(optimizer, model):
             "exclude_prelu_from_weight_decay: build the model first (call it on "
             "data or an Input) so that its PReLU slopes exist."
         )
-    if getattr(optimizer, "built", False):
-        raise ValueError(
-            "exclude_prelu_from_weight_decay: the optimizer is already built; call "
-            "this before the first training step (or before optimizer.build)."
-        )
     slopes = _prelu_slopes(model)
-    # exclude_from_weight_decay() replaces earlier exclusions; keep them.
-    previous = set(getattr(optimizer, "_exclude_from_weight_decay", set()))
-    pattern = getattr(optimizer, "_exclude_from_weight_decay_pattern", None)
-    optimizer.exclude_from_weight_decay(var_list=slopes)
-    optimizer._exclude_from_weight_decay |= previous
-    optimizer._exclude_from_weight_decay_pattern = pattern
+    # What `optimizer.exclude_from_weight_decay(var_list=...)` records, added
+    # to earlier exclusions (that call replaces them, and refuses a built
+    # optimizer although the set is only read when updates are traced).
+    excluded = set(getattr(optimizer, "_exclude_from_weight_decay", None) or ())
+    optimizer._exclude_from_weight_decay = excluded | {optimizer._var_key(v) for v in slopes}
+    if not hasattr(optimizer, "_exclude_from_weight_decay_pattern"):
+        optimizer._exclude_from_weight_decay_pattern = None
+    optimizer._exclude_from_weight_decay_cache = {}  # decisions made before: forgotten
     return slopes

@@ -66,13 +66,38 @@ def test_earlier_exclusions_are_kept():
     np.testing.assert_array_equal(after[model.layers[1].bias.path], np.ones(4))
 
 
+def _assert_slopes_kept_kernels_decayed(before, after):
+    for path, value in after.items():
+        if path.endswith("alpha"):
+            np.testing.assert_array_equal(value, before[path])
+        elif path.endswith("kernel"):
+            np.testing.assert_allclose(value, 0.95 * before[path], rtol=1e-5)
+
+
+def test_exclusion_after_a_keras_save_and_load_with_the_optimizer(tmp_path):
+    """Keras saves no exclusions: the loaded (built) optimizer would decay
+    every slope again; excluding them on it works and keeps them."""
+    model = _model()
+    optimizer = keras.optimizers.SGD(0.1, weight_decay=0.5)
+    keras_layers.exclude_prelu_from_weight_decay(optimizer, model)
+    model.compile(optimizer, "mse")
+    model.fit(np.zeros((2, 6, 6, 2)), np.zeros((2, 3)), verbose=0)
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert loaded.optimizer.built
+    excluded = keras_layers.exclude_prelu_from_weight_decay(loaded.optimizer, loaded)
+    assert len(excluded) == 3
+    _assert_slopes_kept_kernels_decayed(*_zero_gradient_step(loaded.optimizer, loaded))
+
+
 def test_no_weight_decay_nothing_to_do_and_clear_errors():
     model = _model()
     assert keras_layers.exclude_prelu_from_weight_decay(keras.optimizers.SGD(0.1), model) == []
-    optimizer = keras.optimizers.SGD(0.1, weight_decay=0.5)
-    optimizer.build(model.trainable_variables)
-    with pytest.raises(ValueError, match="already built"):
-        keras_layers.exclude_prelu_from_weight_decay(optimizer, model)
+    built = keras.optimizers.SGD(0.1, weight_decay=0.5)
+    built.build(model.trainable_variables)
+    keras_layers.exclude_prelu_from_weight_decay(built, model)  # a built optimizer is fine
+    _assert_slopes_kept_kernels_decayed(*_zero_gradient_step(built, model))
     unbuilt = keras.Sequential([keras.layers.Dense(2), keras_layers.PReLU()])
     with pytest.raises(ValueError, match="build the model"):
         keras_layers.exclude_prelu_from_weight_decay(
