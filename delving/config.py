@@ -277,8 +277,19 @@ def steps_for(num_examples: int, batch_size: int) -> int:
     return max(1, num_examples // batch_size) if num_examples else 1
 
 
+# Settings a learning-rate schedule ignores: left out of config.json, which
+# lists only what shaped the run (`from_json` gives them their defaults).
+_UNUSED_BY_SCHEDULE = {
+    "plateau": ("lr_decay_epochs",),
+    "step": ("lr_plateau_patience", "lr_plateau_min_delta"),
+}
+
+
 def to_json(cfg: TrainConfig) -> str:
-    return json.dumps(dataclasses.asdict(cfg), indent=2, sort_keys=True) + "\n"
+    data = dataclasses.asdict(cfg)
+    for key in _UNUSED_BY_SCHEDULE.get(cfg.lr_schedule, ()):
+        del data[key]
+    return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
 
 def from_json(text: str) -> TrainConfig:

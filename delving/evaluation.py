@@ -25,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from delving import dense as _dense
+from delving import progress as _progress
 from pipelines import preprocessing
 
 
@@ -222,7 +223,12 @@ class Evaluator:
         """{'loss', 'top1_error', 'top5_error', 'count'} over the split."""
         iterator = iter(self.dataset)
         total = np.zeros(4)
-        bar = keras.utils.Progbar(self.steps, verbose=1) if progress else None
+        # The values shown are running means already: stateful, not re-averaged.
+        bar = (
+            _progress.progress_bar(self.steps, stateful_metrics=("top1_err", "top5_err"))
+            if progress
+            else None
+        )
         batches = 0
         while self.steps is None or batches < self.steps:
             batch = iterator.get_next_as_optional()

@@ -41,6 +41,7 @@ from delving import (
     inputs,
     model_from_config,
     models,
+    progress,
     run_files,
 )
 from delving import config as config_lib
@@ -112,9 +113,10 @@ def prepare_run(cfg, strategy):
             cfg, steps_per_epoch=config_lib.steps_for(examples, cfg.batch_size)
         )
     run_files.check_compatible(cfg, ConfigMismatch)
-    if distribute.is_chief(strategy):
+    classes = source.class_list(cfg.labels_file)
+    if distribute.is_chief(strategy):  # every check passed: only now is anything written
         run_files.write_config(cfg)
-        run_files.write_classes(cfg, source.class_list(cfg.labels_file))
+        run_files.write_classes(cfg, classes)
     return cfg, source
 
 
@@ -237,9 +239,9 @@ def train_epoch(run, train_step, iterator, evaluator) -> dict:
     state.epoch_rate.assign(state.schedule.rate())
     run.say(f"Epoch {epoch + 1}/{cfg.epochs}  lr={state.schedule.rate():g}")
     done = int(state.epoch_step.numpy())
-    progbar = keras.utils.Progbar(
+    progbar = progress.progress_bar(
         cfg.steps_per_epoch,
-        verbose=1 if run.verbose else 0,
+        visible=bool(run.verbose),
         stateful_metrics=["loss", "top1_err", "top5_err", "img/s"],
     )
     if done:
@@ -255,6 +257,7 @@ def train_epoch(run, train_step, iterator, evaluator) -> dict:
         rows = train_step(iterator, tf.constant(count, tf.int32)).numpy().astype(float)
         bad = np.flatnonzero(~np.isfinite(rows[:, 0]))
         if bad.size:
+            progress.end_line(progbar)
             raise TrainingDiverged(
                 f"loss became {rows[bad[0], 0]} at step {step + bad[0] + 1} "
                 f"(epoch {epoch + 1}); training stopped. {run.last_good()}"
@@ -325,7 +328,9 @@ def _train_loop(run, source):
         f"{cfg.epochs} epochs of {cfg.steps_per_epoch} steps, "
         f"global batch {cfg.batch_size}; model_dir {cfg.model_dir}"
     )
-    if restored:
+    if restored and epoch >= cfg.epochs:
+        run.say(f"Resumed from {restored}: all {epoch} epochs already done (step {step})")
+    elif restored:
         run.say(
             f"Resumed from {restored}: step {step}, epoch {epoch + 1}, "
             f"{int(state.epoch_step.numpy())} steps into the epoch"

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from delving import config, trainer
+from delving import config, evaluation, inputs, trainer
 from tests import train_testutil as util
 
 
@@ -59,3 +59,26 @@ def test_multi_scale_and_bad_view(trained):
     assert code != 0 and "Traceback" not in err
     lines = util.error_lines(err)
     assert len(lines) == 1 and "--views: expected names among center, 10view, dense" in lines[0]
+
+
+def test_progress_line_agrees_with_the_result_table(trained, capsys):
+    """The bar shows the running error as it is (not re-averaged), and a
+    stdout that is not a terminal gets one plain line, no ANSI codes."""
+    model, cfg = evaluation.load_model(trained.config.model_dir)
+    result = evaluation.evaluate(
+        model,
+        inputs.source_from_config(cfg),
+        view="center",
+        scales=(cfg.eval_resize,),
+        image_size=cfg.image_size,
+        batch_size=4,
+        steps=5,
+        progress=True,
+    )
+    out = capsys.readouterr().out
+    assert "\x1b[" not in out and "\r" not in out, repr(out)
+    assert len(out.splitlines()) == 1, repr(out)
+    shown = re.search(r"top1_err: ([\d.]+) - top5_err: ([\d.]+)", out)
+    assert shown, repr(out)
+    assert float(shown[1]) == pytest.approx(result["top1_error"], abs=1e-4)
+    assert float(shown[2]) == pytest.approx(result["top5_error"], abs=1e-4)

@@ -1,6 +1,7 @@
 """Bad flags fail before any work, in one line naming the flag; config files."""
 
 import dataclasses
+import json
 import re
 
 import pytest
@@ -86,11 +87,23 @@ def test_presets_fill_only_what_is_not_given():
 
 
 def test_config_json_round_trip(tmp_path):
-    cfg = config.resolve_config(scale_range=["80", "100"], lr_decay_epochs=[2, 4])
+    cfg = config.resolve_config(
+        scale_range=["80", "100"], lr_schedule="step", lr_decay_epochs=[2, 4]
+    )
     path = str(tmp_path / "config.json")
     config.save(cfg, path)
-    assert config.load(path) == cfg
-    assert config.load(path).scale_range == (80, 100)
+    loaded = config.load(path)
+    # The plateau settings the step schedule ignores are not saved.
+    unused = dict(lr_plateau_patience=cfg.lr_plateau_patience)
+    assert dataclasses.replace(loaded, **unused) == cfg
+    assert loaded.scale_range == (80, 100)
+
+
+def test_config_json_lists_only_what_the_schedule_uses():
+    plateau = json.loads(config.to_json(config.resolve_config(lr_schedule="plateau")))
+    assert "lr_decay_epochs" not in plateau and plateau["lr_plateau_patience"] > 0
+    step = json.loads(config.to_json(config.resolve_config(lr_schedule="step")))
+    assert step["lr_decay_epochs"] and "lr_plateau_patience" not in step
 
 
 @pytest.mark.parametrize(
