@@ -212,7 +212,10 @@ class Evaluator:
         # (explicit tf.cond otherwise), and converting them was behind the
         # suite's one flaky failure (an AutoGraph-converted `get_head` once
         # received a string instead of the model).
-        @tf.function(autograph=False)
+        # One trace for every batch: the dataset's spec leaves the image sizes
+        # unknown, so the dense view (whole images of every size) does not
+        # retrace per image, as the exported SavedModel does not.
+        @tf.function(autograph=False, input_signature=[self.dataset.element_spec])
         def step(batch):
             out = self.strategy.run(replica_step, args=batch)
             return [self.strategy.reduce("SUM", x, axis=None) for x in out]

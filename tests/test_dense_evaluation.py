@@ -13,6 +13,7 @@ import tensorflow as tf
 from delving import dense, evaluation, inputs, models
 from export import export_lib
 from pipelines import preprocessing
+from tests import train_testutil
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCALES = (96, 240)
@@ -113,3 +114,20 @@ def test_window_of_the_view_comes_from_the_training_crop_size(run, image_size, w
         dense.evaluation_scores(model, x, image_size=image_size),
         dense.dense_scores(model, x, window=window),
     )
+
+
+def test_dense_view_traces_once_for_images_of_every_size(tmp_path_factory):
+    """The built-in images differ in size: one trace serves them all (the
+    view used to retrace for every image, seconds each)."""
+    data_dir = train_testutil.tiny_data_dir(tmp_path_factory)
+    model = models.build_model("small_14", num_classes=10, width_multiplier=0.125, fc_units=16)
+    evaluator = evaluation.Evaluator(
+        model,
+        inputs.DataSource(data_dir=data_dir, num_classes=10),
+        view="dense",
+        scales=(40, 48),
+        batch_size=1,
+        steps=8,
+    )
+    assert evaluator.run()["count"] == 8
+    assert evaluator._step.experimental_get_tracing_count() == 1
