@@ -51,8 +51,16 @@ from delving import models
 from keras_layers.spatial_pyramid_pooling import bin_edges
 from pipelines import preprocessing
 
-#: The paper's multi-scale combination (Table 4).
+#: The paper's multi-scale combination (Table 4), for 224-px training crops.
 DEFAULT_SCALES = (256, 384, 480)
+
+
+def default_scales(image_size):
+    """The paper's scales for a network trained on `image_size` crops: 256,
+    384, 480 times image_size / 224 (the built-in 64-px crops: 73, 110, 137)."""
+    return tuple(round(s * image_size / 224) for s in DEFAULT_SCALES)
+
+
 #: Images longer than this many times their shorter side are centre-cropped
 #: along the longer side first, so that an extreme panorama (say 1 x 10000
 #: pixels, resized to a 480 x 4.8M map) cannot exhaust memory.

@@ -12,6 +12,8 @@ alias of `--scale`, `--noflip` drops the mirrors); several scales are
 averaged per image.
 """
 
+import dataclasses
+
 from absl import app, flags
 
 from delving import cli_flags
@@ -48,27 +50,37 @@ def _check_views(values):
     return bool(values) and set(values) <= set(VIEW_NAMES)
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    import dataclasses
+def _register_dense_view(cfg):
+    """The dense view with the run's own window (what its head saw at its
+    crop size, as the export uses) and --flip."""
+    import functools
 
-    from delving import evaluation, inputs
+    from delving import dense, evaluation
+
+    evaluation.register_view(
+        dataclasses.replace(
+            evaluation.VIEWS["dense"],
+            scores=functools.partial(
+                dense.evaluation_scores,
+                flip=_FLIP.value,
+                image_size=cfg.image_size,
+            ),
+        )
+    )
+
+
+def main(argv):
     from pipelines import errors
 
-    if not _FLIP.value:  # the dense view without its mirrored half
-        import functools
+    errors.no_arguments("delving.evaluate", argv)
+    errors.exit_on_bad_paths(
+        "delving.evaluate", dirs={"model_dir": _MODEL_DIR.value, "data_dir": _DATA_DIR.value}
+    )
+    from delving import evaluation, inputs
 
-        from delving import dense
-
-        evaluation.register_view(
-            dataclasses.replace(
-                evaluation.VIEWS["dense"],
-                scores=functools.partial(dense.evaluation_scores, flip=False),
-            )
-        )
     with errors.exit_on_user_error("delving.evaluate"):
         model, cfg = evaluation.load_model(_MODEL_DIR.value, checkpoint=_CHECKPOINT.value)
+        _register_dense_view(cfg)
         if _DATA_DIR.value:
             cfg = dataclasses.replace(cfg, data_dir=_DATA_DIR.value)
         source = inputs.source_from_config(cfg)

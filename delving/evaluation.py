@@ -291,5 +291,15 @@ def load_model(model_dir, *, checkpoint=None):
 
         raise errors.DataError(f"{model_dir} has neither model.keras nor a checkpoint yet")
     model = model_from_config.build(cfg)
-    tf.train.Checkpoint(model=model).restore(checkpoint).expect_partial()
+    try:  # every weight of this network must come from the checkpoint
+        tf.train.Checkpoint(model=model).restore(
+            checkpoint
+        ).expect_partial().assert_existing_objects_matched()
+    except (AssertionError, ValueError, tf.errors.OpError) as e:
+        from pipelines import errors
+
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise errors.DataError(
+            f"--checkpoint={checkpoint} does not hold this run's {cfg.model} weights: {first}"
+        ) from None
     return model, cfg

@@ -33,8 +33,14 @@ class DataSource:
 
     def _split(self, split):
         if self.tfds_name and split == "validation":
-            return _tfds_validation_split(self.tfds_name, self.tfds_data_dir)
+            return _tfds_validation_split(self.tfds_name, self._tfds_info())
         return split
+
+    def _tfds_info(self):
+        """The prepared tfds dataset's info (unknown or unprepared: DataError)."""
+        from pipelines import tfds as reader
+
+        return reader.load_builder(self.tfds_name, self.tfds_data_dir, self.tfds_manual_dir).info
 
     def dataset(self, split, *, batch_size, is_training, **kwargs):
         """Batched `(images, labels)` of `split`; kwargs go to the reader."""
@@ -80,10 +86,7 @@ class DataSource:
     def num_examples(self, split) -> int:
         """Examples in `split` (counting records of small TFRecord sets)."""
         if self.tfds_name:
-            import tensorflow_datasets as tfds
-
-            builder = tfds.builder(self.tfds_name, data_dir=self.tfds_data_dir)
-            return builder.info.splits[self._split(split)].num_examples
+            return self._tfds_info().splits[self._split(split)].num_examples
         from pipelines import imagenet
 
         files = imagenet.list_files(self.data_dir, split)
@@ -98,7 +101,7 @@ class DataSource:
         from pipelines import labels
 
         if self.tfds_name and not labels_file:
-            names = _tfds_label_names(self.tfds_name, self.tfds_data_dir)
+            names = list(self._tfds_info().features["label"].names)
             return [labels.ClassInfo(i, n, n) for i, n in enumerate(names)]
         return labels.load_class_list(
             data_dir=self.data_dir,
@@ -117,23 +120,11 @@ def _count_records(files):
     )
 
 
-def _tfds_info(name, data_dir):
-    import tensorflow_datasets as tfds
-
-    return tfds.builder(name, data_dir=data_dir).info
-
-
-def _tfds_validation_split(name, data_dir):
-    splits = _tfds_info(name, data_dir).splits
+def _tfds_validation_split(name, info):
     for candidate in ("validation", "test"):
-        if candidate in splits:
+        if candidate in info.splits:
             return candidate
     raise errors.DataError(f"tfds dataset {name} has no validation or test split")
-
-
-def _tfds_label_names(name, data_dir):
-    feature = _tfds_info(name, data_dir).features["label"]
-    return list(feature.names)
 
 
 def source_from_config(cfg) -> DataSource:

@@ -258,10 +258,10 @@ def feature_map_size(name, image_size):
 
 
 def head_window(name, image_size=224):
-    """Side of the conv-map window the head sees during training on
-    `image_size` crops, the window of dense testing. At the paper's 224x224
-    crops: 14 for models A/B/C and VGG-19 (the paper's 14x14), 19 for the
-    small models (ceil(224 / 12))."""
+    """Side of the conv-map window the head sees during training at
+    `image_size` crops, the window of dense testing: at 224, 14 for models
+    A/B/C and VGG-19 (the paper's 14x14), 19 for the small models
+    (ceil(224 / 12)); 6 for the small models at the built-in 64-px crops."""
     return feature_map_size(name, image_size)
 
 

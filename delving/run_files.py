@@ -75,7 +75,10 @@ def _write_atomic(path, text):
 
 
 def check_compatible(cfg, error_type):
-    """Raise `error_type` (one line) if model_dir holds a different network."""
+    """Raise `error_type` (one line) if model_dir is a file or holds a
+    different network."""
+    if tf.io.gfile.exists(cfg.model_dir) and not tf.io.gfile.isdir(cfg.model_dir):
+        raise error_type(f"--model_dir={cfg.model_dir} is a file, not a directory")
     path = paths(cfg.model_dir)["config"]
     if not tf.io.gfile.exists(path):
         return

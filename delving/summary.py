@@ -50,8 +50,9 @@ _DATA_FORMAT = flags.DEFINE_enum(
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    from pipelines import errors  # noqa: PLC0415  (no TensorFlow)
+
+    errors.no_arguments("delving.summary", argv)
     from delving import model_stats, models  # noqa: PLC0415  (see above)
 
     model = models.build_model(

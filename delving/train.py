@@ -179,6 +179,17 @@ def _config_from_flags():
     return config_lib.resolve_config(**{h.name: h.value for h in _HOLDERS})
 
 
+def _check_paths(cfg):
+    """Every path flag names what it should: one line naming the flag if not."""
+    from pipelines import errors
+
+    errors.check_paths(
+        files={"labels_file": cfg.labels_file},
+        dirs={"data_dir": cfg.data_dir, "tfds_manual_dir": cfg.tfds_manual_dir},
+        output_dirs={"model_dir": cfg.model_dir, "tfds_data_dir": cfg.tfds_data_dir},
+    )
+
+
 def _check_data_dir(cfg):
     """The TFRecord shards exist (reads the file system, so after the config)."""
     from pipelines import errors, imagenet
@@ -191,10 +202,12 @@ def _check_data_dir(cfg):
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    from pipelines import errors
+
+    errors.no_arguments("delving.train", argv)
     try:
         cfg = _config_from_flags()
+        _check_paths(cfg)
         if cfg.data_dir:
             _check_data_dir(cfg)
     except ValueError as e:  # DataError included
@@ -202,7 +215,6 @@ def main(argv):
     import tensorflow as tf
 
     from delving import trainer
-    from pipelines import errors
 
     tf.get_logger().setLevel("WARNING")  # no INFO line per checkpoint save
     with errors.exit_on_user_error(

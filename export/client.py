@@ -31,19 +31,27 @@ _MODEL_NAME = flags.DEFINE_string(
     None,
     "Model name on the server (its models.config); default: the basename of --export_base.",
 )
-_VERSION = flags.DEFINE_integer("version", None, "Model version; default the latest.")
+_VERSION = flags.DEFINE_integer(
+    "version", None, "Model version; default the latest.", lower_bound=1
+)
 _TIMEOUT = flags.DEFINE_float("timeout", 60.0, "Request timeout, seconds.")
+flags.register_validator("timeout", lambda v: v > 0, "--timeout must be > 0 seconds")
+flags.register_validator(
+    "server", lambda v: bool(v.strip()), "--server must be host:port, e.g. localhost:8500"
+)
 
 
 def model_name():
     """--model_name, else the name export_saved_model gives --export_base."""
+    from export import client_lib
+
     return _MODEL_NAME.value or client_lib.default_model_name(_EXPORT_BASE.value)
 
 
 def main(argv):
     paths = argv[1:]
     if not paths:
-        raise app.UsageError("give one or more image files")
+        sys.exit("error: give one or more image files to classify")
     from export import client_lib
 
     images = []

@@ -63,14 +63,16 @@ class ServableModel:
     config: config_lib.TrainConfig
     classes: tuple  # ((synset, name), ...) in label order
 
-    def dense_inference(self, **kwargs):
-        """`delving.dense.DenseInference` with this model's window and
-        normalization; `kwargs`: scales, flip, max_aspect_ratio."""
+    def dense_inference(self, *, scales=None, **kwargs):
+        """`delving.dense.DenseInference` with this run's window and
+        normalization; `scales` default: the paper's, scaled to the run's crop
+        size (`dense.default_scales`); `kwargs`: flip, max_aspect_ratio."""
         return dense.DenseInference(
             self.model,
             window=model_from_config.dense_window(self.config),
             mean=preprocessing.MEAN_RGB,
             std=model_from_config.input_std(self.config),
+            scales=scales or dense.default_scales(self.config.image_size),
             **kwargs,
         )
 
@@ -126,7 +128,7 @@ class DenseClassifier:
         self,
         servables,
         *,
-        scales=dense.DEFAULT_SCALES,
+        scales=None,
         flip=True,
         top_k=DEFAULT_TOP_K,
         max_aspect_ratio=dense.DEFAULT_MAX_ASPECT_RATIO,
@@ -235,7 +237,7 @@ def export_saved_model(
     *,
     version=None,
     model_name=None,
-    scales=dense.DEFAULT_SCALES,
+    scales=None,
     flip=True,
     top_k=DEFAULT_TOP_K,
     max_aspect_ratio=dense.DEFAULT_MAX_ASPECT_RATIO,
@@ -250,7 +252,8 @@ def export_saved_model(
         `<export_base>/<N>`.
       version: N; default one more than the largest existing version.
       model_name: the name in `models.config`; default basename(export_base).
-      scales, flip, max_aspect_ratio: dense testing (`delving.dense`).
+      scales, flip, max_aspect_ratio: dense testing (`delving.dense`); scales
+        default: each run's own (`ServableModel.dense_inference`).
       top_k: how many classes the `classes`/`scores`/`labels` outputs hold.
       max_image_pixels: larger images are refused with InvalidArgument.
       verbose: let `ExportArchive.write_out` list the variables.
@@ -260,6 +263,8 @@ def export_saved_model(
     """
     if isinstance(model_dirs, (str, os.PathLike)):
         model_dirs = [model_dirs]
+    if os.path.exists(export_base) and not os.path.isdir(export_base):
+        raise ExportError(f"--export_base={export_base} is a file, not a directory")
     classifier = DenseClassifier(
         [load_servable(d) for d in model_dirs],
         scales=scales,

@@ -36,8 +36,10 @@ _MODEL_NAME = flags.DEFINE_string(
 )
 _SCALES = cli_flags.define_int_list(
     "scales",
-    ["256", "384", "480"],
-    "Shorter sides for dense testing, averaged (the paper's multi-scale).",
+    None,
+    "Shorter sides for dense testing, averaged (the paper's multi-scale); default: the "
+    "paper's 256,384,480 scaled to the run's crop size (config.json's image_size / 224; "
+    "the 64-px built-in runs: 73,110,137).",
     minimum=1,
     example="256,384,480",
 )
@@ -61,8 +63,9 @@ flags.mark_flags_as_required(["model_dir", "export_base"])
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    from pipelines import errors
+
+    errors.no_arguments("export.export_saved_model", argv)
     from export import export_lib  # after flag parsing: TF loads slowly
 
     try:
@@ -71,7 +74,7 @@ def main(argv):
             _EXPORT_BASE.value,
             version=_VERSION.value,
             model_name=_MODEL_NAME.value,
-            scales=[int(s) for s in _SCALES.value],
+            scales=[int(s) for s in _SCALES.value] if _SCALES.value else None,
             flip=_FLIP.value,
             top_k=_TOP_K.value,
             max_aspect_ratio=_MAX_ASPECT_RATIO.value or None,

@@ -26,7 +26,9 @@ _INPUT_DIR = flags.DEFINE_string(
     "--validation_labels_file. <input_dir>/<split> is used if it exists.",
 )
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where shards go.")
-_SPLIT = flags.DEFINE_string("split", "train", "Shard name prefix: train or validation.")
+_SPLIT = flags.DEFINE_enum(
+    "split", "train", ["train", "validation"], "Shard name prefix: train or validation."
+)
 _LABELS_FILE = flags.DEFINE_string(
     "labels_file",
     None,
@@ -58,11 +60,18 @@ flags.mark_flags_as_required(["input_dir", "output_dir"])
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError("unexpected arguments: {}".format(" ".join(argv[1:])))
     from pipelines import errors, tfrecord_builder
 
+    errors.no_arguments("build_tfrecords", argv)
     try:
+        errors.check_paths(
+            dirs={"input_dir": _INPUT_DIR.value},
+            output_dirs={"output_dir": _OUTPUT_DIR.value},
+            files={
+                "labels_file": _LABELS_FILE.value,
+                "validation_labels_file": _VALIDATION_LABELS_FILE.value,
+            },
+        )
         result = tfrecord_builder.build(
             _INPUT_DIR.value,
             _OUTPUT_DIR.value,

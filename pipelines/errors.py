@@ -87,3 +87,54 @@ def exit_on_user_error(program, also=()):
         if data_error is None:
             raise
         sys.exit(f"{program}: error: {data_error}")
+
+
+def _local(path):
+    return path and "://" not in str(path)  # gs:// and the like: no local checks
+
+
+def check_paths(*, files=None, dirs=None, output_dirs=None, output_files=None):
+    """Raises a one-line `DataError` naming the first wrong path flag.
+
+    Each argument maps a flag name to its value (None: not given, skipped).
+    Paths on remote file systems (`gs://...`) are not checked here.
+
+    Args:
+      files: paths that must be existing files.
+      dirs: paths that must be existing directories.
+      output_dirs: directories to write into: may not exist yet, must not be
+        a file.
+      output_files: files to write: may not exist yet, must not be a
+        directory.
+    """
+    import os  # pylint: disable=import-outside-toplevel
+
+    for flag, path in (files or {}).items():
+        if _local(path) and not os.path.isfile(path):
+            why = "is a directory, not a file" if os.path.isdir(path) else "does not exist"
+            raise DataError(f"--{flag}={path} {why}")
+    for flag, path in (dirs or {}).items():
+        if _local(path) and not os.path.isdir(path):
+            why = "is a file, not a directory" if os.path.exists(path) else "does not exist"
+            raise DataError(f"--{flag}={path} {why}")
+    for flag, path in (output_dirs or {}).items():
+        if _local(path) and os.path.exists(path) and not os.path.isdir(path):
+            raise DataError(f"--{flag}={path} is a file, not a directory")
+    for flag, path in (output_files or {}).items():
+        if _local(path) and os.path.isdir(path):
+            raise DataError(f"--{flag}={path} is a directory, not a file")
+
+
+def no_arguments(program, argv):
+    """Exits in one line when a binary is given positional arguments (absl's
+    UsageError would print the whole module docstring)."""
+    if len(argv) > 1:
+        sys.exit(f"{program}: error: unexpected arguments: {' '.join(argv[1:])}")
+
+
+def exit_on_bad_paths(program, **paths):
+    """`check_paths(**paths)`, ending the binary in one line if one is wrong."""
+    try:
+        check_paths(**paths)
+    except DataError as e:
+        sys.exit(f"{program}: error: {e}")

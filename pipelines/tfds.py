@@ -11,13 +11,23 @@ Example:
   ...                   is_training=True, manual_dir="/raw/ilsvrc")
 """
 
+import functools
+
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from pipelines import dataset_ops, errors, imagenet, preprocessing
 
 
-def _builder(name, data_dir, manual_dir, download):
+@functools.cache  # one preparation check per run, however many readers ask
+def load_builder(name, data_dir=None, manual_dir=None, download=False):
+    """The tfds builder of `name`, prepared, or a one-line `DataError`.
+
+    Preparation only happens with `manual_dir` or `download=True`; a dataset
+    that is still not prepared afterwards (no splits) is refused here, not
+    with a `KeyError` at the first split it is asked for.
+    """
+    where = f"(data_dir {data_dir}, manual_dir {manual_dir})"
     try:
         builder = tfds.builder(name, data_dir=data_dir)
         if manual_dir or download:
@@ -30,11 +40,18 @@ def _builder(name, data_dir, manual_dir, download):
         FileNotFoundError,
         OSError,
     ) as e:
+        raise errors.DataError(f"tfds dataset {name!r} {where}: {_first_line(e)}") from None
+    if not builder.info.splits:
         raise errors.DataError(
-            f"tfds dataset {name!r} (data_dir {data_dir}, manual_dir {manual_dir}): "
-            f"{str(e).splitlines()[0]}"
-        ) from None
+            f"tfds dataset {name!r} {where} is not prepared: give --tfds_manual_dir with its "
+            "source files (or prepare it with `tfds build`)"
+        )
     return builder
+
+
+def _first_line(error):
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
 
 
 def make_dataset(
@@ -86,7 +103,7 @@ def make_dataset(
     Raises:
       DataError: unknown dataset, or not prepared and nothing to prepare from.
     """
-    builder = _builder(name, data_dir, manual_dir, download)
+    builder = load_builder(name, data_dir, manual_dir, download)
     if num_classes is None:
         num_classes = builder.info.features[label_key].num_classes
     plan = dataset_ops.input_plan(

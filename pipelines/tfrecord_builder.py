@@ -219,6 +219,13 @@ def build(
     names = dict(pairs)
     random.Random(seed).shuffle(entries)
     num_shards = num_shards or max(1, -(-len(entries) // IMAGES_PER_SHARD))
+    if num_shards > len(entries):  # the rest would be empty shards
+        raise errors.DataError(
+            f"--num_shards={num_shards} is more than the {len(entries)} images of "
+            f"{input_dir}; give at most {len(entries)}"
+        )
+    if tf.io.gfile.exists(output_dir) and not tf.io.gfile.isdir(output_dir):
+        raise errors.DataError(f"--output_dir={output_dir} is a file, not a directory")
     tf.io.gfile.makedirs(output_dir)
     records.remove_temporaries(output_dir)
     with tf.io.gfile.GFile(os.path.join(output_dir, labels.LABELS_FILE), "w") as f:

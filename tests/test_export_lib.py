@@ -14,6 +14,7 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2
 
+from delving import models
 from export import client_lib, export_lib, image_decoding
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -253,3 +254,17 @@ def test_export_binary_user_errors_are_one_line(tmp_path):
     )
     assert result.returncode == 1 and "--scales: expected integers >= 1" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_scales_and_window_default_to_the_runs_own_crop_size(tmp_path):
+    """A 64-px built-in run is not exported at the ImageNet scales (its
+    served predictions were at chance): scales and window follow its config."""
+    small = fx.write_model_dir(tmp_path / "small", model="small_14", image_size=64)
+    (member,) = export_lib.DenseClassifier([export_lib.load_servable(small)])._members
+    assert member.scales == (73, 110, 137)
+    assert member.window == models.head_window("small_14", 64) == 6
+    paper = fx.write_model_dir(tmp_path / "paper", model="model_a")  # 224-px crops
+    (member,) = export_lib.DenseClassifier([export_lib.load_servable(paper)])._members
+    assert (member.scales, member.window) == ((256, 384, 480), 14)
+    given = export_lib.DenseClassifier([export_lib.load_servable(small)], scales=(80,))
+    assert given._members[0].scales == (80,)

@@ -208,6 +208,10 @@ def test_user_mistakes_are_one_line_errors(train_dir, tmp_path):
     flat.mkdir()
     (flat / "a.JPEG").write_bytes(util.image_bytes())
     cases.append((dict(input_dir=str(flat)), "--validation_labels_file"))
+    # More shards than images: refused, not 122 empty shards written.
+    cases.append(
+        (dict(input_dir=train_dir, num_shards=128), "--num_shards=128 is more than the 11")
+    )
     for kwargs, pattern in cases:
         with pytest.raises(errors.DataError, match=pattern) as info:
             builder.build(output_dir=str(tmp_path / "o"), split="train", progress=False, **kwargs)
@@ -222,7 +226,7 @@ def test_binary_reports_errors_without_traceback(tmp_path, capsys):
     ):
         build_tfrecords.main(["build_tfrecords"])
     assert str(info.value) == (
-        "build_tfrecords: error: input directory %s does not exist" % (tmp_path / "absent")
+        f"build_tfrecords: error: --input_dir={tmp_path / 'absent'} does not exist"
     )
     raw = tmp_path / "raw"
     util.write_image_folder(str(raw), {"n01": 2})

@@ -220,8 +220,13 @@ def plot(results):
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from pipelines import errors  # pylint: disable=import-outside-toplevel
+
+    program = "delving.experiments.convergence"
+    errors.no_arguments(program, argv)
+    errors.exit_on_bad_paths(
+        program, output_dirs={"output_dir": _OUTPUT_DIR.value}, dirs={"data_dir": _DATA_DIR.value}
+    )
     quick, output_dir = _QUICK.value, _OUTPUT_DIR.value
     seeds = [int(s) for s in _SEEDS.value]
     if quick:

@@ -74,8 +74,17 @@ def run_experiments(work_dir, quick, extra):
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from pipelines import errors  # pylint: disable=import-outside-toplevel
+
+    program = "delving.experiments.report"
+    errors.no_arguments(program, argv)
+    # Before any experiment runs (tens of minutes), not when writing at the end.
+    errors.exit_on_bad_paths(
+        program,
+        dirs={"work_dir": _WORK_DIR.value if _RENDER_ONLY.value else None},
+        output_dirs={"work_dir": _WORK_DIR.value, "figures_dir": _FIGURES_DIR.value},
+        output_files={"output": _OUTPUT.value},
+    )
     from delving.experiments import report_text  # pylint: disable=import-outside-toplevel
 
     run_file = os.path.join(_WORK_DIR.value, "report_run.json")

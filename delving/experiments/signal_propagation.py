@@ -44,13 +44,13 @@ _IMAGE_SIZES = cli_flags.define_int_list(
     example="224,64",
 )
 _BATCH_SIZE = flags.DEFINE_integer(
-    "batch_size", None, "Random images per measurement (default 8; quick 2)."
+    "batch_size", None, "Random images per measurement (default 8; quick 2).", lower_bound=1
 )
 _STACK_DEPTH = flags.DEFINE_integer(
     "stack_depth", 30, "Conv layers in the plain stack.", lower_bound=2
 )
 _STACK_WIDTH = flags.DEFINE_integer(
-    "stack_width", None, "Channels of the plain stack (default 64; quick 16)."
+    "stack_width", None, "Channels of the plain stack (default 64; quick 16).", lower_bound=1
 )
 _DRAWS = flags.DEFINE_integer(
     "draws",
@@ -399,8 +399,11 @@ def plot(results):
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from pipelines import errors  # pylint: disable=import-outside-toplevel
+
+    program = "delving.experiments.signal_propagation"
+    errors.no_arguments(program, argv)
+    errors.exit_on_bad_paths(program, output_dirs={"output_dir": _OUTPUT_DIR.value})
     quick = _QUICK.value
     image_sizes = [int(v) for v in _IMAGE_SIZES.value or []]
     start = time.time()

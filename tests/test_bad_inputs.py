@@ -1,0 +1,258 @@
+"""Every binary answers a user's mistake in one line: no traceback, a
+non-zero exit, and nothing written.
+
+Each binary gets at least five wrong inputs: unknown names, missing paths,
+wrong-kind paths (a directory where a file is expected and the reverse; the
+tests run as root, which reads mode-000 files, so those are no mistake
+here), out-of-range numbers, and a model_dir of another network. The cases
+of one binary run one after the other in one test (each process imports
+TensorFlow); timeouts are only hang guards.
+"""
+
+import os
+import subprocess
+import sys
+
+import export_testutil as fx
+import imaging_testutil
+import pytest
+
+from tests import train_testutil as util
+
+HANG_GUARD_S = 1800  # not a limit a loaded machine can reach: a hung process
+
+
+class Paths:
+    """Wrong-kind and missing paths, and real inputs, under one root."""
+
+    def __init__(self, root):
+        self.root = root
+        self.a_file = root / "a_file.txt"
+        self.a_file.write_text("not a directory\n")
+        self.a_dir = root / "a_dir"
+        self.a_dir.mkdir()
+        self.missing = root / "missing"
+        self.out = root / "out"  # never created by a refused command
+
+
+def _snapshot(root):
+    """Every path under root with its size and modification time."""
+    found = {}
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = os.path.join(folder, name)
+            stat = os.lstat(path)
+            found[os.path.relpath(path, root)] = (stat.st_size, stat.st_mtime_ns)
+    return found
+
+
+def _check_cases(module, cases, root):
+    """Runs `python -m module` once per case, in `root/cwd` (relative
+    defaults land there), and checks each failed in one line."""
+    cwd = root / "cwd"
+    cwd.mkdir(exist_ok=True)
+    failures = []
+    for args, expected in cases:
+        args = [str(a) for a in args]
+        before = _snapshot(root)
+        proc = subprocess.run(
+            [sys.executable, "-m", module, *args],
+            cwd=cwd,
+            env=util.subprocess_env(),
+            capture_output=True,
+            text=True,
+            timeout=HANG_GUARD_S,
+        )
+        lines = util.error_lines(proc.stderr)
+        written = sorted(set(_snapshot(root).items()) - set(before.items()))
+        problems = []
+        if proc.returncode == 0:
+            problems.append("exit status 0")
+        if "Traceback" in proc.stderr:
+            problems.append("a traceback")
+        if len(lines) != 1:
+            problems.append(f"{len(lines)} lines on stderr")
+        elif expected not in lines[0]:
+            problems.append(f"no {expected!r} in the line")
+        if written:
+            problems.append(f"wrote {written}")
+        if problems:
+            failures.append(
+                f"{module} {' '.join(args)}: {', '.join(problems)}\n  "
+                + ("\n  ".join(lines[-6:]) if lines else proc.stderr[-800:])
+            )
+    assert not failures, "\n".join(failures)
+
+
+@pytest.fixture
+def paths(tmp_path):
+    return Paths(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return util.tiny_data_dir(tmp_path_factory)
+
+
+def test_train(paths, data_dir):
+    three_classes = paths.root / "three.tsv"
+    three_classes.write_text("".join(f"n0{i}\tclass {i}\n" for i in range(3)))
+    other = fx.write_model_dir(paths.root / "other_run", model="small_14", data_dir=data_dir)
+    model_dir = paths.root / "run"
+    cases = [
+        (["--model=model_z"], "--model"),
+        (["--tfds_name=no_such_dataset", f"--model_dir={model_dir}"], "no_such_dataset"),
+        (
+            [
+                "--tfds_name=imagenet2012",
+                f"--tfds_manual_dir={paths.a_dir}",
+                f"--tfds_data_dir={paths.root / 'tfds'}",
+                f"--model_dir={model_dir}",
+            ],
+            "imagenet2012",
+        ),
+        ([f"--data_dir={paths.missing}", f"--model_dir={model_dir}"], "does not exist"),
+        ([f"--data_dir={paths.a_file}", f"--model_dir={model_dir}"], "--data_dir"),
+        ([f"--data_dir={data_dir}", f"--model_dir={paths.a_file}"], "--model_dir"),
+        (
+            [f"--data_dir={data_dir}", f"--labels_file={paths.a_dir}", f"--model_dir={model_dir}"],
+            "--labels_file",
+        ),
+        (
+            [f"--data_dir={data_dir}", f"--labels_file={three_classes}", "--num_classes=10"]
+            + [f"--model_dir={model_dir}"],
+            "3",
+        ),
+        (["--batch_size=0"], "--batch_size"),
+        ([f"--data_dir={data_dir}", "--num_classes=7", f"--model_dir={other}"], "num_classes"),
+    ]
+    _check_cases("delving.train", cases, paths.root)
+
+
+def test_evaluate(paths, data_dir):
+    import tensorflow as tf
+
+    from delving import models
+
+    run = fx.write_model_dir(paths.root / "run", model="small_14", data_dir=data_dir)
+    other_checkpoint = tf.train.Checkpoint(
+        model=models.build_model("model_a", num_classes=3, width_multiplier=1 / 32, fc_units=8)
+    ).write(str(paths.root / "other" / "ckpt"))
+    cases = [
+        ([f"--model_dir={paths.missing}"], str(paths.missing)),
+        ([f"--model_dir={paths.a_file}"], str(paths.a_file)),
+        ([f"--model_dir={paths.a_dir}"], str(paths.a_dir)),
+        ([f"--model_dir={run}", "--views=sideways"], "sideways"),
+        ([f"--model_dir={run}", "--scale=0"], "--scale"),
+        ([f"--model_dir={run}", f"--checkpoint={other_checkpoint}"], "--checkpoint"),
+        ([f"--model_dir={run}", f"--data_dir={paths.a_dir}"], "no files match"),
+        ([f"--model_dir={run}", "--batch_size=-1"], "--batch_size"),
+    ]
+    _check_cases("delving.evaluate", cases, paths.root)
+
+
+def test_summary(paths):
+    cases = [
+        (["--model=model_z"], "--model"),
+        (["--activation=tanh"], "--activation"),
+        (["--image_size=0"], "--image_size"),
+        (["--num_classes=0"], "--num_classes"),
+        (["--width_multiplier=-1"], "--width_multiplier"),
+        (["--data_format=NCHW"], "--data_format"),
+        (["--fc_units=0"], "--fc_units"),
+        (["extra_argument"], "extra_argument"),
+    ]
+    _check_cases("delving.summary", cases, paths.root)
+
+
+def test_export_saved_model(paths):
+    run = fx.write_model_dir(paths.root / "run", model="small_14")
+    other = fx.write_model_dir(paths.root / "other", model="small_14")
+    (paths.root / "other" / "classes.tsv").write_text(
+        "".join(f"{c.index}\tn9{c.index}\t{c.name}\n" for c in fx.CLASSES)
+    )
+    base = paths.out / "serving"
+    cases = [
+        ([f"--model_dir={paths.missing}", f"--export_base={base}"], str(paths.missing)),
+        ([f"--model_dir={paths.a_file}", f"--export_base={base}"], str(paths.a_file)),
+        ([f"--model_dir={run}", f"--export_base={paths.a_file}"], "--export_base"),
+        ([f"--model_dir={run}", f"--export_base={base}", "--scales=0"], "--scales"),
+        ([f"--model_dir={run}", f"--export_base={base}", "--top_k=0"], "--top_k"),
+        ([f"--model_dir={run}", f"--model_dir={other}", f"--export_base={base}"], "classes"),
+        ([f"--model_dir={run}"], "--export_base"),
+    ]
+    _check_cases("export.export_saved_model", cases, paths.root)
+
+
+def test_client(paths):
+    image = paths.root / "cat.jpg"
+    image.write_bytes(imaging_testutil.image_bytes())
+    server = "--server=127.0.0.1:1"  # nothing listens there
+    cases = [
+        ([server], "image"),
+        ([server, paths.missing], str(paths.missing)),
+        ([server, paths.a_dir], str(paths.a_dir)),
+        ([server, "--timeout=0", image], "--timeout"),
+        ([server, "--version=0", image], "--version"),
+        ([server, image], "127.0.0.1:1"),
+        (["--server=", image], "--server"),
+    ]
+    _check_cases("export.client", cases, paths.root)
+
+
+def test_build_tfrecords(paths):
+    images = paths.root / "images"
+    imaging_testutil.write_image_folder(str(images), {"n01": 2, "n02": 2})
+    out = paths.out
+    cases = [
+        ([f"--input_dir={paths.missing}", f"--output_dir={out}"], str(paths.missing)),
+        ([f"--input_dir={paths.a_file}", f"--output_dir={out}"], "--input_dir"),
+        ([f"--input_dir={images}", f"--output_dir={paths.a_file}"], "--output_dir"),
+        ([f"--input_dir={images}", f"--output_dir={out}", "--num_shards=0"], "--num_shards"),
+        ([f"--input_dir={images}", f"--output_dir={out}", "--num_shards=128"], "--num_shards"),
+        (
+            [f"--input_dir={images}", f"--output_dir={out}", f"--labels_file={paths.a_dir}"],
+            "--labels_file",
+        ),
+        ([f"--input_dir={images}", f"--output_dir={out}", "--split=tset"], "--split"),
+        ([f"--input_dir={images}"], "--output_dir"),
+    ]
+    _check_cases("pipelines.build_tfrecords", cases, paths.root)
+
+
+def test_experiments(paths):
+    out = f"--output_dir={paths.out}"
+    cases = {
+        "activations": [
+            ([out, "--activations=tanh"], "--activations"),
+            ([out, "--seeds=x"], "--seeds"),
+            ([out, "--epochs=0"], "--epochs"),
+            ([f"--output_dir={paths.a_file}", "--quick"], "--output_dir"),
+            ([out, f"--data_dir={paths.missing}"], "--data_dir"),
+            ([out, f"--data_dir={paths.a_file}"], "--data_dir"),
+        ],
+        "convergence": [
+            ([out, "--models=model_z"], "--models"),
+            ([out, "--epochs=0"], "--epochs"),
+            ([out, "--he_init=sideways"], "--he_init"),
+            ([f"--output_dir={paths.a_file}", "--quick"], "--output_dir"),
+            ([out, f"--data_dir={paths.missing}"], "--data_dir"),
+        ],
+        "signal_propagation": [
+            ([out, "--inits=sideways"], "--inits"),
+            ([out, "--image_sizes=0"], "--image_sizes"),
+            ([out, "--batch_size=0"], "--batch_size"),
+            ([out, "--stack_depth=0"], "--stack_depth"),
+            ([f"--output_dir={paths.a_file}", "--quick"], "--output_dir"),
+        ],
+        "report": [
+            (["--render_only", f"--work_dir={paths.a_dir}"], "--render_only"),
+            (["--render_only", f"--work_dir={paths.missing}"], "--work_dir"),
+            ([f"--work_dir={paths.a_file}", "--quick"], "--work_dir"),
+            (["--experiment_flag=sideways:--x=1"], "--experiment_flag"),
+            ([f"--output={paths.a_dir}", f"--work_dir={paths.out}", "--quick"], "--output"),
+            ([f"--figures_dir={paths.a_file}", f"--work_dir={paths.out}", "--quick"], "--figures"),
+        ],
+    }
+    for name, name_cases in cases.items():
+        _check_cases(f"delving.experiments.{name}", name_cases, paths.root)
