@@ -146,7 +146,8 @@ def summary_writers(model_dir, chief):
 
 # `tf.summary.scalar` lives in the tensorboard package, which TF no longer
 # installs; `tf.summary.write` with the scalars plugin's metadata writes the
-# same event records from TF alone (view them with `pip install tensorboard`).
+# same event records from TF alone (`tensorboard --logdir <model_dir>/logs`;
+# requirements.txt installs it).
 _SCALAR_METADATA = summary_pb2.SummaryMetadata(
     plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars")
 )

@@ -17,6 +17,7 @@ import export_testutil as fx
 import imaging_testutil
 import pytest
 
+from delving import config
 from tests import train_testutil as util
 
 HANG_GUARD_S = 1800  # not a limit a loaded machine can reach: a hung process
@@ -52,13 +53,13 @@ def _check_cases(module, cases, root):
     cwd = root / "cwd"
     cwd.mkdir(exist_ok=True)
     failures = []
-    for args, expected in cases:
+    for args, expected, *env in cases:
         args = [str(a) for a in args]
         before = _snapshot(root)
         proc = subprocess.run(
             [sys.executable, "-m", module, *args],
             cwd=cwd,
-            env=util.subprocess_env(),
+            env=util.subprocess_env(**(env[0] if env else {})),
             capture_output=True,
             text=True,
             timeout=HANG_GUARD_S,
@@ -99,6 +100,7 @@ def test_train(paths, data_dir):
     three_classes.write_text("".join(f"n0{i}\tclass {i}\n" for i in range(3)))
     other = fx.write_model_dir(paths.root / "other_run", model="small_14", data_dir=data_dir)
     model_dir = paths.root / "run"
+    low, high = config.PRESETS["builtin"]["scale_range"]
     cases = [
         (["--model=model_z"], "--model"),
         (["--tfds_name=no_such_dataset", f"--model_dir={model_dir}"], "no_such_dataset"),
@@ -125,6 +127,13 @@ def test_train(paths, data_dir):
         ),
         (["--batch_size=0"], "--batch_size"),
         ([f"--data_dir={data_dir}", "--num_classes=7", f"--model_dir={other}"], "num_classes"),
+        (["--scale_range=300"], "--scale_range"),
+        ([f"--image_size={high + 1}"], f"--scale_range={low},{high}: must be"),
+        (
+            ["--strategy=multi_worker", "--batch_size=3"],
+            "--batch_size=3 is not divisible by the 2 replicas",
+            {"TF_CONFIG": util.tf_config([1, 2], 0)},
+        ),
     ]
     _check_cases("delving.train", cases, paths.root)
 

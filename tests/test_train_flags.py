@@ -1,4 +1,7 @@
-"""Bad flags fail before any work, in one line naming the flag; config files."""
+"""Presets, config files and their validation, learning-rate schedules.
+
+The binary's bad flags are in tests/test_bad_inputs.py.
+"""
 
 import dataclasses
 import json
@@ -8,44 +11,6 @@ import pytest
 
 from delving import config
 from delving.schedules import LearningRateSchedule
-from tests import train_testutil as util
-
-
-def _bad_flag_cases(empty_dir):
-    two_workers = util.tf_config([1, 2], 0)
-    low, high = config.PRESETS["builtin"]["scale_range"]
-    return [
-        (["--model=model_z"], {}, "--model"),
-        (["--batch_size=0"], {}, "--batch_size"),
-        (["--scale_range=300"], {}, "--scale_range"),
-        ([f"--image_size={high + 1}"], {}, f"--scale_range={low},{high}: must be"),
-        (
-            ["--strategy=multi_worker", "--batch_size=3"],
-            {"TF_CONFIG": two_workers},
-            "--batch_size=3 is not divisible by the 2 replicas",
-        ),
-        ([f"--data_dir={empty_dir}"], {}, "--data_dir: no files match"),
-        ([f"--data_dir={empty_dir}/missing"], {}, "does not exist"),
-    ]
-
-
-def test_bad_flags_fail_in_one_line(tmp_path):
-    """Each bad command exits non-zero, with no traceback, before training."""
-    cases = _bad_flag_cases(tmp_path)
-    model_dir = tmp_path / "never_written"
-    procs = [
-        util.start("delving.train", args + [f"--model_dir={model_dir}"], **env)
-        for args, env, _ in cases
-    ]  # in parallel: start-up dominates
-    for proc, (args, _, expected) in zip(procs, cases):
-        out, err = proc.communicate(timeout=900)  # a hang guard
-        assert proc.returncode != 0, args
-        assert "Traceback" not in err, err[-2000:]
-        lines = util.error_lines(err)
-        assert len(lines) == 1, (args, lines)
-        assert expected in lines[0], (args, lines[0])
-        assert "Training" not in out
-    assert not model_dir.exists()
 
 
 def test_presets_fill_only_what_is_not_given():

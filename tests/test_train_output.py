@@ -33,6 +33,14 @@ def test_log_lines_without_ansi_and_a_finished_run_announces_no_new_epoch(
     out = capsys.readouterr().out
     assert f"all {cfg.epochs} epochs already done" in out, out
     assert f"epoch {cfg.epochs + 1}" not in out.lower()
+    # TensorBoard (in requirements.txt) reads the logs the run wrote.
+    from tensorboard.backend.event_processing import event_accumulator
+
+    logs = event_accumulator.EventAccumulator(str(tmp_path / "run" / "logs" / "validation"))
+    logs.Reload()
+    assert {"loss", "top1_err", "top5_err"} <= set(logs.Tags()["scalars"]) | set(
+        logs.Tags().get("tensors", [])
+    )
 
 
 def test_nan_stop_starts_its_own_line_on_a_terminal(data_dir, tmp_path):
