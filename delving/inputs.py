@@ -86,7 +86,10 @@ class DataSource:
     def num_examples(self, split) -> int:
         """Examples in `split` (counting records of small TFRecord sets)."""
         if self.tfds_name:
-            return self._tfds_info().splits[self._split(split)].num_examples
+            from pipelines import tfds as reader
+
+            builder = reader.load_builder(self.tfds_name, self.tfds_data_dir, self.tfds_manual_dir)
+            return reader.split_info(builder, self._split(split)).num_examples
         from pipelines import imagenet
 
         files = imagenet.list_files(self.data_dir, split)

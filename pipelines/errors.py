@@ -113,10 +113,14 @@ def check_paths(*, files=None, dirs=None, output_dirs=None, output_files=None):
         if _local(path) and not os.path.isfile(path):
             why = "is a directory, not a file" if os.path.isdir(path) else "does not exist"
             raise DataError(f"--{flag}={path} {why}")
+        if _local(path) and not os.access(path, os.R_OK):
+            raise DataError(f"--{flag}={path} is not readable (permissions)")
     for flag, path in (dirs or {}).items():
         if _local(path) and not os.path.isdir(path):
             why = "is a file, not a directory" if os.path.exists(path) else "does not exist"
             raise DataError(f"--{flag}={path} {why}")
+        if _local(path) and not os.access(path, os.R_OK | os.X_OK):
+            raise DataError(f"--{flag}={path} is not readable (permissions)")
     for flag, path in (output_dirs or {}).items():
         if _local(path) and os.path.exists(path) and not os.path.isdir(path):
             raise DataError(f"--{flag}={path} is a file, not a directory")

@@ -11,21 +11,16 @@ Example:
   ...                   is_training=True, manual_dir="/raw/ilsvrc")
 """
 
-import functools
-
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from pipelines import dataset_ops, errors, imagenet, preprocessing
 
 
-@functools.cache  # one preparation check per run, however many readers ask
 def load_builder(name, data_dir=None, manual_dir=None, download=False):
-    """The tfds builder of `name`, prepared, or a one-line `DataError`.
+    """The tfds builder of `name`, or a one-line `DataError`.
 
-    Preparation only happens with `manual_dir` or `download=True`; a dataset
-    that is still not prepared afterwards (no splits) is refused here, not
-    with a `KeyError` at the first split it is asked for.
+    Preparation only happens with `manual_dir` or `download=True`.
     """
     where = f"(data_dir {data_dir}, manual_dir {manual_dir})"
     try:
@@ -41,12 +36,20 @@ def load_builder(name, data_dir=None, manual_dir=None, download=False):
         OSError,
     ) as e:
         raise errors.DataError(f"tfds dataset {name!r} {where}: {_first_line(e)}") from None
-    if not builder.info.splits:
-        raise errors.DataError(
-            f"tfds dataset {name!r} {where} is not prepared: give --tfds_manual_dir with its "
-            "source files (or prepare it with `tfds build`)"
-        )
     return builder
+
+
+def split_info(builder, split):
+    """`builder.info.splits[split]`, or a one-line `DataError` (instead of
+    tfds' KeyError) when the dataset is not prepared or has no such split."""
+    splits = builder.info.splits
+    if split not in splits:
+        why = f"has no split {split!r}" if splits else "is not prepared"
+        raise errors.DataError(
+            f"tfds dataset {builder.name!r} (data_dir {builder.data_dir}) {why}: give "
+            "--tfds_manual_dir with its source files, or prepare it with `tfds build`"
+        )
+    return splits[split]
 
 
 def _first_line(error):

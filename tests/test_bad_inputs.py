@@ -135,6 +135,11 @@ def test_train(paths, data_dir):
             {"TF_CONFIG": util.tf_config([1, 2], 0)},
         ),
     ]
+    if os.geteuid() != 0:  # root reads mode-000 files: no mistake for root
+        unreadable = paths.root / "unreadable.tsv"
+        unreadable.write_text("n01\tone\n")
+        unreadable.chmod(0)
+        cases.append(([f"--labels_file={unreadable}"], "is not readable"))
     _check_cases("delving.train", cases, paths.root)
 
 
@@ -265,3 +270,26 @@ def test_experiments(paths):
     }
     for name, name_cases in cases.items():
         _check_cases(f"delving.experiments.{name}", name_cases, paths.root)
+
+
+def test_check_paths_names_the_flag_and_what_is_wrong(paths):
+    from pipelines import errors
+
+    cases = [
+        (dict(files={"labels_file": paths.a_dir}), "--labels_file=.* is a directory, not a file"),
+        (dict(files={"labels_file": paths.missing}), "--labels_file=.* does not exist"),
+        (dict(dirs={"data_dir": paths.a_file}), "--data_dir=.* is a file, not a directory"),
+        (dict(dirs={"data_dir": paths.missing}), "--data_dir=.* does not exist"),
+        (dict(output_dirs={"model_dir": paths.a_file}), "--model_dir=.* is a file"),
+        (dict(output_files={"output": paths.a_dir}), "--output=.* is a directory"),
+    ]
+    for kwargs, pattern in cases:
+        with pytest.raises(errors.DataError, match=pattern):
+            errors.check_paths(**kwargs)
+    # Not given, not yet there (outputs), or remote: nothing to refuse here.
+    errors.check_paths(
+        files={"labels_file": None},
+        dirs={"data_dir": "gs://bucket/imagenet"},
+        output_dirs={"model_dir": paths.missing},
+        output_files={"output": paths.missing},
+    )

@@ -57,3 +57,14 @@ def test_unprepared_or_unknown_dataset_is_a_data_error(tmp_path):
         tfds_pipeline.make_dataset(
             "no_such_dataset", "train", batch_size=2, is_training=False, data_dir=str(tmp_path)
         )
+
+
+def test_split_of_an_unprepared_dataset_is_a_data_error(tmp_path):
+    """Not tfds' `KeyError: splits is empty` (what --tfds_name=imagenet2012
+    with an empty manual dir ended in), and unknown names in one line."""
+    builder = tfds_pipeline.load_builder("imagenette", str(tmp_path))
+    with pytest.raises(errors.DataError, match="'imagenette' .* is not prepared"):
+        tfds_pipeline.split_info(builder, "train")
+    with pytest.raises(errors.DataError, match="'no_such_dataset'") as info:
+        tfds_pipeline.load_builder("no_such_dataset", str(tmp_path))
+    assert "\n" not in str(info.value)
