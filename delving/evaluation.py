@@ -244,7 +244,7 @@ class Evaluator:
                     batches,
                     [("top1_err", 1 - total[1] / total[3]), ("top5_err", 1 - total[2] / total[3])],
                 )
-        if bar:
+        if bar and (self.steps is None or batches < self.steps):  # else already final
             bar.update(batches, finalize=True)
         n = total[3]
         if not n:

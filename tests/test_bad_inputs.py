@@ -20,8 +20,6 @@ import pytest
 from delving import config
 from tests import train_testutil as util
 
-HANG_GUARD_S = 1800  # not a limit a loaded machine can reach: a hung process
-
 
 class Paths:
     """Wrong-kind and missing paths, and real inputs, under one root."""
@@ -62,7 +60,7 @@ def _check_cases(module, cases, root):
             env=util.subprocess_env(**(env[0] if env else {})),
             capture_output=True,
             text=True,
-            timeout=HANG_GUARD_S,
+            timeout=util.HANG_GUARD_S,
         )
         lines = util.error_lines(proc.stderr)
         written = sorted(set(_snapshot(root).items()) - set(before.items()))

@@ -95,7 +95,7 @@ def test_evaluate_binary_dense_scales_noflip(run):
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=train_testutil.HANG_GUARD_S,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     row = [line for line in result.stdout.splitlines() if line.startswith("dense")][-1].split()

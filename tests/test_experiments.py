@@ -14,6 +14,7 @@ import sys
 import pytest
 
 from delving.experiments import common, report_text
+from tests import train_testutil
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -38,7 +39,7 @@ def quick_report(tmp_path_factory):
             f"--figures_dir={paths['figures']}",
             f"--work_dir={paths['work']}",
         ],
-        timeout=1800,  # a hang guard: minutes on an idle machine, far more under load
+        timeout=train_testutil.HANG_GUARD_S,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     paths["stdout"] = proc.stdout
@@ -227,7 +228,7 @@ def test_a_diverged_run_is_reported_not_compared():
     ],
 )
 def test_bad_flags_fail_in_one_line(flag):
-    proc = _run(flag, timeout=600)  # a hang guard, not a speed
+    proc = _run(flag, timeout=train_testutil.HANG_GUARD_S)
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
     assert flag[1].split("=")[0] in proc.stderr
@@ -244,7 +245,7 @@ def test_render_only_rewrites_the_same_report_from_the_runs(quick_report, tmp_pa
             f"--figures_dir={tmp_path / 'figures'}",
             f"--work_dir={quick_report['work']}",
         ],
-        timeout=1800,  # a hang guard, as above
+        timeout=train_testutil.HANG_GUARD_S,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     first = quick_report["report"].read_text().splitlines()

@@ -16,13 +16,18 @@ from tensorflow_serving.apis import predict_pb2
 
 from delving import models
 from export import client_lib, export_lib, image_decoding
+from tests import train_testutil
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _run(module, *args, cwd=ROOT):
     return subprocess.run(
-        [sys.executable, "-m", module, *args], cwd=cwd, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", module, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=train_testutil.HANG_GUARD_S,
     )
 
 

@@ -26,6 +26,7 @@ from tensorflow_serving.config import model_server_config_pb2
 from delving import dense, models
 from export import client_lib, export_lib, serving_files
 from pipelines import preprocessing
+from tests import train_testutil
 
 SCALES = (96, 240)  # 96: maps smaller than the window; 240: 2+ windows
 
@@ -204,9 +205,9 @@ def exported(tmp_path_factory):
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=train_testutil.HANG_GUARD_S,
     )
-    cli_out = cli.communicate(timeout=300)[0]
+    cli_out = cli.communicate(timeout=train_testutil.HANG_GUARD_S)[0]
     assert server.returncode == 0, server.stderr[-3000:]
     report = json.loads((out_dir / "report.json").read_text())
     served = {

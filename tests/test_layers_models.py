@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 
 import keras_layers
+from tests import train_testutil
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -194,7 +195,7 @@ def test_layers_under_a_second_backend(tmp_path):
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=train_testutil.HANG_GUARD_S,
     )
     assert result.returncode == 0 and "SECOND_BACKEND_OK" in result.stdout, (
         result.stdout[-3000:] + result.stderr[-3000:]

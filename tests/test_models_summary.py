@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from delving import model_stats, models
+from tests import train_testutil
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # small_14 at a quarter of its width: conv1 has 16 filters, conv3 64.
@@ -72,7 +73,7 @@ def _run_summary(*flags):
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=train_testutil.HANG_GUARD_S,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
     )
 

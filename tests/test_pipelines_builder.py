@@ -15,6 +15,7 @@ from absl.testing import flagsaver
 
 from pipelines import build_tfrecords, errors, imagenet, records
 from pipelines import tfrecord_builder as builder
+from tests import train_testutil
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -150,7 +151,7 @@ def test_killed_conversion_resumes(tmp_path):
     process = subprocess.Popen(
         command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    deadline = time.time() + 60
+    deadline = time.time() + train_testutil.HANG_GUARD_S
     while time.time() < deadline and process.poll() is None:
         if out.exists() and any(
             n.startswith("train-") and ".tmp-" not in n for n in os.listdir(out)

@@ -79,7 +79,7 @@ def test_multi_worker_two_local_processes(data_dir, tmp_path):
     workers = [
         util.start("delving.train", args, TF_CONFIG=util.tf_config(ports, i)) for i in range(2)
     ]
-    outputs = [w.communicate(timeout=240) for w in workers]
+    outputs = [w.communicate(timeout=util.HANG_GUARD_S) for w in workers]
     for worker, (_, err) in zip(workers, outputs):
         assert worker.returncode == 0, err[-3000:]
     chief_out = outputs[0][0]

@@ -54,7 +54,7 @@ def test_resume_after_sigkill_mid_epoch(data_dir, tmp_path):
         )
     )
     proc = util.start("delving.train", args)
-    deadline = time.time() + 900  # a hang guard, not a speed test
+    deadline = time.time() + util.HANG_GUARD_S
     while _latest_step(model_dir / "checkpoints") < 2 * every:
         assert proc.poll() is None, proc.communicate()[1][-3000:]
         assert time.time() < deadline, "no checkpoint appeared"

@@ -15,6 +15,9 @@ import sys
 from pipelines import builtin
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: Every wait on a subprocess: only a guard against a hung process, never a
+#: limit that TensorFlow's start-up on a loaded machine (minutes) can reach.
+HANG_GUARD_S = 1800
 
 # 2 train shards (one per worker in the multi-worker test), 2 validation.
 TINY_SPLITS = (("train", 96, 2), ("validation", 40, 2))
@@ -76,7 +79,7 @@ def start(module, args, **env):
     )
 
 
-def run(module, args, timeout=900, **env):
+def run(module, args, timeout=HANG_GUARD_S, **env):
     """Runs to completion: (returncode, stdout, stderr)."""
     proc = start(module, args, **env)
     out, err = proc.communicate(timeout=timeout)
