@@ -11,6 +11,8 @@ Example:
   ...                   is_training=True, manual_dir="/raw/ilsvrc")
 """
 
+import os
+
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
@@ -25,6 +27,13 @@ def load_builder(name, data_dir=None, manual_dir=None, download=False):
     where = f"(data_dir {data_dir}, manual_dir {manual_dir})"
     try:
         builder = tfds.builder(name, data_dir=data_dir)
+        unprepared = not builder.info.splits
+        if unprepared and manual_dir and not (os.path.isdir(manual_dir) and os.listdir(manual_dir)):
+            # Refused before tfds creates its folders under data_dir.
+            raise errors.DataError(
+                f"tfds dataset {name!r}: --tfds_manual_dir={manual_dir} is empty; put the "
+                "dataset's source files there (see its tfds catalog page)"
+            )
         if manual_dir or download:
             builder.download_and_prepare(
                 download_config=tfds.download.DownloadConfig(manual_dir=manual_dir)
