@@ -291,10 +291,15 @@ def load_model(model_dir, *, checkpoint=None):
 
         raise errors.DataError(f"{model_dir} has neither model.keras nor a checkpoint yet")
     model = model_from_config.build(cfg)
+    logger = tf.get_logger()
+    level = logger.level
+    # A checkpoint of another network: one DataError, not a warning per value.
+    logger.setLevel("ERROR")
     try:  # every weight of this network must come from the checkpoint
         tf.train.Checkpoint(model=model).restore(
             checkpoint
         ).expect_partial().assert_existing_objects_matched()
+        logger.setLevel(level)
     except (AssertionError, ValueError, tf.errors.OpError) as e:
         from pipelines import errors
 

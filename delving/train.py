@@ -15,7 +15,7 @@ given. Running the same command again resumes from the last checkpoint in
 
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 
 # No TensorFlow at import: --help and bad flags answer at once; main()
 # imports it after the config is resolved and validated.
@@ -217,6 +217,8 @@ def main(argv):
     from delving import trainer
 
     tf.get_logger().setLevel("WARNING")  # no INFO line per checkpoint save
+    if not flags.FLAGS["verbosity"].present:  # absl's default, INFO, lets tfds chat
+        logging.set_verbosity(logging.WARNING)
     with errors.exit_on_user_error(
         "delving.train",
         also=(trainer.TrainingDiverged, trainer.ConfigMismatch, trainer.BatchSizeError),
