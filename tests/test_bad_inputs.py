@@ -245,7 +245,7 @@ def test_experiments(paths):
         ],
         "convergence": [
             ([out, "--models=model_z"], "--models"),
-            ([out, "--epochs=0"], "--epochs"),
+            ([out, "--seeds=x"], "--seeds"),
             ([out, "--he_init=sideways"], "--he_init"),
             ([f"--output_dir={paths.a_file}", "--quick"], "--output_dir"),
             ([out, f"--data_dir={paths.missing}"], "--data_dir"),

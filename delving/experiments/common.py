@@ -189,6 +189,7 @@ RECIPE_FIELDS = (
     "batch_size",
     "image_size",
     "scale_range",
+    "eval_resize",
     "width_multiplier",
     "fc_units",
     "dropout",
