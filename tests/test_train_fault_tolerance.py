@@ -104,6 +104,8 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(data_dir, tmp_path):
     # The latest checkpoint is still the good one, and it restores finite.
     assert tf.train.latest_checkpoint(str(model_dir / "checkpoints")) == good_ckpt
     for name, _ in tf.train.list_variables(good_ckpt):
+        if name.startswith("lr_schedule/best_error"):
+            continue  # inf until a plateau schedule has seen an epoch (the preset steps)
         value = tf.train.load_variable(good_ckpt, name)
         if np.asarray(value).dtype.kind == "f":
             assert np.all(np.isfinite(value)), name
