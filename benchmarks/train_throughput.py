@@ -40,7 +40,7 @@ import torch_net  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from delving import config as config_lib  # noqa: E402
-from delving import model_stats, models, trainer  # noqa: E402
+from delving import model_from_config, model_stats, models, trainer  # noqa: E402
 from delving import train_step as train_step_lib  # noqa: E402
 
 _B = config_lib.PRESETS["builtin"]
@@ -87,15 +87,7 @@ def trainer_variant(cfg):
 def keras_variant(cfg, steps):
     """(b): `train_on_batch` on one in-memory batch."""
     keras.utils.set_random_seed(0)
-    model = models.build_model(
-        cfg.model,
-        num_classes=cfg.num_classes,
-        activation=cfg.activation,
-        init=cfg.init,
-        dropout=cfg.dropout,
-        width_multiplier=cfg.width_multiplier,
-        fc_units=cfg.fc_units,
-    )
+    model = model_from_config.build(cfg)
     model.compile(
         keras.optimizers.SGD(cfg.learning_rate, momentum=cfg.momentum),
         keras.losses.SparseCategoricalCrossentropy(from_logits=True),

@@ -10,6 +10,8 @@ import sys
 
 import pytest
 
+from tests.train_testutil import HANG_GUARD_S
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Runs one binary with the given argv, then reports what it imported.
@@ -75,7 +77,7 @@ def _run(module, args):
         capture_output=True,
         text=True,
         env=env,
-        timeout=600,  # generous: nothing heavy should load at all
+        timeout=HANG_GUARD_S,  # nothing heavy should load at all
     )
     lines = result.stderr.splitlines()
     assert lines and lines[-1].startswith("@@tensorflow_imported="), result.stderr[-2000:]
@@ -114,7 +116,7 @@ def test_evaluate_knows_the_views_evaluation_registers():
         "from delving import evaluate, evaluation; "
         "assert evaluate.VIEW_NAMES == tuple(evaluation.VIEWS), evaluation.VIEWS"
     )
-    subprocess.run([sys.executable, "-c", script], cwd=ROOT, check=True, timeout=600)
+    subprocess.run([sys.executable, "-c", script], cwd=ROOT, check=True, timeout=HANG_GUARD_S)
 
 
 def test_build_tfrecords_help_states_the_shard_size():

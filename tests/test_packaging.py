@@ -13,6 +13,8 @@ import zipfile
 
 import pytest
 
+from tests.train_testutil import HANG_GUARD_S
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGES = ("keras_layers", "delving", "pipelines", "export")
 # [project.scripts] of pyproject.toml -> a flag each one's --help lists.
@@ -135,7 +137,7 @@ def test_layers_from_the_wheel_with_keras_and_torch_only(wheel, tmp_path):
         capture_output=True,
         text=True,
         env={k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "KERAS_BACKEND")},
-        timeout=900,
+        timeout=HANG_GUARD_S,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = dict(line.split(" ", 1) for line in result.stdout.splitlines())
@@ -170,7 +172,7 @@ def test_console_scripts_answer_help(wheel, tmp_path):
             capture_output=True,
             text=True,
             env=env,
-            timeout=600,
+            timeout=HANG_GUARD_S,
         )
         assert flag in result.stdout, (script, result.stdout[-1000:], result.stderr[-2000:])
         assert "Traceback" not in result.stderr, (script, result.stderr[-2000:])
