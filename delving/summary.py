@@ -9,18 +9,11 @@ Example:
       --image_size=256
 """
 
-import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TF loads
-
-from absl import (
-    app,  # noqa: E402
-    flags,  # noqa: E402
-)
+from absl import app, flags
 
 # Only the specs (no TensorFlow) at import: flag errors and --help are
 # instant; TensorFlow loads in main().
-from delving import model_specs  # noqa: E402
+from delving import model_specs
 
 _MODEL = flags.DEFINE_enum(
     "model", "model_a", model_specs.MODEL_NAMES, "Network of the paper to summarise."

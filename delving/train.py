@@ -212,13 +212,13 @@ def main(argv):
             _check_data_dir(cfg)
     except ValueError as e:  # DataError included
         sys.exit(f"delving.train: error: {e}")
+    if not flags.FLAGS["verbosity"].present:  # absl's default, INFO, lets tfds and
+        logging.set_verbosity(logging.WARNING)  # matplotlib (imported by Keras) chat
     import tensorflow as tf
 
     from delving import trainer
 
     tf.get_logger().setLevel("WARNING")  # no INFO line per checkpoint save
-    if not flags.FLAGS["verbosity"].present:  # absl's default, INFO, lets tfds chat
-        logging.set_verbosity(logging.WARNING)
     with errors.exit_on_user_error(
         "delving.train",
         also=(trainer.TrainingDiverged, trainer.ConfigMismatch, trainer.BatchSizeError),

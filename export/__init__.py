@@ -1,7 +1,4 @@
-"""Importing the package, as `python -m <package>.<binary>` does first, keeps
-TensorFlow's C++ INFO and WARNING lines (CUDA probing, `Sharding callback
-duration`, ...) off stderr; an explicit TF_CPP_MIN_LOG_LEVEL wins."""
+"""Importing the package imports `pipelines`, which keeps TensorFlow's
+start-up and INFO lines off stderr (`pipelines.quiet_start`)."""
 
-import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # read once, when TensorFlow loads
+import pipelines  # noqa: F401

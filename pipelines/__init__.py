@@ -1,7 +1,8 @@
-"""Importing the package, as `python -m <package>.<binary>` does first, keeps
-TensorFlow's C++ INFO and WARNING lines (CUDA probing, `Sharding callback
-duration`, ...) off stderr; an explicit TF_CPP_MIN_LOG_LEVEL wins."""
+"""Importing the package, as every binary of the project does first (directly
+or through `delving` and `export`), keeps TensorFlow's start-up and INFO lines
+off stderr (`pipelines.quiet_start`); an explicit TF_CPP_MIN_LOG_LEVEL of 0 or
+1 keeps them all."""
 
-import os
+from pipelines import quiet_start
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # read once, when TensorFlow loads
+quiet_start.install()

@@ -1,0 +1,111 @@
+"""TensorFlow without its start-up chatter on stderr.
+
+Importing `pipelines` (as every binary of the project does first, through its
+package) does two things before TensorFlow loads:
+
+- sets `TF_CPP_MIN_LOG_LEVEL=2`, which keeps the runtime's INFO and WARNING
+  lines (`Sharding callback duration`, ...) off stderr;
+- installs an import hook that runs `import tensorflow` (and its first
+  platform probe) with the native stderr captured, and then replays every
+  line except the known start-up notices: the ones the C++ libraries print
+  from static initialisers before absl logging is set up
+  (`All log messages before absl::InitializeLog()`, oneDNN, `cudart_stub`,
+  `cuInit` on a machine without a GPU), which TF_CPP_MIN_LOG_LEVEL cannot
+  reach. Anything else (a real error, a Python warning) still appears.
+
+An explicit `TF_CPP_MIN_LOG_LEVEL` of 0 or 1 means the user wants the logs:
+then nothing is filtered.
+"""
+
+import contextlib
+import importlib.abc
+import importlib.util
+import os
+import re
+import sys
+import tempfile
+
+# Lines TensorFlow 2.21 prints on every start whatever TF_CPP_MIN_LOG_LEVEL says.
+START_UP_NOTICES = re.compile(
+    r"All log messages before absl::InitializeLog\(\)"
+    r"|\] oneDNN custom operations are on"
+    r"|cudart_stub\.cc:\d+\]"
+    r"|cuda_platform\.cc:\d+\] failed call to cuInit"
+    r"|Unable to register cu(DNN|FFT|BLAS) factory"
+    r"|computation placer already registered"
+    r"|cpu_feature_guard\.cc:\d+\]"
+    r"|TF-TRT Warning: Could not find TensorRT"
+    r"|^\s*To enable the following instructions: .* in other operations, rebuild"
+)
+
+
+def wants_native_logs():
+    """True when the user asked for TensorFlow's INFO or WARNING lines."""
+    return os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2").strip() in ("0", "1")
+
+
+@contextlib.contextmanager
+def filtered_native_stderr(pattern=START_UP_NOTICES):
+    """Captures file descriptor 2 (C++ and Python writes alike) for the
+    duration and writes back every line that `pattern` does not match."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = [
+                line
+                for line in captured.read().decode(errors="replace").splitlines(keepends=True)
+                if not pattern.search(line)
+            ]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
+
+
+class _QuietLoader(importlib.abc.Loader):
+    """Runs the real loader of `tensorflow` inside `filtered_native_stderr`."""
+
+    def __init__(self, loader):
+        self._loader = loader
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module):
+        with filtered_native_stderr():
+            self._loader.exec_module(module)
+            # Probing the platforms prints the `cuInit` line on machines without
+            # a GPU; done here, it is filtered. Logical device configuration is
+            # still possible afterwards (the runtime is not initialised).
+            module.config.list_physical_devices()
+
+    def __getattr__(self, name):  # resource readers and the like: the real loader's
+        return getattr(self._loader, name)
+
+
+class _QuietTensorFlowFinder(importlib.abc.MetaPathFinder):
+    def find_spec(self, fullname, path, target=None):
+        if fullname != "tensorflow":
+            return None
+        sys.meta_path.remove(self)  # once: the next lookup is the real one
+        spec = importlib.util.find_spec(fullname)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _QuietLoader(spec.loader)
+        return spec
+
+
+def install():
+    """Sets the log level and installs the hook unless TensorFlow is already
+    loaded or the user asked for its logs. Idempotent."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # read once, when TensorFlow loads
+    if "tensorflow" in sys.modules or wants_native_logs():
+        return
+    if not any(isinstance(f, _QuietTensorFlowFinder) for f in sys.meta_path):
+        sys.meta_path.insert(0, _QuietTensorFlowFinder())
