@@ -24,7 +24,8 @@ crops, about 80 epochs. A *preset* holds only the fields it changes:
   SGD steps then diverge); inputs divided by the RGB std as well as
   mean-subtracted; and the warm-up, without which the first steps at the
   rates that train these BN-free nets fastest diverge (the paper has none).
-  `MODEL_OVERRIDES` holds a preset's per-model values.
+  `MODEL_OVERRIDES` holds a preset's per-model values (the deep plain nets
+  of Fig. 2 and 3 need a lower rate; the 30-layer one more epochs).
 
 Precedence: a value given explicitly, else the preset's, else the default.
 The allowed values of the string fields are the constants below; the flags,
@@ -80,7 +81,17 @@ PRESETS = {
 
 #: Per-model values of a preset, applied over it (explicit values still win):
 #: deeper nets may need their own rate and length (docs/RECIPE_SWEEPS.md).
-MODEL_OVERRIDES = {"imagenet": {}, "builtin": {}}
+MODEL_OVERRIDES = {
+    "imagenet": {},
+    "builtin": {
+        # The 30-layer plain net dies at lr >= 0.007 (dead ReLUs: the loss
+        # returns to ln 10); at 0.005 it learns, slowly.
+        "small_30": dict(learning_rate=0.005, epochs=80, lr_decay_epochs=(60, 72)),
+        # Model B (22 layers) dies at 0.01 like small_30; at 0.005 half its
+        # widths learn faster per epoch than x0.25 does, at a quarter of the cost.
+        "model_b": dict(learning_rate=0.005, width_multiplier=0.125),
+    },
+}
 
 #: Fields that define the network: a checkpoint only restores into the same.
 ARCHITECTURE_FIELDS = ("model", "activation", "init", "num_classes", "width_multiplier", "fc_units")

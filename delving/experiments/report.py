@@ -6,7 +6,7 @@ binary then copies the figures to `--figures_dir` and writes the report from
 the JSON files: every number in it comes from these runs (the paper's numbers
 beside them come from `delving.experiments.common`).
 
-Usage (from the repository root; about 40 minutes on 2 CPU cores):
+Usage (from the repository root; under an hour on 2 idle CPU cores):
   python -m delving.experiments.report
   python -m delving.experiments.report --quick --output=/tmp/r/REPRODUCTION.md \
       --figures_dir=/tmp/r/figures --work_dir=/tmp/r/work       # seconds, for tests
@@ -20,6 +20,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import threading
 import time
 
 from absl import app, flags
@@ -30,6 +31,12 @@ _WORK_DIR = flags.DEFINE_string(
     "work_dir", "runs/reproduction", "Output directories of the experiments (runs, JSON, tables)."
 )
 _QUICK = flags.DEFINE_bool("quick", False, "Run every experiment with --quick (for tests).")
+_JOBS = flags.DEFINE_integer(
+    "jobs",
+    2,
+    "Experiments run at the same time, each on cores/jobs intra-op threads.",
+    lower_bound=1,
+)
 _RENDER_ONLY = flags.DEFINE_bool(
     "render_only",
     False,
@@ -43,7 +50,8 @@ _EXTRA = flags.DEFINE_multi_string(
     "'activations:--seeds=0,1,2,3'. Repeatable.",
 )
 
-EXPERIMENTS = ("signal_propagation", "convergence", "activations")
+# Longest first: with --jobs > 1 the order is the schedule.
+EXPERIMENTS = ("convergence", "activations", "signal_propagation")
 
 flags.register_validator(
     "experiment_flag",
@@ -59,18 +67,68 @@ def _command(name, work_dir, quick, extra):
     return cmd + [e.split(":", 1)[1] for e in extra if e.split(":", 1)[0] == name]
 
 
-def run_experiments(work_dir, quick, extra):
-    """Runs each experiment binary; returns {name: (command, seconds)}."""
-    done = {}
-    for name in EXPERIMENTS:
-        cmd = _command(name, work_dir, quick, extra)
-        print(f"\n=== {shlex.join(cmd)}", flush=True)
-        start = time.time()
-        proc = subprocess.run([sys.executable] + cmd[1:], check=False)
-        if proc.returncode:
-            raise SystemExit(f"error: {shlex.join(cmd)} exited with status {proc.returncode}")
-        done[name] = (cmd, time.time() - start)
-    return done
+def _cores():
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def _forward(name, stream, lock):
+    """Copies one experiment's output to ours, each line tagged with its name."""
+    for line in stream:
+        with lock:
+            sys.stdout.write(f"[{name}] {line}")
+            sys.stdout.flush()
+
+
+def run_experiments(work_dir, quick, extra, jobs=1):
+    """Runs each experiment binary, `jobs` at a time; returns {name: (command, seconds)}.
+
+    Longest first (EXPERIMENTS is in that order), each next one as soon as a
+    slot is free. With jobs > 1 each process gets `cores // jobs` intra-op
+    threads (TF_NUM_INTRAOP_THREADS): the small nets of the built-in preset
+    keep one core busy per process better than two cores in one process.
+    """
+    env = dict(os.environ)
+    if jobs > 1:
+        env["TF_NUM_INTRAOP_THREADS"] = str(max(1, _cores() // jobs))
+    pending, running, done = list(EXPERIMENTS), {}, {}
+    lock = threading.Lock()
+    failed = None
+    while pending or running:
+        while pending and len(running) < jobs and failed is None:
+            name = pending.pop(0)
+            cmd = _command(name, work_dir, quick, extra)
+            with lock:
+                print(f"\n=== {shlex.join(cmd)}", flush=True)
+            proc = subprocess.Popen(
+                [sys.executable] + cmd[1:],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            reader = threading.Thread(target=_forward, args=(name, proc.stdout, lock), daemon=True)
+            reader.start()
+            running[name] = (proc, reader, cmd, time.time())
+        if failed is not None and not running:
+            break
+        time.sleep(0.2)
+        for name, (proc, reader, cmd, start) in list(running.items()):
+            if proc.poll() is None:
+                continue
+            reader.join()
+            del running[name]
+            seconds = time.time() - start
+            if proc.returncode:
+                failed = failed or f"error: {shlex.join(cmd)} exited with status {proc.returncode}"
+                for other, *_ in running.values():  # the report cannot be written
+                    other.terminate()
+                continue
+            done[name] = (cmd, seconds)
+            with lock:
+                print(f"=== {name}: done in {seconds / 60:.1f} min", flush=True)
+    if failed:
+        raise SystemExit(failed)
+    return {name: done[name] for name in EXPERIMENTS}
 
 
 def main(argv):
@@ -89,15 +147,22 @@ def main(argv):
 
     run_file = os.path.join(_WORK_DIR.value, "report_run.json")
     if _RENDER_ONLY.value:
-        done, started, total, load = _recorded_run(run_file)
+        done, started, total, load, jobs = _recorded_run(run_file)
     else:
         started = datetime.datetime.now(datetime.UTC)
         start, load_start = time.time(), os.getloadavg()[0]
-        done = run_experiments(_WORK_DIR.value, _QUICK.value, _EXTRA.value)
+        jobs = _JOBS.value
+        done = run_experiments(_WORK_DIR.value, _QUICK.value, _EXTRA.value, jobs)
         total, load = time.time() - start, (load_start, os.getloadavg()[0])
         with open(run_file, "w") as f:
             json.dump(
-                {"runs": done, "started": started.isoformat(), "seconds": total, "load": load},
+                {
+                    "runs": done,
+                    "started": started.isoformat(),
+                    "seconds": total,
+                    "load": load,
+                    "jobs": jobs,
+                },
                 f,
                 indent=1,
             )
@@ -122,6 +187,7 @@ def main(argv):
         quick=_QUICK.value,
         versions=versions,
         load=load,
+        jobs=jobs,
         report_command=shlex.join(["python", "-m", "delving.experiments.report"] + _flag_args()),
     )
     os.makedirs(os.path.dirname(os.path.abspath(_OUTPUT.value)), exist_ok=True)
@@ -134,7 +200,7 @@ def main(argv):
 
 
 def _recorded_run(run_file):
-    """(runs, started, total seconds, load) of the run that filled --work_dir.
+    """(runs, started, total seconds, load, jobs) of the run that filled --work_dir.
 
     From `report_run.json`; for a work_dir written before that file existed,
     from each experiment's own JSON (its `seconds`, the start from the file
@@ -149,6 +215,7 @@ def _recorded_run(run_file):
             datetime.datetime.fromisoformat(rec["started"]),
             rec["seconds"],
             tuple(rec["load"]),
+            rec.get("jobs", 1),
         )
     runs, starts = {}, []
     for name in EXPERIMENTS:
@@ -160,12 +227,12 @@ def _recorded_run(run_file):
         runs[name] = (_command(name, _WORK_DIR.value, _QUICK.value, _EXTRA.value), seconds)
         starts.append(os.path.getmtime(path) - seconds)
     started = datetime.datetime.fromtimestamp(min(starts), datetime.UTC)
-    return runs, started, sum(sec for _, sec in runs.values()), None
+    return runs, started, sum(sec for _, sec in runs.values()), None, 1
 
 
 def _flag_args():
     """The flags this run was given, as they were written."""
-    names = {"output", "figures_dir", "work_dir", "quick", "experiment_flag"}
+    names = {"output", "figures_dir", "work_dir", "quick", "experiment_flag", "jobs"}
     return [
         a
         for a in sys.argv[1:]

@@ -44,7 +44,7 @@ def _recipe(work_dir):
 
 
 def setup_section(
-    *, hardware, versions, runs, total_seconds, started, load, data_info, quick, recipe=None
+    *, hardware, versions, runs, total_seconds, started, load, data_info, quick, recipe=None, jobs=1
 ):
     recipe = recipe or {}
     lines = ["## Setup", ""]
@@ -58,7 +58,13 @@ def setup_section(
         f"{name.replace('_', ' ')} {sec / 60:.1f} min" for name, (_, sec) in runs.items()
     )
     lines.append(
-        f"- **Run time**: {total_seconds / 60:.1f} min in all ({per}), started "
+        f"- **Run time**: {total_seconds / 60:.1f} min of wall time in all ("
+        + (
+            f"{jobs} experiments at a time, each on its own share of the cores: "
+            if jobs > 1
+            else ""
+        )
+        + f"{per}), started "
         f"{started:%Y-%m-%d %H:%M} UTC. "
         + (
             f"The 1-minute load average was {load[0]:.1f} at the start and "
@@ -325,6 +331,12 @@ def convergence_section(results, markdown, figure):
             "As in the paper": " **As in the paper.**",
             "Differs from the paper": " **Differs from the paper** (see below).",
         }[verdict]
+        if model == "model_b" and all(r["stalled"] for r in runs["Xavier"]):
+            said += (
+                " Here Xavier never left chance within the run, where the paper's 22-layer "
+                "Xavier net does converge, later: the paper's claim about which init gets "
+                "there first holds, the run is too short to show the second half of Fig. 2."
+            )
         lines.append(f"- {said}")
     lines.append("")
     return "\n".join(lines)
@@ -498,7 +510,17 @@ def differences_section(sig, conv, act):
 
 
 def render(
-    *, work_dir, runs, total_seconds, started, figures, quick, versions, load, report_command
+    *,
+    work_dir,
+    runs,
+    total_seconds,
+    started,
+    figures,
+    quick,
+    versions,
+    load,
+    report_command,
+    jobs=1,
 ):
     """The whole REPRODUCTION.md as a string."""
 
@@ -528,6 +550,7 @@ def render(
             total_seconds=total_seconds,
             started=started,
             load=load,
+            jobs=jobs,
             data_info=_dataset_info(act.get("data_dir")),
             quick=quick,
             recipe=_recipe(work_dir),
