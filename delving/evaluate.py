@@ -70,9 +70,10 @@ def _register_dense_view(cfg):
 
 
 def main(argv):
-    from pipelines import errors
+    from pipelines import errors, quiet_start
 
     errors.no_arguments("delving.evaluate", argv)
+    quiet_start.absl_warnings_only()
     errors.exit_on_bad_paths(
         "delving.evaluate", dirs={"model_dir": _MODEL_DIR.value, "data_dir": _DATA_DIR.value}
     )

@@ -15,7 +15,7 @@ given. Running the same command again resumes from the last checkpoint in
 
 import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 
 # No TensorFlow at import: --help and bad flags answer at once; main()
 # imports it after the config is resolved and validated.
@@ -202,7 +202,7 @@ def _check_data_dir(cfg):
 
 
 def main(argv):
-    from pipelines import errors
+    from pipelines import errors, quiet_start
 
     errors.no_arguments("delving.train", argv)
     try:
@@ -212,8 +212,7 @@ def main(argv):
             _check_data_dir(cfg)
     except ValueError as e:  # DataError included
         sys.exit(f"delving.train: error: {e}")
-    if not flags.FLAGS["verbosity"].present:  # absl's default, INFO, lets tfds and
-        logging.set_verbosity(logging.WARNING)  # matplotlib (imported by Keras) chat
+    quiet_start.absl_warnings_only()
     import tensorflow as tf
 
     from delving import trainer

@@ -63,9 +63,10 @@ flags.mark_flags_as_required(["model_dir", "export_base"])
 
 
 def main(argv):
-    from pipelines import errors
+    from pipelines import errors, quiet_start
 
     errors.no_arguments("export.export_saved_model", argv)
+    quiet_start.absl_warnings_only()
     from export import export_lib  # after flag parsing: TF loads slowly
 
     try:

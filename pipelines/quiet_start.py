@@ -109,3 +109,13 @@ def install():
         return
     if not any(isinstance(f, _QuietTensorFlowFinder) for f in sys.meta_path):
         sys.meta_path.insert(0, _QuietTensorFlowFinder())
+
+
+def absl_warnings_only():
+    """For a binary's `main`: absl's default verbosity, INFO, lets TensorFlow
+    (`Sharding callback duration` at every checkpoint), tfds and matplotlib
+    (imported by Keras) chat on stderr; WARNING unless `--verbosity` was given."""
+    from absl import flags, logging
+
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)

@@ -276,8 +276,9 @@ def plot_coefficients(results):
 
 
 def main(argv):
-    from pipelines import errors  # pylint: disable=import-outside-toplevel
+    from pipelines import errors, quiet_start  # pylint: disable=import-outside-toplevel
 
+    quiet_start.absl_warnings_only()
     program = "delving.experiments.activations"
     errors.no_arguments(program, argv)
     errors.exit_on_bad_paths(

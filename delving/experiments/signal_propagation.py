@@ -399,8 +399,9 @@ def plot(results):
 
 
 def main(argv):
-    from pipelines import errors  # pylint: disable=import-outside-toplevel
+    from pipelines import errors, quiet_start  # pylint: disable=import-outside-toplevel
 
+    quiet_start.absl_warnings_only()
     program = "delving.experiments.signal_propagation"
     errors.no_arguments(program, argv)
     errors.exit_on_bad_paths(program, output_dirs={"output_dir": _OUTPUT_DIR.value})
