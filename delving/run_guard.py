@@ -26,6 +26,8 @@ import os
 import re
 import socket
 
+from pipelines import errors
+
 LOCK_FILE = "lock.json"
 
 
@@ -35,16 +37,6 @@ class RunLocked(RuntimeError):
 
 class WriteFailed(RuntimeError):
     """A disk full or a permission error while writing; the message is one line."""
-
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
 
 
 def _read(path):
@@ -66,7 +58,7 @@ def _stale(holder):
         holder is not None
         and holder.get("host") == socket.gethostname()
         and isinstance(holder.get("pid"), int)
-        and not _alive(holder["pid"])
+        and not errors.pid_alive(holder["pid"])
     )
 
 

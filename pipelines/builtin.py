@@ -22,6 +22,7 @@ import io
 import json
 import os
 import shutil
+import socket
 import time
 import uuid
 
@@ -213,6 +214,7 @@ def ensure_dataset(output_dir=None, *, seed=0, splits=SPLITS, size_range=SIZE_RA
       DataError: `output_dir` exists, is not empty and holds no built-in set.
     """
     output_dir = os.path.abspath(output_dir or default_dir(seed))
+    _remove_dead_generations(output_dir)
     if os.path.exists(os.path.join(output_dir, INFO_FILE)):
         return output_dir
     if os.path.isdir(output_dir) and os.listdir(output_dir):
@@ -221,7 +223,9 @@ def ensure_dataset(output_dir=None, *, seed=0, splits=SPLITS, size_range=SIZE_RA
             "empty or new directory"
         )
     os.makedirs(os.path.dirname(output_dir), exist_ok=True)
-    tmp = f"{output_dir}.tmp-{uuid.uuid4().hex[:8]}"
+    # Host and pid in the name: a killed generation's directory is removed at
+    # the next start (`_remove_dead_generations`), a live one's left alone.
+    tmp = f"{output_dir}.tmp-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     logging.info("Generating the built-in dataset into %s ...", output_dir)
     start = time.time()
     try:
@@ -237,3 +241,15 @@ def ensure_dataset(output_dir=None, *, seed=0, splits=SPLITS, size_range=SIZE_RA
         shutil.rmtree(tmp, ignore_errors=True)
     logging.info("Built-in dataset ready in %.1f s: %s", time.time() - start, output_dir)
     return output_dir
+
+
+def _remove_dead_generations(output_dir):
+    """Removes the temporary directories of generations killed on this host."""
+    parent, name = os.path.split(output_dir)
+    if not os.path.isdir(parent):
+        return
+    prefix = f"{name}.tmp-{socket.gethostname()}-"
+    for entry in os.listdir(parent):
+        pid = entry[len(prefix) :].split("-")[0] if entry.startswith(prefix) else ""
+        if pid.isdigit() and not errors.pid_alive(int(pid)):
+            shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)

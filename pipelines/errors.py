@@ -129,6 +129,20 @@ def check_paths(*, files=None, dirs=None, output_dirs=None, output_files=None):
             raise DataError(f"--{flag}={path} is a directory, not a file")
 
 
+def pid_alive(pid):
+    """Whether process `pid` runs on this host: the owners of temporary
+    directories and locks named after their process."""
+    import os  # pylint: disable=import-outside-toplevel
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 def no_arguments(program, argv):
     """Exits in one line when a binary is given positional arguments (absl's
     UsageError would print the whole module docstring)."""
