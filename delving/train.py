@@ -104,6 +104,12 @@ _INPUT_STD = _define(
     "after subtracting the mean RGB, also divide by the ImageNet std RGB.",
 )
 _CACHE = _define(flags.DEFINE_bool, "cache_data", "cache encoded records in memory.")
+_SKIP_CORRUPT = _define(
+    flags.DEFINE_bool,
+    "skip_corrupt",
+    "skip undecodable images and the unreadable rest of truncated shards (logged, "
+    "counted) instead of stopping on the first.",
+)
 _BATCH = _define(flags.DEFINE_integer, "batch_size", "global batch size.")
 _EPOCHS = _define(flags.DEFINE_integer, "epochs", "epochs.")
 _STEPS = _define(

@@ -459,8 +459,9 @@ def train(cfg: config_lib.TrainConfig, *, strategy=None, verbose=1, force=False)
             strategy = distribute.make_strategy(cfg.strategy, tpu=cfg.tpu)
         check_batch_size(cfg, strategy.num_replicas_in_sync)
         chief = distribute.is_chief(strategy)
+        cfg, source, classes = prepare_run(cfg, strategy)  # reads only
         with run_guard.hold(cfg.model_dir, owner=chief, force=force):
-            cfg, source, classes = prepare_run(cfg, strategy)
+            run_files.check_compatible(cfg, ConfigMismatch)  # again, now as the owner
             state = create_train_state(cfg, strategy)
             restored = restore(cfg, state)
             if chief:  # every check passed: only now is anything written

@@ -221,7 +221,7 @@ class Bookkeeping:
                     tf.reduce_all(counted.dropped == 0),
                     "cannot decode the image in ",
                     *origin_parts(*first(counted.dropped > 0, *b.previous)),
-                    " (pass skip_corrupt=True to skip such images)",
+                    " (pass --skip_corrupt, skip_corrupt=True, to skip such images)",
                 )
             )
         label = tf.cast(b.label - self.label_offset, tf.int32)

@@ -199,8 +199,8 @@ def test_undecodable_image_fails_naming_the_record(tmp_path, payload):
         list(ds)
     message = str(errors.as_data_error(info.value))
     assert message == (
-        "cannot decode the image in record 1 of {} (pass "
-        "skip_corrupt=True to skip such images)".format(os.path.join(root, "train-bad"))
+        "cannot decode the image in record 1 of {} (pass --skip_corrupt, "
+        "skip_corrupt=True, to skip such images)".format(os.path.join(root, "train-bad"))
     )
 
 
