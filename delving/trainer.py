@@ -46,6 +46,7 @@ from delving import (
     distribute,
     evaluation,
     inputs,
+    memory,
     model_from_config,
     models,
     progress,
@@ -66,7 +67,8 @@ class ConfigMismatch(ValueError):
 
 
 class BatchSizeError(ValueError):
-    """The global batch does not split evenly over the replicas."""
+    """The global batch does not split evenly over the replicas, or its
+    activations cannot fit in memory."""
 
 
 @dataclasses.dataclass
@@ -460,9 +462,17 @@ def train(cfg: config_lib.TrainConfig, *, strategy=None, verbose=1, force=False)
         check_batch_size(cfg, strategy.num_replicas_in_sync)
         chief = distribute.is_chief(strategy)
         cfg, source, classes = prepare_run(cfg, strategy)  # reads only
+        state = create_train_state(cfg, strategy)  # writes nothing either
+        memory.check_batch_fits(
+            state.model,
+            image_size=cfg.image_size,
+            batch_size=cfg.batch_size,
+            devices=strategy.extended.worker_devices,
+            compute_dtype=keras.mixed_precision.global_policy().compute_dtype,
+            error_type=BatchSizeError,
+        )
         with run_guard.hold(cfg.model_dir, owner=chief, force=force):
             run_files.check_compatible(cfg, ConfigMismatch)  # again, now as the owner
-            state = create_train_state(cfg, strategy)
             restored = restore(cfg, state)
             if chief:  # every check passed: only now is anything written
                 run_files.write_config(cfg)

@@ -124,6 +124,11 @@ def test_train(paths, data_dir):
             "3",
         ),
         (["--batch_size=0"], "--batch_size"),
+        (  # activations of ~100 GiB: refused before any work, both numbers named
+            [f"--data_dir={data_dir}", "--preset=builtin", "--batch_size=100000"]
+            + [f"--model_dir={model_dir}"],
+            "--batch_size=100000 needs at least",
+        ),
         ([f"--data_dir={data_dir}", "--num_classes=7", f"--model_dir={other}"], "num_classes"),
         (["--scale_range=300"], "--scale_range"),
         ([f"--image_size={high + 1}"], f"--scale_range={low},{high}: must be"),
