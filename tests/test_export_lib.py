@@ -275,6 +275,12 @@ def test_export_binary_writes_the_next_version(tmp_path):
     model_dir = fx.write_model_dir(tmp_path / "run", model="small_14")
     base = tmp_path / "models" / "prelu"
     (base / "3").mkdir(parents=True)  # an older version already served
+    # What a killed export leaves (its pid is gone), and a live one's.
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], stdout=-1)
+    killed = base / f".tmp-2-{int(dead.stdout)}"
+    live = base / f".tmp-9-{os.getpid()}"
+    for d in (killed, live):
+        (d / "variables").mkdir(parents=True)
     result = _run(
         "export.export_saved_model",
         f"--model_dir={model_dir}",
@@ -285,7 +291,7 @@ def test_export_binary_writes_the_next_version(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == str(base / "4")
-    assert sorted(os.listdir(base)) == ["3", "4", "models.config"]
+    assert sorted(os.listdir(base)) == [live.name, "3", "4", "models.config"]
     assert {"saved_model.pb", "variables", "assets.extra"} <= set(os.listdir(base / "4"))
 
 
