@@ -214,3 +214,61 @@ rm {mount}/filler
     ), lines[0]
     assert read("3.rc").strip() == "0", read("3.err")[-3000:]
     assert "Resumed from" in read("3.out") and "Epoch 2: train loss" in read("3.out")
+
+
+def _kill_when(proc, condition, poll_s=0.002):
+    """SIGKILLs `proc` as soon as `condition()` holds; False if it ended first."""
+    deadline = time.time() + util.HANG_GUARD_S
+    while proc.poll() is None and time.time() < deadline:
+        if condition():
+            proc.send_signal(signal.SIGKILL)
+            proc.communicate()
+            return True
+        time.sleep(poll_s)
+    proc.communicate()
+    return False
+
+
+@pytest.mark.slow
+def test_kills_during_checkpoint_and_model_writes_lose_nothing(data_dir, tmp_path):
+    model_dir = tmp_path / "run"
+    args = util.as_flags(
+        **dict(
+            util.TINY_RECIPE,
+            data_dir=data_dir,
+            model_dir=model_dir,
+            epochs=2,
+            steps_per_epoch=12,
+            checkpoint_every_steps=1,
+        )
+    )
+    checkpoints = model_dir / "checkpoints"
+
+    def writing_checkpoint():  # TF's sharded save: ckpt-N_temp/, then a merge
+        return checkpoints.is_dir() and any(
+            n.endswith("_temp") or ".tmp" in n for n in os.listdir(checkpoints)
+        )
+
+    def writing_model():
+        return bool(list(model_dir.glob("model.tmp-*.keras")))
+
+    # A kill mid-checkpoint (or, if every save slips between two polls, at
+    # the first checkpoint), then one during the final model.keras save.
+    first = _kill_when(util.start("delving.train", args), writing_checkpoint)
+    if not first:
+        pytest.fail("the run ended before any checkpoint was written")
+    second = util.start("delving.train", args)
+    killed_in_model_save = _kill_when(second, writing_model)
+    assert killed_in_model_save, "the model.keras save was not caught; poll faster"
+    assert not (model_dir / "model.keras").exists(), "no half-written model.keras in place"
+    latest = tf.train.latest_checkpoint(str(checkpoints))
+    assert latest and latest.endswith(f"ckpt-{2 * 12}"), latest
+
+    code, out, err = util.run("delving.train", args)
+    assert code == 0, err[-3000:]
+    assert "all 2 epochs already done" in out
+    assert not run_guard.leftover_temporaries(str(model_dir))
+    with zipfile.ZipFile(model_dir / "model.keras") as z:
+        assert z.testzip() is None
+    code, out, err = util.run("delving.evaluate", [f"--model_dir={model_dir}", "--steps=1"])
+    assert code == 0, err[-3000:]
