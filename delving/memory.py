@@ -57,9 +57,12 @@ def host_available_bytes():
     return min(found) if found else None
 
 
-def check_batch_fits(model, *, image_size, batch_size, devices, compute_dtype, error_type):
-    """Raises `error_type` (one line, both numbers) when the step's activations
-    exceed the memory available to `devices` (the strategy's worker devices)."""
+def check_batch_fits(
+    model, *, image_size, batch_size, host_batch, devices, compute_dtype, error_type
+):
+    """Raises `error_type` (one line, both numbers) when the activations of
+    this host's `host_batch` images of the global `batch_size` exceed the
+    memory available to `devices` (this host's replicas)."""
     if any("CPU" not in d.upper() for d in devices):
         return  # accelerators: no total memory to compare with (module doc)
     available = host_available_bytes()
@@ -67,7 +70,7 @@ def check_batch_fits(model, *, image_size, batch_size, devices, compute_dtype, e
         return
     bytes_per_element = 2 if compute_dtype in ("float16", "bfloat16") else 4
     needed = step_activation_bytes(
-        model, image_size=image_size, batch_size=batch_size, bytes_per_element=bytes_per_element
+        model, image_size=image_size, batch_size=host_batch, bytes_per_element=bytes_per_element
     )
     if needed > available:
         fits = max(1, int(batch_size * available / needed))

@@ -230,8 +230,9 @@ def hold(model_dir, *, owner, force=False):
             raise
         what, path = found
         latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
+        verb = "cannot write" if "space" in what or "quota" in what else "cannot access"
         raise WriteFailed(
-            f"cannot write {path or model_dir}: {what}. "
+            f"{verb} {path or model_dir}: {what}. "
             + (f"Last good checkpoint: {latest}" if latest else "No checkpoint was saved")
             + "; make room (or fix the permissions) and rerun the same command to resume"
         ) from None

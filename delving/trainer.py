@@ -463,11 +463,13 @@ def train(cfg: config_lib.TrainConfig, *, strategy=None, verbose=1, force=False)
         chief = distribute.is_chief(strategy)
         cfg, source, classes = prepare_run(cfg, strategy)  # reads only
         state = create_train_state(cfg, strategy)  # writes nothing either
+        devices = strategy.extended.worker_devices  # this host's replicas
         memory.check_batch_fits(
             state.model,
             image_size=cfg.image_size,
             batch_size=cfg.batch_size,
-            devices=strategy.extended.worker_devices,
+            host_batch=cfg.batch_size * len(devices) // strategy.num_replicas_in_sync,
+            devices=devices,
             compute_dtype=keras.mixed_precision.global_policy().compute_dtype,
             error_type=BatchSizeError,
         )

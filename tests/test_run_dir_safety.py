@@ -272,3 +272,29 @@ def test_kills_during_checkpoint_and_model_writes_lose_nothing(data_dir, tmp_pat
         assert z.testzip() is None
     code, out, err = util.run("delving.evaluate", [f"--model_dir={model_dir}", "--steps=1"])
     assert code == 0, err[-3000:]
+
+
+def test_lock_of_another_host_needs_force_a_dead_local_one_does_not(tmp_path):
+    import json
+    import socket
+
+    model_dir = tmp_path / "run"
+    model_dir.mkdir()
+    lock_path = model_dir / run_guard.LOCK_FILE
+    foreign = {"host": "elsewhere", "pid": os.getpid(), "started": "2026-01-01T00:00:00+00:00"}
+    lock_path.write_text(json.dumps(foreign))
+    with pytest.raises(run_guard.RunLocked, match=r"in use by pid \d+ on elsewhere since 2026"):
+        run_guard.acquire(str(model_dir))
+    with run_guard.acquire(str(model_dir), force=True):
+        assert json.loads(lock_path.read_text())["pid"] == os.getpid()
+    assert not lock_path.exists()
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], stdout=-1)
+    stale = dict(foreign, host=socket.gethostname(), pid=int(dead.stdout))
+    lock_path.write_text(json.dumps(stale))
+    with run_guard.acquire(str(model_dir)):  # no --force needed
+        assert json.loads(lock_path.read_text())["pid"] == os.getpid()
+        # Held by this (live) process now: another taker is refused.
+        with pytest.raises(run_guard.RunLocked, match=f"in use by pid {os.getpid()}"):
+            run_guard.acquire(str(model_dir))
+    assert sorted(os.listdir(model_dir)) == []
