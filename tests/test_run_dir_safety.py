@@ -268,10 +268,10 @@ def test_kills_during_checkpoint_and_model_writes_lose_nothing(data_dir, tmp_pat
     assert code == 0, err[-3000:]
     assert "all 2 epochs already done" in out
     assert not run_guard.leftover_temporaries(str(model_dir))
-    with zipfile.ZipFile(model_dir / "model.keras") as z:
-        assert z.testzip() is None
-    code, out, err = util.run("delving.evaluate", [f"--model_dir={model_dir}", "--steps=1"])
-    assert code == 0, err[-3000:]
+    from delving import evaluation
+
+    model, _ = evaluation.load_model(str(model_dir))  # what evaluate and export read
+    assert model.count_params() > 0
 
 
 def test_lock_of_another_host_needs_force_a_dead_local_one_does_not(tmp_path):
