@@ -153,8 +153,15 @@ def leftover_temporaries(model_dir):
         if not os.path.isdir(folder):
             continue
         for name in os.listdir(folder):
-            # Another starter's lock in the making; a live worker's checkpoints.
-            if name.startswith(LOCK_FILE) or name.startswith(".tmp_checkpoints_"):
+            # A live worker's checkpoints; another starter's lock in the making
+            # (`lock.json.tmp-<pid>`, `.stale-<pid>`) unless its process is gone.
+            if name.startswith(".tmp_checkpoints_"):
+                continue
+            if name.startswith(LOCK_FILE):
+                pid = name.rsplit("-", 1)[-1]
+                if name == LOCK_FILE or not pid.isdigit() or errors.pid_alive(int(pid)):
+                    continue
+                found.append(os.path.join(folder, name))
                 continue
             if (
                 ".tmp" in name

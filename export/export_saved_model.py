@@ -66,6 +66,10 @@ def main(argv):
     from pipelines import errors
 
     errors.no_arguments("export.export_saved_model", argv)
+    try:  # an unwritable --export_base: one line before TensorFlow loads
+        errors.check_paths(output_dirs={"export_base": _EXPORT_BASE.value})
+    except errors.DataError as e:
+        sys.exit(f"error: {e}")
     from export import export_lib  # after flag parsing: TF loads slowly
 
     try:

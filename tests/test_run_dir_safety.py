@@ -292,6 +292,14 @@ def test_lock_of_another_host_needs_force_a_dead_local_one_does_not(tmp_path):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], stdout=-1)
     stale = dict(foreign, host=socket.gethostname(), pid=int(dead.stdout))
     lock_path.write_text(json.dumps(stale))
+    # A starter killed while writing its lock; one still writing (this process).
+    killed_tmp = model_dir / f"{run_guard.LOCK_FILE}.tmp-{int(dead.stdout)}"
+    live_tmp = model_dir / f"{run_guard.LOCK_FILE}.tmp-{os.getppid()}"
+    killed_tmp.write_text("{}")
+    live_tmp.write_text("{}")
+    assert run_guard.leftover_temporaries(str(model_dir)) == [str(killed_tmp)]
+    live_tmp.unlink()
+    killed_tmp.unlink()
     with run_guard.acquire(str(model_dir)):  # no --force needed
         assert json.loads(lock_path.read_text())["pid"] == os.getpid()
         # Held by this (live) process now: another taker is refused.
