@@ -124,6 +124,9 @@ class TrainConfig:
     lighting_std: float = 0.1
     input_std: bool = False  # also divide by pipelines' STD_RGB after the mean
     cache_data: bool = False
+    # Skip undecodable images and the unreadable rest of truncated shards
+    # (logged with counts) instead of stopping on them.
+    skip_corrupt: bool = False
     # Optimisation.
     batch_size: int = 128  # global, over all replicas and workers
     epochs: int = 80

@@ -39,6 +39,11 @@ _DATA_DIR = flags.DEFINE_string("data_dir", None, "override the run's data_dir."
 _CHECKPOINT = flags.DEFINE_string(
     "checkpoint", None, "evaluate this checkpoint instead of model.keras."
 )
+_SKIP_CORRUPT = flags.DEFINE_bool(
+    "skip_corrupt",
+    False,
+    "skip undecodable images and the unreadable rest of truncated shards (logged, counted).",
+)
 flags.DEFINE_alias("scales", "scale")
 _FLIP = flags.DEFINE_bool(
     "flip", True, "dense view: also test the horizontal flips (the paper does)."
@@ -69,6 +74,21 @@ def _register_dense_view(cfg):
     )
 
 
+def _check_classes(model, cfg, source):
+    """The model scores as many classes as the data has (before any work)."""
+    from pipelines import errors
+
+    outputs = model.output_shape[-1]
+    try:
+        classes = source.class_list(None if _DATA_DIR.value else cfg.labels_file)
+    except errors.DataError as e:  # labels.txt of another class count
+        raise errors.DataError(f"{e} (the model's classes: {outputs})") from None
+    if len(classes) != outputs:
+        raise errors.DataError(
+            f"the model scores {outputs} classes but the data has {len(classes)}"
+        )
+
+
 def main(argv):
     from pipelines import errors, quiet_start
 
@@ -84,7 +104,9 @@ def main(argv):
         _register_dense_view(cfg)
         if _DATA_DIR.value:
             cfg = dataclasses.replace(cfg, data_dir=_DATA_DIR.value)
+        cfg = dataclasses.replace(cfg, skip_corrupt=_SKIP_CORRUPT.value)
         source = inputs.source_from_config(cfg)
+        _check_classes(model, cfg, source)
         scales = tuple(int(s) for s in _SCALE.value or [cfg.eval_resize])
         print(
             f"{cfg.model} ({cfg.activation}) from {_MODEL_DIR.value} on "

@@ -163,6 +163,8 @@ class Evaluator:
         if view not in VIEWS:
             raise ValueError(f"unknown view {view!r}; choose from {', '.join(VIEWS)}")
         self.view, self.model, self.steps = VIEWS[view], model, steps
+        self.split = split
+        self.where = getattr(source, "data_dir", None) or getattr(source, "tfds_name", None)
         self.strategy = strategy or tf.distribute.get_strategy()
         self.scales = tuple(int(s) for s in scales)
         replicas = self.strategy.num_replicas_in_sync
@@ -248,7 +250,12 @@ class Evaluator:
             bar.update(batches, finalize=True)
         n = total[3]
         if not n:
-            raise ValueError("the validation split gave no images")
+            from pipelines import errors
+
+            raise errors.DataError(
+                f"the {self.split} split of {self.where} gave no images "
+                "(no records, or every one skipped as corrupt)"
+            )
         return {
             "loss": total[0] / n,
             "top1_error": 1 - total[1] / n,
@@ -285,6 +292,13 @@ def load_model(model_dir, *, checkpoint=None):
     cfg = config_lib.load(files["config"])
     if checkpoint is None and tf.io.gfile.exists(files["model"]):
         return keras.saving.load_model(files["model"]), cfg
+    if checkpoint and not tf.io.gfile.exists(checkpoint + ".index"):
+        from pipelines import errors
+
+        raise errors.DataError(
+            f"--checkpoint={checkpoint} does not exist (no {checkpoint}.index); "
+            f"name a checkpoint prefix such as {files['checkpoints']}/ckpt-<step>"
+        )
     checkpoint = checkpoint or tf.train.latest_checkpoint(files["checkpoints"])
     if not checkpoint:
         from pipelines import errors

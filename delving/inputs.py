@@ -7,6 +7,7 @@ at scale 256" without caring. Batch sizes passed here are global; with a
 shard the files between workers.
 """
 
+import contextlib
 import dataclasses
 import functools
 
@@ -30,6 +31,7 @@ class DataSource:
     num_classes: int = 1000
     label_offset: int = 1
     std: tuple | None = None  # per-channel divisor after the mean (0-255 scale)
+    skip_corrupt: bool = False  # the readers' option, for every dataset made here
 
     def _split(self, split):
         if self.tfds_name and split == "validation":
@@ -44,6 +46,7 @@ class DataSource:
 
     def dataset(self, split, *, batch_size, is_training, **kwargs):
         """Batched `(images, labels)` of `split`; kwargs go to the reader."""
+        kwargs.setdefault("skip_corrupt", self.skip_corrupt)
         if self.tfds_name:
             from pipelines import tfds as reader
 
@@ -97,7 +100,7 @@ class DataSource:
             return IMAGENET_TRAIN_EXAMPLES  # the standard ImageNet shards
         if len(files) == 128 and split == "validation" and self.num_classes == 1000:
             return IMAGENET_VALIDATION_EXAMPLES
-        return _count_records(tuple(files))
+        return _count_records(tuple(files), self.skip_corrupt)
 
     def class_list(self, labels_file=None):
         """`pipelines.labels.ClassInfo` per class, in label order."""
@@ -115,12 +118,26 @@ class DataSource:
 
 
 @functools.cache
-def _count_records(files):
-    return int(
-        tf.data.TFRecordDataset(list(files))
-        .reduce(tf.constant(0, tf.int64), lambda n, _: n + 1)
-        .numpy()
-    )
+def _count_records(files, skip_corrupt):
+    """Records in `files`; a truncated or corrupt shard is a `DataError`
+    naming it, or with `skip_corrupt` counts its intact records."""
+    total = 0
+    for filename in files:
+        reader = tf.data.TFRecordDataset(filename)
+        try:
+            total += int(reader.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1).numpy())
+        except tf.errors.DataLossError:
+            intact = 0
+            with contextlib.suppress(tf.errors.DataLossError):
+                for _ in reader:
+                    intact += 1
+            if not skip_corrupt:
+                raise errors.DataError(
+                    f"record {intact} of {filename} cannot be read: truncated or corrupt "
+                    "TFRecord shard (pass --skip_corrupt to read what is intact)"
+                ) from None
+            total += intact
+    return total
 
 
 def _tfds_validation_split(name, info):
@@ -145,4 +162,5 @@ def source_from_config(cfg) -> DataSource:
         num_classes=cfg.num_classes,
         label_offset=cfg.label_offset,
         std=model_from_config.input_std(cfg),
+        skip_corrupt=cfg.skip_corrupt,
     )

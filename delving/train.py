@@ -104,6 +104,12 @@ _INPUT_STD = _define(
     "after subtracting the mean RGB, also divide by the ImageNet std RGB.",
 )
 _CACHE = _define(flags.DEFINE_bool, "cache_data", "cache encoded records in memory.")
+_SKIP_CORRUPT = _define(
+    flags.DEFINE_bool,
+    "skip_corrupt",
+    "skip undecodable images and the unreadable rest of truncated shards (logged, "
+    "counted) instead of stopping on the first.",
+)
 _BATCH = _define(flags.DEFINE_integer, "batch_size", "global batch size.")
 _EPOCHS = _define(flags.DEFINE_integer, "epochs", "epochs.")
 _STEPS = _define(
@@ -174,6 +180,15 @@ _LOG_EVERY = _define(flags.DEFINE_integer, "log_every_steps", "TensorBoard perio
 
 _HOLDERS = [v for k, v in dict(globals()).items() if isinstance(v, flags.FlagHolder)]
 
+# Not part of the run's config (defined after _HOLDERS, which lists those).
+_FORCE = flags.DEFINE_bool(
+    "force",
+    False,
+    "take --model_dir over from the run that holds it (its lock.json), e.g. one "
+    "on another host that is known to be gone; a dead process's lock on this "
+    "host is taken over without it.",
+)
+
 
 def _config_from_flags():
     return config_lib.resolve_config(**{h.name: h.value for h in _HOLDERS})
@@ -215,14 +230,20 @@ def main(argv):
     quiet_start.absl_warnings_only()
     import tensorflow as tf
 
-    from delving import trainer
+    from delving import run_guard, trainer
 
     tf.get_logger().setLevel("WARNING")  # no INFO line per checkpoint save
     with errors.exit_on_user_error(
         "delving.train",
-        also=(trainer.TrainingDiverged, trainer.ConfigMismatch, trainer.BatchSizeError),
+        also=(
+            trainer.TrainingDiverged,
+            trainer.ConfigMismatch,
+            trainer.BatchSizeError,
+            run_guard.RunLocked,
+            run_guard.WriteFailed,
+        ),
     ):
-        trainer.train(cfg)
+        trainer.train(cfg, force=_FORCE.value)
 
 
 if __name__ == "__main__":

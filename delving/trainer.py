@@ -25,9 +25,16 @@ The parts, in the order `train` runs them (the shape of flax's
 model_dir's first files), `create_train_state` (model, optimizer, schedule,
 counters, checkpointer: a `TrainState`), `train_step.make_train_step` (the
 compiled step), then the loop: `train_epoch` once per epoch, `_finish` at the end.
+
+The model_dir is the run's alone (`delving.run_guard`), and nothing is
+written to it until every check has passed, the checkpoint restore included:
+a command that fails (another network's flags, broken data) leaves the run
+as it was. Every file appears whole (temporary name, then rename), and what
+killed writes left behind is removed at the next start.
 """
 
 import dataclasses
+import os
 import time
 
 import keras
@@ -39,10 +46,12 @@ from delving import (
     distribute,
     evaluation,
     inputs,
+    memory,
     model_from_config,
     models,
     progress,
     run_files,
+    run_guard,
 )
 from delving import config as config_lib
 from delving import train_step as train_step_lib
@@ -58,7 +67,8 @@ class ConfigMismatch(ValueError):
 
 
 class BatchSizeError(ValueError):
-    """The global batch does not split evenly over the replicas."""
+    """The global batch does not split evenly over the replicas, or its
+    activations cannot fit in memory."""
 
 
 @dataclasses.dataclass
@@ -83,6 +93,9 @@ class TrainState:
     step: tf.Variable  # global step
     epoch: tf.Variable  # epochs finished
     epoch_step: tf.Variable  # steps done in the current epoch
+    # Running sums of the epoch so far (loss * images, top-1 hits, top-5
+    # hits, images): a resumed epoch's logged means cover all its steps.
+    epoch_sums: tf.Variable
     checkpointer: checkpointing.Checkpointer
 
 
@@ -99,11 +112,11 @@ def check_batch_size(cfg, replicas):
 def prepare_run(cfg, strategy):
     """The data source and the config with the data read and epoch length filled in.
 
-    Checks that model_dir holds no other network and, on the chief, writes
-    `config.json` and `classes.tsv`.
+    Checks that model_dir holds no other network; writes nothing there (the
+    trainer writes `config.json` and `classes.tsv` once the restore worked).
 
     Returns:
-      (resolved TrainConfig, `inputs.DataSource`)
+      (resolved TrainConfig, `inputs.DataSource`, the class list)
     """
     source = inputs.source_from_config(cfg)
     cfg = dataclasses.replace(cfg, data_dir=source.data_dir)
@@ -113,11 +126,7 @@ def prepare_run(cfg, strategy):
             cfg, steps_per_epoch=config_lib.steps_for(examples, cfg.batch_size)
         )
     run_files.check_compatible(cfg, ConfigMismatch)
-    classes = source.class_list(cfg.labels_file)
-    if distribute.is_chief(strategy):  # every check passed: only now is anything written
-        run_files.write_config(cfg)
-        run_files.write_classes(cfg, classes)
-    return cfg, source
+    return cfg, source, source.class_list(cfg.labels_file)
 
 
 def create_train_state(cfg, strategy) -> TrainState:
@@ -151,6 +160,9 @@ def create_train_state(cfg, strategy) -> TrainState:
         name: tf.Variable(0, dtype=tf.int64, trainable=False, name=name)
         for name in ("step", "epoch", "epoch_step")
     }
+    counters["epoch_sums"] = tf.Variable(
+        tf.zeros(4, tf.float64), trainable=False, name="epoch_sums"
+    )
     checkpointer = checkpointing.Checkpointer(
         cfg.model_dir,
         strategy,
@@ -161,6 +173,20 @@ def create_train_state(cfg, strategy) -> TrainState:
         **counters,
     )
     return TrainState(model, optimizer, schedule, epoch_rate, checkpointer=checkpointer, **counters)
+
+
+def restore(cfg, state):
+    """Restores the latest checkpoint (None if there is none); a checkpoint of
+    another network is a one-line `ConfigMismatch`, before anything is written."""
+    try:
+        return state.checkpointer.restore()
+    except (AssertionError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigMismatch(
+            f"--model_dir={cfg.model_dir} holds checkpoints of a different network "
+            f"than --model={cfg.model} ({first[:200]}); use another --model_dir or "
+            "the flags that run was trained with"
+        ) from None
 
 
 def make_train_dataset(cfg, source, strategy, *, seed):
@@ -246,7 +272,8 @@ def train_epoch(run, train_step, iterator, evaluator) -> dict:
     )
     if done:
         progbar.update(done)
-    sums = np.zeros(4)
+    sums = state.epoch_sums.numpy() if done else np.zeros(4)
+    images_before = sums[3]  # img/s counts this process's steps only
     started = time.perf_counter()
     while done < cfg.steps_per_epoch:
         step = int(state.step.numpy())
@@ -268,12 +295,13 @@ def train_epoch(run, train_step, iterator, evaluator) -> dict:
         step += count
         loss, top1, top5, images = rows.T
         sums += ((loss * images).sum(), top1.sum(), top5.sum(), images.sum())
+        state.epoch_sums.assign(sums)
         train_seconds = time.perf_counter() - started
         logs = {
             "loss": sums[0] / sums[3],
             "top1_err": 1 - sums[1] / sums[3],
             "top5_err": 1 - sums[2] / sums[3],
-            "img/s": sums[3] / train_seconds,
+            "img/s": (sums[3] - images_before) / train_seconds,
         }
         progbar.update(done, list(logs.items()))
         if step % cfg.log_every_steps == 0:
@@ -304,7 +332,7 @@ def train_epoch(run, train_step, iterator, evaluator) -> dict:
         "val_top1_error": val["top1_error"],
         "val_top5_error": val["top5_error"],
         # Training steps only (the evaluation above is not counted).
-        "images_per_sec": sums[3] / max(train_seconds, 1e-9),
+        "images_per_sec": (sums[3] - images_before) / max(train_seconds, 1e-9),
     }
     run.say(
         f"Epoch {epoch + 1}: train loss {row['train_loss']:.4f} "
@@ -316,10 +344,9 @@ def train_epoch(run, train_step, iterator, evaluator) -> dict:
     return row
 
 
-def _train_loop(run, source):
-    """Restores the latest checkpoint, trains the epochs left; the history."""
+def _train_loop(run, source, restored):
+    """Trains the epochs left after checkpoint `restored`; the history."""
     cfg, state, strategy = run.cfg, run.state, run.strategy
-    restored = state.checkpointer.restore()
     step, epoch = int(state.step.numpy()), int(state.epoch.numpy())
     run.say(
         f"Training {cfg.model} ({cfg.activation}) on {cfg.dataset_name}"
@@ -330,11 +357,13 @@ def _train_loop(run, source):
     )
     if restored and epoch >= cfg.epochs:
         run.say(f"Resumed from {restored}: all {epoch} epochs already done (step {step})")
-    elif restored:
+    elif restored and int(state.epoch_step.numpy()):
         run.say(
             f"Resumed from {restored}: step {step}, epoch {epoch + 1}, "
             f"{int(state.epoch_step.numpy())} steps into the epoch"
         )
+    elif restored:  # at an epoch boundary: no epoch is under way
+        run.say(f"Resumed from {restored}: step {step}, {epoch} of {cfg.epochs} epochs done")
     train_step = train_step_lib.make_train_step(cfg, state, strategy)
     evaluator = make_evaluator(cfg, state, source, strategy)
     history = run_files.read_history(cfg.model_dir)
@@ -347,6 +376,7 @@ def _train_loop(run, source):
             run_files.write_history(cfg.model_dir, history)
         state.epoch.assign_add(1)
         state.epoch_step.assign(0)
+        state.epoch_sums.assign(tf.zeros(4, tf.float64))
         run.save()
     return history
 
@@ -356,7 +386,11 @@ def _finish(run, history) -> TrainResult:
     cfg, state = run.cfg, run.state
     files = run_files.paths(cfg.model_dir)
     if run.chief:
-        state.model.save(files["model"])
+        # Keras writes the zip in place: a kill or a full disk mid-save must
+        # not leave a truncated model.keras (`run_guard.leftover_temporaries`).
+        tmp = os.path.join(cfg.model_dir, f"model.tmp-{os.getpid()}.keras")
+        state.model.save(tmp)
+        tf.io.gfile.rename(tmp, files["model"], overwrite=True)
     prelu = models.prelu_coefficients(state.model)
     if history:
         last = history[-1]
@@ -396,13 +430,14 @@ def _all_finite(variables):
     )
 
 
-def train(cfg: config_lib.TrainConfig, *, strategy=None, verbose=1) -> TrainResult:
+def train(cfg: config_lib.TrainConfig, *, strategy=None, verbose=1, force=False) -> TrainResult:
     """Trains (or resumes) the run described by `cfg` in `cfg.model_dir`.
 
     Args:
       cfg: a resolved `TrainConfig` (see `delving.config.resolve_config`).
       strategy: a `tf.distribute.Strategy`; default `cfg.strategy`.
       verbose: 0 for silence, 1 for progress bars and per-epoch lines.
+      force: take model_dir's lock over from another run (`delving.run_guard`).
 
     Returns:
       A `TrainResult`.
@@ -411,6 +446,8 @@ def train(cfg: config_lib.TrainConfig, *, strategy=None, verbose=1) -> TrainResu
       TrainingDiverged: the loss became NaN/Inf (latest checkpoint is good).
       ConfigMismatch: model_dir holds a run of a different network.
       BatchSizeError: the batch does not split over the replicas.
+      run_guard.RunLocked: another run holds model_dir.
+      run_guard.WriteFailed: a disk full or permission error (earlier checkpoints are good).
       pipelines.errors.DataError: the data is missing or broken.
     """
     previous = keras.mixed_precision.global_policy()
@@ -423,8 +460,26 @@ def train(cfg: config_lib.TrainConfig, *, strategy=None, verbose=1) -> TrainResu
             check_batch_size(cfg, distribute.expected_replicas(cfg.strategy))
             strategy = distribute.make_strategy(cfg.strategy, tpu=cfg.tpu)
         check_batch_size(cfg, strategy.num_replicas_in_sync)
-        cfg, source = prepare_run(cfg, strategy)
-        run = _Run(cfg, create_train_state(cfg, strategy), strategy, verbose)
-        return _finish(run, _train_loop(run, source))
+        chief = distribute.is_chief(strategy)
+        cfg, source, classes = prepare_run(cfg, strategy)  # reads only
+        state = create_train_state(cfg, strategy)  # writes nothing either
+        devices = strategy.extended.worker_devices  # this host's replicas
+        memory.check_batch_fits(
+            state.model,
+            image_size=cfg.image_size,
+            batch_size=cfg.batch_size,
+            host_batch=cfg.batch_size * len(devices) // strategy.num_replicas_in_sync,
+            devices=devices,
+            compute_dtype=keras.mixed_precision.global_policy().compute_dtype,
+            error_type=BatchSizeError,
+        )
+        with run_guard.hold(cfg.model_dir, owner=chief, force=force):
+            run_files.check_compatible(cfg, ConfigMismatch)  # again, now as the owner
+            restored = restore(cfg, state)
+            if chief:  # every check passed: only now is anything written
+                run_files.write_config(cfg)
+                run_files.write_classes(cfg, classes)
+            run = _Run(cfg, state, strategy, verbose)
+            return _finish(run, _train_loop(run, source, restored))
     finally:
         keras.mixed_precision.set_global_policy(previous)

@@ -43,7 +43,7 @@ from delving import config as config_lib
 from delving import dense, model_from_config, run_files
 from export import client_lib, image_decoding, serving_files
 from export.client_lib import SIGNATURE_BYTES, SIGNATURE_IMAGES
-from pipelines import preprocessing
+from pipelines import errors, preprocessing
 
 DEFAULT_TOP_K = 5
 #: Larger images (by their header) are refused: 100 MP is 300 MB decoded.
@@ -278,6 +278,14 @@ def export_saved_model(
     )
 
 
+def _remove_killed_exports(export_base):
+    """Removes `.tmp-<version>-<pid>` directories of exports killed on this host."""
+    for name in os.listdir(export_base):
+        match = re.fullmatch(r"\.tmp-\d+-(\d+)", name)
+        if match and not errors.pid_alive(int(match.group(1))):
+            shutil.rmtree(os.path.join(export_base, name), ignore_errors=True)
+
+
 def write_export(classifier, export_base, *, version=None, model_name=None, verbose=False):
     """Writes `classifier` (a `DenseClassifier`) as `<export_base>/<version>`
     with its warmup requests, and `<export_base>/models.config`."""
@@ -294,6 +302,7 @@ def write_export(classifier, export_base, *, version=None, model_name=None, verb
     tmp_dir = os.path.join(export_base, f".tmp-{version}-{os.getpid()}")
     shutil.rmtree(tmp_dir, ignore_errors=True)
     os.makedirs(export_base, exist_ok=True)
+    _remove_killed_exports(export_base)
     try:
         build_archive(classifier).write_out(tmp_dir, verbose=verbose)
         serving_files.write_warmup_requests(tmp_dir, model_name=model_name)

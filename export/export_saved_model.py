@@ -67,6 +67,10 @@ def main(argv):
 
     errors.no_arguments("export.export_saved_model", argv)
     quiet_start.absl_warnings_only()
+    try:  # an unwritable --export_base: one line before TensorFlow loads
+        errors.check_paths(output_dirs={"export_base": _EXPORT_BASE.value})
+    except errors.DataError as e:
+        sys.exit(f"error: {e}")
     from export import export_lib  # after flag parsing: TF loads slowly
 
     try:

@@ -221,7 +221,10 @@ class Bookkeeping:
                     tf.reduce_all(counted.dropped == 0),
                     "cannot decode the image in ",
                     *origin_parts(*first(counted.dropped > 0, *b.previous)),
-                    " (pass skip_corrupt=True to skip such images)",
+                    # Parse failures leave the same gap: say so (issue 16).
+                    " (an undecodable image, or a record that is no tf.train.Example with "
+                    "a bytes image/encoded; pass --skip_corrupt, skip_corrupt=True, to "
+                    "skip such records)",
                 )
             )
         label = tf.cast(b.label - self.label_offset, tf.int32)

@@ -22,6 +22,7 @@ import io
 import json
 import os
 import shutil
+import socket
 import time
 import uuid
 
@@ -213,6 +214,15 @@ def ensure_dataset(output_dir=None, *, seed=0, splits=SPLITS, size_range=SIZE_RA
       DataError: `output_dir` exists, is not empty and holds no built-in set.
     """
     output_dir = os.path.abspath(output_dir or default_dir(seed))
+    there = output_dir
+    while not os.path.exists(there):
+        there = os.path.dirname(there)
+    if not os.path.isdir(there):
+        raise errors.DataError(
+            f"cannot keep the built-in dataset in {output_dir}: {there} is a file, not a "
+            "directory (set $DELVING_DATA_DIR to a directory)"
+        )
+    _remove_dead_generations(output_dir)
     if os.path.exists(os.path.join(output_dir, INFO_FILE)):
         return output_dir
     if os.path.isdir(output_dir) and os.listdir(output_dir):
@@ -220,8 +230,16 @@ def ensure_dataset(output_dir=None, *, seed=0, splits=SPLITS, size_range=SIZE_RA
             f"{output_dir} exists but holds no complete built-in dataset (no {INFO_FILE}); pass an "
             "empty or new directory"
         )
-    os.makedirs(os.path.dirname(output_dir), exist_ok=True)
-    tmp = f"{output_dir}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        os.makedirs(os.path.dirname(output_dir), exist_ok=True)
+    except PermissionError:
+        raise errors.DataError(
+            f"cannot create {os.path.dirname(output_dir)} for the built-in dataset: permission "
+            "denied (set $DELVING_DATA_DIR to a writable directory)"
+        ) from None
+    # Host and pid in the name: a killed generation's directory is removed at
+    # the next start (`_remove_dead_generations`), a live one's left alone.
+    tmp = f"{output_dir}.tmp-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     logging.info("Generating the built-in dataset into %s ...", output_dir)
     start = time.time()
     try:
@@ -237,3 +255,15 @@ def ensure_dataset(output_dir=None, *, seed=0, splits=SPLITS, size_range=SIZE_RA
         shutil.rmtree(tmp, ignore_errors=True)
     logging.info("Built-in dataset ready in %.1f s: %s", time.time() - start, output_dir)
     return output_dir
+
+
+def _remove_dead_generations(output_dir):
+    """Removes the temporary directories of generations killed on this host."""
+    parent, name = os.path.split(output_dir)
+    if not os.path.isdir(parent):
+        return
+    prefix = f"{name}.tmp-{socket.gethostname()}-"
+    for entry in os.listdir(parent):
+        pid = entry[len(prefix) :].split("-")[0] if entry.startswith(prefix) else ""
+        if pid.isdigit() and not errors.pid_alive(int(pid)):
+            shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)

@@ -114,19 +114,52 @@ def check_paths(*, files=None, dirs=None, output_dirs=None, output_files=None):
             why = "is a directory, not a file" if os.path.isdir(path) else "does not exist"
             raise DataError(f"--{flag}={path} {why}")
         if _local(path) and not os.access(path, os.R_OK):
-            raise DataError(f"--{flag}={path} is not readable (permissions)")
+            raise DataError(f"--{flag}={path} is not readable: permission denied")
     for flag, path in (dirs or {}).items():
         if _local(path) and not os.path.isdir(path):
             why = "is a file, not a directory" if os.path.exists(path) else "does not exist"
             raise DataError(f"--{flag}={path} {why}")
         if _local(path) and not os.access(path, os.R_OK | os.X_OK):
-            raise DataError(f"--{flag}={path} is not readable (permissions)")
+            raise DataError(f"--{flag}={path} is not readable: permission denied")
     for flag, path in (output_dirs or {}).items():
         if _local(path) and os.path.exists(path) and not os.path.isdir(path):
             raise DataError(f"--{flag}={path} is a file, not a directory")
+        _check_writable(flag, path)
     for flag, path in (output_files or {}).items():
         if _local(path) and os.path.isdir(path):
             raise DataError(f"--{flag}={path} is a directory, not a file")
+        _check_writable(flag, path)
+
+
+def _check_writable(flag, path):
+    """The output path, or its nearest existing ancestor, can be written to."""
+    import os  # pylint: disable=import-outside-toplevel
+
+    if not _local(path):
+        return
+    there = os.path.abspath(path)
+    while not os.path.exists(there):
+        there = os.path.dirname(there)
+    where = "" if there == os.path.abspath(path) else f" ({there})"
+    if there != os.path.abspath(path) and not os.path.isdir(there):
+        raise DataError(f"--{flag}={path}: {there} is a file, not a directory")
+    wanted = os.W_OK | (os.X_OK if os.path.isdir(there) else 0)
+    if not os.access(there, wanted):
+        raise DataError(f"--{flag}={path} is not writable{where}: permission denied")
+
+
+def pid_alive(pid):
+    """Whether process `pid` runs on this host: the owners of temporary
+    directories and locks named after their process."""
+    import os  # pylint: disable=import-outside-toplevel
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def no_arguments(program, argv):

@@ -142,7 +142,7 @@ CHECKS = (
     lambda index, source, label: (
         "truncated or corrupt TFRecord shard ",
         source,
-        " (pass skip_corrupt=True to read what is intact)",
+        " (pass --skip_corrupt, skip_corrupt=True, to read what is intact)",
     ),
 ) + tuple(
     (

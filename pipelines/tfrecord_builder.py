@@ -25,6 +25,7 @@ import concurrent.futures
 import io
 import os
 import random
+import re
 import threading
 
 import keras
@@ -196,7 +197,7 @@ def build(
     Args:
       input_dir: the image folder (see the module doc for layouts).
       output_dir: where shards go (created; any tf.io.gfile path).
-      split: "train" or "validation" (any name works).
+      split: "train" or "validation" (any plain name works).
       labels_file: class order and names, `synset[<TAB>name]` per line.
       validation_labels_file: synsets of a flat folder's images.
       num_shards: default: about `IMAGES_PER_SHARD` images per shard.
@@ -213,6 +214,11 @@ def build(
       DataError: missing or empty input, unknown synsets, an undecodable
         image (unless `skip_corrupt`). Completed shards stay; re-run to resume.
     """
+    # The split names files (and input_dir/<split>): no path parts, no escape.
+    if not re.fullmatch(r"[A-Za-z0-9_]+(?:[.-][A-Za-z0-9_]+)*", str(split)):
+        raise errors.DataError(
+            f"--split={split!r} is not a plain name (letters, digits, _ . -; no path parts)"
+        )
     entries = list_images(input_dir, split, validation_labels_file=validation_labels_file)
     pairs = class_list(entries, labels_file=labels_file, output_dir=output_dir)
     label_of = {synset: i + 1 for i, (synset, _) in enumerate(pairs)}

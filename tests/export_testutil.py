@@ -1,6 +1,7 @@
 """Shared by the export tests: tiny trained-model dirs and real image bytes."""
 
 import io
+import struct
 
 import keras
 import numpy as np
@@ -82,3 +83,59 @@ def png_header_only(height, width):
         + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
     )
     return b"\x89PNG\r\n\x1a\n" + chunk + b"\0" * 64
+
+
+def _declare_size(data, fmt, height, width):
+    """`data` (a real image of `fmt`) with its header claiming height x width."""
+    data = bytearray(data)
+    if fmt == "PNG":
+        data[16:24] = struct.pack(">II", width, height)
+    elif fmt == "GIF":
+        data[6:10] = struct.pack("<HH", width, height)
+    elif fmt == "BMP":
+        data[18:26] = struct.pack("<ii", width, height)
+    elif fmt == "WEBP":  # lossless: 14-bit sizes minus one
+        bits = int.from_bytes(data[21:25], "little") & ~((1 << 28) - 1)
+        data[21:25] = (bits | (height - 1) << 14 | (width - 1)).to_bytes(4, "little")
+    else:  # JPEG: the baseline frame header (SOF0) holds height, width
+        sof = data.index(b"\xff\xc0")
+        data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
+#: Formats the served model decodes, as Pillow names them (WebP lossless).
+SERVED_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WEBP")
+
+
+def malformed_corpus(seed=0):
+    """1,000 request payloads a server must survive, by kind (name -> bytes):
+    random bytes, real images cut short or with a flipped byte, the formats'
+    magic followed by junk, and headers declaring up to 16383^2..60000^2
+    pixels (the sizes each format can declare)."""
+    rng = np.random.default_rng(seed)
+    seeds = {
+        fmt: encode(picture(24, 32, i), fmt, **({"lossless": True} if fmt == "WEBP" else {}))
+        for i, fmt in enumerate(SERVED_FORMATS)
+    }
+    magic = [b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF89a", b"BM", b"RIFF\0\0\0\0WEBPVP8L"]
+    corpus = {}
+    for i in range(200):
+        corpus[f"random_{i}"] = rng.bytes(int(rng.integers(1, 400)))
+    for i in range(250):
+        fmt = SERVED_FORMATS[i % 5]
+        data = seeds[fmt]
+        corpus[f"cut_{fmt}_{i}"] = data[: int(rng.integers(1, len(data)))]
+    for i in range(250):
+        fmt = SERVED_FORMATS[i % 5]
+        data = bytearray(seeds[fmt])
+        data[int(rng.integers(0, min(len(data), 64)))] ^= 1 << int(rng.integers(0, 8))
+        corpus[f"flip_{fmt}_{i}"] = bytes(data)
+    for i in range(150):
+        corpus[f"magic_{i}"] = magic[i % 5] + rng.bytes(int(rng.integers(0, 200)))
+    for i in range(150):
+        fmt = SERVED_FORMATS[i % 5]
+        most = 16383 if fmt == "WEBP" else 65535 if fmt in ("GIF", "JPEG") else 60000
+        height, width = (int(v) for v in rng.integers(12000, most + 1, 2))
+        corpus[f"bomb_{fmt}_{i}"] = _declare_size(seeds[fmt], fmt, height, width)
+    assert len(corpus) == 1000
+    return corpus

@@ -124,6 +124,11 @@ def test_train(paths, data_dir):
             "3",
         ),
         (["--batch_size=0"], "--batch_size"),
+        (  # activations of ~100 GiB: refused before any work, both numbers named
+            [f"--data_dir={data_dir}", "--preset=builtin", "--batch_size=100000"]
+            + [f"--model_dir={model_dir}"],
+            "--batch_size=100000 needs at least",
+        ),
         ([f"--data_dir={data_dir}", "--num_classes=7", f"--model_dir={other}"], "num_classes"),
         (["--scale_range=300"], "--scale_range"),
         ([f"--image_size={high + 1}"], f"--scale_range={low},{high}: must be"),
@@ -131,6 +136,11 @@ def test_train(paths, data_dir):
             ["--strategy=multi_worker", "--batch_size=3"],
             "--batch_size=3 is not divisible by the 2 replicas",
             {"TF_CONFIG": util.tf_config([1, 2], 0)},
+        ),
+        (
+            [f"--model_dir={model_dir}", "--epochs=1"],
+            f"{paths.a_file} is a file, not a directory (set $DELVING_DATA_DIR",
+            {"DELVING_DATA_DIR": str(paths.a_file)},
         ),
     ]
     if os.geteuid() != 0:  # root reads mode-000 files: no mistake for root
@@ -157,6 +167,7 @@ def test_evaluate(paths, data_dir):
         ([f"--model_dir={run}", "--views=sideways"], "sideways"),
         ([f"--model_dir={run}", "--scale=0"], "--scale"),
         ([f"--model_dir={run}", f"--checkpoint={other_checkpoint}"], "--checkpoint"),
+        ([f"--model_dir={run}", f"--checkpoint={paths.missing}"], "does not exist"),
         ([f"--model_dir={run}", f"--data_dir={paths.a_dir}"], "no files match"),
         ([f"--model_dir={run}", "--batch_size=-1"], "--batch_size"),
     ]
@@ -281,6 +292,20 @@ def test_check_paths_names_the_flag_and_what_is_wrong(paths):
         (dict(output_dirs={"model_dir": paths.a_file}), "--model_dir=.* is a file"),
         (dict(output_files={"output": paths.a_dir}), "--output=.* is a directory"),
     ]
+    # Unwritable outputs (root writes anywhere but on a read-only file system).
+    locked = paths.root / "locked"
+    locked.mkdir(mode=0o555)
+    if os.access(locked, os.W_OK):
+        locked = "/proc/sys"  # read-only in containers
+    if not os.access(locked, os.W_OK):
+        cases += [
+            (
+                dict(output_dirs={"model_dir": f"{locked}/run"}),
+                "--model_dir=.* not writable .*denied",
+            ),
+            (dict(output_dirs={"export_base": locked}), "--export_base=.* not writable: perm"),
+            (dict(output_files={"output": f"{locked}/r.md"}), "--output=.* not writable .*denied"),
+        ]
     for kwargs, pattern in cases:
         with pytest.raises(errors.DataError, match=pattern):
             errors.check_paths(**kwargs)

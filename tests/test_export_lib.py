@@ -54,6 +54,50 @@ def test_header_size_reads_real_headers(fmt, shape):
     assert tuple(int(v) for v in got) == shape
 
 
+def _webp(picture, exif=False, **options):
+    import io
+
+    from PIL import Image
+
+    image = Image.fromarray(picture)
+    if exif:  # metadata makes the extended (VP8X) layout
+        tags = Image.Exif()
+        tags[0x010E] = "delving"  # ImageDescription
+        options["exif"] = tags.tobytes()
+    out = io.BytesIO()
+    image.save(out, "WEBP", **options)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    "options,chunk",
+    [({"quality": 80}, b"VP8 "), ({"lossless": True}, b"VP8L"), ({"exif": True}, b"VP8X")],
+)
+def test_webp_sizes_are_read_and_capped(options, chunk):
+    """Every WebP kind the decoder takes: lossy, lossless, extended (issue 16)."""
+    picture = fx.picture(120, 160)
+    data = _webp(picture, **options)
+    assert data[12:16] == chunk
+    assert tuple(int(v) for v in image_decoding.header_size(tf.constant(data))) == (120, 160)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="too large"):
+        image_decoding.decode_image(data, max_pixels=10000)
+    assert image_decoding.decode_image(data, max_pixels=19200).shape == (120, 160, 3)
+
+
+def test_webp_bomb_refused_before_decoding():
+    data = bytearray(_webp(fx.picture(120, 160), lossless=True))
+    # 16383 x 16383 declared in the VP8L header of a file of a few KB.
+    bits = int.from_bytes(data[21:25], "little")
+    bits = (bits & ~((1 << 28) - 1)) | (16382 << 14) | 16382
+    data[21:25] = bits.to_bytes(4, "little")
+    assert tuple(int(v) for v in image_decoding.header_size(tf.constant(bytes(data)))) == (
+        16383,
+        16383,
+    )
+    with pytest.raises(tf.errors.InvalidArgumentError, match="too large"):
+        image_decoding.decode_image(bytes(data), max_pixels=10**8)
+
+
 @pytest.mark.parametrize("data", [b"", b"GIF", b"not an image at all"])
 def test_header_size_of_short_or_unknown_bytes_is_zero(data):
     assert tuple(int(v) for v in image_decoding.header_size(data)) in {(0, 0)}
@@ -231,6 +275,12 @@ def test_export_binary_writes_the_next_version(tmp_path):
     model_dir = fx.write_model_dir(tmp_path / "run", model="small_14")
     base = tmp_path / "models" / "prelu"
     (base / "3").mkdir(parents=True)  # an older version already served
+    # What a killed export leaves (its pid is gone), and a live one's.
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], stdout=-1)
+    killed = base / f".tmp-2-{int(dead.stdout)}"
+    live = base / f".tmp-9-{os.getpid()}"
+    for d in (killed, live):
+        (d / "variables").mkdir(parents=True)
     result = _run(
         "export.export_saved_model",
         f"--model_dir={model_dir}",
@@ -241,7 +291,7 @@ def test_export_binary_writes_the_next_version(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == str(base / "4")
-    assert sorted(os.listdir(base)) == ["3", "4", "models.config"]
+    assert sorted(os.listdir(base)) == [live.name, "3", "4", "models.config"]
     assert {"saved_model.pb", "variables", "assets.extra"} <= set(os.listdir(base / "4"))
 
 

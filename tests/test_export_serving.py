@@ -169,6 +169,8 @@ def exported(tmp_path_factory):
 
     for name, data in {**images, **BAD}.items():
         grpc(f"single_{name}", [data])
+    for name, data in fx.malformed_corpus().items():
+        grpc(f"fuzz_{name}", [data])
     batch = ["jpeg", "png", "gif", "bmp"]
     grpc("batch", [images[n] for n in batch])
     grpc("bad_in_batch", [images["jpeg"], BAD["not_an_image"]])
@@ -321,7 +323,7 @@ def test_rest_predict_images_sends_pixels_as_nested_lists(exported):
 
 
 def test_bad_input_is_invalid_argument_with_a_clear_message(exported):
-    errors = exported["report"]["errors"]
+    errors = {k: v for k, v in exported["report"]["errors"].items() if not k.startswith("fuzz_")}
     assert set(errors) == {
         "single_not_an_image",
         "single_empty",
@@ -374,3 +376,27 @@ def test_saved_model_cli_show_and_run(exported):
     assert "signature_def['serving_default']" in output
     assert "signature_def['predict_images']" in output
     assert "Result for output key probabilities" in output
+
+
+def test_malformed_request_corpus(exported):
+    """1,000 malformed payloads, one request each, in the session loader: each
+    gave probabilities or an InvalidArgument (the server process survived all,
+    or the fixture failed); every header bomb was refused before decoding."""
+    names = [f"fuzz_{n}" for n in fx.malformed_corpus()]
+    errors = exported["report"]["errors"]
+    answered = {n for n in names if n in exported["served"]}
+    refused = {n for n in names if n in errors}
+    assert len(names) == 1000 and not answered & refused
+    assert answered | refused == set(names), sorted(set(names) - answered - refused)[:5]
+    kinds = {}
+    for name in names:
+        kind = name.split("_")[1]
+        kinds.setdefault(kind, [0, 0])[name in refused] += 1
+    bombs = [n for n in names if n.startswith("fuzz_bomb_")]
+    assert len(bombs) == 150 and all("image too large" in errors[n] for n in bombs)
+    assert kinds["random"] == [0, 200], kinds  # never an image
+    for name in answered:
+        probabilities = exported["served"][name]["probabilities"]
+        assert np.all(np.isfinite(probabilities))
+        np.testing.assert_allclose(probabilities.sum(-1), 1, rtol=1e-4)
+    print("malformed corpus (answered, refused) by kind:", kinds)

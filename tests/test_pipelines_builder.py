@@ -236,3 +236,11 @@ def test_binary_reports_errors_without_traceback(tmp_path, capsys):
     assert "train: 2 images, 2 shards written" in capsys.readouterr().out
     assert records.shard_name("train", 1, 2) in os.listdir(tmp_path / "o")
     shutil.rmtree(tmp_path / "o")
+
+
+@pytest.mark.parametrize("split", ["../escape", "a/b", "/tmp/x", "..", ""])
+def test_split_names_cannot_escape_the_output_dir(train_dir, tmp_path, split):
+    out = tmp_path / "deep" / "out"
+    with pytest.raises(errors.DataError, match="not a plain name"):
+        builder.build(train_dir, str(out), split, progress=False)
+    assert not (tmp_path / "deep").exists()  # refused before anything is written

@@ -143,3 +143,24 @@ def test_labels_from_records_then_generic(tmp_path):
     assert classes[3] == labels.ClassInfo(3, "class_0003", "class_0003")
     generic = labels.load_class_list(data_dir=str(tmp_path / "x"), num_classes=2)
     assert [c.name for c in generic] == ["class_0000", "class_0001"]
+
+
+def test_a_killed_generation_is_removed_at_the_next_start(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    pid = int(dead.stdout)
+    output_dir = tmp_path / "builtin"
+    killed = tmp_path / f"builtin.tmp-{socket.gethostname()}-{pid}-0123abcd"
+    live = tmp_path / f"builtin.tmp-{socket.gethostname()}-{os.getpid()}-0123abcd"
+    for d in (killed, live):
+        d.mkdir()
+        (d / "train-00000-of-00001").write_bytes(b"half")
+    builtin.ensure_dataset(str(output_dir), splits=(("train", 4, 1), ("validation", 4, 1)))
+    assert not killed.exists()
+    assert live.exists(), "a generation still running is left alone"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["builtin", live.name]

@@ -1,5 +1,6 @@
 """The TFRecord reader on real shards with real JPEGs, broken ones included."""
 
+import functools
 import os
 
 import imaging_testutil as util
@@ -188,6 +189,37 @@ def write_bad_dir(root, bad_record):
 
 UNDECODABLE = [util.image_bytes()[:200], b"\x89PNG garbage", b"hello"]
 
+NOT_AN_IMAGE_RECORD = {
+    "not_an_example": b"\x07\xffthis is no tf.train.Example",
+    "int64_encoded": tf.train.Example(
+        features=tf.train.Features(
+            feature={
+                "image/encoded": tf.train.Feature(int64_list=tf.train.Int64List(value=[1, 2])),
+                "image/class/label": tf.train.Feature(int64_list=tf.train.Int64List(value=[2])),
+            }
+        )
+    ).SerializeToString(),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(NOT_AN_IMAGE_RECORD))
+def test_record_without_a_bytes_image_is_named_not_dumped(tmp_path, kind):
+    """Issue 16: a record that is no Example, or whose image/encoded is an
+    int64 list, is one line naming file and record, without its bytes."""
+    root = write_bad_dir(str(tmp_path), NOT_AN_IMAGE_RECORD[kind])
+    make = functools.partial(
+        imagenet.make_dataset, root, "train", batch_size=9, is_training=False, num_classes=4
+    )
+    with pytest.raises(tf.errors.InvalidArgumentError) as info:
+        list(make(**SMALL))
+    message = str(errors.as_data_error(info.value))
+    where = f"record 1 of {os.path.join(root, 'train-bad')}"
+    assert message.startswith(f"cannot decode the image in {where} ("), message
+    assert "no tf.train.Example with a bytes image/encoded" in message
+    assert "this is no" not in message and "--skip_corrupt" in message
+    images = sum(int(x.shape[0]) for x, _ in make(skip_corrupt=True, **SMALL))
+    assert images == 2 * 3 + 2  # every good record, the bad one dropped
+
 
 @pytest.mark.parametrize("payload", UNDECODABLE, ids=["truncated_jpeg", "bad_png", "text"])
 def test_undecodable_image_fails_naming_the_record(tmp_path, payload):
@@ -199,8 +231,9 @@ def test_undecodable_image_fails_naming_the_record(tmp_path, payload):
         list(ds)
     message = str(errors.as_data_error(info.value))
     assert message == (
-        "cannot decode the image in record 1 of {} (pass "
-        "skip_corrupt=True to skip such images)".format(os.path.join(root, "train-bad"))
+        "cannot decode the image in record 1 of {} (an undecodable image, or a record "
+        "that is no tf.train.Example with a bytes image/encoded; pass --skip_corrupt, "
+        "skip_corrupt=True, to skip such records)".format(os.path.join(root, "train-bad"))
     )
 
 

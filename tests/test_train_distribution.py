@@ -90,3 +90,4 @@ def test_multi_worker_two_local_processes(data_dir, tmp_path):
     assert (model_dir / "training_log.csv").read_text().count("\n") == 2
     # The non-chief's temporary checkpoint directory is gone.
     assert not [p for p in os.listdir(model_dir) if p.startswith(".tmp_checkpoints")]
+    assert not (model_dir / "lock.json").exists(), "the chief's lock is released"
