@@ -3,13 +3,15 @@ non-zero exit, and nothing written.
 
 Each binary gets at least five wrong inputs: unknown names, missing paths,
 wrong-kind paths (a directory where a file is expected and the reverse; the
-tests run as root, which reads mode-000 files, so those are no mistake
-here), out-of-range numbers, and a model_dir of another network. The cases
+tests run as root, which reads mode-000 files: `test_permission_denied`
+runs them without root's file-permission override), out-of-range numbers,
+and a model_dir of another network. The cases
 of one binary run one after the other in one test (each process imports
 TensorFlow); timeouts are only hang guards.
 """
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -45,9 +47,10 @@ def _snapshot(root):
     return found
 
 
-def _check_cases(module, cases, root):
+def _check_cases(module, cases, root, prefix=()):
     """Runs `python -m module` once per case, in `root/cwd` (relative
-    defaults land there), and checks each failed in one line."""
+    defaults land there), and checks each failed in one line. `prefix` goes
+    before the interpreter (e.g. `setpriv` dropping capabilities)."""
     cwd = root / "cwd"
     cwd.mkdir(exist_ok=True)
     failures = []
@@ -55,7 +58,7 @@ def _check_cases(module, cases, root):
         args = [str(a) for a in args]
         before = _snapshot(root)
         proc = subprocess.run(
-            [sys.executable, "-m", module, *args],
+            [*prefix, sys.executable, "-m", module, *args],
             cwd=cwd,
             env=util.subprocess_env(**(env[0] if env else {})),
             capture_output=True,
@@ -316,3 +319,57 @@ def test_check_paths_names_the_flag_and_what_is_wrong(paths):
         output_dirs={"model_dir": paths.missing},
         output_files={"output": paths.missing},
     )
+
+
+# Root without CAP_DAC_OVERRIDE / CAP_DAC_READ_SEARCH obeys file modes like
+# any user: mode-000 inputs and mode-555 output parents are then real mistakes.
+_NO_DAC_OVERRIDE = (
+    "setpriv",
+    "--inh-caps=-dac_override,-dac_read_search",
+    "--bounding-set=-dac_override,-dac_read_search",
+)
+
+
+def test_permission_denied(paths, data_dir):
+    if shutil.which("setpriv") is None:
+        pytest.skip("needs util-linux setpriv to drop root's permission override")
+    locked = paths.root / "locked"  # mode 000: nothing inside can be read
+    locked.mkdir()
+    (locked / "labels.tsv").write_text("n00\tclass 0\n")
+    read_only = paths.root / "read_only"  # mode 555: nothing can be created inside
+    read_only.mkdir()
+    unreadable = paths.root / "unreadable.tsv"
+    unreadable.write_text("n00\tclass 0\n")
+    os.chmod(locked, 0)
+    os.chmod(read_only, 0o555)
+    os.chmod(unreadable, 0)
+    try:
+        run = f"--model_dir={paths.root / 'run'}"
+        _check_cases(
+            "delving.train",
+            [
+                ([f"--data_dir={locked}", run], "permission denied"),
+                ([f"--data_dir={data_dir}", f"--model_dir={read_only / 'run'}"], "not writable"),
+                ([f"--data_dir={data_dir}", f"--labels_file={unreadable}", run], "permission"),
+            ],
+            paths.root,
+            prefix=_NO_DAC_OVERRIDE,
+        )
+        _check_cases(
+            "delving.evaluate",
+            [([f"--model_dir={locked}"], "permission denied")],
+            paths.root,
+            prefix=_NO_DAC_OVERRIDE,
+        )
+        _check_cases(
+            "pipelines.build_tfrecords",
+            [
+                ([f"--input_dir={locked}", f"--output_dir={paths.out}"], "permission denied"),
+                ([f"--input_dir={paths.a_dir}", f"--output_dir={read_only / 'o'}"], "not writable"),
+            ],
+            paths.root,
+            prefix=_NO_DAC_OVERRIDE,
+        )
+    finally:
+        for path in (locked, read_only, unreadable):
+            os.chmod(path, 0o755)
