@@ -68,7 +68,7 @@ def trainer_variant(cfg):
     `steps_per_epoch` steps per repeat (its `images_per_sec`: training
     only, the per-epoch evaluation is not timed)."""
     strategy = tf.distribute.get_strategy()
-    cfg, source = trainer.prepare_run(cfg, strategy)
+    cfg, source, _ = trainer.prepare_run(cfg, strategy)
     state = trainer.create_train_state(cfg, strategy)
     run = trainer._Run(cfg, state, strategy, verbose=0)
     train_step = train_step_lib.make_train_step(cfg, state, strategy)

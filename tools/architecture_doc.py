@@ -38,11 +38,13 @@ client, `experiments` matplotlib, `test` everything the suite needs.
 
 The paper's facts the code relies on are in docs/PAPER.md.
 
-Training (`delving.trainer.train`) in the order it runs: `prepare_run` (data
-source, epoch length, `config.json`, `classes.tsv`) -> `create_train_state`
-(model from `delving.model_from_config`, optimizer, schedule, counters,
-checkpointer) -> `delving.train_step.make_train_step` -> `train_epoch` per
-epoch -> `model.keras`. Evaluation and export build or load the same network
+Training (`delving.trainer.train`) in the order it runs, from
+`delving.run_setup`: `prepare_run` (data source, epoch length, class list)
+-> `create_train_state` (model from `delving.model_from_config`, optimizer,
+schedule, counters, checkpointer) -> `restore`; only then, holding the
+model_dir's lock (`delving.run_guard`), `config.json` and `classes.tsv` ->
+`delving.train_step.make_train_step` -> `train_epoch` per epoch ->
+`model.keras`. Evaluation and export build or load the same network
 and take the dense-testing window and the input scaling from
 `delving.model_from_config` too.
 
