@@ -244,15 +244,24 @@ def _per_seed(values, fmt=_pct):
 
 
 def _unstable(r, label):
-    """A sentence when a run that learned fell back towards chance, else ''."""
+    """A sentence when a run that learned fell back towards chance (5 points, or
+    any amount when it then ended without converging), else ''."""
     vals = [e["val_top1_error"] for e in r["history"]]
     best = vals.index(min(vals))
-    if r["stalled"] or vals[-1] - vals[best] < 0.05:
+    fell_back = vals[-1] - vals[best]
+    if r["stalled"] or fell_back <= 0 or (fell_back < 0.05 and _converged(r)):
         return ""
     return (
         f" The {label} run with seed {r['seed']} was unstable: its validation error came back "
         f"to {_pct(vals[-1])} after {_pct(vals[best])} at epoch {r['history'][best]['epoch']}."
     )
+
+
+def _converged(r):
+    """Ended (not only once was) `PROGRESS_MARGIN` below chance: a run that
+    learned and then died back to chance has not converged."""
+    last = r.get("val_top1_last")
+    return last is not None and last < r["chance_error"] - common.PROGRESS_MARGIN
 
 
 def convergence_verdict(model, he_runs, xavier_runs):
@@ -266,7 +275,7 @@ def convergence_verdict(model, he_runs, xavier_runs):
             for h, x in zip(he_runs, xavier_runs)
         )
     else:  # Fig. 3: Xavier stalls completely, the rectifier init converges.
-        agree = all(r["stalled"] for r in xavier_runs) and not any(r["stalled"] for r in he_runs)
+        agree = all(r["stalled"] for r in xavier_runs) and all(_converged(r) for r in he_runs)
     return "As in the paper" if agree else "Differs from the paper"
 
 
@@ -313,8 +322,10 @@ def convergence_section(results, markdown, figure):
         parts = []
         for label, rs in runs.items():
             learned = sum(not r["stalled"] for r in rs)
+            converged = sum(_converged(r) for r in rs)
             parts.append(
-                f"the {label} learned in {learned} of {len(rs)} seeds (best validation top-1 "
+                f"the {label} learned in {learned} of {len(rs)} seeds and ended "
+                f"{margin} or more below chance in {converged} (best validation top-1 "
                 f"error {_per_seed([r['val_top1_best'] for r in rs])}, last "
                 f"{_per_seed([r['val_top1_last'] for r in rs])}; validation error first "
                 f"{margin} below chance at epoch "
