@@ -73,8 +73,15 @@ def main(argv):
         sys.exit(f"error: {e}")
     from export import export_lib  # after flag parsing: TF loads slowly
 
+    with errors.exit_on_user_error("export.export_saved_model"):
+        path = _export(export_lib)
+    logging.info("exported %s", path)
+    print(path)
+
+
+def _export(export_lib):
     try:
-        path = export_lib.export_saved_model(
+        return export_lib.export_saved_model(
             _MODEL_DIR.value,
             _EXPORT_BASE.value,
             version=_VERSION.value,
@@ -87,8 +94,6 @@ def main(argv):
         )
     except export_lib.ExportError as e:  # a user mistake: one line
         sys.exit(f"error: {e}")
-    logging.info("exported %s", path)
-    print(path)
 
 
 if __name__ == "__main__":

@@ -72,9 +72,10 @@ def as_data_error(error):
 def exit_on_user_error(program, also=()):
     """Ends a binary with one line, no traceback, for mistakes with the data.
 
-    `DataError`, the exception types in `also`, and TensorFlow errors that
-    `as_data_error` recognises become `"<program>: error: <message>"` and exit
-    status 1; any other error propagates with its traceback.
+    `DataError`, the exception types in `also`, permission errors (Python's
+    or TensorFlow's) and TensorFlow errors that `as_data_error` recognises
+    become `"<program>: error: <message>"` and exit status 1; any other error
+    propagates with its traceback.
     """
     import tensorflow as tf  # Imported late: flag parsing stays fast.
 
@@ -82,6 +83,10 @@ def exit_on_user_error(program, also=()):
         yield
     except (DataError, *also) as e:
         sys.exit(f"{program}: error: {e}")
+    except PermissionError as e:  # a file inside a readable directory
+        sys.exit(f"{program}: error: {e.filename}: permission denied")
+    except tf.errors.PermissionDeniedError as e:  # the same through tf.io.gfile
+        sys.exit(f"{program}: error: {e.message.split(';')[0].strip()}: permission denied")
     except tf.errors.OpError as e:
         data_error = as_data_error(e)
         if data_error is None:

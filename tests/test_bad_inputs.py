@@ -340,9 +340,13 @@ def test_permission_denied(paths, data_dir):
     read_only.mkdir()
     unreadable = paths.root / "unreadable.tsv"
     unreadable.write_text("n00\tclass 0\n")
+    # A readable run whose config.json is not (read through tf.io.gfile).
+    run_dir = fx.write_model_dir(paths.root / "closed_run", model="small_14", data_dir=data_dir)
+    closed_config = os.path.join(run_dir, "config.json")
     os.chmod(locked, 0)
     os.chmod(read_only, 0o555)
     os.chmod(unreadable, 0)
+    os.chmod(closed_config, 0)
     try:
         run = f"--model_dir={paths.root / 'run'}"
         _check_cases(
@@ -357,7 +361,21 @@ def test_permission_denied(paths, data_dir):
         )
         _check_cases(
             "delving.evaluate",
-            [([f"--model_dir={locked}"], "permission denied")],
+            [
+                ([f"--model_dir={locked}"], "permission denied"),
+                ([f"--model_dir={run_dir}"], "config.json: permission denied"),
+            ],
+            paths.root,
+            prefix=_NO_DAC_OVERRIDE,
+        )
+        _check_cases(
+            "export.export_saved_model",
+            [
+                (
+                    [f"--model_dir={run_dir}", f"--export_base={paths.out}"],
+                    "config.json: permission denied",
+                )
+            ],
             paths.root,
             prefix=_NO_DAC_OVERRIDE,
         )
@@ -371,5 +389,5 @@ def test_permission_denied(paths, data_dir):
             prefix=_NO_DAC_OVERRIDE,
         )
     finally:
-        for path in (locked, read_only, unreadable):
+        for path in (locked, read_only, unreadable, closed_config):
             os.chmod(path, 0o755)
