@@ -8,13 +8,16 @@ replicas on a machine with no accelerator. Everything else runs on the first.
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 import contextlib  # noqa: E402
+import importlib  # noqa: E402
+
+# Before TensorFlow, as the binaries do: its start-up notices stay off stderr.
+importlib.import_module("pipelines")
 
 import tensorflow as tf  # noqa: E402
 
