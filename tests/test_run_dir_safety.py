@@ -229,6 +229,24 @@ def _kill_when(proc, condition, poll_s=0.002):
     return False
 
 
+# delving.train, killed by SIGKILL inside the final model.keras save: once
+# Keras has written the temporary zip and before it is renamed into place.
+# Deterministic, where polling for the temporary file from outside can miss
+# a save of a few tens of milliseconds on a loaded machine.
+_KILLED_IN_MODEL_SAVE = """
+import os, runpy, signal, sys
+import tensorflow as tf
+rename = tf.io.gfile.rename
+def killing_rename(src, dst, *args, **kwargs):
+    if os.path.basename(src).startswith("model.tmp-"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return rename(src, dst, *args, **kwargs)
+tf.io.gfile.rename = killing_rename
+sys.argv = ["delving.train", *sys.argv[1:]]
+runpy.run_module("delving.train", run_name="__main__", alter_sys=True)
+"""
+
+
 @pytest.mark.slow
 def test_kills_during_checkpoint_and_model_writes_lose_nothing(data_dir, tmp_path):
     model_dir = tmp_path / "run"
@@ -244,22 +262,24 @@ def test_kills_during_checkpoint_and_model_writes_lose_nothing(data_dir, tmp_pat
     )
     checkpoints = model_dir / "checkpoints"
 
-    def writing_checkpoint():  # TF's sharded save: ckpt-N_temp/, then a merge
-        return checkpoints.is_dir() and any(
-            n.endswith("_temp") or ".tmp" in n for n in os.listdir(checkpoints)
-        )
+    def checkpointing():
+        # Mid-save if a poll sees TF's sharded save at work (ckpt-N_temp/,
+        # then a merge); else as soon as the first checkpoint is complete.
+        names = os.listdir(checkpoints) if checkpoints.is_dir() else []
+        return any(n.endswith("_temp") or ".tmp" in n or n.endswith(".index") for n in names)
 
-    def writing_model():
-        return bool(list(model_dir.glob("model.tmp-*.keras")))
-
-    # A kill mid-checkpoint (or, if every save slips between two polls, at
-    # the first checkpoint), then one during the final model.keras save.
-    first = _kill_when(util.start("delving.train", args), writing_checkpoint)
-    if not first:
-        pytest.fail("the run ended before any checkpoint was written")
-    second = util.start("delving.train", args)
-    killed_in_model_save = _kill_when(second, writing_model)
-    assert killed_in_model_save, "the model.keras save was not caught; poll faster"
+    first = _kill_when(util.start("delving.train", args), checkpointing)
+    assert first, "the run ended before any checkpoint was written"
+    second = subprocess.run(
+        [sys.executable, "-c", _KILLED_IN_MODEL_SAVE, *args],
+        cwd=util.ROOT,
+        env=util.subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=util.HANG_GUARD_S,
+    )
+    assert second.returncode == -signal.SIGKILL, second.stderr[-3000:]
+    assert list(model_dir.glob("model.tmp-*.keras")), "killed inside the save"
     assert not (model_dir / "model.keras").exists(), "no half-written model.keras in place"
     latest = tf.train.latest_checkpoint(str(checkpoints))
     assert latest and latest.endswith(f"ckpt-{2 * 12}"), latest
