@@ -46,6 +46,15 @@ _EPOCHS = flags.DEFINE_integer(
     lower_bound=1,
 )
 
+_LEARNING_RATE = flags.DEFINE_float(
+    "learning_rate",
+    0.01,
+    "Peak learning rate of every run. Half the built-in preset's 0.02: at 0.02 ReLU and "
+    "channel-shared PReLU stall in some seeds, and a ranking of stalled runs says nothing "
+    "about accuracy (docs/RECIPE_SWEEPS.md).",
+    lower_bound=0.0,
+)
+
 NAME = "activations"
 ACTIVATIONS = ("relu", "lrelu", "prelu_shared", "prelu")
 
@@ -300,6 +309,7 @@ def main(argv):
         # /10 for the last third, /100 for the last sixth (as the paper's steps).
         decay = sorted({epochs - max(1, epochs // 3), epochs - max(1, epochs // 6)})
         fields = dict(
+            learning_rate=_LEARNING_RATE.value,
             epochs=epochs,
             lr_schedule="step",
             lr_decay_epochs=tuple(decay) if epochs >= 3 else (),

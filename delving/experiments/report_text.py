@@ -406,7 +406,8 @@ def activations_section(results, markdown, figures):
         "(channel-wise) extra parameters; the first conv layer learns large slopes "
         "and deeper layers small ones (Table 1).",
         "",
-        f"**Ours**: `small_14` with each activation, seeds {results['seeds']}, "
+        f"**Ours**: `small_14` with each activation, seeds {results['seeds']}. "
+        + _activation_command(results.get("train_fields", {}))
         + (f"{recipe_line(recipe)}" if recipe else "no completed run")
         + "; 10-view testing of the "
         f"final model on the validation split. Mean ± sample std over the {n} seeds.",
@@ -444,6 +445,8 @@ def activations_section(results, markdown, figures):
             + "; the paper's: PReLU channel-wise, PReLU channel-shared, LReLU, ReLU."
         )
     done = [r for runs in results["runs"].values() for r in runs if not r.get("diverged")]
+    if done:
+        lines.append(_activation_convergence(done))
     failed = sum(1 for runs in results["runs"].values() for r in runs if r.get("diverged"))
     if failed:
         lines.append(
@@ -462,6 +465,43 @@ def activations_section(results, markdown, figures):
         lines.append(f"- {common.ACTIVATION_LABELS[a]} slopes: {slope_pattern(s[a]['prelu'], a)}")
     lines.append("")
     return "\n".join(lines)
+
+
+def _activation_command(train_fields):
+    """The command every activation run is, with the flags the experiment adds."""
+    added = []
+    for key, value in sorted(train_fields.items()):
+        if key in ("lr_schedule",):
+            continue  # the built-in preset's own
+        if isinstance(value, (list, tuple)):
+            value = ",".join(str(v) for v in value)
+        added.append(f"--{key}={value:g}" if isinstance(value, float) else f"--{key}={value}")
+    return (
+        "Every run is `python -m delving.train --model=small_14 --activation=<activation> "
+        f"--seed=<seed> {' '.join(added)}`: the built-in preset with these flags added by the "
+        "experiment (its `--learning_rate` defaults to half the preset's rate, at which every "
+        "activation converges; `--epochs` and the decay epochs follow the preset's length). "
+    )
+
+
+def _activation_convergence(done):
+    """Whether every run converged: its last training error far below chance."""
+    chance = 1 - 1 / done[0]["num_classes"]
+    train = [r["history"][-1]["train_top1_error"] for r in done if r["history"]]
+    if not train:
+        return "- The runs' training errors were not recorded."
+    far = [t for t in train if t < chance - 0.2]
+    verdict = (
+        "every run converged"
+        if len(far) == len(train)
+        else f"{len(train) - len(far)} run(s) did not converge, so the ranking below mixes "
+        "learning with failing to learn"
+    )
+    return (
+        f"- Last-epoch training top-1 error of the {len(train)} runs: "
+        f"{100 * min(train):.1f}% to {100 * max(train):.1f}% (chance {100 * chance:.0f}%): "
+        f"{verdict} (converged: 20 points or more below chance)."
+    )
 
 
 def differences_section(sig, conv, act):
