@@ -17,6 +17,7 @@ and a warning where the spreads of two compared variants overlap.
     python benchmarks/train_throughput.py                      # default network
     python benchmarks/train_throughput.py --width_multiplier=1 --fc_units=4096 \
         --image_size=224 --batch_size=8                        # full-width small_14
+    python benchmarks/train_throughput.py --compare_xla        # + (a), (b) with XLA
     python benchmarks/train_throughput.py --model=model_a --width_multiplier=1 \
         --fc_units=4096 --image_size=224 --batch_size=4
 """
@@ -51,6 +52,12 @@ _BATCH_SIZE = flags.DEFINE_integer("batch_size", _B["batch_size"], "Batch.", low
 _WIDTH = flags.DEFINE_float("width_multiplier", _B["width_multiplier"], "Conv width scale.")
 _FC_UNITS = flags.DEFINE_integer("fc_units", _B["fc_units"], "fc1/fc2 width.", lower_bound=1)
 _JIT = flags.DEFINE_bool("jit_compile", False, "XLA for (a) and (b).")
+_COMPARE_XLA = flags.DEFINE_bool(
+    "compare_xla",
+    False,
+    "Also time (a) and (b) with XLA, interleaved with the rest (what the "
+    "per-device default of delving.train's --jit_compile is decided from).",
+)
 _STEPS = flags.DEFINE_integer("steps", 10, "Timed steps per repeat.", lower_bound=1)
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Interleaved repeats.", lower_bound=1)
 _MATMUL = flags.DEFINE_integer("matmul_size", 1024, "Side of the float32 matmul.", lower_bound=64)
@@ -170,6 +177,12 @@ def main(argv):
             "(b) Keras train_on_batch, in memory": keras_variant(cfg, _STEPS.value),
             "(c) PyTorch eager, in memory": torch_variant(cfg, _STEPS.value),
         }
+        if _COMPARE_XLA.value and not cfg.jit_compile:
+            xla = dataclasses.replace(cfg, jit_compile=True, model_dir=model_dir + "/xla")
+            start = time.perf_counter()
+            variants["(a) the same, XLA"] = trainer_variant(xla)[1]
+            variants["(b) the same, XLA"] = keras_variant(xla, _STEPS.value)
+            print(f"XLA: tracing and compiling (a) and (b) took {time.perf_counter() - start:.1f} s")
         matmul = matmul_variant(_MATMUL.value, _STEPS.value)
         times = {name: [] for name in variants}
         matmul_times = []
@@ -211,7 +224,7 @@ def main(argv):
     for i, x in enumerate(names):
         for y in names[i + 1 :]:
             if _overlap(times[x], times[y]):
-                print(f"WARNING: {x[:3]} and {y[:3]} overlap (min-max): no difference measured")
+                print(f"WARNING: {x} and {y} overlap (min-max): no difference measured")
 
 
 if __name__ == "__main__":

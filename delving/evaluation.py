@@ -18,6 +18,7 @@ paper's multi-scale combination.
 """
 
 import dataclasses
+import functools
 from collections.abc import Callable
 
 import keras
@@ -144,6 +145,8 @@ class Evaluator:
       strategy: a `tf.distribute.Strategy` (default: the current one).
       split: which split (default 'validation').
       dtype: input dtype (the compute dtype of the mixed-precision policy).
+      jit_compile: XLA-compile the model's forward pass (views of fixed-size
+        crops only; whole images of every size would compile per size).
     """
 
     def __init__(
@@ -159,6 +162,7 @@ class Evaluator:
         strategy=None,
         split="validation",
         dtype="float32",
+        jit_compile=False,
     ):
         if view not in VIEWS:
             raise ValueError(f"unknown view {view!r}; choose from {', '.join(VIEWS)}")
@@ -194,8 +198,12 @@ class Evaluator:
 
         self.dataset = self.strategy.distribute_datasets_from_function(dataset_fn)
 
+        scores = functools.partial(self.view.scores, model, image_size=image_size)
+        if jit_compile and not self.view.max_batch_size:  # fixed-size crops only
+            scores = tf.function(scores, jit_compile=True, autograph=False)
+
         def replica_step(inputs, labels):
-            probs = tf.add_n([self.view.scores(model, x, image_size=image_size) for x in inputs])
+            probs = tf.add_n([scores(x) for x in inputs])
             probs /= len(inputs)
             labels = tf.cast(labels, tf.int32)
             k = tf.minimum(5, tf.shape(probs)[-1])

@@ -73,18 +73,30 @@ class DataSource:
             **kwargs,
         )
 
-    def resized_images(self, split, *, resize_size, input_context=None):
-        """Unbatched whole images, shorter side `resize_size`, and labels."""
+    def resized_images(self, split, *, resize_size, input_context=None, normalize=True):
+        """Unbatched whole images, shorter side `resize_size`, and labels
+        (`normalize=False`: float32 on the 0-255 scale, not normalised)."""
         # The readers batch whole images one per replica (sizes differ).
         per_replica_one = input_context.num_replicas_in_sync if input_context else 1
-        return self.dataset(
+        images = self.dataset(
             split,
             batch_size=per_replica_one,
             is_training=False,
             resize_size=resize_size,
             crop=False,
             input_context=input_context,
-        ).unbatch()
+            normalize=normalize,
+        )
+        if not normalize:
+            from pipelines import dataset_ops
+
+            images = images.map(lambda features, labels: (features[dataset_ops.PIXELS], labels))
+        return images.unbatch()
+
+    def decoded_train_split(self, *, side):
+        """The training split decoded once into memory (`pipelines.in_memory`),
+        shared by every input pipeline of this process."""
+        return _decoded_split(self, side)
 
     def num_examples(self, split) -> int:
         """Examples in `split` (counting records of small TFRecord sets)."""
@@ -138,6 +150,21 @@ def _count_records(files, skip_corrupt):
                 ) from None
             total += intact
     return total
+
+
+@functools.cache
+def _decoded_split(source, side):
+    from delving import memory
+    from pipelines import in_memory
+
+    available = memory.host_available_bytes()
+    return in_memory.load(
+        source.resized_images("train", resize_size=side, normalize=False),
+        side=side,
+        # Half of what is free: the model, its step and the rest of the input need the other half.
+        max_bytes=available // 2 if available else None,
+        where=f"the training split of {source.tfds_name or source.data_dir}",
+    )
 
 
 def _tfds_validation_split(name, info):

@@ -17,6 +17,7 @@ from delving import checkpointing, evaluation, inputs, model_from_config, run_fi
 from delving import config as config_lib
 from delving import train_step as train_step_lib
 from delving.schedules import LearningRateSchedule, WarmupRate
+from pipelines import in_memory
 
 
 class ConfigMismatch(ValueError):
@@ -137,6 +138,22 @@ def restore(cfg, state):
 def make_train_dataset(cfg, source, strategy, *, seed):
     """The distributed, repeated training set: uint8 crops and lighting shifts."""
 
+    if cfg.in_memory:
+        split = source.decoded_train_split(side=in_memory.side_for(cfg.scale_range))
+
+        def dataset_fn(context):
+            return in_memory.make_dataset(
+                split,
+                batch_size=cfg.batch_size,
+                image_size=cfg.image_size,
+                scale_range=cfg.scale_range,
+                lighting_std=cfg.lighting_std,
+                seed=seed,
+                input_context=context,
+            )
+
+        return strategy.distribute_datasets_from_function(dataset_fn)
+
     def dataset_fn(context):
         # Normalised on the device by the train step, which keeps the host's
         # CPUs on decoding (benchmarks/input_pipeline.py).
@@ -169,4 +186,5 @@ def make_evaluator(cfg, state, source, strategy):
         steps=cfg.eval_steps,
         strategy=strategy,
         dtype=train_step_lib.input_dtype(),
+        jit_compile=train_step_lib.uses_xla(cfg, strategy),
     )

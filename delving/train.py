@@ -104,6 +104,12 @@ _INPUT_STD = _define(
     "after subtracting the mean RGB, also divide by the ImageNet std RGB.",
 )
 _CACHE = _define(flags.DEFINE_bool, "cache_data", "cache encoded records in memory.")
+_IN_MEMORY = _define(
+    flags.DEFINE_bool,
+    "in_memory",
+    "decode the training split once into memory and augment whole batches at once "
+    "(for a dataset that fits in half the free memory).",
+)
 _SKIP_CORRUPT = _define(
     flags.DEFINE_bool,
     "skip_corrupt",
@@ -163,7 +169,12 @@ _MIXED = _define(
     "mixed_precision",
     "compute dtype" + _choices(config_lib.MIXED_PRECISIONS) + ".",
 )
-_JIT = _define(flags.DEFINE_bool, "jit_compile", "XLA-compile the train step.")
+_JIT = _define(
+    flags.DEFINE_bool,
+    "jit_compile",
+    "XLA-compile the train step; not given: on when the replicas are GPUs or TPUs, off on "
+    "CPUs (measured in benchmarks/train_throughput.py --compare_xla).",
+)
 _MODEL_DIR = _define(
     flags.DEFINE_string,
     "model_dir",

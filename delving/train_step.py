@@ -26,6 +26,27 @@ def input_dtype():
     return keras.mixed_precision.global_policy().compute_dtype
 
 
+def uses_xla(cfg, strategy):
+    """`cfg.jit_compile`, or when not given (None) the default for the
+    replicas' devices: on for GPUs and TPUs, off on CPUs.
+
+    Only each replica's own forward and backward pass is compiled (no
+    collective inside), so the choice is the same under every strategy. On
+    CPUs XLA is off: measured with `benchmarks/train_throughput.py
+    --compare_xla` (README, "Training throughput") it does not pay for its
+    compile time on the preset networks there; on GPUs it is Keras' own
+    default for a compiled model (`jit_compile="auto"`), on TPUs everything
+    is compiled anyway.
+    """
+    if cfg.jit_compile is not None:
+        return cfg.jit_compile
+    try:
+        kind = tf.DeviceSpec.from_string(strategy.extended.worker_devices[0]).device_type
+    except RuntimeError:  # the default strategy: TensorFlow's default device
+        kind = "GPU" if tf.config.list_logical_devices("GPU") else "CPU"
+    return kind in ("GPU", "TPU")
+
+
 def make_train_step(cfg, state, strategy):
     """`train_steps(iterator, count) -> float32 [count, 4]`: per step the mean
     loss, top-1 hits, top-5 hits and images.
@@ -42,7 +63,7 @@ def make_train_step(cfg, state, strategy):
     mean, std = preprocessing.MEAN_RGB, model_from_config.input_std(cfg)
     dtype = input_dtype()
 
-    @tf.function(jit_compile=cfg.jit_compile)
+    @tf.function(jit_compile=uses_xla(cfg, strategy))
     def gradients(batch, labels):
         """Forward and backward pass of one replica (XLA-compilable)."""
         images = tf.cast(

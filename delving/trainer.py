@@ -206,7 +206,8 @@ def _train_loop(run, source, restored):
     run.say(
         f"Training {cfg.model} ({cfg.activation}) on {cfg.dataset_name}"
         f" with --strategy={cfg.strategy} ({type(strategy).__name__},"
-        f" {strategy.num_replicas_in_sync} replicas): "
+        f" {strategy.num_replicas_in_sync} replicas"
+        f"{', XLA' if train_step_lib.uses_xla(cfg, strategy) else ''}): "
         f"{cfg.epochs} epochs of {cfg.steps_per_epoch} steps, "
         f"global batch {cfg.batch_size}; model_dir {cfg.model_dir}"
     )

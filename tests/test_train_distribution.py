@@ -5,13 +5,15 @@ multi-worker test starts two real worker processes that talk gRPC over
 free loopback ports.
 """
 
+import dataclasses
 import os
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from delving import config, models, trainer
+from delving import config, models, train_step, trainer
 from tests import train_testutil as util
 
 
@@ -67,6 +69,53 @@ def test_mirrored_matches_one_device(data_dir, tmp_path):
     np.testing.assert_allclose(
         one.history[-1]["train_loss"], two.history[-1]["train_loss"], rtol=1e-4
     )
+
+
+def test_xla_default_follows_the_replicas_devices():
+    cfg = config.resolve_config(preset="builtin")
+    assert cfg.jit_compile is None  # not given: decided by the devices
+    cpu, gpu = tf.distribute.OneDeviceStrategy("/cpu:0"), tf.distribute.OneDeviceStrategy("/gpu:0")
+    assert not train_step.uses_xla(cfg, cpu) and train_step.uses_xla(cfg, gpu)
+    assert not train_step.uses_xla(cfg, tf.distribute.get_strategy())  # no GPU here
+    assert train_step.uses_xla(dataclasses.replace(cfg, jit_compile=True), cpu)
+    assert not train_step.uses_xla(dataclasses.replace(cfg, jit_compile=False), gpu)
+
+
+@pytest.mark.parametrize("mixed_precision", ["none", "bfloat16"])
+def test_xla_under_mirrored_matches_the_uncompiled_step(data_dir, tmp_path, mixed_precision):
+    """--jit_compile compiles each replica's pass (and the evaluation's
+    forward pass); under MirroredStrategy, float32 or bfloat16, it trains
+    as the uncompiled step does."""
+    devices = [d.name for d in tf.config.list_logical_devices("CPU")][:2]
+    runs = {}
+    try:
+        for jit in (False, True):
+            strategy = tf.distribute.MirroredStrategy(
+                devices, cross_device_ops=tf.distribute.ReductionToOneDevice()
+            )
+            runs[jit] = _train(
+                data_dir,
+                tmp_path / f"jit{jit}",
+                strategy,
+                jit_compile=jit,
+                mixed_precision=mixed_precision,
+            )
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    for w1, w2 in zip(runs[False].model.weights, runs[True].model.weights):
+        tolerance = 2e-3 if mixed_precision == "none" else 5e-2
+        np.testing.assert_allclose(
+            np.asarray(w1.numpy(), np.float32),
+            np.asarray(w2.numpy(), np.float32),
+            rtol=tolerance,
+            atol=tolerance / 10,
+            err_msg=w1.path,
+        )
+    for key in ("train_loss", "val_loss"):
+        assert np.isfinite(runs[True].history[-1][key])
+        np.testing.assert_allclose(
+            runs[True].history[-1][key], runs[False].history[-1][key], rtol=0.05
+        )
 
 
 @pytest.mark.slow
