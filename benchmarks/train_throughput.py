@@ -182,7 +182,8 @@ def main(argv):
             start = time.perf_counter()
             variants["(a) the same, XLA"] = trainer_variant(xla)[1]
             variants["(b) the same, XLA"] = keras_variant(xla, _STEPS.value)
-            print(f"XLA: tracing and compiling (a) and (b) took {time.perf_counter() - start:.1f} s")
+            seconds = time.perf_counter() - start
+            print(f"XLA: tracing and compiling (a) and (b) took {seconds:.1f} s")
         matmul = matmul_variant(_MATMUL.value, _STEPS.value)
         times = {name: [] for name in variants}
         matmul_times = []

@@ -121,9 +121,7 @@ def load(images, *, side, max_bytes=None, where="the training split"):
     )
 
 
-def augment_batch(
-    split, indices, seed, *, image_size, scale_range, flip=True, lighting_std=0.1
-):
+def augment_batch(split, indices, seed, *, image_size, scale_range, flip=True, lighting_std=0.1):
     """The paper's training augmentation of the images `indices` of `split`.
 
     Args:

@@ -38,7 +38,8 @@ def augment(split, indices, seed, **kwargs):
 
 
 def test_load_keeps_landscape_and_portrait_images_on_their_own_canvases():
-    split = split_of([ramp(SIDE, 48), ramp(40, SIDE), ramp(SIDE, SIDE), ramp(44, SIDE)], [3, 5, 6, 7])
+    images = [ramp(SIDE, 48), ramp(40, SIDE), ramp(SIDE, SIDE), ramp(44, SIDE)]
+    split = split_of(images, [3, 5, 6, 7])
     assert split.landscape.shape == (2, SIDE, 48, 3) and split.landscape.dtype == tf.uint8
     assert split.portrait_canvas.shape == (2, 44, SIDE, 3)
     assert split.portrait.numpy().tolist() == [False, True, False, True]
