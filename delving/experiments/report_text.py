@@ -480,7 +480,8 @@ def _activation_command(train_fields):
         "Every run is `python -m delving.train --model=small_14 --activation=<activation> "
         f"--seed=<seed> {' '.join(added)}`: the built-in preset with these flags added by the "
         "experiment (its `--learning_rate` defaults to half the preset's rate, at which every "
-        "activation converges; `--epochs` and the decay epochs follow the preset's length). "
+        "activation converges, and its `--epochs` to 30 of the preset's 40, with the rate "
+        "divided by 10 for the last third and again for the last sixth). "
     )
 
 
