@@ -27,7 +27,7 @@ antialiased where that shrinks more than 2x, then to the crop) where the
 streaming path resamples its decoded window once.
 
 Example:
-  >>> images = source.resized_images("train", resize_size=128)
+  >>> images = source.resized_images("train", resize_size=128, normalize=False)
   >>> split = load(images, side=128, max_bytes=2**30)
   >>> ds = make_dataset(split, batch_size=64, image_size=64, scale_range=(64, 80), seed=0)
 """
