@@ -113,10 +113,10 @@ def setup_section(
             + "."
             + (
                 " The training split is decoded once into memory at shorter side "
-                f"{max(2 * recipe['scale_range'][0], recipe['scale_range'][1])} and each batch's crops "
-                "are resampled from "
-                "there (`--in_memory`, `pipelines/in_memory.py`): the same augmentation, with "
-                "every image resampled twice instead of once."
+                f"{max(2 * recipe['scale_range'][0], recipe['scale_range'][1])} and each "
+                "batch's crops are resampled from there (`--in_memory`, "
+                "`pipelines/in_memory.py`): the same augmentation, with every image "
+                "resampled twice instead of once."
                 if recipe.get("in_memory")
                 else ""
             )
