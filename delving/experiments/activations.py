@@ -40,8 +40,8 @@ _SEEDS = cli_flags.define_int_list(
 )
 _EPOCHS = flags.DEFINE_integer(
     "epochs",
-    30,
-    "Epochs per run (the built-in preset's default run has 40; 30 keeps the 20 runs of the "
+    26,
+    "Epochs per run (the built-in preset's default run has 40; 26 keeps the 20 runs of the "
     "report within its hour on 2 cores). The rate is divided by 10 for the last third and "
     "again for the last sixth of them.",
     lower_bound=1,

@@ -489,7 +489,7 @@ def _activation_command(train_fields):
         "Every run is `python -m delving.train --model=small_14 --activation=<activation> "
         f"--seed=<seed> {' '.join(added)}`: the built-in preset with these flags added by the "
         "experiment (its `--learning_rate` defaults to half the preset's rate, at which every "
-        "activation converges, and its `--epochs` to 30 of the preset's 40, with the rate "
+        "activation converges, and its `--epochs` to 26 of the preset's 40, with the rate "
         "divided by 10 for the last third and again for the last sixth). "
     )
 
