@@ -450,8 +450,11 @@ def activations_section(results, markdown, figures):
         order = sorted(s, key=lambda a: s[a]["val_top1_error"][0])
         lines.append(
             "- Our ranking by mean top-1 error, best first: "
-            + ", ".join(common.ACTIVATION_LABELS[a] for a in order)
-            + "; the paper's: PReLU channel-wise, PReLU channel-shared, LReLU, ReLU."
+            + " < ".join(
+                f"{common.ACTIVATION_LABELS[a]} ({100 * s[a]['val_top1_error'][0]:.2f})"
+                for a in order
+            )
+            + "; the paper's: PReLU channel-wise < PReLU channel-shared < LReLU < ReLU."
         )
     done = [r for runs in results["runs"].values() for r in runs if not r.get("diverged")]
     if done:
