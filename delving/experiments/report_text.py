@@ -493,7 +493,7 @@ def _activation_command(train_fields):
         f"--seed=<seed> {' '.join(added)}`: the built-in preset with these flags added by the "
         "experiment (its `--learning_rate` defaults to half the preset's rate, at which every "
         "activation converges, and its `--epochs` to 26 of the preset's 40, with the rate "
-        "divided by 10 for the last third and again for the last sixth). "
+        "divided by 10 for the last third and again for the last sixth): "
     )
 
 
