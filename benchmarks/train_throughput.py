@@ -18,6 +18,7 @@ and a warning where the spreads of two compared variants overlap.
     python benchmarks/train_throughput.py --width_multiplier=1 --fc_units=4096 \
         --image_size=224 --batch_size=8                        # full-width small_14
     python benchmarks/train_throughput.py --compare_xla        # + (a), (b) with XLA
+    python benchmarks/train_throughput.py --compare_relu       # + (b) with ReLU
     python benchmarks/train_throughput.py --model=model_a --width_multiplier=1 \
         --fc_units=4096 --image_size=224 --batch_size=4
 """
@@ -60,6 +61,11 @@ _COMPARE_XLA = flags.DEFINE_bool(
 )
 _STEPS = flags.DEFINE_integer("steps", 10, "Timed steps per repeat.", lower_bound=1)
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Interleaved repeats.", lower_bound=1)
+_COMPARE_RELU = flags.DEFINE_bool(
+    "compare_relu",
+    False,
+    "Also time (b) with ReLU in place of --activation, interleaved (PReLU's cost).",
+)
 _MATMUL = flags.DEFINE_integer("matmul_size", 1024, "Side of the float32 matmul.", lower_bound=64)
 
 
@@ -183,6 +189,9 @@ def main(argv):
             variants["(b) the same, XLA"] = keras_variant(xla, _STEPS.value)
             seconds = time.perf_counter() - start
             print(f"XLA: tracing and compiling (a) and (b) took {seconds:.1f} s")
+        if _COMPARE_RELU.value and cfg.activation != "relu":
+            relu = dataclasses.replace(cfg, activation="relu")
+            variants["(b) the same, ReLU"] = keras_variant(relu, _STEPS.value)
         matmul = matmul_variant(_MATMUL.value, _STEPS.value)
         times = {name: [] for name in variants}
         matmul_times = []
