@@ -61,6 +61,9 @@ _COMPARE_XLA = flags.DEFINE_bool(
 )
 _STEPS = flags.DEFINE_integer("steps", 10, "Timed steps per repeat.", lower_bound=1)
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Interleaved repeats.", lower_bound=1)
+_DATA_DIR = flags.DEFINE_string(
+    "data_dir", None, "TFRecords in the ImageNet schema for (a); default: the built-in set."
+)
 _COMPARE_RELU = flags.DEFINE_bool(
     "compare_relu",
     False,
@@ -160,6 +163,7 @@ def main(argv):
     with tempfile.TemporaryDirectory() as model_dir:
         cfg = config_lib.resolve_config(
             preset="builtin",
+            data_dir=_DATA_DIR.value,
             scale_range=tuple(round(s * ratio) for s in _B["scale_range"]),
             eval_resize=round(_B["eval_resize"] * ratio),
             # Speed does not depend on the rate; full-width nets diverge at the preset's.
