@@ -136,42 +136,32 @@ def restore(cfg, state):
 
 
 def make_train_dataset(cfg, source, strategy, *, seed):
-    """The distributed, repeated training set: uint8 crops and lighting shifts."""
-
+    """The distributed, repeated training set: uint8 crops and lighting shifts,
+    normalised on the device by the train step (the host's CPUs stay on the
+    input, benchmarks/input_pipeline.py)."""
+    augmentation = dict(
+        batch_size=cfg.batch_size,  # global: the readers divide it
+        image_size=cfg.image_size,
+        scale_range=cfg.scale_range,
+        lighting_std=cfg.lighting_std,
+        seed=seed,
+    )
     if cfg.in_memory:
         split = source.decoded_train_split(side=in_memory.side_for(cfg.scale_range))
-
-        def dataset_fn(context):
-            return in_memory.make_dataset(
-                split,
-                batch_size=cfg.batch_size,
-                image_size=cfg.image_size,
-                scale_range=cfg.scale_range,
-                lighting_std=cfg.lighting_std,
-                seed=seed,
-                input_context=context,
-            )
-
-        return strategy.distribute_datasets_from_function(dataset_fn)
-
-    def dataset_fn(context):
-        # Normalised on the device by the train step, which keeps the host's
-        # CPUs on decoding (benchmarks/input_pipeline.py).
-        return source.dataset(
+        read = lambda context: in_memory.make_dataset(  # noqa: E731
+            split, input_context=context, **augmentation
+        )
+    else:
+        read = lambda context: source.dataset(  # noqa: E731
             "train",
             is_training=True,
             input_context=context,
-            batch_size=cfg.batch_size,  # global: the reader divides it
-            image_size=cfg.image_size,
-            scale_range=cfg.scale_range,
-            lighting_std=cfg.lighting_std,
             cache=cfg.cache_data,
-            seed=seed,
             repeat=True,
             normalize=False,
+            **augmentation,
         )
-
-    return strategy.distribute_datasets_from_function(dataset_fn)
+    return strategy.distribute_datasets_from_function(read)
 
 
 def make_evaluator(cfg, state, source, strategy):

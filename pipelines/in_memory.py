@@ -70,7 +70,7 @@ def side_for(scale_range):
 
 def load(images, *, side, max_bytes=None, where="the training split"):
     """Decodes `images` (`(float [h, w, 3] with min(h, w) == side, label)`
-    elements, e.g. `DataSource.resized_images`) onto one uint8 canvas.
+    elements, e.g. `DataSource.resized_images`) onto the two uint8 canvases.
 
     Args:
       images: the dataset of whole images, shorter side `side`, 0-based labels.

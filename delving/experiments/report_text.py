@@ -112,11 +112,9 @@ def setup_section(
             )
             + "."
             + (
-                " The training split is decoded once into memory at shorter side "
-                f"{max(2 * recipe['scale_range'][0], recipe['scale_range'][1])} and each "
-                "batch's crops are resampled from there (`--in_memory`, "
-                "`pipelines/in_memory.py`): the same augmentation, with every image "
-                "resampled twice instead of once."
+                " The training split is decoded once into memory and each batch's crops "
+                "are resampled from there (`--in_memory`, `pipelines/in_memory.py`): the "
+                "same augmentation, with every image resampled twice instead of once."
                 if recipe.get("in_memory")
                 else ""
             )
@@ -490,10 +488,9 @@ def _activation_command(train_fields):
         added.append(f"--{key}={value:g}" if isinstance(value, float) else f"--{key}={value}")
     return (
         "Every run is `python -m delving.train --model=small_14 --activation=<activation> "
-        f"--seed=<seed> {' '.join(added)}`: the built-in preset with these flags added by the "
-        "experiment (its `--learning_rate` defaults to half the preset's rate, at which every "
-        "activation converges, and its `--epochs` to 26 of the preset's 40, with the rate "
-        "divided by 10 for the last third and again for the last sixth): "
+        f"--seed=<seed> {' '.join(added)}`: the built-in preset with the flags the experiment "
+        "adds (its own `--learning_rate` and `--epochs` defaults, whose help says why; the "
+        "rate divided by 10 for the last third of the epochs and again for the last sixth): "
     )
 
 
