@@ -33,6 +33,26 @@ def bin_edges(length, num_bins):
     ]
 
 
+def uniform_window(length, num_bins):
+    """`(size, stride)` of the one sliding window whose valid positions are
+    exactly the bins of `bin_edges(length, num_bins)`, or None where no
+    window is (bins of different sizes or spacing, e.g. 14 into 3: sizes 5,
+    6, 5; 2 into 6: repeated bins) or `length` is known only at run time.
+
+    Most training sizes qualify: 6 into {6, 3, 2, 1}, 13 and 19 into
+    {6, 3, 2, 1}, 14 into 7.
+    """
+    if not isinstance(length, int):
+        return None
+    edges = bin_edges(length, num_bins)
+    size = edges[0][1] - edges[0][0]
+    stride = edges[1][0] if num_bins > 1 else size
+    # Stride 0 (length < num_bins: repeated bins) is no pooling window.
+    if stride > 0 and all((i * stride, i * stride + size) == e for i, e in enumerate(edges)):
+        return size, stride
+    return None
+
+
 @keras.saving.register_keras_serializable(package="keras_layers")
 class SpatialPyramidPooling(keras.layers.Layer):
     """Max-pools a feature map into a fixed-length vector (SPP-net).
@@ -49,11 +69,16 @@ class SpatialPyramidPooling(keras.layers.Layer):
     level's `n x n x C` map, for both data formats (so weights trained in one
     format load in the other).
 
-    Bins are computed from the run-time shape (`keras.ops.shape`), so one
-    traced graph handles every input size. Max pooling is separable: each
-    level first reduces `n` row bands (over height), then `n` column bands of
-    that result (over width), i.e. `2n` slice+max ops instead of `n^2`
-    windows, with no loop over run-time sizes.
+    Where the input size is known when the layer is traced (training at a
+    fixed crop) and a level's bins are one sliding window (`uniform_window`),
+    the level is a single max-pooling op. Otherwise bins are computed from
+    the run-time shape (`keras.ops.shape`), so one traced graph handles every
+    input size, and max pooling is separable: each level first reduces `n`
+    row bands (over height), then `n` column bands of that result (over
+    width), i.e. `2n` slice+max ops instead of `n^2` windows, with no loop
+    over run-time sizes. Both give the same values; their gradients differ
+    only where a bin's maximum is tied (the pooling op routes it to one
+    input, the slices split it).
 
     Args:
         bins: sequence of positive ints, the pyramid levels `n`.
@@ -103,6 +128,21 @@ class SpatialPyramidPooling(keras.layers.Layer):
         batch = shape[0]
         outputs = []
         for n in self.bins:
+            window = uniform_window(height, n), uniform_window(width, n)
+            if None not in window:
+                # One pooling op: ~10x faster to train than 2n slices + max
+                # (each slice's gradient is a zero-filled copy of the input).
+                level = ops.max_pool(
+                    inputs,
+                    pool_size=(window[0][0], window[1][0]),
+                    strides=(window[0][1], window[1][1]),
+                    padding="valid",
+                    data_format=self.data_format,
+                )
+                if self.data_format == "channels_first":
+                    level = ops.transpose(level, (0, 2, 3, 1))
+                outputs.append(ops.reshape(level, (batch, -1)))
+                continue
             rows = [
                 ops.max(_slice(inputs, h_axis, start, end), axis=h_axis, keepdims=True)
                 for start, end in bin_edges(height, n)

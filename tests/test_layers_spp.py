@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 import keras_layers
-from keras_layers.spatial_pyramid_pooling import bin_edges
+from keras_layers.spatial_pyramid_pooling import bin_edges, uniform_window
 
 
 def _reference(x, bins):
@@ -79,6 +79,52 @@ def test_dynamic_shapes_in_tf_function_one_graph():
         x = rng.standard_normal(shape).astype("float32")
         np.testing.assert_array_equal(fn(x).numpy(), _reference(x, (6, 3, 2, 1)))
     assert len(fn._list_all_concrete_functions()) == 1  # one graph, bins from run-time shape
+
+
+@pytest.mark.parametrize("length", [1, 2, 5, 6, 13, 14, 19, 100])
+@pytest.mark.parametrize("n", [1, 2, 3, 6, 7])
+def test_uniform_window_is_exactly_the_bins_or_none(length, n):
+    edges = bin_edges(length, n)
+    window = uniform_window(length, n)
+    sizes = {end - start for start, end in edges}
+    strides = {b[0] - a[0] for a, b in zip(edges, edges[1:])} or {length}
+    if window is None:
+        assert len(sizes) > 1 or len(strides) > 1 or 0 in strides
+    else:
+        size, stride = window
+        assert [(i * stride, i * stride + size) for i in range(n)] == edges
+    assert uniform_window(tf.constant(length), n) is None  # run-time size: slices
+    # The sizes the models train at use the pooling op.
+    assert uniform_window(6, 3) == (2, 2) and uniform_window(19, 6) == (4, 3)
+    assert uniform_window(14, 7) == (2, 2) and uniform_window(14, 3) is None
+
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+@pytest.mark.parametrize("shape", [(6, 6), (19, 19), (14, 14), (13, 6)])
+def test_pooling_op_path_equals_slices_path_with_gradient(shape, data_format):
+    """A static size (pooling ops where the bins are a window) against the
+    same layer traced with an unknown size (slices): values and gradients."""
+    layer = keras_layers.SpatialPyramidPooling((7, 6, 3, 2, 1), data_format=data_format)
+    rng = np.random.default_rng(sum(shape))
+    # Distinct values: no tied maxima, where the two gradients may differ.
+    x = rng.permutation(2 * 4 * shape[0] * shape[1]).reshape((2, *shape, 4)).astype("float32")
+    if data_format == "channels_first":
+        x = np.transpose(x, (0, 3, 1, 2))
+    x = tf.constant(x)
+    upstream = tf.constant(rng.standard_normal((2, 4 * 99)).astype("float32"))
+
+    def value_and_grad(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+        return y, tape.gradient(y, x, output_gradients=upstream)
+
+    spec = tf.TensorSpec(
+        (None, 4, None, None) if data_format == "channels_first" else (None, None, None, 4)
+    )
+    dynamic = tf.function(value_and_grad, input_signature=[spec])
+    for got, want in zip(tf.function(value_and_grad)(x), dynamic(x)):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-6, atol=1e-6)
 
 
 def test_model_with_unknown_size_and_gradient():
