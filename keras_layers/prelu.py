@@ -11,8 +11,9 @@ class PReLU(keras.layers.Layer):
     Channel-wise by default: one learned slope `a_i` per channel, the paper's
     default; `channel_shared=True` learns one slope for the whole layer. The
     slope gradients are Eq. 4 (channel-wise: summed over the batch and all
-    positions of the channel) and Eq. 5 (shared: also summed over channels);
-    they come from autodiff of the expression in `call`. At exactly `y = 0`
+    positions of the channel) and Eq. 5 (shared: also summed over channels),
+    written out as a custom gradient (`keras.ops.custom_gradient`, on every
+    backend) that costs half the passes of autodiff. At exactly `y = 0`
     the gradient is that of the negative side on every backend, as in
     `torch.nn.PReLU`: `df/dy = a`, `df/da = 0`.
 
@@ -123,14 +124,7 @@ class PReLU(keras.layers.Layer):
         alpha = ops.cast(self.alpha, inputs.dtype)
         if self._broadcast_shape is not None:
             alpha = ops.reshape(alpha, self._broadcast_shape)
-        # Eq. 2 as y * (1 if y > 0 else a): three elementwise passes forward
-        # (compare, select, multiply) where relu(y) + a * min(y, 0) takes four,
-        # and fewer in the backward pass (benchmarks/prelu_overhead.py).
-        # Autodiff gives df/dy = the selected factor, and df/da = y where
-        # y <= 0 (else 0), which summed by broadcasting is exactly Eq. 4 /
-        # Eq. 5. The select also settles y == 0 the same way on every backend
-        # (negative side); ops.minimum's gradient splits ties on some.
-        return inputs * ops.where(inputs > 0, 1.0, alpha)
+        return _prelu(inputs, alpha)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -147,6 +141,35 @@ class PReLU(keras.layers.Layer):
             }
         )
         return config
+
+
+@ops.custom_gradient
+def _prelu(inputs, alpha):
+    """Eq. 2 with the gradients of Eq. 4 / Eq. 5, written out.
+
+    `alpha` broadcasts against `inputs` (a scalar, `(C,)` or `(C, 1, ..., 1)`).
+    Forward: `y * (1 if y > 0 else a)`, three elementwise passes (compare,
+    select, multiply) where `relu(y) + a * min(y, 0)` takes four. Backward:
+    `df/dy` is the factor kept from the forward pass (one multiply, the cost
+    of ReLU's gradient) and `df/da = sum(g * min(y, 0))` over the axes `a` is
+    broadcast along. Autodiff of the same forward pass takes twice the
+    backward passes (a zero-filled tensor and a second select for the slope
+    gradient; `benchmarks/prelu_overhead.py`). At `y == 0` the negative side
+    holds on every backend: `df/dy = a`, `df/da = 0`, as in `torch.nn.PReLU`.
+    """
+    factor = ops.where(inputs > 0, 1.0, alpha)
+
+    def grad(*args, upstream=None):
+        if upstream is None:  # TF and JAX pass it positionally, torch by name
+            (upstream,) = args
+        lead = len(inputs.shape) - len(alpha.shape)
+        axes = tuple(range(lead)) + tuple(
+            lead + i for i, size in enumerate(alpha.shape) if size == 1
+        )
+        d_alpha = ops.sum(upstream * ops.minimum(inputs, 0.0), axis=axes, keepdims=True)
+        return upstream * factor, ops.reshape(d_alpha, ops.shape(alpha))
+
+    return inputs * factor, grad
 
 
 class _ScalarAsVector(keras.constraints.Constraint):
