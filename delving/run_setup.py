@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from delving import checkpointing, evaluation, inputs, model_from_config, run_files
 from delving import config as config_lib
+from delving import optimizer as optimizer_lib
 from delving import train_step as train_step_lib
 from delving.schedules import LearningRateSchedule, WarmupRate
 from pipelines import in_memory
@@ -86,8 +87,10 @@ def create_train_state(cfg, strategy) -> TrainState:
             cfg.learning_rate, dtype=tf.float32, trainable=False, name="epoch_rate"
         )
         warmup_steps = round(cfg.warmup_epochs * cfg.steps_per_epoch)
-        optimizer = keras.optimizers.SGD(
-            WarmupRate(epoch_rate, warmup_steps), momentum=cfg.momentum
+        optimizer = optimizer_lib.CaffeSGD(
+            WarmupRate(epoch_rate, warmup_steps),
+            momentum=cfg.momentum,
+            l2_decay=cfg.weight_decay,
         )
         if cfg.mixed_precision == "float16":
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)

@@ -1,14 +1,10 @@
 """The compiled training step: the paper's objective and one SGD update.
 
 The objective is the paper's (Sec. 4): softmax cross-entropy averaged over
-the *global* batch (`tf.nn.compute_average_loss`), plus Caffe-style weight
-decay `0.5 * wd * sum ||W||^2` over conv and fc kernels. Its gradient
-`wd * W` enters the momentum update with the data gradient, as in Caffe's SGD
-(Keras' `weight_decay` argument would instead decay the weights outside the
-momentum, AdamW style). Not decayed: PReLU slopes (decay pulls them to 0,
-back to ReLU, Sec. 2.1) and biases (as in the Caffe model definitions of the
-time, `decay_mult: 0`). Each replica adds `1 / num_replicas` of the decay term,
-so the all-reduced gradient holds it exactly once.
+the *global* batch (`tf.nn.compute_average_loss`), whose gradients the
+optimizer all-reduces, plus Caffe-style weight decay on conv and fc kernels,
+which the optimizer adds to the reduced gradient inside its momentum update
+(`delving.optimizer.CaffeSGD`; the reported loss is the data term).
 
 The batches arrive as uint8 crops and lighting shifts and are normalised
 here, on the device (the host's CPUs stay on decoding).
@@ -55,10 +51,6 @@ def make_train_step(cfg, state, strategy):
     objective (module docstring), gradients all-reduced by `apply_gradients`.
     """
     model, optimizer = state.model, state.optimizer
-    # Caffe-style decay on conv/fc kernels only (never PReLU alpha, bias).
-    decayed = [v for v in model.trainable_variables if v.path.split("/")[-1] == "kernel"]
-    decay_scale = 0.5 * cfg.weight_decay / strategy.num_replicas_in_sync
-    loss_scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
     topk = min(5, cfg.num_classes)
     mean, std = preprocessing.MEAN_RGB, model_from_config.input_std(cfg)
     dtype = input_dtype()
@@ -78,14 +70,8 @@ def make_train_step(cfg, state, strategy):
                 labels=labels, logits=logits
             )
             loss = tf.nn.compute_average_loss(per_example, global_batch_size=cfg.batch_size)
-            total = loss
-            if cfg.weight_decay:
-                total += decay_scale * tf.add_n(
-                    [tf.reduce_sum(tf.square(tf.cast(v, tf.float32))) for v in decayed]
-                )
-            if loss_scaled:
-                total = optimizer.scale_loss(total)
-        grads = tape.gradient(total, model.trainable_variables)
+            scaled = optimizer.scale_loss(loss)  # the loss itself unless float16
+        grads = tape.gradient(scaled, model.trainable_variables)
         return grads, loss, _correct(logits, labels, topk)
 
     def replica_step(batch, labels):

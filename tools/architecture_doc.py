@@ -40,8 +40,9 @@ The paper's facts the code relies on are in docs/PAPER.md.
 
 Training (`delving.trainer.train`) in the order it runs, from
 `delving.run_setup`: `prepare_run` (data source, epoch length, class list)
--> `create_train_state` (model from `delving.model_from_config`, optimizer,
-schedule, counters, checkpointer) -> `restore`; only then, holding the
+-> `create_train_state` (model from `delving.model_from_config`, optimizer
+(`delving.optimizer.CaffeSGD`), schedule, counters, checkpointer) ->
+`restore`; only then, holding the
 model_dir's lock (`delving.run_guard`), `config.json` and `classes.tsv` ->
 `delving.train_step.make_train_step` -> `train_epoch` per epoch ->
 `model.keras`. Evaluation and export build or load the same network
