@@ -6,9 +6,9 @@ channel, a few elementwise ops. This measures it: the same net with ReLU, with
 (Keras' layer set up as channel-wise slopes), trained side by side in one run.
 Repeats are interleaved (ReLU, ours, Keras, ReLU, ...) so that load changes on
 the machine hit every variant alike; the table reports medians with min-max
-and the ratio to ReLU, and a warning for every pair of variants whose
-min-max spreads overlap: on a loaded machine such a ratio is not a measured
-difference.
+and the ratio to ReLU within each repeat (median [min-max]), and warnings
+where the spreads of two variants overlap or a ratio's spread includes 1.00
+(`benchmarks/compare.py`).
 
     python benchmarks/prelu_overhead.py                      # small, < 1 min on CPU
     python benchmarks/prelu_overhead.py --batch_size=128 --image_size=224 --width=64
@@ -20,7 +20,9 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import compare  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
@@ -92,36 +94,37 @@ def main(argv):
             model.train_on_batch(images, labels)
         models[name] = model
 
-    times = {name: [] for name in models}
-    for _ in range(_REPEATS.value):
-        for name, model in models.items():
+    def timed(model):
+        def run():
             start = time.perf_counter()
             for _ in range(_STEPS.value):
                 # Returns NumPy values, so each step has finished when timed.
                 model.train_on_batch(images, labels)
-            times[name].append((time.perf_counter() - start) / _STEPS.value)
+            return (time.perf_counter() - start) / _STEPS.value
 
-    relu = np.median(times["ReLU"])
+        return run
+
+    times = compare.interleaved({n: timed(m) for n, m in models.items()}, _REPEATS.value)
     print(
         f"\nbackend={keras.backend.backend()} policy={_POLICY.value} jit={_JIT.value} "
         f"batch={_BATCH_SIZE.value} image={_IMAGE_SIZE.value} width={_WIDTH.value} "
-        f"steps={_STEPS.value}x{_REPEATS.value} repeats (median)"
+        f"steps={_STEPS.value}x{_REPEATS.value} interleaved repeats; median [min-max]; "
+        "vs ReLU: the ratio within each repeat"
     )
-    header = f"{'activation':<40}{'params':>10}{'ms/step':>10}{'min':>9}{'max':>9}{'vs ReLU':>9}"
+    header = f"{'activation':<40}{'params':>10}{'ms/step':>10}{'min':>9}{'max':>9}  vs ReLU"
     print(header)
-    print("-" * len(header))
+    print("-" * (len(header) + 20))
     for name, model in models.items():
-        t = np.array(times[name]) * 1e3
+        median, low, high = (x * 1e3 for x in compare.spread(times[name]))
+        ratio = compare.format_ratio(compare.paired_ratio(times, name, "ReLU"))
         print(
-            f"{name:<40}{model.count_params():>10,}{np.median(t):>10.2f}{t.min():>9.2f}"
-            f"{t.max():>9.2f}{np.median(t) / (relu * 1e3):>8.3f}x"
+            f"{name:<40}{model.count_params():>10,}{median:>10.2f}{low:>9.2f}{high:>9.2f}  {ratio}"
         )
+    ours, theirs = "keras_layers.PReLU", "keras.layers.PReLU(shared_axes=[1,2])"
+    print(f"{ours} / {theirs}: {compare.format_ratio(compare.paired_ratio(times, ours, theirs))}")
     print(f"load average (1, 5, 15 min): {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
-    names = list(times)
-    for i, x in enumerate(names):
-        for y in names[i + 1 :]:
-            if min(times[x]) <= max(times[y]) and min(times[y]) <= max(times[x]):
-                print(f"WARNING: {x} and {y} overlap (min-max): no difference measured")
+    ratios = [(name, "ReLU") for name in times if name != "ReLU"] + [(ours, theirs)]
+    print("\n".join(compare.warnings(times, ratios)))
 
 
 if __name__ == "__main__":

@@ -11,8 +11,10 @@
 plus a float32 matmul, against which the achieved FLOP/s of each is given
 (6 FLOPs per multiply-add of the conv and fc layers, `delving.model_stats`).
 Repeats are interleaved (a, b, c, matmul, a, b, ...) so that load changes on
-the machine hit every variant alike; the table gives medians with min-max,
-and a warning where the spreads of two compared variants overlap.
+the machine hit every variant alike; the table gives medians with min-max
+and each variant's speed relative to (b) within each repeat, and warnings
+where two spreads overlap or a ratio's spread includes 1.00
+(`benchmarks/compare.py`).
 
     python benchmarks/train_throughput.py                      # default network
     python benchmarks/train_throughput.py --width_multiplier=1 --fc_units=4096 \
@@ -34,6 +36,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import compare  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -70,6 +73,11 @@ _COMPARE_RELU = flags.DEFINE_bool(
     "Also time (b) with ReLU in place of --activation, interleaved (PReLU's cost).",
 )
 _MATMUL = flags.DEFINE_integer("matmul_size", 1024, "Side of the float32 matmul.", lower_bound=64)
+
+
+_FLOOR = "(b) Keras train_on_batch, in memory"
+_RELU = "(b) the same, ReLU"
+_MATMUL_NAME = "float32 matmul"
 
 
 def _timed(fn, steps):
@@ -152,10 +160,6 @@ def matmul_variant(size, steps):
     return lambda: _timed(lambda: run().numpy(), steps)
 
 
-def _overlap(x, y):
-    return min(x) <= max(y) and min(y) <= max(x)
-
-
 def main(argv):
     del argv
     # Another crop size scales the preset's jitter and evaluation resize with it.
@@ -183,7 +187,7 @@ def main(argv):
         model, run_a = trainer_variant(cfg)
         variants = {
             "(a) delving.trainer, built-in TFRecords": run_a,
-            "(b) Keras train_on_batch, in memory": keras_variant(cfg, _STEPS.value),
+            _FLOOR: keras_variant(cfg, _STEPS.value),
             "(c) PyTorch eager, in memory": torch_variant(cfg, _STEPS.value),
         }
         if _COMPARE_XLA.value and not cfg.jit_compile:
@@ -195,16 +199,12 @@ def main(argv):
             print(f"XLA: tracing and compiling (a) and (b) took {seconds:.1f} s")
         if _COMPARE_RELU.value and cfg.activation != "relu":
             relu = dataclasses.replace(cfg, activation="relu")
-            variants["(b) the same, ReLU"] = keras_variant(relu, _STEPS.value)
-        matmul = matmul_variant(_MATMUL.value, _STEPS.value)
-        times = {name: [] for name in variants}
-        matmul_times = []
-        loads = []
-        for _ in range(_REPEATS.value):
-            loads.append(os.getloadavg()[0])
-            for name, run in variants.items():
-                times[name].append(run())
-            matmul_times.append(matmul())
+            variants[_RELU] = keras_variant(relu, _STEPS.value)
+        variants[_MATMUL_NAME] = matmul_variant(_MATMUL.value, _STEPS.value)
+        load_before = os.getloadavg()[0]
+        times = compare.interleaved(variants, _REPEATS.value)
+        loads = (load_before, os.getloadavg()[0])
+    matmul_times = times.pop(_MATMUL_NAME)
 
     flops = 6 * model_stats.totals(model_stats.layer_stats(model, cfg.image_size))[1]
     mm = [2 * _MATMUL.value**3 / t for t in matmul_times]
@@ -220,24 +220,24 @@ def main(argv):
         f"[{min(mm) / 1e9:.1f}-{max(mm) / 1e9:.1f}]; {flops / 1e9:.3f} GFLOP per image-step"
     )
     header = (
-        f"{'variant':<42}{'images/s':>20}{'ms/step':>10}{'vs (b)':>8}{'GFLOP/s':>9}{'of mm':>7}"
+        f"{'variant':<42}{'images/s':>20}{'ms/step':>10}{'GFLOP/s':>9}{'of mm':>7}"
+        "  speed vs (b), per repeat"
     )
     print(header + "\n" + "-" * len(header))
-    floor = statistics.median(times["(b) Keras train_on_batch, in memory"])
     for name, t in times.items():
         med = statistics.median(t)
         ips = [cfg.batch_size / x for x in t]
         rate = flops * cfg.batch_size / med
         print(
             f"{name:<42}{cfg.batch_size / med:>9.1f} [{min(ips):.0f}-{max(ips):.0f}]"
-            f"{med * 1e3:>10.1f}{floor / med:>7.2f}x{rate / 1e9:>9.1f}"
-            f"{rate / statistics.median(mm):>7.0%}"
+            f"{med * 1e3:>10.1f}{rate / 1e9:>9.1f}{rate / statistics.median(mm):>7.0%}"
+            f"  {compare.format_ratio(compare.paired_ratio(times, _FLOOR, name))}"
         )
-    names = list(times)
-    for i, x in enumerate(names):
-        for y in names[i + 1 :]:
-            if _overlap(times[x], times[y]):
-                print(f"WARNING: {x} and {y} overlap (min-max): no difference measured")
+    ratios = [(_FLOOR, name) for name in times if name != _FLOOR]
+    if _RELU in times:
+        cost = compare.format_ratio(compare.paired_ratio(times, _FLOOR, _RELU))
+        print(f"{cfg.activation} / ReLU step time in (b), per repeat: {cost}")
+    print("\n".join(compare.warnings(times, ratios)))
 
 
 if __name__ == "__main__":
