@@ -14,13 +14,13 @@ Sec. 2.1), nor biases (`decay_mult: 0` in the Caffe model definitions of the
 time).
 
 Speed: the update of each variable is one fused TensorFlow kernel
-(`ResourceApplyKerasMomentum`, what `tf.keras` 2's SGD ran) plus one
-multiply-add for the decay, where Keras 3's backend-neutral SGD composes
+(`ResourceApplyKerasMomentum`, what `tf.keras` 2's SGD ran) plus a
+multiply and an add for the decay, where Keras 3's backend-neutral SGD composes
 five ops and the decay as a loss term adds a square, a reduction and their
-gradients: on full-width `small_14` (75 M parameters) that update is most of
-what separates a training step from its forward and backward pass
-(`benchmarks/train_throughput.py`). The decay is added after the gradients
-are all-reduced, once, whatever the number of replicas.
+gradients. On full-width `small_14` (75 M parameters, batch 8, 2 CPU cores,
+interleaved A/B) decay and update took ~60 ms of the step this way, ~115 ms
+as a loss term with Keras' SGD. The decay is added after the gradients are
+all-reduced, once, whatever the number of replicas.
 """
 
 import keras
