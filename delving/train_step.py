@@ -29,8 +29,8 @@ def uses_xla(cfg, strategy):
     Only each replica's own forward and backward pass is compiled (no
     collective inside), so the choice is the same under every strategy. On
     CPUs XLA is off: measured with `benchmarks/train_throughput.py
-    --compare_xla` (README, "Training throughput") it does not pay for its
-    compile time on the preset networks there; on GPUs it is Keras' own
+    --compare_xla` (README, "Training throughput") it makes the default
+    network's step slower there (0.67-0.74x); on GPUs it is Keras' own
     default for a compiled model (`jit_compile="auto"`), on TPUs everything
     is compiled anyway.
     """
