@@ -33,8 +33,9 @@ def test_mirrored_matches_one_device(data_dir, tmp_path):
 
     The data order and augmentation are seeded per example, so the two
     replicas of the mirrored run see exactly the halves of the one-device
-    batch; the all-reduced gradient (loss over the global batch, weight
-    decay split between replicas) must then equal the one-device gradient.
+    batch; the all-reduced gradient (loss over the global batch; the weight
+    decay is added once, after the all-reduce) must then equal the
+    one-device gradient.
     """
     devices = [d.name for d in tf.config.list_logical_devices("CPU")][:2]
     assert len(devices) == 2, "conftest.py should set up two logical CPUs"
