@@ -235,10 +235,8 @@ def main(argv):
             f"{med * 1e3:>10.1f}{rate / 1e9:>9.1f}{rate / statistics.median(mm):>7.0%}"
             f"  {compare.format_ratio(compare.paired_ratio(times, _FLOOR, name))}"
         )
+    # The ReLU row's "speed vs (b)" is PReLU's step time over ReLU's.
     ratios = [(_FLOOR, name) for name in times if name != _FLOOR]
-    if _RELU in times:
-        cost = compare.format_ratio(compare.paired_ratio(times, _FLOOR, _RELU))
-        print(f"{cfg.activation} / ReLU step time in (b), per repeat: {cost}")
     print("\n".join(compare.warnings(times, ratios)))
 
 

@@ -71,9 +71,8 @@ class CaffeSGD(keras.optimizers.SGD):
         gradient = tf.cast(gradient, variable.dtype)
         if self.l2_decay and self._decayed[index]:
             gradient += tf.cast(self.l2_decay, variable.dtype) * variable
-        if not self.momentums:  # momentum 0: Keras builds no slots
-            variable.assign_sub(tf.cast(learning_rate, variable.dtype) * gradient)
-            return
+        if not self.momentums:  # momentum 0: plain SGD, no slot to fuse with
+            return super().update_step(gradient, variable, learning_rate)
         tf.raw_ops.ResourceApplyKerasMomentum(
             var=variable.handle,
             accum=self.momentums[index].value.handle,
