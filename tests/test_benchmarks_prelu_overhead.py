@@ -19,7 +19,9 @@ def test_prints_each_variant_and_the_paired_ratios():
     )
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
-    for row in ("ReLU", "keras_layers.PReLU", "keras.layers.PReLU(shared_axes=[1,2])"):
+    rows = ("ReLU", "ReLU, then x * a (learned a)", "keras_layers.PReLU")
+    for row in rows + ("keras.layers.PReLU(shared_axes=[1,2])",):
         assert f"\n{row} " in out, out
     assert "keras_layers.PReLU / keras.layers.PReLU(shared_axes=[1,2]): " in out, out
+    assert "keras_layers.PReLU / ReLU, then x * a (learned a): " in out, out
     assert "1.000x [1.000-1.000]" in out  # ReLU against itself, within each repeat
