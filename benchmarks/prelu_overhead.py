@@ -61,13 +61,13 @@ class ChannelScale(keras.layers.Layer):
         return ops.relu(inputs) * ops.cast(self.scale, inputs.dtype)
 
 
-FLOOR = "ReLU, then x * a (learned a)"
+YARDSTICK = "ReLU, then x * a (learned a)"
 
 # Each maker takes `spatial`: False after the fc layer, where Keras' PReLU has
 # no spatial axes to share (one slope per unit there, like ours).
 VARIANTS = {
     "ReLU": lambda spatial: keras.layers.ReLU(),
-    FLOOR: lambda spatial: ChannelScale(),
+    YARDSTICK: lambda spatial: ChannelScale(),
     "keras_layers.PReLU": lambda spatial: keras_layers.PReLU(),
     "keras.layers.PReLU(shared_axes=[1,2])": lambda spatial: keras.layers.PReLU(
         alpha_initializer=keras.initializers.Constant(0.25), shared_axes=[1, 2] if spatial else None
@@ -143,7 +143,7 @@ def main(argv):
             f"{name:<40}{model.count_params():>10,}{median:>10.2f}{low:>9.2f}{high:>9.2f}  {ratio}"
         )
     ours, theirs = "keras_layers.PReLU", "keras.layers.PReLU(shared_axes=[1,2])"
-    pairs = [(ours, theirs), (ours, FLOOR)]
+    pairs = [(ours, theirs), (ours, YARDSTICK)]
     for a, b in pairs:
         print(f"{a} / {b}: {compare.format_ratio(compare.paired_ratio(times, a, b))}")
     print(f"load average (1, 5, 15 min): {', '.join(f'{x:.1f}' for x in os.getloadavg())}")

@@ -13,7 +13,7 @@ class PReLU(keras.layers.Layer):
     slope gradients are Eq. 4 (channel-wise: summed over the batch and all
     positions of the channel) and Eq. 5 (shared: also summed over channels),
     written out as a custom gradient (`keras.ops.custom_gradient`, on every
-    backend) that costs half the passes of autodiff. At exactly `y = 0`
+    backend; its cost: `_prelu`). At exactly `y = 0`
     the gradient is that of the negative side on every backend, as in
     `torch.nn.PReLU`: `df/dy = a`, `df/da = 0`.
 
