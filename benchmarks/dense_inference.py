@@ -5,7 +5,7 @@ r"""Dense multi-view testing: our dense computation vs cropping windows.
 Part 1, images/second for the *same set of windows* (every `window x window`
 window of the last conv map at stride 1, on the image and its flip):
 
-- `dense (ours)`: `delving.dense`, trunk once per image, SPP of all windows
+- `dense (ours)`: `delving.evaluation.dense`, trunk once per image, SPP of all windows
   as stride-1 max pools + strided slices, fc layers as one matmul each.
 - `map crops`: trunk once, then each window cropped from the conv map and
   run through the head (SPP-net's per-window head).
@@ -31,7 +31,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-_MODEL = flags.DEFINE_string("model", "model_a", "Network (delving.models).")
+_MODEL = flags.DEFINE_string("model", "model_a", "Network (delving.models.networks).")
 _WIDTH = flags.DEFINE_float("width_multiplier", 0.25, "Conv width multiplier.")
 _FC_UNITS = flags.DEFINE_integer("fc_units", 1024, "Width of fc1, fc2.")
 _CLASSES = flags.DEFINE_integer("num_classes", 1000, "Classes.")
@@ -58,20 +58,21 @@ def main(argv):
 
     tf.get_logger().setLevel("ERROR")
 
-    from delving import config as config_lib
-    from delving import dense, models
+    from delving.evaluation import dense
+    from delving.models import networks
+    from delving.training import config as config_lib
     from export import export_lib, serving_files
 
     name = _MODEL.value
-    model = models.build_model(
+    model = networks.build_model(
         name,
         num_classes=_CLASSES.value,
         width_multiplier=_WIDTH.value,
         fc_units=_FC_UNITS.value,
         seed=0,
     )
-    trunk, head = models.get_trunk(model), models.get_head(model)
-    window, stride = models.head_window(name), models.total_stride(name)
+    trunk, head = networks.get_trunk(model), networks.get_head(model)
+    window, stride = networks.head_window(name), networks.total_stride(name)
     crop = window * stride  # 224: the image region a map window covers
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (_IMAGES.value, _SCALE.value, _WIDTH_PX.value, 3), np.uint8)

@@ -4,7 +4,7 @@ Runs `model.train_on_batch` (SGD with momentum, softmax cross-entropy) on
 in-memory tensors placed on the backend's default device, and prints
 images/s, ms/step and the achieved FLOP/s against a float32 matmul measured
 in the same run. It imports neither TensorFlow nor anything of ours that
-does (`delving.models`, `delving.model_specs`, `delving.model_stats` and
+does (`delving.models.networks`, `delving.models.specs`, `delving.models.stats` and
 `keras_layers` use Keras only), so it runs on an accelerator machine that has
 JAX or PyTorch and no TensorFlow:
 
@@ -13,7 +13,7 @@ JAX or PyTorch and no TensorFlow:
     KERAS_BACKEND=jax   python benchmarks/model_step.py --width_multiplier=0.25 \
         --fc_units=256 --image_size=64 --batch_size=64     # the built-in default network
 
-FLOPs per image are counted from the built model (`delving.model_stats`:
+FLOPs per image are counted from the built model (`delving.models.stats`:
 multiply-adds of the conv and fc layers), times 2 FLOPs per multiply-add
 and times 3 for a training step (forward, gradient w.r.t. the inputs,
 gradient w.r.t. the weights), the usual convention; elementwise work,
@@ -31,15 +31,18 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from delving import model_stats, models  # noqa: E402
+from delving.models import (
+    networks,  # noqa: E402
+    stats,  # noqa: E402
+)
 
-_MODEL = flags.DEFINE_enum("model", "small_14", models.MODEL_NAMES, "Network (Table 1/3).")
+_MODEL = flags.DEFINE_enum("model", "small_14", networks.MODEL_NAMES, "Network (Table 1/3).")
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", 224, "Input height and width.", lower_bound=16)
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Images per step.", lower_bound=1)
 _WIDTH = flags.DEFINE_float("width_multiplier", 1.0, "Scales every conv's filters.")
 _FC_UNITS = flags.DEFINE_integer("fc_units", 4096, "Width of fc1 and fc2.", lower_bound=1)
 _NUM_CLASSES = flags.DEFINE_integer("num_classes", 1000, "Units of fc3.", lower_bound=2)
-_ACTIVATION = flags.DEFINE_enum("activation", "prelu", models.ACTIVATIONS, "Activation.")
+_ACTIVATION = flags.DEFINE_enum("activation", "prelu", networks.ACTIVATIONS, "Activation.")
 _DATA_FORMAT = flags.DEFINE_enum(
     "data_format", "channels_last", ["channels_last", "channels_first"], "Image layout."
 )
@@ -62,7 +65,7 @@ _MATMUL = flags.DEFINE_integer(
 
 def training_flops_per_image(model, image_size):
     """2 FLOPs per multiply-add, x3 for forward + both backward products."""
-    _, macs = model_stats.totals(model_stats.layer_stats(model, image_size))
+    _, macs = stats.totals(stats.layer_stats(model, image_size))
     return 6 * macs
 
 
@@ -100,7 +103,7 @@ def main(argv):
     keras.config.set_dtype_policy(_POLICY.value)
     # Weights from build_model's seed: keras.utils.set_random_seed would
     # import TensorFlow (to seed it too) wherever it is installed.
-    model = models.build_model(
+    model = networks.build_model(
         _MODEL.value,
         num_classes=_NUM_CLASSES.value,
         activation=_ACTIVATION.value,

@@ -1,5 +1,5 @@
-"""The paper's networks in plain PyTorch, from the same `delving.model_specs`
-tables as `delving.models.build_model` (the peer that train_throughput.py
+"""The paper's networks in plain PyTorch, from the same `delving.models.specs`
+tables as `delving.models.networks.build_model` (the peer that train_throughput.py
 compares with). Same layers, shapes and padding scheme, NCHW (PyTorch's CPU
 layout): convs with "same" padding (even kernels alternate bottom/right and
 top/left, as in the builder), max pools with "same" padding, SPP as adaptive
@@ -11,7 +11,7 @@ import math
 import torch
 from torch import nn
 
-from delving import model_specs
+from delving.models import specs
 
 
 def _activation(kind, channels):
@@ -50,8 +50,8 @@ class _SPP(nn.Module):
 
 
 def build(name, *, num_classes, activation="prelu", width_multiplier=1.0, fc_units=4096):
-    """nn.Sequential for `model_specs.MODEL_SPECS[name]`, input (N, 3, H, W)."""
-    spec = model_specs.MODEL_SPECS[name]
+    """nn.Sequential for `specs.MODEL_SPECS[name]`, input (N, 3, H, W)."""
+    spec = specs.MODEL_SPECS[name]
     layers, channels, even_kernels = [], 3, 0
     for stage in spec.stages:
         filters = max(1, int(stage.filters * width_multiplier + 0.5))

@@ -1,15 +1,15 @@
 """Training throughput, side by side in one run:
 
-  (a) `delving.trainer`'s real loop on the real built-in TFRecords, the
+  (a) `delving.training.loop`'s real loop on the real built-in TFRecords, the
       built-in preset's config (input pipeline, loss, weight decay, metrics,
       logging and checkpoint boundaries included);
   (b) the same model and batch in Keras `train_on_batch` on in-memory
       tensors (the compute floor of (a));
   (c) the same network in PyTorch eager on the CPU (benchmarks/torch_net.py,
-      built from the same `delving.model_specs` tables);
+      built from the same `delving.models.specs` tables);
 
 plus a float32 matmul, against which the achieved FLOP/s of each is given
-(6 FLOPs per multiply-add of the conv and fc layers, `delving.model_stats`).
+(6 FLOPs per multiply-add of the conv and fc layers, `delving.models.stats`).
 Repeats are interleaved (a, b, c, matmul, a, b, ...) so that load changes on
 the machine hit every variant alike; the table gives medians with min-max
 and each variant's speed relative to (b) within each repeat, and warnings
@@ -44,13 +44,18 @@ import torch  # noqa: E402
 import torch_net  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from delving import config as config_lib  # noqa: E402
-from delving import model_from_config, model_stats, models, trainer  # noqa: E402
-from delving import train_step as train_step_lib  # noqa: E402
+from delving.models import (
+    from_config,  # noqa: E402
+    networks,  # noqa: E402
+    stats,  # noqa: E402
+)
+from delving.training import config as config_lib  # noqa: E402
+from delving.training import inputs, loop  # noqa: E402
+from delving.training import step as train_step_lib  # noqa: E402
 
 _B = config_lib.PRESETS["builtin"]
-_MODEL = flags.DEFINE_enum("model", _B["model"], models.MODEL_NAMES, "Network.")
-_ACTIVATION = flags.DEFINE_enum("activation", "prelu", models.ACTIVATIONS, "Activation.")
+_MODEL = flags.DEFINE_enum("model", _B["model"], networks.MODEL_NAMES, "Network.")
+_ACTIVATION = flags.DEFINE_enum("activation", "prelu", networks.ACTIVATIONS, "Activation.")
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", _B["image_size"], "Crop side.", lower_bound=16)
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", _B["batch_size"], "Batch.", lower_bound=1)
 _WIDTH = flags.DEFINE_float("width_multiplier", _B["width_multiplier"], "Conv width scale.")
@@ -92,16 +97,16 @@ def trainer_variant(cfg):
     `steps_per_epoch` steps per repeat (its `images_per_sec`: training
     only, the per-epoch evaluation is not timed)."""
     strategy = tf.distribute.get_strategy()
-    cfg, source, _ = trainer.prepare_run(cfg, strategy)
-    state = trainer.create_train_state(cfg, strategy)
-    run = trainer._Run(cfg, state, strategy, verbose=0)
+    cfg, source, _ = loop.prepare_run(cfg, strategy)
+    state = loop.create_train_state(cfg, strategy)
+    run = loop._Run(cfg, state, strategy, verbose=0)
     train_step = train_step_lib.make_train_step(cfg, state, strategy)
-    evaluator = trainer.make_evaluator(cfg, state, source, strategy)
-    iterator = iter(trainer.make_train_dataset(cfg, source, strategy, seed=cfg.seed))
+    evaluator = loop.make_evaluator(cfg, state, source, strategy)
+    iterator = iter(inputs.make_train_dataset(cfg, source, strategy, seed=cfg.seed))
 
     def epoch():
         state.epoch_step.assign(0)
-        row = trainer.train_epoch(run, train_step, iterator, evaluator)
+        row = loop.train_epoch(run, train_step, iterator, evaluator)
         return cfg.batch_size / row["images_per_sec"]
 
     epoch()  # tracing, the dataset's cache and shuffle buffer
@@ -111,7 +116,7 @@ def trainer_variant(cfg):
 def keras_variant(cfg, steps):
     """(b): `train_on_batch` on one in-memory batch."""
     keras.utils.set_random_seed(0)
-    model = model_from_config.build(cfg)
+    model = from_config.build(cfg)
     model.compile(
         keras.optimizers.SGD(cfg.learning_rate, momentum=cfg.momentum),
         keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -188,7 +193,7 @@ def main(argv):
         )
         model, run_a = trainer_variant(cfg)
         variants = {
-            "(a) delving.trainer, built-in TFRecords": run_a,
+            "(a) delving.training.loop, built-in TFRecords": run_a,
             _FLOOR: keras_variant(cfg, _STEPS.value),
             "(c) PyTorch eager, in memory": torch_variant(cfg, _STEPS.value),
         }
@@ -208,7 +213,7 @@ def main(argv):
         loads = (load_before, os.getloadavg()[0])
     matmul_times = times.pop(_MATMUL_NAME)
 
-    flops = 6 * model_stats.totals(model_stats.layer_stats(model, cfg.image_size))[1]
+    flops = 6 * stats.totals(stats.layer_stats(model, cfg.image_size))[1]
     mm = [2 * _MATMUL.value**3 / t for t in matmul_times]
     print(
         f"\n{cfg.model} {cfg.activation} width x{cfg.width_multiplier:g} fc {cfg.fc_units} "

@@ -1,4 +1,4 @@
-"""Importing the package imports `pipelines`, which keeps TensorFlow's
-start-up and INFO lines off stderr (`pipelines.quiet_start`)."""
-
-import pipelines  # noqa: F401
+"""The paper's networks (`delving.models`), their training (`delving.training`),
+evaluation and dense inference (`delving.evaluation`) and the reproduction
+experiments (`delving.experiments`); the binaries `delving.train`,
+`delving.evaluate` and `delving.summary` sit on top."""

@@ -5,7 +5,7 @@ r"""Top-1/top-5 error of a trained model_dir on its validation split.
 
 Reads the model (model.keras, or the latest checkpoint of a run still in
 progress) and the data and preprocessing from the model_dir's config.json.
-Views (see `delving.evaluation.VIEWS`): `center` (centre crop), `10view`
+Views (see `delving.evaluation.validation.VIEWS`): `center` (centre crop), `10view`
 (corners + centre and mirrors), `dense` (every window of the conv map, the
 paper's dense testing, what the exported SavedModels run; `--scales` is an
 alias of `--scale`, `--noflip` drops the mirrors); several scales are
@@ -16,9 +16,9 @@ import dataclasses
 
 from absl import app, flags
 
-from delving import cli_flags
+from common import cli
 
-# The views `delving.evaluation` registers, named here so that flags are
+# The views `delving.evaluation.validation` registers, named here so that flags are
 # checked before TensorFlow loads (tests/test_cli_imports.py keeps the two equal).
 VIEW_NAMES = ("center", "10view", "dense")
 
@@ -26,7 +26,7 @@ _MODEL_DIR = flags.DEFINE_string("model_dir", None, "a delving.train model_dir."
 _VIEWS = flags.DEFINE_list(
     "views", ["center"], f"comma-separated test views ({', '.join(VIEW_NAMES)})."
 )
-_SCALE = cli_flags.define_int_list(
+_SCALE = cli.define_int_list(
     "scale",
     None,
     "shorter side(s) before cropping; default: the run's --eval_resize.",
@@ -60,11 +60,11 @@ def _register_dense_view(cfg):
     crop size, as the export uses) and --flip."""
     import functools
 
-    from delving import dense, evaluation
+    from delving.evaluation import dense, validation
 
-    evaluation.register_view(
+    validation.register_view(
         dataclasses.replace(
-            evaluation.VIEWS["dense"],
+            validation.VIEWS["dense"],
             scores=functools.partial(
                 dense.evaluation_scores,
                 flip=_FLIP.value,
@@ -76,7 +76,7 @@ def _register_dense_view(cfg):
 
 def _check_classes(model, cfg, source):
     """The model scores as many classes as the data has (before any work)."""
-    from pipelines import errors
+    from common import errors
 
     outputs = model.output_shape[-1]
     try:
@@ -90,17 +90,18 @@ def _check_classes(model, cfg, source):
 
 
 def main(argv):
-    from pipelines import errors, quiet_start
+    from common import quiet_start
 
-    errors.no_arguments("delving.evaluate", argv)
-    quiet_start.absl_warnings_only()
-    errors.exit_on_bad_paths(
+    cli.no_arguments("delving.evaluate", argv)
+    quiet_start.start()
+    cli.exit_on_bad_paths(
         "delving.evaluate", dirs={"model_dir": _MODEL_DIR.value, "data_dir": _DATA_DIR.value}
     )
-    from delving import evaluation, inputs
+    from delving.evaluation import validation
+    from delving.training import inputs
 
-    with errors.exit_on_user_error("delving.evaluate"):
-        model, cfg = evaluation.load_model(_MODEL_DIR.value, checkpoint=_CHECKPOINT.value)
+    with cli.exit_on_user_error("delving.evaluate"):
+        model, cfg = validation.load_model(_MODEL_DIR.value, checkpoint=_CHECKPOINT.value)
         _register_dense_view(cfg)
         if _DATA_DIR.value:
             cfg = dataclasses.replace(cfg, data_dir=_DATA_DIR.value)
@@ -114,7 +115,7 @@ def main(argv):
         )
         rows = []
         for view in _VIEWS.value:
-            result = evaluation.evaluate(
+            result = validation.evaluate(
                 model,
                 source,
                 view=view,

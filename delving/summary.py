@@ -1,6 +1,6 @@
 r"""Prints a network's layers with output shapes, parameters and multiply-adds.
 
-The figures are computed from the built model (`delving.model_stats`), at
+The figures are computed from the built model (`delving.models.stats`), at
 one square image size, per image.
 
 Example:
@@ -13,16 +13,16 @@ from absl import app, flags
 
 # Only the specs (no TensorFlow) at import: flag errors and --help are
 # instant; TensorFlow loads in main().
-from delving import model_specs
+from delving.models import specs
 
 _MODEL = flags.DEFINE_enum(
-    "model", "model_a", model_specs.MODEL_NAMES, "Network of the paper to summarise."
+    "model", "model_a", specs.MODEL_NAMES, "Network of the paper to summarise."
 )
 _IMAGE_SIZE = flags.DEFINE_integer(
     "image_size", 224, "Side of the square input image.", lower_bound=1
 )
 _ACTIVATION = flags.DEFINE_enum(
-    "activation", "prelu", model_specs.ACTIVATIONS, "Rectifier after every weight layer."
+    "activation", "prelu", specs.ACTIVATIONS, "Rectifier after every weight layer."
 )
 _NUM_CLASSES = flags.DEFINE_integer("num_classes", 1000, "Units of fc3.", lower_bound=1)
 _WIDTH_MULTIPLIER = flags.DEFINE_float(
@@ -31,9 +31,7 @@ _WIDTH_MULTIPLIER = flags.DEFINE_float(
 flags.register_validator(
     "width_multiplier", lambda value: value > 0, message="--width_multiplier must be > 0"
 )
-_FC_UNITS = flags.DEFINE_integer(
-    "fc_units", model_specs.FC_UNITS, "Width of fc1 and fc2.", lower_bound=1
-)
+_FC_UNITS = flags.DEFINE_integer("fc_units", specs.FC_UNITS, "Width of fc1 and fc2.", lower_bound=1)
 _DATA_FORMAT = flags.DEFINE_enum(
     "data_format",
     "channels_last",
@@ -43,12 +41,13 @@ _DATA_FORMAT = flags.DEFINE_enum(
 
 
 def main(argv):
-    from pipelines import errors  # noqa: PLC0415  (no TensorFlow)
+    from common import cli, quiet_start
 
-    errors.no_arguments("delving.summary", argv)
-    from delving import model_stats, models  # noqa: PLC0415  (see above)
+    cli.no_arguments("delving.summary", argv)
+    quiet_start.start()
+    from delving.models import networks, stats  # TensorFlow: only now
 
-    model = models.build_model(
+    model = networks.build_model(
         _MODEL.value,
         num_classes=_NUM_CLASSES.value,
         activation=_ACTIVATION.value,
@@ -57,16 +56,16 @@ def main(argv):
         data_format=_DATA_FORMAT.value,
         seed=0,
     )
-    stats = model_stats.layer_stats(model, _IMAGE_SIZE.value)
-    params, macs = model_stats.totals(stats)
+    layers = stats.layer_stats(model, _IMAGE_SIZE.value)
+    params, macs = stats.totals(layers)
     size = _IMAGE_SIZE.value
-    side = models.feature_map_size(_MODEL.value, size)
+    side = networks.feature_map_size(_MODEL.value, size)
     print(
         f"{_MODEL.value} ({_ACTIVATION.value}), input {size}x{size}x3, "
         f"trunk output {side}x{side} "
-        f"(total stride {models.total_stride(_MODEL.value)})"
+        f"(total stride {networks.total_stride(_MODEL.value)})"
     )
-    print(model_stats.format_table(stats))
+    print(stats.format_table(layers))
     print(f"total params: {params:,} ({params / 1e6:.2f} M)")
     print(f"total multiply-adds per image: {macs:,} ({macs / 1e9:.2f} G)")
 

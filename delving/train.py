@@ -19,8 +19,8 @@ from absl import app, flags
 
 # No TensorFlow at import: --help and bad flags answer at once; main()
 # imports it after the config is resolved and validated.
-from delving import cli_flags
-from delving import config as config_lib
+from common import cli
+from delving.training import config as config_lib
 
 
 def _shown(value):
@@ -89,7 +89,7 @@ _WIDTH = _define(flags.DEFINE_float, "width_multiplier", "scales conv widths.")
 _FC_UNITS = _define(flags.DEFINE_integer, "fc_units", "fc1/fc2 width.")
 _IMAGE_SIZE = _define(flags.DEFINE_integer, "image_size", "training crop side.")
 _SCALE_RANGE = _define(
-    cli_flags.define_int_list,
+    cli.define_int_list,
     "scale_range",
     "min,max shorter side before cropping (scale jitter).",
     example="256,512",
@@ -133,7 +133,7 @@ _LR_SCHEDULE = _define(
     + ".",
 )
 _LR_EPOCHS = _define(
-    cli_flags.define_int_list,
+    cli.define_int_list,
     "lr_decay_epochs",
     "epochs of the step schedule.",
     allow_empty=True,
@@ -207,9 +207,8 @@ def _config_from_flags():
 
 def _check_paths(cfg):
     """Every path flag names what it should: one line naming the flag if not."""
-    from pipelines import errors
 
-    errors.check_paths(
+    cli.check_paths(
         files={"labels_file": cfg.labels_file},
         dirs={"data_dir": cfg.data_dir, "tfds_manual_dir": cfg.tfds_manual_dir},
         output_dirs={"model_dir": cfg.model_dir, "tfds_data_dir": cfg.tfds_data_dir},
@@ -218,7 +217,8 @@ def _check_paths(cfg):
 
 def _check_data_dir(cfg):
     """The TFRecord shards exist (reads the file system, so after the config)."""
-    from pipelines import errors, imagenet
+    from common import errors
+    from pipelines import imagenet
 
     try:
         for split in ("train", "validation"):
@@ -228,9 +228,9 @@ def _check_data_dir(cfg):
 
 
 def main(argv):
-    from pipelines import errors, quiet_start
+    from common import quiet_start
 
-    errors.no_arguments("delving.train", argv)
+    cli.no_arguments("delving.train", argv)
     try:
         cfg = _config_from_flags()
         _check_paths(cfg)
@@ -238,23 +238,23 @@ def main(argv):
             _check_data_dir(cfg)
     except ValueError as e:  # DataError included
         sys.exit(f"delving.train: error: {e}")
-    quiet_start.absl_warnings_only()
+    quiet_start.start()
     import tensorflow as tf
 
-    from delving import run_guard, trainer
+    from delving.training import loop, run_guard
 
     tf.get_logger().setLevel("WARNING")  # no INFO line per checkpoint save
-    with errors.exit_on_user_error(
+    with cli.exit_on_user_error(
         "delving.train",
         also=(
-            trainer.TrainingDiverged,
-            trainer.ConfigMismatch,
-            trainer.BatchSizeError,
+            loop.TrainingDiverged,
+            loop.ConfigMismatch,
+            loop.BatchSizeError,
             run_guard.RunLocked,
             run_guard.WriteFailed,
         ),
     ):
-        trainer.train(cfg, force=_FORCE.value)
+        loop.train(cfg, force=_FORCE.value)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,1 @@
-"""Importing the package imports `pipelines`, which keeps TensorFlow's
-start-up and INFO lines off stderr (`pipelines.quiet_start`)."""
-
-import pipelines  # noqa: F401
+"""SavedModel export for TensorFlow Serving, the files it reads, and a client."""

@@ -49,6 +49,9 @@ def model_name():
 
 
 def main(argv):
+    from common import quiet_start
+
+    quiet_start.start()
     paths = argv[1:]
     if not paths:
         sys.exit("error: give one or more image files to classify")

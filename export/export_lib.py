@@ -11,8 +11,8 @@ can restore), with two signatures:
   `scores` float32 `[batch, k]`, `labels` string `[batch, k]`.
 - `predict_images`: `images` uint8 `[batch, height, width, 3]` -> the same.
 
-Both run `delving.dense.DenseInference`, the paper's dense multi-view
-testing (Sec. 4), whose per-scale step `delving.dense.dense_scores` is also
+Both run `delving.evaluation.dense.DenseInference`, the paper's dense multi-view
+testing (Sec. 4), whose per-scale step `delving.evaluation.dense.dense_scores` is also
 what `delving.evaluate --views=dense` runs, so offline evaluation and serving
 compute the same thing (exactly, for images up to the 4:1 aspect-ratio
 limit). Several model dirs make one ensemble whose probabilities are the
@@ -39,11 +39,14 @@ import shutil
 import keras
 import tensorflow as tf
 
-from delving import config as config_lib
-from delving import dense, model_from_config, run_files
+from common import files
+from delving.evaluation import dense
+from delving.models import from_config
+from delving.training import config as config_lib
+from delving.training import run_dir
 from export import client_lib, image_decoding, serving_files
 from export.client_lib import SIGNATURE_BYTES, SIGNATURE_IMAGES
-from pipelines import errors, preprocessing
+from pipelines import preprocessing
 
 DEFAULT_TOP_K = 5
 #: Larger images (by their header) are refused: 100 MP is 300 MB decoded.
@@ -64,14 +67,14 @@ class ServableModel:
     classes: tuple  # ((synset, name), ...) in label order
 
     def dense_inference(self, *, scales=None, **kwargs):
-        """`delving.dense.DenseInference` with this run's window and
+        """`delving.evaluation.dense.DenseInference` with this run's window and
         normalization; `scales` default: the paper's, scaled to the run's crop
         size (`dense.default_scales`); `kwargs`: flip, max_aspect_ratio."""
         return dense.DenseInference(
             self.model,
-            window=model_from_config.dense_window(self.config),
+            window=from_config.dense_window(self.config),
             mean=preprocessing.MEAN_RGB,
-            std=model_from_config.input_std(self.config),
+            std=from_config.input_std(self.config),
             scales=scales or dense.default_scales(self.config.image_size),
             **kwargs,
         )
@@ -80,7 +83,7 @@ class ServableModel:
 def load_servable(model_dir):
     """The final model of a training run (`config.json`, `classes.tsv`,
     `model.keras`, as `delving.train` writes them)."""
-    paths = run_files.paths(model_dir)
+    paths = run_dir.paths(model_dir)
     missing = [
         os.path.basename(paths[key])
         for key in ("config", "classes", "model")
@@ -92,7 +95,7 @@ def load_servable(model_dir):
             f"the --model_dir of a finished training run?)"
         )
     cfg = config_lib.load(paths["config"])
-    classes = tuple((synset, name) for _, synset, name in run_files.read_classes(model_dir))
+    classes = tuple((synset, name) for _, synset, name in run_dir.read_classes(model_dir))
     model = keras.saving.load_model(paths["model"], safe_mode=True)
     num_classes = model.output_shape[-1]
     if num_classes != len(classes):
@@ -252,7 +255,7 @@ def export_saved_model(
         `<export_base>/<N>`.
       version: N; default one more than the largest existing version.
       model_name: the name in `models.config`; default basename(export_base).
-      scales, flip, max_aspect_ratio: dense testing (`delving.dense`); scales
+      scales, flip, max_aspect_ratio: dense testing (`delving.evaluation.dense`); scales
         default: each run's own (`ServableModel.dense_inference`).
       top_k: how many classes the `classes`/`scores`/`labels` outputs hold.
       max_image_pixels: larger images are refused with InvalidArgument.
@@ -282,7 +285,7 @@ def _remove_killed_exports(export_base):
     """Removes `.tmp-<version>-<pid>` directories of exports killed on this host."""
     for name in os.listdir(export_base):
         match = re.fullmatch(r"\.tmp-\d+-(\d+)", name)
-        if match and not errors.pid_alive(int(match.group(1))):
+        if match and not files.pid_alive(int(match.group(1))):
             shutil.rmtree(os.path.join(export_base, name), ignore_errors=True)
 
 

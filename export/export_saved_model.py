@@ -18,7 +18,7 @@ import sys
 
 from absl import app, flags, logging
 
-from delving import cli_flags
+from common import cli
 
 _MODEL_DIR = flags.DEFINE_multi_string(
     "model_dir",
@@ -34,7 +34,7 @@ _VERSION = flags.DEFINE_integer(
 _MODEL_NAME = flags.DEFINE_string(
     "model_name", None, "Model name in models.config; default the basename of --export_base."
 )
-_SCALES = cli_flags.define_int_list(
+_SCALES = cli.define_int_list(
     "scales",
     None,
     "Shorter sides for dense testing, averaged (the paper's multi-scale); default: the "
@@ -63,17 +63,17 @@ flags.mark_flags_as_required(["model_dir", "export_base"])
 
 
 def main(argv):
-    from pipelines import errors, quiet_start
+    from common import errors, quiet_start
 
-    errors.no_arguments("export.export_saved_model", argv)
-    quiet_start.absl_warnings_only()
+    cli.no_arguments("export.export_saved_model", argv)
+    quiet_start.start()
     try:  # an unwritable --export_base: one line before TensorFlow loads
-        errors.check_paths(output_dirs={"export_base": _EXPORT_BASE.value})
+        cli.check_paths(output_dirs={"export_base": _EXPORT_BASE.value})
     except errors.DataError as e:
         sys.exit(f"error: {e}")
     from export import export_lib  # after flag parsing: TF loads slowly
 
-    with errors.exit_on_user_error("export.export_saved_model"):
+    with cli.exit_on_user_error("export.export_saved_model"):
         path = _export(export_lib)
     logging.info("exported %s", path)
     print(path)

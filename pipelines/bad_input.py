@@ -30,7 +30,7 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
-from pipelines import errors
+from common import errors
 
 # Records per call of the numbering before the decoding map (the checks after
 # it run on the output batches).

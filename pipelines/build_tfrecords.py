@@ -60,11 +60,13 @@ flags.mark_flags_as_required(["input_dir", "output_dir"])
 
 
 def main(argv):
-    from pipelines import errors, tfrecord_builder
+    from common import cli, errors, quiet_start
+    from pipelines import tfrecord_builder
 
-    errors.no_arguments("build_tfrecords", argv)
+    cli.no_arguments("build_tfrecords", argv)
+    quiet_start.start()
     try:
-        errors.check_paths(
+        cli.check_paths(
             dirs={"input_dir": _INPUT_DIR.value},
             output_dirs={"output_dir": _OUTPUT_DIR.value},
             files={

@@ -30,7 +30,7 @@ import numpy as np
 from absl import logging
 from PIL import Image
 
-from pipelines import errors
+from common import errors, files
 
 VERSION = 1
 CLASS_NAMES = (
@@ -265,5 +265,5 @@ def _remove_dead_generations(output_dir):
     prefix = f"{name}.tmp-{socket.gethostname()}-"
     for entry in os.listdir(parent):
         pid = entry[len(prefix) :].split("-")[0] if entry.startswith(prefix) else ""
-        if pid.isdigit() and not errors.pid_alive(int(pid)):
+        if pid.isdigit() and not files.pid_alive(int(pid)):
             shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)

@@ -20,7 +20,8 @@ import sys
 
 import tensorflow as tf
 
-from pipelines import bad_input, dataset_ops, errors, preprocessing, records
+from common import errors
+from pipelines import bad_input, dataset_ops, preprocessing, records
 
 AUTOTUNE = tf.data.AUTOTUNE
 DEFAULT_SHUFFLE_BUFFER = 10_000
@@ -216,7 +217,7 @@ def make_dataset(
         TensorFlow's error, which does not name its file.
       normalize: True: float batches normalised here; False:
         `({"pixels": uint8, "lighting": float32 [B, 3]}, labels)` for
-        `preprocessing.normalize` on the device (what `delving.trainer` does).
+        `preprocessing.normalize` on the device (what `delving.training.loop` does).
       repeat: repeat forever.
       crop: evaluation only; False yields whole resized images (batch 1).
       cycle_length: shards read in parallel.

@@ -37,7 +37,8 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from pipelines import dataset_ops, errors, preprocessing
+from common import errors
+from pipelines import dataset_ops, preprocessing
 
 AUTOTUNE = tf.data.AUTOTUNE
 

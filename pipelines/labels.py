@@ -19,7 +19,8 @@ import os
 
 import tensorflow as tf
 
-from pipelines import errors, records
+from common import errors
+from pipelines import records
 
 ClassInfo = collections.namedtuple("ClassInfo", ["index", "synset", "name"])
 LABELS_FILE = "labels.txt"

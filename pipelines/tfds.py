@@ -16,7 +16,8 @@ import os
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from pipelines import dataset_ops, errors, imagenet, preprocessing
+from common import errors
+from pipelines import dataset_ops, imagenet, preprocessing
 
 
 def load_builder(name, data_dir=None, manual_dir=None, download=False):

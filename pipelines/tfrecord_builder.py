@@ -33,7 +33,8 @@ import tensorflow as tf
 from absl import logging
 from PIL import Image
 
-from pipelines import errors, labels, records
+from common import errors
+from pipelines import labels, records
 
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".gif", ".bmp", ".webp")
 IMAGES_PER_SHARD = 1024

@@ -7,8 +7,9 @@ import keras
 import numpy as np
 from PIL import Image
 
-from delving import config as config_lib
-from delving import models, run_files
+from delving.models import networks
+from delving.training import config as config_lib
+from delving.training import run_dir
 from pipelines.labels import ClassInfo
 
 NUM_CLASSES = 5
@@ -35,12 +36,12 @@ def write_model_dir(
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(policy)
     try:
-        net = models.build_model(model, activation=activation, seed=seed, **TINY)
+        net = networks.build_model(model, activation=activation, seed=seed, **TINY)
     finally:
         keras.config.set_dtype_policy(previous)
-    run_files.write_config(cfg)
-    run_files.write_classes(cfg, CLASSES)
-    net.save(run_files.paths(str(model_dir))["model"])
+    run_dir.write_config(cfg)
+    run_dir.write_classes(cfg, CLASSES)
+    net.save(run_dir.paths(str(model_dir))["model"])
     return str(model_dir)
 
 

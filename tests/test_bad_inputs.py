@@ -19,7 +19,7 @@ import export_testutil as fx
 import imaging_testutil
 import pytest
 
-from delving import config
+from delving.training import config
 from tests import train_testutil as util
 
 
@@ -157,11 +157,11 @@ def test_train(paths, data_dir):
 def test_evaluate(paths, data_dir):
     import tensorflow as tf
 
-    from delving import models
+    from delving.models import networks
 
     run = fx.write_model_dir(paths.root / "run", model="small_14", data_dir=data_dir)
     other_checkpoint = tf.train.Checkpoint(
-        model=models.build_model("model_a", num_classes=3, width_multiplier=1 / 32, fc_units=8)
+        model=networks.build_model("model_a", num_classes=3, width_multiplier=1 / 32, fc_units=8)
     ).write(str(paths.root / "other" / "ckpt"))
     cases = [
         ([f"--model_dir={paths.missing}"], str(paths.missing)),
@@ -285,7 +285,7 @@ def test_experiments(paths):
 
 
 def test_check_paths_names_the_flag_and_what_is_wrong(paths):
-    from pipelines import errors
+    from common import cli, errors
 
     cases = [
         (dict(files={"labels_file": paths.a_dir}), "--labels_file=.* is a directory, not a file"),
@@ -311,9 +311,9 @@ def test_check_paths_names_the_flag_and_what_is_wrong(paths):
         ]
     for kwargs, pattern in cases:
         with pytest.raises(errors.DataError, match=pattern):
-            errors.check_paths(**kwargs)
+            cli.check_paths(**kwargs)
     # Not given, not yet there (outputs), or remote: nothing to refuse here.
-    errors.check_paths(
+    cli.check_paths(
         files={"labels_file": None},
         dirs={"data_dir": "gs://bucket/imagenet"},
         output_dirs={"model_dir": paths.missing},

@@ -31,7 +31,7 @@ def test_model_step_runs_without_tensorflow(backend):
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     imported = re.findall(r"^import time:.*\|\s*(\S+)$", result.stderr, re.MULTILINE)
-    assert "delving.models" in imported and "keras_layers" in imported
+    assert "delving.models.networks" in imported and "keras_layers" in imported
     assert not [m for m in imported if m.split(".")[0] == "tensorflow"]
     out = result.stdout
     assert f"backend={backend} model=small_14" in out

@@ -5,7 +5,8 @@ import sys
 
 import pytest
 
-from delving import model_stats, models
+from delving.models import networks
+from delving.models import stats as model_stats
 
 torch = pytest.importorskip("torch")
 sys.path.insert(
@@ -14,10 +15,10 @@ sys.path.insert(
 import torch_net  # noqa: E402
 
 
-@pytest.mark.parametrize("name", models.MODEL_NAMES)
+@pytest.mark.parametrize("name", networks.MODEL_NAMES)
 def test_same_parameters_and_output_as_build_model(name):
     kwargs = dict(num_classes=7, activation="prelu", width_multiplier=0.0625, fc_units=16)
-    ours = models.build_model(name, dropout=0.0, **kwargs)
+    ours = networks.build_model(name, dropout=0.0, **kwargs)
     peer = torch_net.build(name, **kwargs)
     assert sum(p.numel() for p in peer.parameters()) == ours.count_params()
     # The same conv work per image: the feature maps have the same sizes.

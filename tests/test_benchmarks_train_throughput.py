@@ -35,6 +35,6 @@ def test_every_variant_prints_a_row(tmp_path_factory):
         cwd=util.ROOT,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    for row in ("(a) delving.trainer", "(b) Keras", "(c) PyTorch", "(b) the same, ReLU"):
+    for row in ("(a) delving.training.loop", "(b) Keras", "(c) PyTorch", "(b) the same, ReLU"):
         assert row in result.stdout, result.stdout
     assert "image 96 batch 8" in result.stdout and "GFLOP/s" in result.stdout

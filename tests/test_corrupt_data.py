@@ -6,8 +6,9 @@ import shutil
 
 import pytest
 
-from delving import config, trainer
-from pipelines import builtin, errors
+from common import errors
+from delving.training import config, loop
+from pipelines import builtin
 from tests import train_testutil as util
 
 
@@ -21,7 +22,7 @@ def run(data_dir, tmp_path_factory):
     """A trained model_dir of the tiny data's classes (one step is enough)."""
     model_dir = str(tmp_path_factory.mktemp("corrupt") / "run")
     recipe = dict(util.TINY_RECIPE, data_dir=data_dir, model_dir=model_dir)
-    trainer.train(config.resolve_config(**dict(recipe, steps_per_epoch=1)), verbose=0)
+    loop.train(config.resolve_config(**dict(recipe, steps_per_epoch=1)), verbose=0)
     return model_dir
 
 
@@ -46,13 +47,13 @@ def test_truncated_shard_counted_at_start_up(data_dir, tmp_path):
     recipe = dict(util.TINY_RECIPE, data_dir=str(data), model_dir=str(tmp_path / "run"))
     del recipe["steps_per_epoch"]
     with pytest.raises(errors.DataError) as info:
-        trainer.train(config.resolve_config(**recipe), verbose=0)
+        loop.train(config.resolve_config(**recipe), verbose=0)
     message = str(info.value)
     assert message.startswith("record ") and f" of {shard} cannot be read" in message, message
     assert "--skip_corrupt" in message
     assert not (tmp_path / "run").exists(), "a refused run writes nothing"
 
-    result = trainer.train(config.resolve_config(**recipe, skip_corrupt=True), verbose=0)
+    result = loop.train(config.resolve_config(**recipe, skip_corrupt=True), verbose=0)
     full = sum(n for split, n, _ in util.TINY_SPLITS if split == "train")
     # The intact records only, fewer than the full split's.
     assert 0 < result.config.steps_per_epoch < config.steps_for(full, recipe["batch_size"])

@@ -1,4 +1,4 @@
-"""Dense multi-view testing (delving.dense) against explicit window cropping."""
+"""Dense multi-view testing (delving.evaluation.dense) against explicit window cropping."""
 
 import itertools
 
@@ -8,14 +8,15 @@ import pytest
 import tensorflow as tf
 
 import keras_layers
-from delving import dense, models
+from delving.evaluation import dense
+from delving.models import networks
 from pipelines import preprocessing
 
 TINY = dict(num_classes=5, width_multiplier=1 / 32, fc_units=16, seed=3)
 
 
 def _model(name="model_a", **kwargs):
-    return models.build_model(name, **{**TINY, **kwargs})
+    return networks.build_model(name, **{**TINY, **kwargs})
 
 
 def _crop_reference(head, feature_map, window):
@@ -70,7 +71,7 @@ def test_window_features_equal_spp_of_each_window(bins, window, shape):
 )
 def test_dense_head_equals_head_on_cropped_windows(map_shape, data_format, activation):
     model = _model(activation=activation, data_format=data_format, dropout=0.5)
-    head = models.get_head(model)
+    head = networks.get_head(model)
     fmap = np.random.default_rng(1).normal(size=map_shape).astype(np.float32)
     if data_format == "channels_first":
         fmap = np.transpose(fmap, (0, 3, 1, 2))
@@ -81,7 +82,7 @@ def test_dense_head_equals_head_on_cropped_windows(map_shape, data_format, activ
 
 def _naive_dense(model, image, window, scales, flip):
     """The paper's procedure written out: resize, trunk, crop every window."""
-    trunk, head = models.get_trunk(model), models.get_head(model)
+    trunk, head = networks.get_trunk(model), networks.get_head(model)
     total = 0
     for scale in scales:
         x = preprocessing.normalize(preprocessing.resize_shorter_side(image, scale))[None]
@@ -100,7 +101,7 @@ def _naive_dense(model, image, window, scales, flip):
 def test_dense_probabilities_equal_naive_procedure(name, scales, flip):
     model = _model(name)
     image = np.random.default_rng(2).integers(0, 256, (210, 290, 3), np.uint8)
-    window = models.head_window(name)
+    window = networks.head_window(name)
     got = dense.dense_probabilities(model, image[None], window=window, scales=scales, flip=flip)
     assert got.dtype == tf.float32 and got.shape == (1, 5)
     np.testing.assert_allclose(

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from delving import dense, evaluation, inputs, models
+from delving.evaluation import dense, validation
+from delving.models import networks
+from delving.training import inputs
 from export import export_lib
 from pipelines import preprocessing
 from tests import train_testutil
@@ -72,7 +74,7 @@ def _expected(run, flip):
 
 
 def test_dense_view_equals_the_exported_computation(run):
-    result = evaluation.evaluate(
+    result = validation.evaluate(
         run["servable"].model, run["source"], view="dense", scales=SCALES, batch_size=4
     )
     loss, top1 = _expected(run, flip=True)
@@ -109,7 +111,7 @@ def test_evaluate_binary_dense_scales_noflip(run):
 def test_window_of_the_view_comes_from_the_training_crop_size(run, image_size, window):
     model = run["servable"].model
     x = tf.random.stateless_normal([1, 240, 260, 3], [1, 2])
-    assert models.head_window("model_a", image_size) == window
+    assert networks.head_window("model_a", image_size) == window
     np.testing.assert_allclose(
         dense.evaluation_scores(model, x, image_size=image_size),
         dense.dense_scores(model, x, window=window),
@@ -120,8 +122,8 @@ def test_dense_view_traces_once_for_images_of_every_size(tmp_path_factory):
     """The built-in images differ in size: one trace serves them all (the
     view used to retrace for every image, seconds each)."""
     data_dir = train_testutil.tiny_data_dir(tmp_path_factory)
-    model = models.build_model("small_14", num_classes=10, width_multiplier=0.125, fc_units=16)
-    evaluator = evaluation.Evaluator(
+    model = networks.build_model("small_14", num_classes=10, width_multiplier=0.125, fc_units=16)
+    evaluator = validation.Evaluator(
         model,
         inputs.DataSource(data_dir=data_dir, num_classes=10),
         view="dense",

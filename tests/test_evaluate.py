@@ -4,7 +4,8 @@ import re
 
 import pytest
 
-from delving import config, evaluation, inputs, trainer
+from delving.evaluation import validation
+from delving.training import config, inputs, loop
 from tests import train_testutil as util
 
 
@@ -20,7 +21,7 @@ def trained(tmp_path_factory):
             eval_steps=None,
         )
     )
-    return trainer.train(cfg, verbose=0)
+    return loop.train(cfg, verbose=0)
 
 
 def _results(stdout):
@@ -64,8 +65,8 @@ def test_multi_scale_and_bad_view(trained):
 def test_progress_line_agrees_with_the_result_table(trained, capsys):
     """The bar shows the running error as it is (not re-averaged), and a
     stdout that is not a terminal gets one plain line, no ANSI codes."""
-    model, cfg = evaluation.load_model(trained.config.model_dir)
-    result = evaluation.evaluate(
+    model, cfg = validation.load_model(trained.config.model_dir)
+    result = validation.evaluate(
         model,
         inputs.source_from_config(cfg),
         view="center",

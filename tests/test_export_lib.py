@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2
 
-from delving import models
+from delving.models import networks
 from export import client_lib, export_lib, image_decoding
 from tests import train_testutil
 
@@ -35,7 +35,7 @@ def test_next_version(tmp_path):
     assert export_lib.next_version(str(tmp_path / "missing")) == 1
     for name in ("1", "7", "tmp", ".tmp-9-1"):
         (tmp_path / name).mkdir()
-    (tmp_path / "models.config").write_text("")
+    (tmp_path / "networks.config").write_text("")
     assert export_lib.next_version(str(tmp_path)) == 8
 
 
@@ -291,7 +291,7 @@ def test_export_binary_writes_the_next_version(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == str(base / "4")
-    assert sorted(os.listdir(base)) == [live.name, "3", "4", "models.config"]
+    assert sorted(os.listdir(base)) == [live.name, "3", "4", "networks.config"]
     assert {"saved_model.pb", "variables", "assets.extra"} <= set(os.listdir(base / "4"))
 
 
@@ -317,7 +317,7 @@ def test_scales_and_window_default_to_the_runs_own_crop_size(tmp_path):
     small = fx.write_model_dir(tmp_path / "small", model="small_14", image_size=64)
     (member,) = export_lib.DenseClassifier([export_lib.load_servable(small)])._members
     assert member.scales == (73, 110, 137)
-    assert member.window == models.head_window("small_14", 64) == 6
+    assert member.window == networks.head_window("small_14", 64) == 6
     paper = fx.write_model_dir(tmp_path / "paper", model="model_a")  # 224-px crops
     (member,) = export_lib.DenseClassifier([export_lib.load_servable(paper)])._members
     assert (member.scales, member.window) == ((256, 384, 480), 14)

@@ -7,7 +7,7 @@ protos, with the session-based loader the server uses. That process answers
 real gRPC `PredictRequest`s and REST bodies built by `export.client_lib`,
 replays the warmup file, and lists every op of the graph and its function
 library. Its answers are compared here with the in-Python dense-testing
-reference (`delving.dense`).
+reference (`delving.evaluation.dense`).
 """
 
 import json
@@ -23,7 +23,8 @@ import tensorflow as tf
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from delving import dense, models
+from delving.evaluation import dense
+from delving.models import networks
 from export import client_lib, export_lib, serving_files
 from pipelines import preprocessing
 from tests import train_testutil
@@ -220,7 +221,7 @@ def exported(tmp_path_factory):
     reference = [
         dense.DenseInference(
             s.model,
-            window=models.head_window(s.config.model),
+            window=networks.head_window(s.config.model),
             scales=SCALES,
             std=preprocessing.STD_RGB,
         )
@@ -357,7 +358,7 @@ def test_warmup_requests_parse_and_run(exported):
 
 
 def test_models_config_parses_as_model_server_config(exported):
-    text = (exported["export_base"] / "models.config").read_text()
+    text = (exported["export_base"] / "networks.config").read_text()
     config = text_format.Parse(text, model_server_config_pb2.ModelServerConfig())
     (entry,) = config.model_config_list.config
     assert (entry.name, entry.base_path, entry.model_platform) == (
@@ -366,7 +367,7 @@ def test_models_config_parses_as_model_server_config(exported):
         "tensorflow",
     )
     assert exported["version_dir"] == str(exported["export_base"] / "1")
-    assert sorted(os.listdir(exported["export_base"])) == ["1", "models.config"]
+    assert sorted(os.listdir(exported["export_base"])) == ["1", "networks.config"]
     assert os.path.exists(os.path.join(exported["version_dir"], serving_files.WARMUP_FILE))
 
 

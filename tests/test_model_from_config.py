@@ -5,7 +5,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from delving import config, inputs, model_from_config, models
+from delving.models import from_config, networks
+from delving.training import config, inputs
 from export import export_lib
 from pipelines import preprocessing
 
@@ -19,14 +20,14 @@ def test_dense_window_follows_the_training_crop(model, image_size, window):
     cfg = config.resolve_config(
         data_dir="/d", model=model, image_size=image_size, scale_range=(image_size,) * 2
     )
-    assert model_from_config.dense_window(cfg) == window
+    assert from_config.dense_window(cfg) == window
 
 
 def test_input_std_decided_once_for_training_and_export():
     plain = config.resolve_config(data_dir="/d", input_std=False)
     scaled = dataclasses.replace(plain, input_std=True)
-    assert model_from_config.input_std(plain) is None
-    assert model_from_config.input_std(scaled) == preprocessing.STD_RGB
+    assert from_config.input_std(plain) is None
+    assert from_config.input_std(scaled) == preprocessing.STD_RGB
     assert inputs.source_from_config(scaled).std == preprocessing.STD_RGB
 
 
@@ -34,8 +35,8 @@ def test_build_uses_every_architecture_field():
     cfg = config.resolve_config(
         data_dir="/d", model="small_14", activation="prelu_shared", image_size=64, **TINY
     )
-    built = model_from_config.build(cfg, seed=3)
-    direct = models.build_model(
+    built = from_config.build(cfg, seed=3)
+    direct = networks.build_model(
         "small_14", activation="prelu_shared", init=cfg.init, seed=3, **TINY
     )
     assert built.name == "small_14" and built.output_shape == (None, 5)

@@ -1,4 +1,4 @@
-"""Full-size checks of delving.models against the paper's tables: depth,
+"""Full-size checks of delving.models.networks against the paper's tables: depth,
 parameter counts computed here layer by layer, PReLU parameter counts and
 the initialization std of every kernel. Models are built, never run on
 large inputs."""
@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from delving import models
+from delving.models import networks
 
 # The tables of docs/PAPER.md, "Architectures", written out again here (independently of
-# delving.model_specs): per model the conv stages as (kernel, filters,
+# delving.models.specs): per model the conv stages as (kernel, filters,
 # repeats) and the SPP levels; every model ends with fc 4096, 4096, 1000.
 TABLES = {
     # Table 1: 7x7,64 /2; 2x2,128 x4; 2x2,256 x6; spp {6,3,2,1}.
@@ -107,14 +107,14 @@ def check_kernel_stds(model, init, kinds=(keras.layers.Conv2D, keras.layers.Dens
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", models.MODEL_NAMES)
+@pytest.mark.parametrize("name", networks.MODEL_NAMES)
 def test_full_size_model(name):
     """Depth, parameter count and Eq. 14 initialization of the conv kernels
     of the paper's model (built once per model: its fc layers alone hold up
     to 231M weights; fc inits are checked below on narrow fc layers).
     small_14 is built channel-shared: Table 1's 13 extra parameters."""
     activation = "prelu_shared" if name == "small_14" else "prelu"
-    model = models.build_model(name, activation=activation, seed=0)
+    model = networks.build_model(name, activation=activation, seed=0)
     assert model.output_shape == (None, 1000)
     weight_layers = [
         layer
@@ -140,9 +140,9 @@ def test_full_size_model(name):
     )
 
 
-@pytest.mark.parametrize("init", models.INITS)
+@pytest.mark.parametrize("init", networks.INITS)
 def test_every_init_matches_its_formula(init):
     # Full-width convs; narrow fc1/fc2 keep the build fast (the fc kernels
     # are still checked, with their own fans).
-    model = models.build_model("small_14", init=init, fc_units=256, seed=1)
+    model = networks.build_model("small_14", init=init, fc_units=256, seed=1)
     assert check_kernel_stds(model, init) == 14

@@ -1,4 +1,4 @@
-"""delving.model_stats (shapes, params, multiply-adds) and the summary binary."""
+"""delving.models.stats (shapes, params, multiply-adds) and the summary binary."""
 
 import os
 import re
@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from delving import model_stats, models
+from delving.models import networks
+from delving.models import stats as model_stats
 from tests import train_testutil
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -17,7 +18,7 @@ SMALL = {"width_multiplier": 0.25, "fc_units": 256, "num_classes": 10}
 
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
 def test_layer_stats_by_hand(data_format):
-    model = models.build_model("small_14", activation="prelu", data_format=data_format, **SMALL)
+    model = networks.build_model("small_14", activation="prelu", data_format=data_format, **SMALL)
     stats = {s.name: s for s in model_stats.layer_stats(model, 224)}
 
     def shape(h, w, c):
@@ -47,7 +48,7 @@ def test_layer_stats_by_hand(data_format):
 
 
 def test_stats_follow_the_image_size():
-    model = models.build_model("model_a", width_multiplier=0.125, fc_units=64)
+    model = networks.build_model("model_a", width_multiplier=0.125, fc_units=64)
     at_224 = {s.name: s for s in model_stats.layer_stats(model, 224)}
     at_448 = {s.name: s for s in model_stats.layer_stats(model, 448)}
     assert at_224["conv4_5"].output_shape == (14, 14, 64)
@@ -58,7 +59,7 @@ def test_stats_follow_the_image_size():
 
 
 def test_format_table_lists_every_layer_and_totals():
-    model = models.build_model("small_14", activation="relu", **SMALL)
+    model = networks.build_model("small_14", activation="relu", **SMALL)
     stats = model_stats.layer_stats(model, 64)
     table = model_stats.format_table(stats)
     lines = table.splitlines()
@@ -88,7 +89,7 @@ def test_summary_binary_prints_totals_from_the_model():
     )
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    model = models.build_model("small_14", activation="prelu_shared", **SMALL)
+    model = networks.build_model("small_14", activation="prelu_shared", **SMALL)
     params = int(re.search(r"total params: ([\d,]+)", out)[1].replace(",", ""))
     macs = int(re.search(r"total multiply-adds per image: ([\d,]+)", out)[1].replace(",", ""))
     assert params == model.count_params()

@@ -13,7 +13,8 @@ import tensorflow as tf
 from absl import flags
 from absl.testing import flagsaver
 
-from pipelines import build_tfrecords, errors, imagenet, records
+from common import errors
+from pipelines import build_tfrecords, imagenet, records
 from pipelines import tfrecord_builder as builder
 from tests import train_testutil
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipelines import builtin, errors, imagenet, labels
+from common import errors
+from pipelines import builtin, imagenet, labels
 
 TINY = dict(splits=(("train", 30, 3), ("validation", 10, 2)), size_range=(40, 60))
 

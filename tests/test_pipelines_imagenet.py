@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipelines import errors, imagenet, preprocessing, records
+from common import errors
+from pipelines import imagenet, preprocessing, records
 
 SMALL = dict(image_size=16, scale_range=(18, 30), resize_size=18)
 

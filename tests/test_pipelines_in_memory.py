@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipelines import dataset_ops, errors, in_memory
+from common import errors
+from pipelines import dataset_ops, in_memory
 
 IMAGE_SIZE, SCALES, SIDE = 16, (16, 20), 32
 

@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from pipelines import errors
+from common import errors
 from pipelines import tfds as tfds_pipeline
 
 

@@ -6,16 +6,17 @@ import sys
 
 import pytest
 
-from pipelines import quiet_start
+from common import quiet_start
 from tests.train_testutil import HANG_GUARD_S
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# Loads TensorFlow the way a binary does (our package first), runs an op, and
-# writes one line of its own to stderr from C (os.write) and from Python.
+# Loads TensorFlow the way a binary's main does (quiet start first), runs an op,
+# and writes one line of its own to stderr from C (os.write) and from Python.
 _SCRIPT = """
 import os, sys, warnings
-import delving
+from common import quiet_start
+quiet_start.install()
 import tensorflow as tf
 tf.constant(1.0) + 1.0
 os.write(2, b"native line\\n")
@@ -88,3 +89,33 @@ def test_filter_replays_other_lines_in_order(capfd):
         os.write(2, b"I0000 00:00:1.0 1 cudart_stub.cc:31] Could not find cuda drivers\n")
         os.write(2, b"second\n")
     assert capfd.readouterr().err == "first\nsecond\n"
+
+
+def test_importing_the_packages_leaves_the_process_as_it_was():
+    # A library user's process: no import hook, no log level set behind its back.
+    script = (
+        "import os, sys; import delving, pipelines, export, keras_layers; "
+        "from delving.training import loop; "
+        "print(os.environ.get('TF_CPP_MIN_LOG_LEVEL'), "
+        "[type(f).__name__ for f in sys.meta_path if 'Quiet' in type(f).__name__])"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD_S,
+        check=True,
+    ).stdout
+    assert out.split() == ["None", "[]"], out
+
+
+@pytest.mark.parametrize("visible, kept", [("0", True), ("", False), ("-1", False)])
+def test_cuinit_failure_is_kept_where_a_gpu_is_expected(visible, kept, monkeypatch, capfd):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    line = "E0000 00:00:1.0 1 cuda_platform.cc:52] failed call to cuInit: UNKNOWN ERROR (303)\n"
+    with quiet_start.filtered_native_stderr():
+        os.write(2, line.encode())
+    assert (capfd.readouterr().err == line) == kept

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from delving import config, run_guard, trainer
+from delving.training import config, loop, run_guard
 from tests import train_testutil as util
 
 
@@ -91,7 +91,7 @@ def test_second_trainer_refused_stale_lock_taken_over_leftovers_removed(data_dir
 def test_failed_command_leaves_the_run_intact(data_dir, tmp_path):
     model_dir = tmp_path / "run"
     recipe = dict(util.TINY_RECIPE, data_dir=data_dir, model_dir=str(model_dir))
-    trainer.train(config.resolve_config(**recipe), verbose=0)
+    loop.train(config.resolve_config(**recipe), verbose=0)
     classes = (model_dir / "classes.tsv").read_text()
     (model_dir / "config.json").unlink()
     before = sorted(p.name for p in model_dir.rglob("*"))
@@ -99,15 +99,15 @@ def test_failed_command_leaves_the_run_intact(data_dir, tmp_path):
     # Another network's flags, with no config.json to catch them: the
     # checkpoint restore does, and nothing has been written yet.
     other = config.resolve_config(**dict(recipe, model="small_30"))
-    with pytest.raises(trainer.ConfigMismatch, match=r"holds checkpoints of a different network"):
-        trainer.train(other, verbose=0)
+    with pytest.raises(loop.ConfigMismatch, match=r"holds checkpoints of a different network"):
+        loop.train(other, verbose=0)
     assert sorted(p.name for p in model_dir.rglob("*")) == before
     assert (model_dir / "classes.tsv").read_text() == classes
 
     # A fresh directory that a failed command created is removed again.
     fresh = tmp_path / "fresh"
-    with pytest.raises(trainer.BatchSizeError):
-        trainer.train(
+    with pytest.raises(loop.BatchSizeError):
+        loop.train(
             config.resolve_config(**dict(recipe, model_dir=str(fresh), batch_size=3)),
             strategy=tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]),
             verbose=0,
@@ -115,7 +115,7 @@ def test_failed_command_leaves_the_run_intact(data_dir, tmp_path):
     assert not fresh.exists()
 
     # The original command still works.
-    result = trainer.train(config.resolve_config(**recipe), verbose=0)
+    result = loop.train(config.resolve_config(**recipe), verbose=0)
     assert result.epoch == 1
     assert config.load(str(model_dir / "config.json")).model == "small_14"
 
@@ -129,7 +129,7 @@ def test_resumed_epoch_carries_its_running_sums(data_dir, tmp_path):
         steps_per_epoch=4,
         checkpoint_every_steps=2,
     )
-    result = trainer.train(config.resolve_config(**recipe), verbose=0)
+    result = loop.train(config.resolve_config(**recipe), verbose=0)
     ckpt = model_dir / "checkpoints"
     mid, end = f"{ckpt}/ckpt-2", f"{ckpt}/ckpt-4"
     sums = tf.train.load_variable(mid, "epoch_sums/.ATTRIBUTES/VARIABLE_VALUE")
@@ -148,7 +148,7 @@ def test_resumed_epoch_carries_its_running_sums(data_dir, tmp_path):
         if name.startswith("ckpt-4"):
             os.remove(ckpt / name)
     (model_dir / "training_log.csv").unlink()
-    resumed = trainer.train(config.resolve_config(**recipe), verbose=0)
+    resumed = loop.train(config.resolve_config(**recipe), verbose=0)
     row = resumed.history[-1]
     final = tf.train.latest_checkpoint(str(ckpt))
     assert final.endswith("ckpt-4") and resumed.step == result.step == 4
@@ -288,9 +288,9 @@ def test_kills_during_checkpoint_and_model_writes_lose_nothing(data_dir, tmp_pat
     assert code == 0, err[-3000:]
     assert "all 2 epochs already done" in out
     assert not run_guard.leftover_temporaries(str(model_dir))
-    from delving import evaluation
+    from delving.evaluation import validation
 
-    model, _ = evaluation.load_model(str(model_dir))  # what evaluate and export read
+    model, _ = validation.load_model(str(model_dir))  # what evaluate and export read
     assert model.count_params() > 0
 
 

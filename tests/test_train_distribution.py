@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from delving import config, models, train_step, trainer
+from delving.models import networks
+from delving.training import config, loop
+from delving.training import step as train_step
 from tests import train_testutil as util
 
 
@@ -25,7 +27,7 @@ def data_dir(tmp_path_factory):
 def _train(data_dir, model_dir, strategy, **overrides):
     recipe = dict(util.TINY_RECIPE, dropout=0.0, **overrides)
     cfg = config.resolve_config(data_dir=data_dir, model_dir=str(model_dir), **recipe)
-    return trainer.train(cfg, strategy=strategy, verbose=0)
+    return loop.train(cfg, strategy=strategy, verbose=0)
 
 
 def test_mirrored_matches_one_device(data_dir, tmp_path):
@@ -51,7 +53,7 @@ def test_mirrored_matches_one_device(data_dir, tmp_path):
     )
     assert one.step == two.step == util.TINY_RECIPE["steps_per_epoch"]
     cfg = one.config  # the seeded initial weights, rebuilt
-    initial = models.build_model(
+    initial = networks.build_model(
         cfg.model,
         num_classes=cfg.num_classes,
         activation=cfg.activation,

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from delving import config, trainer
+from delving.training import config, loop
 from tests import train_testutil as util
 
 
@@ -85,7 +85,7 @@ def test_resume_after_sigkill_mid_epoch(data_dir, tmp_path):
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(data_dir, tmp_path):
     model_dir = tmp_path / "run"
     recipe = dict(util.TINY_RECIPE, data_dir=data_dir, model_dir=str(model_dir))
-    good = trainer.train(config.resolve_config(**recipe), verbose=0)
+    good = loop.train(config.resolve_config(**recipe), verbose=0)
     good_ckpt = tf.train.latest_checkpoint(str(model_dir / "checkpoints"))
     assert good_ckpt.endswith(f"ckpt-{good.step}")
 

@@ -9,8 +9,8 @@ import re
 
 import pytest
 
-from delving import config
-from delving.schedules import LearningRateSchedule
+from delving.training import config
+from delving.training.schedules import LearningRateSchedule
 
 
 def test_presets_fill_only_what_is_not_given():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from delving import config, trainer
+from delving.training import config, loop
 from tests import train_testutil as util
 
 
@@ -21,7 +21,7 @@ def test_boundaries_split_the_epoch_into_calls():
     # From step 0, 7 steps left, log every 5, checkpoint every 3: 3, 2, 1, 1.
     calls, step, left = [], 0, 7
     while left:
-        n = trainer._steps_to_boundary(step, left, 5, 3)
+        n = loop._steps_to_boundary(step, left, 5, 3)
         calls.append(n)
         step, left = step + n, left - n
     assert calls == [3, 2, 1, 1]
@@ -38,7 +38,7 @@ def test_checkpoints_and_metrics_with_several_steps_per_call(data_dir, tmp_path)
         checkpoint_every_steps=3,
         keep_checkpoints=10,
     )
-    result = trainer.train(config.resolve_config(**recipe), verbose=0)
+    result = loop.train(config.resolve_config(**recipe), verbose=0)
     assert result.step == 7 and result.epoch == 1
     state = tf.train.get_checkpoint_state(str(model_dir / "checkpoints"))
     steps = [int(p.rsplit("-", 1)[1]) for p in state.all_model_checkpoint_paths]
@@ -65,8 +65,8 @@ def test_nan_inside_a_call_names_its_step_and_saves_nothing(data_dir, tmp_path):
         checkpoint_every_steps=100,
         learning_rate=1e9,
     )
-    with pytest.raises(trainer.TrainingDiverged) as error:
-        trainer.train(config.resolve_config(**recipe), verbose=0)
+    with pytest.raises(loop.TrainingDiverged) as error:
+        loop.train(config.resolve_config(**recipe), verbose=0)
     # One call of 6 steps; step 1's loss is finite (taken before any update).
     match = re.match(r"loss became (nan|inf) at step (\d+) \(epoch 1\)", str(error.value))
     assert match and 2 <= int(match.group(2)) <= 6, str(error.value)

@@ -4,7 +4,8 @@ import math
 
 import pytest
 
-from delving import config, models, trainer
+from delving.models import networks
+from delving.training import config, loop
 from tests import train_testutil as util
 
 
@@ -13,7 +14,7 @@ def data_dir(tmp_path_factory):
     return util.tiny_data_dir(tmp_path_factory)
 
 
-@pytest.mark.parametrize("name", models.MODEL_NAMES)
+@pytest.mark.parametrize("name", networks.MODEL_NAMES)
 def test_every_model_trains_one_step(name, data_dir, tmp_path):
     cfg = config.resolve_config(
         **dict(
@@ -31,7 +32,7 @@ def test_every_model_trains_one_step(name, data_dir, tmp_path):
             eval_steps=1,
         )
     )
-    result = trainer.train(cfg, verbose=0)
+    result = loop.train(cfg, verbose=0)
     assert result.step == 1 and result.epoch == 1
     row = result.history[-1]
     assert math.isfinite(row["train_loss"]) and math.isfinite(row["val_loss"])

@@ -1,4 +1,4 @@
-"""delving.optimizer.CaffeSGD against Caffe's update rule, written in NumPy."""
+"""delving.training.optimizer.CaffeSGD against Caffe's update rule, written in NumPy."""
 
 import keras
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 import keras_layers
-from delving import optimizer as optimizer_lib
+from delving.training import optimizer as optimizer_lib
 
 
 def _model():

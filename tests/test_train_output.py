@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from delving import config, trainer
+from delving.training import config, loop
 from tests import train_testutil as util
 
 
@@ -23,13 +23,13 @@ def test_log_lines_without_ansi_and_a_finished_run_announces_no_new_epoch(
     cfg = config.resolve_config(
         **dict(util.TINY_RECIPE, data_dir=data_dir, model_dir=str(tmp_path / "run"))
     )
-    trainer.train(cfg)
+    loop.train(cfg)
     out = capsys.readouterr().out
     # stdout is not a terminal here: no escape codes or carriage returns,
     # one progress line per epoch.
     assert "\x1b[" not in out and "\r" not in out, repr(out[-2000:])
     assert sum("img/s:" in line for line in out.splitlines()) == cfg.epochs
-    trainer.train(cfg)  # the same command again: nothing left to do
+    loop.train(cfg)  # the same command again: nothing left to do
     out = capsys.readouterr().out
     assert f"all {cfg.epochs} epochs already done" in out, out
     assert f"epoch {cfg.epochs + 1}" not in out.lower()

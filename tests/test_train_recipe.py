@@ -6,8 +6,8 @@ import os
 import pytest
 import tensorflow as tf
 
-from delving import config, trainer
-from delving.schedules import WarmupRate
+from delving.training import config, loop
+from delving.training.schedules import WarmupRate
 from tests import train_testutil as util
 
 
@@ -35,11 +35,11 @@ def _logged_rates(model_dir):
 def test_training_follows_the_ramp_across_a_resume(data_dir, tmp_path):
     """3 steps an epoch, warm-up over 2 epochs (6 steps); the log holds the rate after each."""
     recipe = dict(util.TINY_RECIPE, data_dir=data_dir, model_dir=str(tmp_path), warmup_epochs=2)
-    trainer.train(config.resolve_config(**recipe), verbose=0)
+    loop.train(config.resolve_config(**recipe), verbose=0)
     # After 3 steps the optimizer's next rate is the 4th of 6: 4/6 of the base rate.
     assert _logged_rates(tmp_path) == pytest.approx([0.01 * 4 / 6])
     # Resumed for a second and third epoch: the ramp continues from the checkpoint, then holds.
-    trainer.train(config.resolve_config(**dict(recipe, epochs=3)), verbose=0)
+    loop.train(config.resolve_config(**dict(recipe, epochs=3)), verbose=0)
     assert _logged_rates(tmp_path) == pytest.approx([0.01 * 4 / 6, 0.01, 0.01])
 
 

@@ -108,7 +108,7 @@ def tf_config(ports, index):
 def error_lines(stderr):
     """Non-empty stderr lines but absl's flag-error hint. TensorFlow's start-up
     notices are not filtered here: the binaries must not print them at all
-    (`pipelines.quiet_start`)."""
+    (`common.quiet_start`)."""
     return [
         line
         for line in stderr.splitlines()

@@ -27,7 +27,7 @@ Data flows one way: `keras_layers` (depends on nothing of ours) ->
 `pipelines` -> `delving` (models, training, evaluation, dense inference) ->
 `export`. Flags live only in the thin binaries (`main(argv)` under
 `absl.app`), which turn them once into plain keyword arguments or, for
-training, the frozen `delving.config.TrainConfig`; libraries never read flags.
+training, the frozen `delving.training.config.TrainConfig`; libraries never read flags.
 No binary imports TensorFlow before its flags are parsed and checked, so
 `--help` and a bad flag answer at once (tests/test_cli_imports.py).
 
@@ -38,16 +38,16 @@ client, `experiments` matplotlib, `test` everything the suite needs.
 
 The paper's facts the code relies on are in docs/PAPER.md.
 
-Training (`delving.trainer.train`) in the order it runs, from
-`delving.run_setup`: `prepare_run` (data source, epoch length, class list)
--> `create_train_state` (model from `delving.model_from_config`, optimizer
-(`delving.optimizer.CaffeSGD`), schedule, counters, checkpointer) ->
+Training (`delving.training.loop.train`) in the order it runs, from
+`delving.training.setup`: `prepare_run` (data source, epoch length, class list)
+-> `create_train_state` (model from `delving.models.from_config`, optimizer
+(`delving.training.optimizer.CaffeSGD`), schedule, counters, checkpointer) ->
 `restore`; only then, holding the
-model_dir's lock (`delving.run_guard`), `config.json` and `classes.tsv` ->
-`delving.train_step.make_train_step` -> `train_epoch` per epoch ->
+model_dir's lock (`delving.training.run_guard`), `config.json` and `classes.tsv` ->
+`delving.training.step.make_train_step` -> `train_epoch` per epoch ->
 `model.keras`. Evaluation and export build or load the same network
 and take the dense-testing window and the input scaling from
-`delving.model_from_config` too.
+`delving.models.from_config` too.
 
 Input pipeline: a reader (`pipelines.imagenet`, `pipelines.tfds`) makes
 `(record, origin)` elements, `pipelines.dataset_ops.preprocess_and_batch`

@@ -3,7 +3,7 @@ r"""ReLU vs LReLU vs PReLU on the 14-layer model (Table 2), and the learned slop
 Trains `small_14` (width-reduced to fit a CPU) with each of `relu`, `lrelu`
 (fixed slope 0.25), `prelu_shared` and `prelu` (channel-wise), for the same
 set of seeds and the same recipe, on the built-in dataset through
-`delving.trainer`; evaluates each final model on the validation split with
+`delving.training.loop`; evaluates each final model on the validation split with
 10-view testing (the paper's Table 2 protocol) and reports the mean and
 spread of top-1/top-5 error over seeds. For both PReLU variants the mean
 learned slope of every layer is printed in Table 1's layout beside the
@@ -18,7 +18,7 @@ import time
 
 from absl import app, flags
 
-from delving import cli_flags
+from common import cli
 
 _OUTPUT_DIR = flags.DEFINE_string(
     "output_dir", "runs/experiments/activations", "Where the tables, JSON, figures and runs go."
@@ -35,7 +35,7 @@ _DATA_DIR = flags.DEFINE_string(
 _ACTIVATIONS = flags.DEFINE_list(
     "activations", "relu,lrelu,prelu_shared,prelu", "Activations to compare."
 )
-_SEEDS = cli_flags.define_int_list(
+_SEEDS = cli.define_int_list(
     "seeds", "0,1,2,3,4", "Seeds; every activation is trained with each.", example="0,1,2"
 )
 _EPOCHS = flags.DEFINE_integer(
@@ -69,11 +69,9 @@ flags.register_validator(
 
 def run(*, data_dir, output_dir, activations, seeds, train_fields, verbose=1):
     """Trains every (activation, seed) and tests it with 10 views; returns the results dict."""
-    from delving import (
-        evaluation,  # pylint: disable=import-outside-toplevel
-        inputs,  # pylint: disable=import-outside-toplevel
-    )
+    from delving.evaluation import validation
     from delving.experiments import common  # pylint: disable=import-outside-toplevel
+    from delving.training import inputs
 
     runs, recipes = {}, {}
     for activation in activations:
@@ -95,7 +93,7 @@ def run(*, data_dir, output_dir, activations, seeds, train_fields, verbose=1):
                 continue
             cfg = result.config
             recipes["small_14"] = {k: getattr(cfg, k) for k in common.RECIPE_FIELDS}
-            ten_view = evaluation.evaluate(
+            ten_view = validation.evaluate(
                 result.model,
                 inputs.source_from_config(cfg),
                 view="10view",
@@ -286,12 +284,12 @@ def plot_coefficients(results):
 
 
 def main(argv):
-    from pipelines import errors, quiet_start  # pylint: disable=import-outside-toplevel
+    from common import quiet_start  # pylint: disable=import-outside-toplevel
 
-    quiet_start.absl_warnings_only()
+    quiet_start.start()
     program = "delving.experiments.activations"
-    errors.no_arguments(program, argv)
-    errors.exit_on_bad_paths(
+    cli.no_arguments(program, argv)
+    cli.exit_on_bad_paths(
         program, output_dirs={"output_dir": _OUTPUT_DIR.value}, dirs={"data_dir": _DATA_DIR.value}
     )
     seeds = [int(s) for s in _SEEDS.value]

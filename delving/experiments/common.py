@@ -24,7 +24,7 @@ import matplotlib
 matplotlib.use("Agg")  # Before pyplot is imported anywhere: files only, no display.
 import matplotlib.pyplot as plt  # noqa: E402  pylint: disable=wrong-import-position
 
-from delving import run_files  # noqa: E402  pylint: disable=wrong-import-position
+from delving.training import run_dir  # noqa: E402  pylint: disable=wrong-import-position
 
 # Table 2 of the paper (docs/PAPER.md, "Reported results"): small model, 10-view testing,
 # (top-1, top-5) validation error in percent.
@@ -38,7 +38,7 @@ PAPER_TABLE2 = {
 # Table 1 of the paper (docs/PAPER.md, "Reported results"): learned PReLU coefficients of the
 # 14-layer model, (channel-shared, channel-wise mean), by layer name. The
 # training app prints the same table, so both read one copy.
-PAPER_TABLE1 = run_files.TABLE1
+PAPER_TABLE1 = run_dir.TABLE1
 
 ACTIVATION_LABELS = {
     "relu": "ReLU",
@@ -213,7 +213,7 @@ def resolve_data_dir(data_dir, *, quick, output_dir):
 
 
 def train(*, model_dir, data_dir, verbose=1, **fields):
-    """One fresh training run on `data_dir` through `delving.trainer`.
+    """One fresh training run on `data_dir` through `delving.training.loop`.
 
     A run whose loss becomes NaN is a result too: it comes back as
     `(None, seconds, message, history so far)` instead of raising.
@@ -223,10 +223,10 @@ def train(*, model_dir, data_dir, verbose=1, **fields):
     emptied first, so every number comes from this run, not a resumed one.
 
     Returns:
-      (trainer.TrainResult or None, seconds, divergence message or None, history).
+      (loop.TrainResult or None, seconds, divergence message or None, history).
     """
-    from delving import config as config_lib  # pylint: disable=import-outside-toplevel
-    from delving import trainer  # pylint: disable=import-outside-toplevel
+    from delving.training import config as config_lib  # pylint: disable=import-outside-toplevel
+    from delving.training import loop  # pylint: disable=import-outside-toplevel
 
     if os.path.isdir(model_dir):
         shutil.rmtree(model_dir)
@@ -235,8 +235,8 @@ def train(*, model_dir, data_dir, verbose=1, **fields):
     )
     start = time.time()
     try:
-        result = trainer.train(cfg, verbose=verbose)
-    except trainer.TrainingDiverged as e:
+        result = loop.train(cfg, verbose=verbose)
+    except loop.TrainingDiverged as e:
         print(f"Diverged: {e}", flush=True)
-        return None, time.time() - start, str(e), run_files.read_history(model_dir)
+        return None, time.time() - start, str(e), run_dir.read_history(model_dir)
     return result, time.time() - start, None, result.history

@@ -4,7 +4,7 @@ Trains `small_30` (Fig. 3: 27 conv + 3 fc) and model B (Fig. 2: 22 layers)
 once per seed with the rectifier init (Eq. 10 by default: it differs from
 Xavier by exactly the factor 2 per layer the paper is about;
 `--he_init=he_fan_out` for Eq. 14) and once with "Xavier" (Var[w] = 1/n),
-ReLU, on the built-in dataset through `delving.trainer`. Each run's config is
+ReLU, on the built-in dataset through `delving.training.loop`. Each run's config is
 exactly the one of
 
   python -m delving.train --model=<model> --activation=relu --init=<init> --seed=<seed>
@@ -25,7 +25,8 @@ import time
 
 from absl import app, flags
 
-from delving import cli_flags, model_specs  # No TensorFlow import.
+from common import cli  # No TensorFlow import.
+from delving.models import specs  # No TensorFlow import.
 
 _OUTPUT_DIR = flags.DEFINE_string(
     "output_dir", "runs/experiments/convergence", "Where the table, JSON, figure and runs go."
@@ -40,7 +41,7 @@ _DATA_DIR = flags.DEFINE_string(
     "data_dir", None, "TFRecords in the ImageNet schema; default: the built-in dataset."
 )
 _MODELS = flags.DEFINE_list("models", "small_30,model_b", "Networks to train.")
-_SEEDS = cli_flags.define_int_list(
+_SEEDS = cli.define_int_list(
     "seeds", "0,1", "Seeds; every (model, init) is trained with each.", example="0,1"
 )
 _HE_INIT = flags.DEFINE_enum(
@@ -52,8 +53,8 @@ _HE_INIT = flags.DEFINE_enum(
 
 flags.register_validator(
     "models",
-    lambda v: bool(v) and set(v) <= set(model_specs.MODEL_NAMES),
-    f"must be a non-empty list of {', '.join(model_specs.MODEL_NAMES)}",
+    lambda v: bool(v) and set(v) <= set(specs.MODEL_NAMES),
+    f"must be a non-empty list of {', '.join(specs.MODEL_NAMES)}",
 )
 
 NAME = "convergence"
@@ -220,12 +221,12 @@ def plot(results):
 
 
 def main(argv):
-    from pipelines import errors, quiet_start  # pylint: disable=import-outside-toplevel
+    from common import quiet_start  # pylint: disable=import-outside-toplevel
 
-    quiet_start.absl_warnings_only()
+    quiet_start.start()
     program = "delving.experiments.convergence"
-    errors.no_arguments(program, argv)
-    errors.exit_on_bad_paths(
+    cli.no_arguments(program, argv)
+    cli.exit_on_bad_paths(
         program, output_dirs={"output_dir": _OUTPUT_DIR.value}, dirs={"data_dir": _DATA_DIR.value}
     )
     quick, output_dir = _QUICK.value, _OUTPUT_DIR.value

@@ -132,12 +132,13 @@ def run_experiments(work_dir, quick, extra, jobs=1):
 
 
 def main(argv):
-    from pipelines import errors  # pylint: disable=import-outside-toplevel
+    from common import cli, quiet_start
 
     program = "delving.experiments.report"
-    errors.no_arguments(program, argv)
+    cli.no_arguments(program, argv)
+    quiet_start.start()
     # Before any experiment runs (tens of minutes), not when writing at the end.
-    errors.exit_on_bad_paths(
+    cli.exit_on_bad_paths(
         program,
         dirs={"work_dir": _WORK_DIR.value if _RENDER_ONLY.value else None},
         output_dirs={"work_dir": _WORK_DIR.value, "figures_dir": _FIGURES_DIR.value},

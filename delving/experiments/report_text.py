@@ -88,7 +88,8 @@ def setup_section(
         )
     if recipe:
         lines.append(
-            f"- **Recipe** (both training experiments, through `delving.trainer`): the paper's "
+            f"- **Recipe** (both training experiments, through `delving.training`): "
+            f"the paper's "
             f"(SGD momentum {recipe.get('momentum')}, weight decay {recipe.get('weight_decay'):g} "
             f"not on PReLU slopes, scale jitter, random crops, flips, colour noise) shrunk to "
             f"the machine, with the `builtin` preset's departures: "
@@ -217,7 +218,7 @@ def signal_section(results, markdown, figure):
         + ". In `small_30` the max pools change the scale of the signal (a max "
         "of rectified values has a larger second moment; its gradient reaches one input of "
         "each window), and the zero padding of the 2x2 convs (one pixel, on alternating "
-        "sides: `delving.model_specs`) shrinks the signal a little near the borders in "
+        "sides: `delving.models.specs`) shrinks the signal a little near the borders in "
         "every layer, so even He's curves are not flat there; the Xavier/He ratio is "
         "unaffected.",
         "",

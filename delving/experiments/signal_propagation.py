@@ -28,14 +28,14 @@ import time
 
 from absl import app, flags, logging
 
-from delving import cli_flags
+from common import cli
 
 _OUTPUT_DIR = flags.DEFINE_string(
     "output_dir", "runs/experiments/signal_propagation", "Where the table, JSON and figure go."
 )
 _QUICK = flags.DEFINE_bool("quick", False, "Tiny shapes, for tests: seconds instead of a minute.")
 _INITS = flags.DEFINE_list("inits", "he_fan_in,he_fan_out,xavier", "Initializations to compare.")
-_IMAGE_SIZES = cli_flags.define_int_list(
+_IMAGE_SIZES = cli.define_int_list(
     "image_sizes",
     None,
     "small_30 input sizes: the paper's 224 and the convergence "
@@ -91,7 +91,7 @@ def build_plain_stack(*, depth, width, init, seed, kernel_size=3):
     """
     import keras  # pylint: disable=import-outside-toplevel
 
-    from delving import models  # pylint: disable=import-outside-toplevel
+    from delving.models import networks  # pylint: disable=import-outside-toplevel
 
     layers = [keras.Input((None, None, 3))]
     for i in range(depth):
@@ -102,7 +102,7 @@ def build_plain_stack(*, depth, width, init, seed, kernel_size=3):
                 kernel_size,
                 padding="valid",
                 name=f"conv{i + 1}",
-                kernel_initializer=models.initializer(init, None if seed is None else seed + i),
+                kernel_initializer=networks.initializer(init, None if seed is None else seed + i),
                 bias_initializer="zeros",
             )
         )
@@ -111,9 +111,9 @@ def build_plain_stack(*, depth, width, init, seed, kernel_size=3):
 
 
 def build_small30_trunk(*, init, seed, width_multiplier=1.0):
-    from delving import models  # pylint: disable=import-outside-toplevel
+    from delving.models import networks  # pylint: disable=import-outside-toplevel
 
-    model = models.build_model(
+    model = networks.build_model(
         "small_30",
         num_classes=10,
         activation="relu",
@@ -122,7 +122,7 @@ def build_small30_trunk(*, init, seed, width_multiplier=1.0):
         seed=seed,
         data_format="channels_last",
     )
-    return models.get_trunk(model)
+    return networks.get_trunk(model)
 
 
 def _chain(model):
@@ -399,12 +399,12 @@ def plot(results):
 
 
 def main(argv):
-    from pipelines import errors, quiet_start  # pylint: disable=import-outside-toplevel
+    from common import quiet_start  # pylint: disable=import-outside-toplevel
 
-    quiet_start.absl_warnings_only()
+    quiet_start.start()
     program = "delving.experiments.signal_propagation"
-    errors.no_arguments(program, argv)
-    errors.exit_on_bad_paths(program, output_dirs={"output_dir": _OUTPUT_DIR.value})
+    cli.no_arguments(program, argv)
+    cli.exit_on_bad_paths(program, output_dirs={"output_dir": _OUTPUT_DIR.value})
     quick = _QUICK.value
     image_sizes = [int(v) for v in _IMAGE_SIZES.value or []]
     start = time.time()

@@ -21,7 +21,7 @@ import os
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
-from delving import config as config_lib
+from delving.training import config as config_lib
 
 HISTORY_FIELDS = (
     "epoch",

@@ -1,71 +1,63 @@
-"""The one error type for user mistakes with the data, and its tf.data twin.
+"""What every command-line binary shares: list flags, path checks, one-line exits.
 
-Python-side checks (missing directory, empty file pattern, bad labels file)
-raise `DataError` directly. Checks that can only happen inside a running
-tf.data pipeline (a truncated shard, an undecodable image, a record without a
-required feature) fail through `tf.debugging.Assert`, whose message starts
-with `MARKER`; `as_data_error` turns such a TensorFlow error back into a
-one-line `DataError`, so a training binary can print it without a traceback.
+absl only at import (no TensorFlow), so `--help` and flag errors answer at once.
+
+Every binary that takes a comma-separated list of integers (`--scale_range`,
+`--scales`, `--lr_decay_epochs`, ...) defines it with `define_int_list`, so
+the syntax is checked by one validator and fails in one line naming the flag.
 """
 
 import contextlib
-import re
 import sys
 
-MARKER = "DataError:"
+from absl import flags
+
+from common.errors import DataError, as_data_error
+
+# The flags defined here belong to the binary that asks for them (its --help
+# lists them), not to this module.
+flags.disclaim_key_flags()
 
 
-class DataError(ValueError):
-    """A problem with the user's data, described in one line (what and where)."""
-
-    def __init__(self, message):
-        super().__init__(" ".join(str(message).split()))
-
-
-def assert_that(condition, *parts):
-    """In-graph check: fails with a one-line message that `as_data_error` reads.
-
-    The parts are only formatted when the check fails (the bare `Assert` op,
-    without the `cond` that `tf.debugging.Assert` wraps it in inside graphs),
-    so a passing check costs next to nothing per element of a pipeline.
-
-    Args:
-      condition: scalar bool tensor.
-      *parts: strings and scalar tensors (strings or numbers), read as one
-        message; keep "]" out of them.
-
-    Returns:
-      The assert op (use it as a control dependency).
-    """
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
-    return tf.raw_ops.Assert(
-        condition=condition,
-        data=[tf.constant(MARKER)] + [tf.convert_to_tensor(p) for p in parts],
-        summarize=1,
-    )
-
-
-# Assert prints each part in brackets: "[DataError:] [record ] [3] [ of ]...".
-_ASSERTED = re.compile(rf"\[{re.escape(MARKER)}\]((?: \[[^\]\n]*\])+)")
-_PART = re.compile(r" \[([^\]\n]*)\]")
-
-
-def as_data_error(error):
-    """Returns a `DataError` for a tf.errors.OpError raised by our pipelines.
-
-    Args:
-      error: any exception, typically the `tf.errors.InvalidArgumentError`
-        raised while iterating a dataset from `pipelines.imagenet.make_dataset`.
-
-    Returns:
-      A `DataError` with the one-line message the pipeline asserted, or None
-      when the error did not come from one of our data checks.
-    """
-    match = _ASSERTED.search(getattr(error, "message", None) or str(error))
-    if not match:
+def parse_int_list(values, *, minimum=0, count=None, allow_empty=False):
+    """The integers of a list flag's strings, or None if they are not valid."""
+    try:
+        numbers = [int(v) for v in values]
+    except (TypeError, ValueError):
         return None
-    return DataError("".join(_PART.findall(match.group(1))))
+    if (not numbers and not allow_empty) or any(n < minimum for n in numbers):
+        return None
+    if count is not None and len(numbers) != count:
+        return None
+    return numbers
+
+
+def define_int_list(
+    name, default, help_text, *, minimum=0, count=None, allow_empty=False, example="1,2"
+):
+    """A `DEFINE_list` flag whose value must be integers >= `minimum`.
+
+    Args:
+      name, default, help_text: as for `flags.DEFINE_list` (default None: not given).
+      minimum: the smallest integer allowed.
+      count: the exact number of integers, or None for any.
+      allow_empty: whether `--name=` (no integers) is accepted.
+      example: shown in the error message, e.g. "256,384".
+
+    Returns:
+      The FlagHolder; its value stays a list of strings (None if not given).
+    """
+    holder = flags.DEFINE_list(name, default, help_text)
+    what = f"{count} integers" if count else "integers"
+    flags.register_validator(
+        name,
+        lambda v: (
+            v is None
+            or parse_int_list(v, minimum=minimum, count=count, allow_empty=allow_empty) is not None
+        ),
+        f"--{name}: expected {what} >= {minimum}, e.g. --{name}={example}",
+    )
+    return holder
 
 
 @contextlib.contextmanager
@@ -112,7 +104,7 @@ def check_paths(*, files=None, dirs=None, output_dirs=None, output_files=None):
       output_files: files to write: may not exist yet, must not be a
         directory.
     """
-    import os  # pylint: disable=import-outside-toplevel
+    import os
 
     for flag, path in (files or {}).items():
         if _local(path) and not os.path.isfile(path):
@@ -138,7 +130,7 @@ def check_paths(*, files=None, dirs=None, output_dirs=None, output_files=None):
 
 def _check_writable(flag, path):
     """The output path, or its nearest existing ancestor, can be written to."""
-    import os  # pylint: disable=import-outside-toplevel
+    import os
 
     if not _local(path):
         return
@@ -151,20 +143,6 @@ def _check_writable(flag, path):
     wanted = os.W_OK | (os.X_OK if os.path.isdir(there) else 0)
     if not os.access(there, wanted):
         raise DataError(f"--{flag}={path} is not writable{where}: permission denied")
-
-
-def pid_alive(pid):
-    """Whether process `pid` runs on this host: the owners of temporary
-    directories and locks named after their process."""
-    import os  # pylint: disable=import-outside-toplevel
-
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 def no_arguments(program, argv):

@@ -15,14 +15,14 @@ What is saved: whatever trackables the trainer passes (model, optimizer with
 its momentum slots, step/epoch counters, learning-rate schedule state). The
 input iterator is not: an ImageNet shuffle buffer would add about a gigabyte
 to every checkpoint. A resumed run instead starts the remaining steps of its
-epoch on a freshly seeded shuffle (see `delving.trainer`).
+epoch on a freshly seeded shuffle (see `delving.training.loop`).
 """
 
 import os
 
 import tensorflow as tf
 
-from delving import distribute
+from delving.training import distribute
 
 
 class Checkpointer:

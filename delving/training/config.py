@@ -39,7 +39,7 @@ import dataclasses
 import json
 import os
 
-from delving.model_specs import ACTIVATIONS, INITS, MODEL_NAMES
+from delving.models.specs import ACTIVATIONS, INITS, MODEL_NAMES
 
 # Allowed values of the string fields.
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")

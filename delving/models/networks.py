@@ -1,4 +1,4 @@
-"""The paper's networks, built from the tables in `delving.model_specs`.
+"""The paper's networks, built from the tables in `delving.models.specs`.
 
 Every network is `head(trunk(image))`, two nested functional models that
 share their weights with the whole:
@@ -12,7 +12,7 @@ Dense multi-view testing runs the trunk once per image and scale and the
 head on every `head_window(name, image_size)`-sized window of its output.
 
 Layer names follow the paper: `conv1`, `conv2_1`, ..., `pool1`, ..., `spp`,
-`fc1`, `fc2`, `fc3` (see `delving.model_specs` for the scheme). The
+`fc1`, `fc2`, `fc3` (see `delving.models.specs` for the scheme). The
 activation after a weight layer `X` is named `X_relu`, `X_lrelu` or
 `X_prelu` (`X_prelu` for both channel-wise and channel-shared PReLU), so
 `prelu_coefficients` keys read `conv1_prelu`, ..., `fc2_prelu`: Table 1's
@@ -34,8 +34,8 @@ import itertools
 import keras
 
 import keras_layers
-from delving import model_specs
-from delving.model_specs import ACTIVATIONS, INITS, MODEL_NAMES  # noqa: F401
+from delving.models import specs
+from delving.models.specs import ACTIVATIONS, INITS, MODEL_NAMES  # noqa: F401
 
 PRELU_INIT_SLOPE = 0.25  # the paper's initial a_i, also LReLU's fixed slope
 
@@ -169,7 +169,7 @@ def build_model(
     dropout=0.5,
     data_format=None,
     width_multiplier=1.0,
-    fc_units=model_specs.FC_UNITS,
+    fc_units=specs.FC_UNITS,
     seed=None,
 ):
     """Builds one of the paper's networks as `head(trunk(image))`.
@@ -199,7 +199,7 @@ def build_model(
       >>> model(np.zeros((2, 64, 64, 3))).shape
       TensorShape([2, 10])
     """
-    spec = model_specs.get_spec(name)
+    spec = specs.get_spec(name)
     _check_choice("activation", activation, ACTIVATIONS)
     _check_choice("init", init, INITS)
     data_format = data_format or keras.config.image_data_format()
@@ -248,13 +248,13 @@ def get_head(model):
 def total_stride(name):
     """Product of the strides up to the last conv map (16 for A/B/C, VGG-19;
     12 for the small models)."""
-    return model_specs.get_spec(name).total_stride
+    return specs.get_spec(name).total_stride
 
 
 def feature_map_size(name, image_size):
     """Side of the trunk output for square inputs of side `image_size`:
     `ceil(image_size / total_stride(name))` ("same" padding throughout)."""
-    return model_specs.get_spec(name).feature_map_size(image_size)
+    return specs.get_spec(name).feature_map_size(image_size)
 
 
 def head_window(name, image_size=224):

@@ -11,7 +11,7 @@ Views here (the paper, Sec. 4):
 - `10view`: the 4 corner crops and the centre crop, and their mirrors,
   probabilities averaged.
 
-`delving.dense` registers `dense` (the paper's dense multi-view testing on
+`delving.evaluation.dense` registers `dense` (the paper's dense multi-view testing on
 feature maps) the same way. With several scales (`scales=(256, 384, 480)`)
 the probabilities of each image are also averaged over the scales, the
 paper's multi-scale combination.
@@ -25,8 +25,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from delving import dense as _dense
-from delving import progress as _progress
+from common import progress as _progress
+from delving.evaluation import dense
 from pipelines import preprocessing
 
 
@@ -39,7 +39,7 @@ class View:
       description: one line for --help.
       make_dataset: `fn(source, split, *, scale, image_size, batch_size,
         input_context, dtype) -> tf.data.Dataset` of `(inputs, labels)`
-        per-replica batches, where `source` is a `delving.inputs.DataSource`
+        per-replica batches, where `source` is a `delving.training.inputs.DataSource`
         and `batch_size` is global (the `pipelines` readers divide it by the
         replicas of `input_context`).
       scores: `fn(model, inputs, *, image_size) -> float32 [batch, classes]`
@@ -115,14 +115,14 @@ register_view(
         _ten_view_scores,
     )
 )
-# The function the exported SavedModels run (delving.dense), on whole images.
+# The function the exported SavedModels run (delving.evaluation.dense), on whole images.
 register_view(
     View(
         "dense",
         "every window of the conv map the size the head saw in training (14x14 for"
         " models A/B/C at 224 crops) and flips, averaged (Sec. 4)",
-        _dense.evaluation_dataset,
-        _dense.evaluation_scores,
+        dense.evaluation_dataset,
+        dense.evaluation_scores,
         max_batch_size=1,
     )
 )
@@ -136,7 +136,7 @@ class Evaluator:
 
     Args:
       model: a Keras classifier returning logits.
-      source: a `delving.inputs.DataSource`.
+      source: a `delving.training.inputs.DataSource`.
       view: a name in `VIEWS`.
       scales: shorter-side sizes; probabilities are averaged over them.
       image_size: crop side.
@@ -258,7 +258,7 @@ class Evaluator:
             bar.update(batches, finalize=True)
         n = total[3]
         if not n:
-            from pipelines import errors
+            from common import errors
 
             raise errors.DataError(
                 f"the {self.split} split of {self.where} gave no images "
@@ -289,19 +289,20 @@ def load_model(model_dir, *, checkpoint=None):
       (model, TrainConfig)
     """
     import keras_layers  # noqa: F401  (registers the custom layers)
-    from delving import config as config_lib
-    from delving import model_from_config, run_files
+    from delving.models import from_config
+    from delving.training import config as config_lib
+    from delving.training import run_dir
 
-    files = run_files.paths(model_dir)
+    files = run_dir.paths(model_dir)
     if not tf.io.gfile.exists(files["config"]):
-        from pipelines import errors
+        from common import errors
 
         raise errors.DataError(f"{model_dir} is not a training model_dir (no {files['config']})")
     cfg = config_lib.load(files["config"])
     if checkpoint is None and tf.io.gfile.exists(files["model"]):
         return keras.saving.load_model(files["model"]), cfg
     if checkpoint and not tf.io.gfile.exists(checkpoint + ".index"):
-        from pipelines import errors
+        from common import errors
 
         raise errors.DataError(
             f"--checkpoint={checkpoint} does not exist (no {checkpoint}.index); "
@@ -309,10 +310,10 @@ def load_model(model_dir, *, checkpoint=None):
         )
     checkpoint = checkpoint or tf.train.latest_checkpoint(files["checkpoints"])
     if not checkpoint:
-        from pipelines import errors
+        from common import errors
 
         raise errors.DataError(f"{model_dir} has neither model.keras nor a checkpoint yet")
-    model = model_from_config.build(cfg)
+    model = from_config.build(cfg)
     logger = tf.get_logger()
     level = logger.level
     # A checkpoint of another network: one DataError, not a warning per value.
@@ -323,7 +324,7 @@ def load_model(model_dir, *, checkpoint=None):
         ).expect_partial().assert_existing_objects_matched()
         logger.setLevel(level)
     except (AssertionError, ValueError, tf.errors.OpError) as e:
-        from pipelines import errors
+        from common import errors
 
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise errors.DataError(

@@ -22,7 +22,7 @@ that train them fastest (docs/RECIPE_SWEEPS.md).
 import keras
 import tensorflow as tf
 
-from delving.config import LR_SCHEDULES
+from delving.training.config import LR_SCHEDULES
 
 
 class WarmupRate(keras.optimizers.schedules.LearningRateSchedule):

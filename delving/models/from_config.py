@@ -8,13 +8,13 @@ the model was trained.
 
 import keras
 
-from delving import models
+from delving.models import networks
 from pipelines import preprocessing
 
 
 def build(cfg, *, seed=None) -> keras.Model:
-    """`models.build_model` with the config's architecture fields."""
-    return models.build_model(
+    """`networks.build_model` with the config's architecture fields."""
+    return networks.build_model(
         cfg.model,
         num_classes=cfg.num_classes,
         activation=cfg.activation,
@@ -28,7 +28,7 @@ def build(cfg, *, seed=None) -> keras.Model:
 
 def dense_window(cfg) -> int:
     """Side of the conv-map window the head saw on `cfg.image_size` crops."""
-    return models.head_window(cfg.model, cfg.image_size)
+    return networks.head_window(cfg.model, cfg.image_size)
 
 
 def input_std(cfg):

@@ -7,7 +7,7 @@ strategies alike. Keras still provides the model, the SGD optimizer (its
 `apply_gradients` all-reduces the gradients across replicas), mixed
 precision with loss scaling, and the progress bar.
 
-The objective and the compiled step are in `delving.train_step`. Each call
+The objective and the compiled step are in `delving.training.step`. Each call
 of the step runs the steps up to the next log or checkpoint boundary in a
 graph loop, and the host reads their losses and hits back once per call, so
 neither Python nor a per-step device-to-host sync sits between two steps
@@ -21,13 +21,13 @@ checked to be finite before every save, and a non-finite loss stops the run
 with `TrainingDiverged`, so the latest checkpoint is always a good one.
 
 The parts, in the order `train` runs them (the shape of flax's
-`examples/imagenet/train.py`): from `delving.run_setup`, `prepare_run` (data
+`examples/imagenet/train.py`): from `delving.training.setup`, `prepare_run` (data
 source, epoch length, class list), `create_train_state` (model, optimizer,
 schedule, counters, checkpointer: a `TrainState`) and `restore`; then
 `train_step.make_train_step` (the compiled step) and the loop here:
 `train_epoch` once per epoch, `_finish` at the end.
 
-The model_dir is the run's alone (`delving.run_guard`), and nothing is
+The model_dir is the run's alone (`delving.training.run_guard`), and nothing is
 written to it until every check has passed, the checkpoint restore included:
 a command that fails (another network's flags, broken data) leaves the run
 as it was. Every file appears whole (temporary name, then rename), and what
@@ -42,26 +42,20 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from delving import config as config_lib
-from delving import (
-    distribute,
-    memory,
-    models,
-    progress,
-    run_files,
-    run_guard,
-)
-from delving import train_step as train_step_lib
+from common import progress
+from delving.models import networks
+from delving.training import config as config_lib
+from delving.training import distribute, inputs, memory, run_dir, run_guard
+from delving.training import step as train_step_lib
 
 # The steps before the loop; their names are part of this module's API too.
-from delving.run_setup import (  # noqa: F401
+from delving.training.setup import (  # noqa: F401
     BatchSizeError,
     ConfigMismatch,
     TrainState,
     check_batch_size,
     create_train_state,
     make_evaluator,
-    make_train_dataset,
     prepare_run,
     restore,
 )
@@ -90,7 +84,7 @@ class _Run:
         self.cfg, self.state, self.strategy = cfg, state, strategy
         self.chief = distribute.is_chief(strategy)
         self.verbose = verbose and self.chief
-        self.writers = run_files.summary_writers(cfg.model_dir, self.chief)
+        self.writers = run_dir.summary_writers(cfg.model_dir, self.chief)
 
     def say(self, text):
         if self.verbose:
@@ -160,7 +154,7 @@ def train_epoch(run, train_step, iterator, evaluator) -> dict:
         }
         progbar.update(done, list(logs.items()))
         if step % cfg.log_every_steps == 0:
-            run_files.write_scalars(
+            run_dir.write_scalars(
                 run.writers["train"],
                 step,
                 dict(logs, learning_rate=float(state.optimizer.learning_rate.numpy())),
@@ -171,7 +165,7 @@ def train_epoch(run, train_step, iterator, evaluator) -> dict:
     val = evaluator.run()
     state.schedule.end_epoch(epoch, val["top1_error"])
     step = int(state.step.numpy())
-    run_files.write_scalars(
+    run_dir.write_scalars(
         run.writers["validation"],
         step,
         {"loss": val["loss"], "top1_err": val["top1_error"], "top5_err": val["top5_error"]},
@@ -222,14 +216,14 @@ def _train_loop(run, source, restored):
         run.say(f"Resumed from {restored}: step {step}, {epoch} of {cfg.epochs} epochs done")
     train_step = train_step_lib.make_train_step(cfg, state, strategy)
     evaluator = make_evaluator(cfg, state, source, strategy)
-    history = run_files.read_history(cfg.model_dir)
+    history = run_dir.read_history(cfg.model_dir)
     # A fresh shuffle per (re)start: resuming does not replay the order.
-    iterator = iter(make_train_dataset(cfg, source, strategy, seed=cfg.seed + step))
+    iterator = iter(inputs.make_train_dataset(cfg, source, strategy, seed=cfg.seed + step))
     while int(state.epoch.numpy()) < cfg.epochs:
         row = train_epoch(run, train_step, iterator, evaluator)
         history = [r for r in history if r["epoch"] < row["epoch"]] + [row]
         if run.chief:
-            run_files.write_history(cfg.model_dir, history)
+            run_dir.write_history(cfg.model_dir, history)
         state.epoch.assign_add(1)
         state.epoch_step.assign(0)
         state.epoch_sums.assign(tf.zeros(4, tf.float64))
@@ -240,14 +234,14 @@ def _train_loop(run, source, restored):
 def _finish(run, history) -> TrainResult:
     """Saves model.keras (chief), prints the summary, returns the result."""
     cfg, state = run.cfg, run.state
-    files = run_files.paths(cfg.model_dir)
+    files = run_dir.paths(cfg.model_dir)
     if run.chief:
         # Keras writes the zip in place: a kill or a full disk mid-save must
         # not leave a truncated model.keras (`run_guard.leftover_temporaries`).
         tmp = os.path.join(cfg.model_dir, f"model.tmp-{os.getpid()}.keras")
         state.model.save(tmp)
         tf.io.gfile.rename(tmp, files["model"], overwrite=True)
-    prelu = models.prelu_coefficients(state.model)
+    prelu = networks.prelu_coefficients(state.model)
     if history:
         last = history[-1]
         run.say(
@@ -256,7 +250,7 @@ def _finish(run, history) -> TrainResult:
             f"(epoch {last['epoch']}, step {last['step']})"
         )
     if prelu:
-        run.say(run_files.prelu_table(prelu, cfg))
+        run.say(run_dir.prelu_table(prelu, cfg))
     run.say("Wrote:\n" + "\n".join(f"  {name:<12} {path}" for name, path in files.items()))
     return TrainResult(
         cfg,
@@ -290,10 +284,10 @@ def train(cfg: config_lib.TrainConfig, *, strategy=None, verbose=1, force=False)
     """Trains (or resumes) the run described by `cfg` in `cfg.model_dir`.
 
     Args:
-      cfg: a resolved `TrainConfig` (see `delving.config.resolve_config`).
+      cfg: a resolved `TrainConfig` (see `delving.training.config.resolve_config`).
       strategy: a `tf.distribute.Strategy`; default `cfg.strategy`.
       verbose: 0 for silence, 1 for progress bars and per-epoch lines.
-      force: take model_dir's lock over from another run (`delving.run_guard`).
+      force: take model_dir's lock over from another run (`delving.training.run_guard`).
 
     Returns:
       A `TrainResult`.
@@ -304,7 +298,7 @@ def train(cfg: config_lib.TrainConfig, *, strategy=None, verbose=1, force=False)
       BatchSizeError: the batch does not split over the replicas.
       run_guard.RunLocked: another run holds model_dir.
       run_guard.WriteFailed: a disk full or permission error (earlier checkpoints are good).
-      pipelines.errors.DataError: the data is missing or broken.
+      common.errors.DataError: the data is missing or broken.
     """
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(
@@ -330,11 +324,11 @@ def train(cfg: config_lib.TrainConfig, *, strategy=None, verbose=1, force=False)
             error_type=BatchSizeError,
         )
         with run_guard.hold(cfg.model_dir, owner=chief, force=force):
-            run_files.check_compatible(cfg, ConfigMismatch)  # again, now as the owner
+            run_dir.check_compatible(cfg, ConfigMismatch)  # again, now as the owner
             restored = restore(cfg, state)
             if chief:  # every check passed: only now is anything written
-                run_files.write_config(cfg)
-                run_files.write_classes(cfg, classes)
+                run_dir.write_config(cfg)
+                run_dir.write_classes(cfg, classes)
             run = _Run(cfg, state, strategy, verbose)
             return _finish(run, _train_loop(run, source, restored))
     finally:

@@ -1,7 +1,8 @@
 """TensorFlow without its start-up chatter on stderr.
 
-Importing `pipelines` (as every binary of the project does first, through its
-package) does two things before TensorFlow loads:
+Each binary's `main` calls `start()` before it imports TensorFlow (nothing
+happens on import: a library user's process is left as it is). `start()`
+does three things:
 
 - sets `TF_CPP_MIN_LOG_LEVEL=2`, which keeps the runtime's INFO and WARNING
   lines (`Sharding callback duration`, ...) off stderr;
@@ -11,7 +12,11 @@ package) does two things before TensorFlow loads:
   from static initialisers before absl logging is set up
   (`All log messages before absl::InitializeLog()`, oneDNN, `cudart_stub`,
   `cuInit` on a machine without a GPU), which TF_CPP_MIN_LOG_LEVEL cannot
-  reach. Anything else (a real error, a Python warning) still appears.
+  reach. Anything else (a real error, a Python warning) still appears. On a
+  machine that has a GPU (an NVIDIA device node, or CUDA_VISIBLE_DEVICES
+  naming one) the `cuInit` failure is kept: there it explains a silent
+  fall-back to the CPU;
+- sets absl's verbosity to WARNING unless `--verbosity` was given.
 
 An explicit `TF_CPP_MIN_LOG_LEVEL` of 0 or 1 means the user wants the logs:
 then nothing is filtered.
@@ -26,17 +31,28 @@ import sys
 import tempfile
 
 # Lines TensorFlow 2.21 prints on every start whatever TF_CPP_MIN_LOG_LEVEL says.
-START_UP_NOTICES = re.compile(
+_CUINIT_FAILED = r"|cuda_platform\.cc:\d+\] failed call to cuInit"
+_NOTICES = (
     r"All log messages before absl::InitializeLog\(\)"
     r"|\] oneDNN custom operations are on"
     r"|cudart_stub\.cc:\d+\]"
-    r"|cuda_platform\.cc:\d+\] failed call to cuInit"
     r"|Unable to register cu(DNN|FFT|BLAS) factory"
     r"|computation placer already registered"
     r"|cpu_feature_guard\.cc:\d+\]"
     r"|TF-TRT Warning: Could not find TensorRT"
     r"|^\s*To enable the following instructions: .* in other operations, rebuild"
 )
+START_UP_NOTICES = re.compile(_NOTICES + _CUINIT_FAILED)
+#: Where a GPU is expected, the `cuInit` failure is news, not chatter.
+NOTICES_WITH_GPU = re.compile(_NOTICES)
+
+
+def gpu_expected():
+    """True when this machine seems to have a GPU that TensorFlow should find."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return visible.strip() not in ("", "-1")
+    return os.path.exists("/dev/nvidia0")
 
 
 def wants_native_logs():
@@ -45,9 +61,12 @@ def wants_native_logs():
 
 
 @contextlib.contextmanager
-def filtered_native_stderr(pattern=START_UP_NOTICES):
+def filtered_native_stderr(pattern=None):
     """Captures file descriptor 2 (C++ and Python writes alike) for the
-    duration and writes back every line that `pattern` does not match."""
+    duration and writes back every line that `pattern` does not match
+    (default: the start-up notices, the `cuInit` one only without a GPU)."""
+    if pattern is None:
+        pattern = NOTICES_WITH_GPU if gpu_expected() else START_UP_NOTICES
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as captured:
@@ -111,11 +130,14 @@ def install():
         sys.meta_path.insert(0, _QuietTensorFlowFinder())
 
 
-def absl_warnings_only():
-    """For a binary's `main`: absl's default verbosity, INFO, lets TensorFlow
-    (`Sharding callback duration` at every checkpoint), tfds and matplotlib
-    (imported by Keras) chat on stderr; WARNING unless `--verbosity` was given."""
+def start():
+    """For a binary's `main`, before TensorFlow is imported: `install()`, and
+    absl at WARNING unless `--verbosity` was given (absl's default, INFO,
+    lets TensorFlow (`Sharding callback duration` at every checkpoint), tfds
+    and matplotlib (imported by Keras) chat on stderr)."""
     from absl import flags, logging
+
+    install()
 
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)

@@ -3,7 +3,7 @@
 For each scale `s` the image is resized so its shorter side is `s`, the conv
 trunk runs once on it (and once on its horizontal flip), and every
 `window x window` window of the last conv map (stride 1; `window` is
-`delving.models.head_window(name, image_size)`, what the head saw on the
+`delving.models.networks.head_window(name, image_size)`, what the head saw on the
 training crops: 14 for models A/B/C at 224x224) is pooled by the SPP and
 classified by the fc head.
 The softmax scores of all windows, both flips and all scales are averaged.
@@ -33,7 +33,7 @@ API: `DenseInference(model, window=..., scales=..., flip=...)` is the
 callable the exported SavedModels run (one traced function per scale-step,
 reused for every scale); `dense_probabilities` is the one-shot form;
 `dense_scores` the work at one scale on already resized, normalized images
-(also the `dense` view of `delving.evaluation`); `window_features` the
+(also the `dense` view of `delving.evaluation.validation`); `window_features` the
 dense SPP alone.
 
 Example:
@@ -47,7 +47,7 @@ import keras
 import tensorflow as tf
 
 import keras_layers
-from delving import models
+from delving.models import networks
 from keras_layers.spatial_pyramid_pooling import bin_edges
 from pipelines import preprocessing
 
@@ -163,7 +163,7 @@ def dense_scores(model, images, *, window, flip=True):
     """Dense testing at one scale of images already resized and normalized.
 
     Args:
-      model: a `delving.models.build_model` model.
+      model: a `delving.models.networks.build_model` model.
       images: float `[B, H, W, 3]` (channels last), the model's input.
       window: side of the conv-map window.
       flip: also run the horizontal flips (one trunk call for both).
@@ -171,13 +171,13 @@ def dense_scores(model, images, *, window, flip=True):
     Returns:
       float32 `[B, classes]`: the mean softmax over windows (and flips).
     """
-    head = models.get_head(model)
+    head = networks.get_head(model)
     x = images
     if flip:  # [image batch; flipped batch]
         x = tf.concat([x, tf.reverse(x, axis=[2])], axis=0)
     if split_head(head)[0].data_format == "channels_first":
         x = tf.transpose(x, (0, 3, 1, 2))
-    probs = _window_probabilities(head, models.get_trunk(model)(x, training=False), window=window)
+    probs = _window_probabilities(head, networks.get_trunk(model)(x, training=False), window=window)
     if flip:
         probs = tf.reduce_mean(tf.reshape(probs, (2, tf.shape(images)[0], -1)), axis=0)
     return probs
@@ -191,7 +191,7 @@ class DenseInference:
     many scales and signatures use it.
 
     Args:
-      model: a `delving.models.build_model` model (nested `trunk`, `head`).
+      model: a `delving.models.networks.build_model` model (nested `trunk`, `head`).
       window: side of the conv-map window (`model_from_config.dense_window(cfg)`).
       scales: shorter sides to test at; the scores are averaged.
       flip: also test the horizontal flip of every image.
@@ -257,7 +257,7 @@ def dense_probabilities(model, images, *, window, **kwargs):
     return DenseInference(model, window=window, **kwargs)(images)
 
 
-# The `dense` view of `delving.evaluation` (`delving.evaluate --views=dense`).
+# The `dense` view of `delving.evaluation.validation` (`delving.evaluate --views=dense`).
 # The evaluation readers resize and normalize whole images in tf.data with
 # the same `pipelines.preprocessing` functions, so the per-scale work is
 # `dense_scores`, exactly as in `DenseInference` and the exported model (the
@@ -291,5 +291,5 @@ def evaluation_dataset(
 
 def evaluation_scores(model, images, *, image_size, flip=True):
     """`dense_scores` with the window the head saw on `image_size` training crops."""
-    window = models.head_window(model.name, image_size)
+    window = networks.head_window(model.name, image_size)
     return dense_scores(model, images, window=window, flip=flip)

@@ -4,7 +4,7 @@ A training step keeps every layer's output for the backward pass and holds
 a gradient of the same size while it runs back through it, so a step needs
 at least `2 * batch * sum(layer outputs) * bytes per element`, the layer
 outputs read from the built model as `delving.summary` shows them
-(`delving.model_stats`). That is a lower bound (no weights, optimizer slots,
+(`delving.models.stats`). That is a lower bound (no weights, optimizer slots,
 input pipeline or workspace), so a refused batch would certainly not fit.
 
 Checked where the memory can be read: the host's (the cgroup limit of a
@@ -14,7 +14,7 @@ report no total memory through TensorFlow and are not checked here.
 
 import os
 
-from delving import model_stats
+from delving.models import stats
 
 GIB = 2**30
 
@@ -22,8 +22,7 @@ GIB = 2**30
 def step_activation_bytes(model, *, image_size, batch_size, bytes_per_element=4):
     """The lower bound above for one training step of `batch_size` images."""
     per_image = (
-        sum(_prod(s.output_shape) for s in model_stats.layer_stats(model, image_size))
-        + 3 * image_size**2
+        sum(_prod(s.output_shape) for s in stats.layer_stats(model, image_size)) + 3 * image_size**2
     )
     return 2 * batch_size * per_image * bytes_per_element
 

@@ -26,7 +26,7 @@ import os
 import re
 import socket
 
-from pipelines import errors
+from common import files
 
 LOCK_FILE = "lock.json"
 
@@ -58,7 +58,7 @@ def _stale(holder):
         holder is not None
         and holder.get("host") == socket.gethostname()
         and isinstance(holder.get("pid"), int)
-        and not errors.pid_alive(holder["pid"])
+        and not files.pid_alive(holder["pid"])
     )
 
 
@@ -159,7 +159,7 @@ def leftover_temporaries(model_dir):
                 continue
             if name.startswith(LOCK_FILE):
                 pid = name.rsplit("-", 1)[-1]
-                if name == LOCK_FILE or not pid.isdigit() or errors.pid_alive(int(pid)):
+                if name == LOCK_FILE or not pid.isdigit() or files.pid_alive(int(pid)):
                     continue
                 found.append(os.path.join(folder, name))
                 continue

@@ -1,6 +1,6 @@
 """Creating the `tf.distribute` strategy and asking who writes files.
 
-One training loop (`delving.trainer`) serves every strategy; this module only
+One training loop (`delving.training.loop`) serves every strategy; this module only
 picks the strategy and answers the questions that differ between them: how
 many replicas, and which worker is the chief (the only one that writes the
 model_dir's final files, logs and CSV).
@@ -11,7 +11,7 @@ import os
 
 import tensorflow as tf
 
-from delving.config import STRATEGIES
+from delving.training.config import STRATEGIES
 
 
 def make_strategy(name: str = "auto", *, tpu: str | None = None) -> tf.distribute.Strategy:

@@ -4,7 +4,7 @@ The objective is the paper's (Sec. 4): softmax cross-entropy averaged over
 the *global* batch (`tf.nn.compute_average_loss`), whose gradients the
 optimizer all-reduces, plus Caffe-style weight decay on conv and fc kernels,
 which the optimizer adds to the reduced gradient inside its momentum update
-(`delving.optimizer.CaffeSGD`; the reported loss is the data term).
+(`delving.training.optimizer.CaffeSGD`; the reported loss is the data term).
 
 The batches arrive as uint8 crops and lighting shifts and are normalised
 here, on the device (the host's CPUs stay on decoding).
@@ -13,7 +13,7 @@ here, on the device (the host's CPUs stay on decoding).
 import keras
 import tensorflow as tf
 
-from delving import model_from_config
+from delving.models import from_config
 from pipelines import dataset_ops, preprocessing
 
 
@@ -52,7 +52,7 @@ def make_train_step(cfg, state, strategy):
     """
     model, optimizer = state.model, state.optimizer
     topk = min(5, cfg.num_classes)
-    mean, std = preprocessing.MEAN_RGB, model_from_config.input_std(cfg)
+    mean, std = preprocessing.MEAN_RGB, from_config.input_std(cfg)
     dtype = input_dtype()
 
     @tf.function(jit_compile=uses_xla(cfg, strategy))

@@ -1,11 +1,11 @@
 """Everything a run needs before its first step, and nothing written yet.
 
-`delving.trainer.train` runs these in order: `check_batch_size`,
+`delving.training.loop.train` runs these in order: `check_batch_size`,
 `prepare_run` (data source, epoch length, class list; reads only),
-`create_train_state` (model from `delving.model_from_config`, optimizer with
+`create_train_state` (model from `delving.models.from_config`, optimizer with
 the warm-up ramp, schedule, counters, checkpointer: a `TrainState`),
 `restore` (the latest checkpoint, or a one-line `ConfigMismatch`), and the
-input: `make_train_dataset`, `make_evaluator`.
+validation: `make_evaluator` (the training input: `delving.training.inputs`).
 """
 
 import dataclasses
@@ -13,12 +13,13 @@ import dataclasses
 import keras
 import tensorflow as tf
 
-from delving import checkpointing, evaluation, inputs, model_from_config, run_files
-from delving import config as config_lib
-from delving import optimizer as optimizer_lib
-from delving import train_step as train_step_lib
-from delving.schedules import LearningRateSchedule, WarmupRate
-from pipelines import in_memory
+from delving.evaluation import validation
+from delving.models import from_config
+from delving.training import checkpointing, inputs, run_dir
+from delving.training import config as config_lib
+from delving.training import optimizer as optimizer_lib
+from delving.training import step as train_step_lib
+from delving.training.schedules import LearningRateSchedule, WarmupRate
 
 
 class ConfigMismatch(ValueError):
@@ -72,7 +73,7 @@ def prepare_run(cfg, strategy):
         cfg = dataclasses.replace(
             cfg, steps_per_epoch=config_lib.steps_for(examples, cfg.batch_size)
         )
-    run_files.check_compatible(cfg, ConfigMismatch)
+    run_dir.check_compatible(cfg, ConfigMismatch)
     return cfg, source, source.class_list(cfg.labels_file)
 
 
@@ -80,7 +81,7 @@ def create_train_state(cfg, strategy) -> TrainState:
     """A fresh model, optimizer, schedule and counters (restore comes later)."""
     keras.utils.set_random_seed(cfg.seed)
     with strategy.scope():
-        model = model_from_config.build(cfg, seed=cfg.seed)
+        model = from_config.build(cfg, seed=cfg.seed)
         # The rate of the current epoch, set from the schedule at each epoch
         # start; the optimizer reads it through the warm-up ramp every step.
         epoch_rate = tf.Variable(
@@ -138,38 +139,9 @@ def restore(cfg, state):
         ) from None
 
 
-def make_train_dataset(cfg, source, strategy, *, seed):
-    """The distributed, repeated training set: uint8 crops and lighting shifts,
-    normalised on the device by the train step (the host's CPUs stay on the
-    input, benchmarks/input_pipeline.py)."""
-    augmentation = dict(
-        batch_size=cfg.batch_size,  # global: the readers divide it
-        image_size=cfg.image_size,
-        scale_range=cfg.scale_range,
-        lighting_std=cfg.lighting_std,
-        seed=seed,
-    )
-    if cfg.in_memory:
-        split = source.decoded_train_split(side=in_memory.side_for(cfg.scale_range))
-        read = lambda context: in_memory.make_dataset(  # noqa: E731
-            split, input_context=context, **augmentation
-        )
-    else:
-        read = lambda context: source.dataset(  # noqa: E731
-            "train",
-            is_training=True,
-            input_context=context,
-            cache=cfg.cache_data,
-            repeat=True,
-            normalize=False,
-            **augmentation,
-        )
-    return strategy.distribute_datasets_from_function(read)
-
-
 def make_evaluator(cfg, state, source, strategy):
     """The per-epoch validation: centre crops at `eval_resize`."""
-    return evaluation.Evaluator(
+    return validation.Evaluator(
         state.model,
         source,
         view="center",

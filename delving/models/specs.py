@@ -3,7 +3,7 @@
 Each network is a `ModelSpec`: a tuple of conv `Stage`s (one row of the
 paper's tables each: `repeats` convolutions of the same shape, optionally
 followed by a max pool) plus the spatial pyramid pooling levels; fc1 and
-fc2 are `FC_UNITS` wide in every table. `delving.models.build_model` loops
+fc2 are `FC_UNITS` wide in every table. `delving.models.networks.build_model` loops
 over these specs; nothing about a particular network is written elsewhere.
 
 Naming (followed by the builder): stage `i` (1-based) holds convolutions
@@ -189,7 +189,7 @@ MODEL_SPECS: dict[str, ModelSpec] = {
 MODEL_NAMES: tuple[str, ...] = tuple(MODEL_SPECS)
 
 # The rectifiers Table 2 compares (LReLU with the fixed slope 0.25), and the
-# initializations of Sec. 2.2-2.3; `delving.models` documents each.
+# initializations of Sec. 2.2-2.3; `delving.models.networks` documents each.
 ACTIVATIONS: tuple[str, ...] = ("relu", "lrelu", "prelu", "prelu_shared")
 INITS: tuple[str, ...] = ("he_fan_in", "he_fan_out", "he_prelu", "xavier")
 

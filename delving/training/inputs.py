@@ -13,8 +13,9 @@ import functools
 
 import tensorflow as tf
 
-from delving import model_from_config
-from pipelines import errors
+from common import errors
+from delving.models import from_config
+from pipelines import in_memory
 
 IMAGENET_TRAIN_EXAMPLES = 1_281_167
 IMAGENET_VALIDATION_EXAMPLES = 50_000
@@ -154,7 +155,7 @@ def _count_records(files, skip_corrupt):
 
 @functools.cache
 def _decoded_split(source, side):
-    from delving import memory
+    from delving.training import memory
     from pipelines import in_memory
 
     available = memory.host_available_bytes()
@@ -188,6 +189,35 @@ def source_from_config(cfg) -> DataSource:
         tfds_manual_dir=cfg.tfds_manual_dir,
         num_classes=cfg.num_classes,
         label_offset=cfg.label_offset,
-        std=model_from_config.input_std(cfg),
+        std=from_config.input_std(cfg),
         skip_corrupt=cfg.skip_corrupt,
     )
+
+
+def make_train_dataset(cfg, source, strategy, *, seed):
+    """The distributed, repeated training set: uint8 crops and lighting shifts,
+    normalised on the device by the train step (the host's CPUs stay on the
+    input, benchmarks/input_pipeline.py)."""
+    augmentation = dict(
+        batch_size=cfg.batch_size,  # global: the readers divide it
+        image_size=cfg.image_size,
+        scale_range=cfg.scale_range,
+        lighting_std=cfg.lighting_std,
+        seed=seed,
+    )
+    if cfg.in_memory:
+        split = source.decoded_train_split(side=in_memory.side_for(cfg.scale_range))
+        read = lambda context: in_memory.make_dataset(  # noqa: E731
+            split, input_context=context, **augmentation
+        )
+    else:
+        read = lambda context: source.dataset(  # noqa: E731
+            "train",
+            is_training=True,
+            input_context=context,
+            cache=cfg.cache_data,
+            repeat=True,
+            normalize=False,
+            **augmentation,
+        )
+    return strategy.distribute_datasets_from_function(read)

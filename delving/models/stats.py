@@ -2,7 +2,7 @@
 
 Everything is read from the model itself (layer configs, weights and the
 symbolic output shapes at a given image size), never typed in, so the figures
-follow any change to `delving.model_specs`.
+follow any change to `delving.models.specs`.
 
 Multiply-adds are counted per image for the weight layers, the usual
 convention: a Conv2D output element costs `k_h * k_w * c_in / groups`, a

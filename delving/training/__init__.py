@@ -1,0 +1,1 @@
+"""Training, module by module in the order a run happens."""
