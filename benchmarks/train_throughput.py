@@ -25,6 +25,7 @@ where two spreads overlap or a ratio's spread includes 1.00
         --fc_units=4096 --image_size=224 --batch_size=4
 """
 
+import contextlib
 import dataclasses
 import os
 import statistics
@@ -50,8 +51,7 @@ from delving.models import (
     stats,  # noqa: E402
 )
 from delving.training import config as config_lib  # noqa: E402
-from delving.training import inputs, loop  # noqa: E402
-from delving.training import step as train_step_lib  # noqa: E402
+from delving.training import inputs, loop, run_dir, setup, step  # noqa: E402
 
 _B = config_lib.PRESETS["builtin"]
 _MODEL = flags.DEFINE_enum("model", _B["model"], networks.MODEL_NAMES, "Network.")
@@ -92,21 +92,23 @@ def _timed(fn, steps):
     return (time.perf_counter() - start) / steps
 
 
-def trainer_variant(cfg):
-    """(a): seconds per step of the trainer's own loop, one epoch of
-    `steps_per_epoch` steps per repeat (its `images_per_sec`: training
-    only, the per-epoch evaluation is not timed)."""
-    strategy = tf.distribute.get_strategy()
-    cfg, source, _ = loop.prepare_run(cfg, strategy)
-    state = loop.create_train_state(cfg, strategy)
-    run = loop._Run(cfg, state, strategy, verbose=0)
-    train_step = train_step_lib.make_train_step(cfg, state, strategy)
-    evaluator = loop.make_evaluator(cfg, state, source, strategy)
-    iterator = iter(inputs.make_train_dataset(cfg, source, strategy, seed=cfg.seed))
+def trainer_variant(cfg, stack):
+    """(a): seconds per step of the trainer's own loop (`delving.training`: its
+    set-up, run directory, step, input and `train_epoch`), one epoch of
+    `steps_per_epoch` steps per repeat (its `images_per_sec`: training only,
+    the per-epoch evaluation is not timed)."""
+    run = setup.prepare(cfg, tf.distribute.get_strategy())
+    directory, _ = stack.enter_context(
+        run_dir.open_run(run.cfg, run.classes, run.state, chief=run.chief, task=run.task)
+    )
+    cfg, state = run.cfg, run.state
+    train_step = step.make_train_step(cfg, state, run.strategy, jit_compile=run.jit_compile)
+    evaluator = loop.make_evaluator(run)
+    iterator = iter(inputs.make_train_dataset(cfg, run.source, run.strategy, seed=cfg.seed))
 
     def epoch():
         state.epoch_step.assign(0)
-        row = loop.train_epoch(run, train_step, iterator, evaluator)
+        row = loop.train_epoch(cfg, state, directory, train_step, iterator, evaluator, False)
         return cfg.batch_size / row["images_per_sec"]
 
     epoch()  # tracing, the dataset's cache and shuffle buffer
@@ -171,7 +173,7 @@ def main(argv):
     del argv
     # Another crop size scales the preset's jitter and evaluation resize with it.
     ratio = _IMAGE_SIZE.value / _B["image_size"]
-    with tempfile.TemporaryDirectory() as model_dir:
+    with tempfile.TemporaryDirectory() as model_dir, contextlib.ExitStack() as stack:
         cfg = config_lib.resolve_config(
             preset="builtin",
             data_dir=_DATA_DIR.value,
@@ -191,7 +193,7 @@ def main(argv):
             eval_steps=1,
             epochs=10**6,
         )
-        model, run_a = trainer_variant(cfg)
+        model, run_a = trainer_variant(cfg, stack)
         variants = {
             "(a) delving.training.loop, built-in TFRecords": run_a,
             _FLOOR: keras_variant(cfg, _STEPS.value),
@@ -200,7 +202,7 @@ def main(argv):
         if _COMPARE_XLA.value and not cfg.jit_compile:
             xla = dataclasses.replace(cfg, jit_compile=True, model_dir=model_dir + "/xla")
             start = time.perf_counter()
-            variants["(a) the same, XLA"] = trainer_variant(xla)[1]
+            variants["(a) the same, XLA"] = trainer_variant(xla, stack)[1]
             variants["(b) the same, XLA"] = keras_variant(xla, _STEPS.value)
             seconds = time.perf_counter() - start
             print(f"XLA: tracing and compiling (a) and (b) took {seconds:.1f} s")

@@ -5,24 +5,41 @@ Every file the project writes for a reader that may look at any moment
 and renamed into place, through `tf.io.gfile` so remote paths work too.
 """
 
+import contextlib
 import os
+import uuid
 
 
-def atomic_write(path, data, *, mode="w"):
-    """Writes `data` to `path` whole or not at all (temporary name, then rename).
+@contextlib.contextmanager
+def atomic_path(path, *, suffix=""):
+    """Yields a temporary path next to `path` to write with any writer (a
+    TFRecordWriter, Keras' `save`); on success it is renamed to `path`, on
+    failure removed, so `path` appears whole or not at all.
 
     Args:
       path: a local or `tf.io.gfile` path (gs://...).
-      data: str for mode "w", bytes for "wb".
-      mode: "w" or "wb".
+      suffix: kept at the end of the temporary name, for writers that insist
+        on one (Keras: `.keras`).
     """
     import tensorflow as tf  # gfile: remote paths too; imported late, for fast --help
 
     tf.io.gfile.makedirs(os.path.dirname(path) or ".")
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with tf.io.gfile.GFile(tmp, mode) as f:
+    # `.tmp` in the name marks it as ours for the clean-up after a kill.
+    tmp = f"{path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}{suffix}"
+    try:
+        yield tmp
+        tf.io.gfile.rename(tmp, path, overwrite=True)
+    finally:
+        if tf.io.gfile.exists(tmp):
+            tf.io.gfile.remove(tmp)
+
+
+def atomic_write(path, data, *, mode="w"):
+    """Writes `data` (str for mode "w", bytes for "wb") to `path` whole or not at all."""
+    import tensorflow as tf
+
+    with atomic_path(path) as tmp, tf.io.gfile.GFile(tmp, mode) as f:
         f.write(data)
-    tf.io.gfile.rename(tmp, path, overwrite=True)
 
 
 def pid_alive(pid):

@@ -231,6 +231,7 @@ def main(argv):
     from common import quiet_start
 
     cli.no_arguments("delving.train", argv)
+    quiet_start.start()  # before anything below imports TensorFlow
     try:
         cfg = _config_from_flags()
         _check_paths(cfg)
@@ -238,22 +239,12 @@ def main(argv):
             _check_data_dir(cfg)
     except ValueError as e:  # DataError included
         sys.exit(f"delving.train: error: {e}")
-    quiet_start.start()
     import tensorflow as tf
 
-    from delving.training import loop, run_guard
+    from delving.training import loop
 
     tf.get_logger().setLevel("WARNING")  # no INFO line per checkpoint save
-    with cli.exit_on_user_error(
-        "delving.train",
-        also=(
-            loop.TrainingDiverged,
-            loop.ConfigMismatch,
-            loop.BatchSizeError,
-            run_guard.RunLocked,
-            run_guard.WriteFailed,
-        ),
-    ):
+    with cli.exit_on_user_error("delving.train", also=(loop.TrainingDiverged, *loop.USER_ERRORS)):
         loop.train(cfg, force=_FORCE.value)
 
 

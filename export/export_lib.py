@@ -94,7 +94,7 @@ def load_servable(model_dir):
             f"{model_dir}: missing {', '.join(missing)} (is it "
             f"the --model_dir of a finished training run?)"
         )
-    cfg = config_lib.load(paths["config"])
+    cfg = run_dir.load_config(paths["config"])
     classes = tuple((synset, name) for _, synset, name in run_dir.read_classes(model_dir))
     model = keras.saving.load_model(paths["model"], safe_mode=True)
     num_classes = model.output_shape[-1]

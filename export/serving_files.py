@@ -17,6 +17,7 @@ from google.protobuf import text_format
 from tensorflow_serving.apis import prediction_log_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
+from common import files
 from export import client_lib
 
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
@@ -76,8 +77,6 @@ def models_config(export_base, *, model_name):
 def write_models_config(export_base, *, model_name):
     """Writes `<export_base>/models.config` (text proto); returns its path."""
     path = os.path.join(export_base, MODELS_CONFIG)
-    tmp = path + ".tmp"
-    with tf.io.gfile.GFile(tmp, "w") as f:
-        f.write(text_format.MessageToString(models_config(export_base, model_name=model_name)))
-    tf.io.gfile.rename(tmp, path, overwrite=True)
+    text = text_format.MessageToString(models_config(export_base, model_name=model_name))
+    files.atomic_write(path, text)
     return path

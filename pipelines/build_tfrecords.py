@@ -61,10 +61,11 @@ flags.mark_flags_as_required(["input_dir", "output_dir"])
 
 def main(argv):
     from common import cli, errors, quiet_start
-    from pipelines import tfrecord_builder
 
     cli.no_arguments("build_tfrecords", argv)
-    quiet_start.start()
+    quiet_start.start()  # before tfrecord_builder imports TensorFlow
+    from pipelines import tfrecord_builder
+
     try:
         cli.check_paths(
             dirs={"input_dir": _INPUT_DIR.value},

@@ -5,9 +5,10 @@ built-in dataset and the tests; the reader's feature spec is `FEATURES`.
 """
 
 import os
-import uuid
 
 import tensorflow as tf
+
+from common import files
 
 ENCODED = "image/encoded"
 LABEL = "image/class/label"
@@ -108,17 +109,11 @@ def write_shard(path, serialized_examples):
     Returns:
       The number of records written.
     """
-    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
     count = 0
-    try:
-        with tf.io.TFRecordWriter(tmp) as writer:
-            for record in serialized_examples:
-                writer.write(record)
-                count += 1
-        tf.io.gfile.rename(tmp, path, overwrite=True)
-    finally:
-        if tf.io.gfile.exists(tmp):
-            tf.io.gfile.remove(tmp)
+    with files.atomic_path(path) as tmp, tf.io.TFRecordWriter(tmp) as writer:
+        for record in serialized_examples:
+            writer.write(record)
+            count += 1
     return count
 
 

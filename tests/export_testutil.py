@@ -39,8 +39,8 @@ def write_model_dir(
         net = networks.build_model(model, activation=activation, seed=seed, **TINY)
     finally:
         keras.config.set_dtype_policy(previous)
-    run_dir.write_config(cfg)
-    run_dir.write_classes(cfg, CLASSES)
+    run_dir.save_config(cfg, run_dir.paths(cfg.model_dir)["config"])
+    run_dir.write_classes(cfg.model_dir, CLASSES)
     net.save(run_dir.paths(str(model_dir))["model"])
     return str(model_dir)
 

@@ -113,8 +113,8 @@ def test_bad_flag_fails_in_one_line_without_tensorflow(module, args, expected):
 
 def test_evaluate_knows_the_views_evaluation_registers():
     script = (
-        "from delving import evaluate, evaluation; "
-        "assert evaluate.VIEW_NAMES == tuple(evaluation.VIEWS), evaluation.VIEWS"
+        "from delving import evaluate; from delving.evaluation import validation; "
+        "assert evaluate.VIEW_NAMES == tuple(validation.VIEWS), validation.VIEWS"
     )
     subprocess.run([sys.executable, "-c", script], cwd=ROOT, check=True, timeout=HANG_GUARD_S)
 

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from delving.training import config, loop, run_guard
+from delving.training import config, loop, run_dir
 from tests import train_testutil as util
 
 
@@ -62,7 +62,7 @@ def test_second_trainer_refused_stale_lock_taken_over_leftovers_removed(data_dir
     # Killed: its lock is stale. Leave what killed writes leave behind.
     first.send_signal(signal.SIGKILL)
     first.communicate()
-    assert (model_dir / run_guard.LOCK_FILE).exists()
+    assert (model_dir / run_dir.LOCK_FILE).exists()
     leftovers = [
         model_dir / "checkpoints" / "ckpt-999_temp" / "part-00000-of-00001.data-00000-of-00001",
         model_dir / "checkpoints" / "checkpoint.tmp0123456789abcdef",
@@ -82,7 +82,7 @@ def test_second_trainer_refused_stale_lock_taken_over_leftovers_removed(data_dir
     for path in leftovers:
         assert not path.exists(), path
     assert not (model_dir / "checkpoints" / "ckpt-999_temp").exists()
-    assert not (model_dir / run_guard.LOCK_FILE).exists(), "released at the end"
+    assert not (model_dir / run_dir.LOCK_FILE).exists(), "released at the end"
     with zipfile.ZipFile(model_dir / "model.keras") as z:  # replaced whole
         assert z.testzip() is None
     assert not list(model_dir.glob("model.tmp-*"))
@@ -117,7 +117,7 @@ def test_failed_command_leaves_the_run_intact(data_dir, tmp_path):
     # The original command still works.
     result = loop.train(config.resolve_config(**recipe), verbose=0)
     assert result.epoch == 1
-    assert config.load(str(model_dir / "config.json")).model == "small_14"
+    assert run_dir.load_config(str(model_dir / "config.json")).model == "small_14"
 
 
 def test_resumed_epoch_carries_its_running_sums(data_dir, tmp_path):
@@ -287,7 +287,7 @@ def test_kills_during_checkpoint_and_model_writes_lose_nothing(data_dir, tmp_pat
     code, out, err = util.run("delving.train", args)
     assert code == 0, err[-3000:]
     assert "all 2 epochs already done" in out
-    assert not run_guard.leftover_temporaries(str(model_dir))
+    assert not run_dir.leftover_temporaries(str(model_dir))
     from delving.evaluation import validation
 
     model, _ = validation.load_model(str(model_dir))  # what evaluate and export read
@@ -300,12 +300,12 @@ def test_lock_of_another_host_needs_force_a_dead_local_one_does_not(tmp_path):
 
     model_dir = tmp_path / "run"
     model_dir.mkdir()
-    lock_path = model_dir / run_guard.LOCK_FILE
+    lock_path = model_dir / run_dir.LOCK_FILE
     foreign = {"host": "elsewhere", "pid": os.getpid(), "started": "2026-01-01T00:00:00+00:00"}
     lock_path.write_text(json.dumps(foreign))
-    with pytest.raises(run_guard.RunLocked, match=r"in use by pid \d+ on elsewhere since 2026"):
-        run_guard.acquire(str(model_dir))
-    with run_guard.acquire(str(model_dir), force=True):
+    with pytest.raises(run_dir.RunLocked, match=r"in use by pid \d+ on elsewhere since 2026"):
+        run_dir.acquire(str(model_dir))
+    with run_dir.acquire(str(model_dir), force=True):
         assert json.loads(lock_path.read_text())["pid"] == os.getpid()
     assert not lock_path.exists()
 
@@ -313,16 +313,16 @@ def test_lock_of_another_host_needs_force_a_dead_local_one_does_not(tmp_path):
     stale = dict(foreign, host=socket.gethostname(), pid=int(dead.stdout))
     lock_path.write_text(json.dumps(stale))
     # A starter killed while writing its lock; one still writing (this process).
-    killed_tmp = model_dir / f"{run_guard.LOCK_FILE}.tmp-{int(dead.stdout)}"
-    live_tmp = model_dir / f"{run_guard.LOCK_FILE}.tmp-{os.getppid()}"
+    killed_tmp = model_dir / f"{run_dir.LOCK_FILE}.tmp-{int(dead.stdout)}"
+    live_tmp = model_dir / f"{run_dir.LOCK_FILE}.tmp-{os.getppid()}"
     killed_tmp.write_text("{}")
     live_tmp.write_text("{}")
-    assert run_guard.leftover_temporaries(str(model_dir)) == [str(killed_tmp)]
+    assert run_dir.leftover_temporaries(str(model_dir)) == [str(killed_tmp)]
     live_tmp.unlink()
     killed_tmp.unlink()
-    with run_guard.acquire(str(model_dir)):  # no --force needed
+    with run_dir.acquire(str(model_dir)):  # no --force needed
         assert json.loads(lock_path.read_text())["pid"] == os.getpid()
         # Held by this (live) process now: another taker is refused.
-        with pytest.raises(run_guard.RunLocked, match=f"in use by pid {os.getpid()}"):
-            run_guard.acquire(str(model_dir))
+        with pytest.raises(run_dir.RunLocked, match=f"in use by pid {os.getpid()}"):
+            run_dir.acquire(str(model_dir))
     assert sorted(os.listdir(model_dir)) == []

@@ -14,8 +14,7 @@ import pytest
 import tensorflow as tf
 
 from delving.models import networks
-from delving.training import config, loop
-from delving.training import step as train_step
+from delving.training import config, loop, setup
 from tests import train_testutil as util
 
 
@@ -78,10 +77,10 @@ def test_xla_default_follows_the_replicas_devices():
     cfg = config.resolve_config(preset="builtin")
     assert cfg.jit_compile is None  # not given: decided by the devices
     cpu, gpu = tf.distribute.OneDeviceStrategy("/cpu:0"), tf.distribute.OneDeviceStrategy("/gpu:0")
-    assert not train_step.uses_xla(cfg, cpu) and train_step.uses_xla(cfg, gpu)
-    assert not train_step.uses_xla(cfg, tf.distribute.get_strategy())  # no GPU here
-    assert train_step.uses_xla(dataclasses.replace(cfg, jit_compile=True), cpu)
-    assert not train_step.uses_xla(dataclasses.replace(cfg, jit_compile=False), gpu)
+    assert not setup.uses_xla(cfg, cpu) and setup.uses_xla(cfg, gpu)
+    assert not setup.uses_xla(cfg, tf.distribute.get_strategy())  # no GPU here
+    assert setup.uses_xla(dataclasses.replace(cfg, jit_compile=True), cpu)
+    assert not setup.uses_xla(dataclasses.replace(cfg, jit_compile=False), gpu)
 
 
 @pytest.mark.parametrize("mixed_precision", ["none", "bfloat16"])

@@ -9,8 +9,8 @@ import re
 
 import pytest
 
-from delving.training import config
-from delving.training.schedules import LearningRateSchedule
+from delving.training import config, run_dir
+from delving.training.optimizer import LearningRateSchedule
 
 
 def test_presets_fill_only_what_is_not_given():
@@ -56,8 +56,8 @@ def test_config_json_round_trip(tmp_path):
         scale_range=["80", "100"], lr_schedule="step", lr_decay_epochs=[2, 4]
     )
     path = str(tmp_path / "config.json")
-    config.save(cfg, path)
-    loaded = config.load(path)
+    run_dir.save_config(cfg, path)
+    loaded = run_dir.load_config(path)
     # The plateau settings the step schedule ignores are not saved.
     unused = dict(lr_plateau_patience=cfg.lr_plateau_patience)
     assert dataclasses.replace(loaded, **unused) == cfg

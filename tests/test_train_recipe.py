@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from delving.training import config, loop
-from delving.training.schedules import WarmupRate
+from delving.training.optimizer import WarmupRate
 from tests import train_testutil as util
 
 

@@ -290,7 +290,6 @@ def load_model(model_dir, *, checkpoint=None):
     """
     import keras_layers  # noqa: F401  (registers the custom layers)
     from delving.models import from_config
-    from delving.training import config as config_lib
     from delving.training import run_dir
 
     files = run_dir.paths(model_dir)
@@ -298,7 +297,7 @@ def load_model(model_dir, *, checkpoint=None):
         from common import errors
 
         raise errors.DataError(f"{model_dir} is not a training model_dir (no {files['config']})")
-    cfg = config_lib.load(files["config"])
+    cfg = run_dir.load_config(files["config"])
     if checkpoint is None and tf.io.gfile.exists(files["model"]):
         return keras.saving.load_model(files["model"]), cfg
     if checkpoint and not tf.io.gfile.exists(checkpoint + ".index"):

@@ -19,6 +19,8 @@ import time
 from absl import app, flags
 
 from common import cli
+from delving import paper
+from delving.models.specs import PRELU_INIT_SLOPE
 
 _OUTPUT_DIR = flags.DEFINE_string(
     "output_dir", "runs/experiments/activations", "Where the tables, JSON, figures and runs go."
@@ -57,7 +59,7 @@ _LEARNING_RATE = flags.DEFINE_float(
 )
 
 NAME = "activations"
-ACTIVATIONS = ("relu", "lrelu", "prelu_shared", "prelu")
+ACTIVATIONS = tuple(paper.TABLE2)  # Table 2's rectifiers, in its order
 
 
 flags.register_validator(
@@ -166,15 +168,15 @@ def error_table(results):
             "diverged" if r.get("diverged") else f"{100 * r['val_top1_error']:.1f}"
             for r in results["runs"][activation]
         )
-        paper = common.PAPER_TABLE2.get(activation, (None, None))
+        reported = paper.TABLE2.get(activation, (None, None))
         rows.append(
             [
                 common.ACTIVATION_LABELS[activation],
                 "{:.2f} ± {:.2f}".format(*(100 * v for v in s["val_top1_error"])),
                 "{:.2f} ± {:.2f}".format(*(100 * v for v in s["val_top5_error"])),
                 per_seed,
-                common.fmt(paper[0]),
-                common.fmt(paper[1]),
+                common.fmt(reported[0]),
+                common.fmt(reported[1]),
             ]
         )
     return common.markdown_table(headers, rows)
@@ -200,10 +202,10 @@ def coefficient_table(results):
         row = [layer]
         for a in variants:
             mean, std = summary[a]["prelu"].get(layer, (None, None))
-            paper = common.PAPER_TABLE1.get(layer)
+            reported = paper.TABLE1.get(layer)
             row += [
                 f"{mean:.3f} ± {std:.3f}" if mean is not None else "-",
-                common.fmt(paper[0 if a == "prelu_shared" else 1], 3) if paper else "-",
+                common.fmt(reported[0 if a == "prelu_shared" else 1], 3) if reported else "-",
             ]
         rows.append(row)
     return common.markdown_table(headers, rows)
@@ -233,8 +235,8 @@ def plot_errors(results):
         for x, a in zip(xs, names):
             done = [r for r in results["runs"][a] if not r.get("diverged")]
             ax.plot([x] * len(done), [100 * r[key] for r in done], "k.", ms=4)
-        paper = [common.PAPER_TABLE2[a][paper_index] for a in names]
-        ax.plot(xs, paper, "D", color="black", mfc="white", label="paper (ImageNet, Table 2)")
+        reported = [paper.TABLE2[a][paper_index] for a in names]
+        ax.plot(xs, reported, "D", color="black", mfc="white", label="paper (ImageNet, Table 2)")
         ax.set_xticks(list(xs), [common.ACTIVATION_LABELS[a] for a in names], fontsize=7)
         ax.set_ylabel(f"{title} error (%), 10-view")
         ax.grid(True, axis="y", alpha=0.3)
@@ -266,7 +268,7 @@ def plot_coefficients(results):
         )
         ax.plot(
             xs,
-            [common.PAPER_TABLE1.get(l, (float("nan"),) * 2)[paper_index] for l in layers],
+            [paper.TABLE1.get(l, (float("nan"),) * 2)[paper_index] for l in layers],
             marker + "--",
             color=common.COLORS[a],
             mfc="white",
@@ -274,7 +276,9 @@ def plot_coefficients(results):
             label=f"{common.ACTIVATION_LABELS[a]}: paper (Table 1)",
         )
         ax.set_xticks(list(xs), layers, rotation=45, fontsize=8)
-    ax.axhline(0.25, color="gray", lw=0.8, ls=":", label="initial slope 0.25")
+    ax.axhline(
+        PRELU_INIT_SLOPE, color="gray", lw=0.8, ls=":", label=f"initial slope {PRELU_INIT_SLOPE}"
+    )
     ax.set_ylabel("learned slope a (layer mean)")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7)

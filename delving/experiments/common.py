@@ -6,9 +6,7 @@ Every experiment binary writes into its `--output_dir`:
   <name>.json   every measured value, which `report.py` reads to write docs/REPRODUCTION.md,
   <name>*.png   its figures (matplotlib, Agg backend: no display needed).
 
-The constants below are the paper's *reported* numbers, as given in the
-project's summary of the paper (docs/PAPER.md, "Reported results"). They
-are printed beside our measurements for comparison; they are never results.
+The paper's reported numbers come from `delving.paper`.
 """
 
 import json
@@ -21,28 +19,17 @@ import time
 
 import matplotlib
 
+from common import files
+
 matplotlib.use("Agg")  # Before pyplot is imported anywhere: files only, no display.
 import matplotlib.pyplot as plt  # noqa: E402  pylint: disable=wrong-import-position
 
-from delving.training import run_dir  # noqa: E402  pylint: disable=wrong-import-position
-
-# Table 2 of the paper (docs/PAPER.md, "Reported results"): small model, 10-view testing,
-# (top-1, top-5) validation error in percent.
-PAPER_TABLE2 = {
-    "relu": (33.82, 13.34),
-    "lrelu": (33.80, 13.56),
-    "prelu_shared": (32.71, 12.87),
-    "prelu": (32.64, 12.75),
-}
-
-# Table 1 of the paper (docs/PAPER.md, "Reported results"): learned PReLU coefficients of the
-# 14-layer model, (channel-shared, channel-wise mean), by layer name. The
-# training app prints the same table, so both read one copy.
-PAPER_TABLE1 = run_dir.TABLE1
+from delving.models.specs import PRELU_INIT_SLOPE  # noqa: E402
+from delving.training import run_dir  # noqa: E402
 
 ACTIVATION_LABELS = {
     "relu": "ReLU",
-    "lrelu": "LReLU (a=0.25)",
+    "lrelu": f"LReLU (a={PRELU_INIT_SLOPE})",
     "prelu_shared": "PReLU, channel-shared",
     "prelu": "PReLU, channel-wise",
 }
@@ -117,12 +104,10 @@ def write_outputs(output_dir, name, *, markdown, results, figures=()):
     os.makedirs(output_dir, exist_ok=True)
     paths = []
     md_path = os.path.join(output_dir, f"{name}.md")
-    with open(md_path, "w") as f:
-        f.write(markdown.rstrip() + "\n")
+    files.atomic_write(md_path, markdown.rstrip() + "\n")
     paths.append(md_path)
     json_path = os.path.join(output_dir, f"{name}.json")
-    with open(json_path, "w") as f:
-        json.dump(results, f, indent=2)  # Insertion order: the order of the runs.
+    files.atomic_write(json_path, json.dumps(results, indent=2))  # in the order of the runs
     paths.append(json_path)
     for suffix, fig in figures:
         png_path = os.path.join(output_dir, f"{name}{suffix}.png")

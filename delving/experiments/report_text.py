@@ -2,7 +2,7 @@
 
 All measured numbers and every judgement ("stalled", "matches within a
 factor of ...") are computed from the results passed in; the only numbers
-not measured are the paper's, from `common.PAPER_TABLE1/2` and the claims
+not measured are the paper's, from `delving.paper` and the claims
 quoted from the paper in the text.
 """
 
@@ -10,7 +10,9 @@ import json
 import math
 import os
 
+from delving import paper
 from delving.experiments import common
+from delving.models.specs import PRELU_INIT_SLOPE
 
 
 def _pct(x):
@@ -372,14 +374,14 @@ def slope_pattern(per_layer, activation):
     convs = {k: v for k, v in slopes.items() if k.startswith("conv")}
     top = max(convs, key=convs.get)
     stages = {stage: _stage_mean(slopes, stage) for stage in ("conv1", "conv2", "conv3")}
-    paper = common.PAPER_TABLE1["conv1"][0 if activation == "prelu_shared" else 1]
-    moved = max(abs(v - 0.25) for v in slopes.values())
+    reported = paper.TABLE1["conv1"][0 if activation == "prelu_shared" else 1]
+    moved = max(abs(v - PRELU_INIT_SLOPE) for v in slopes.values())
     text = (
-        f"conv1 {stages['conv1']:.3f} (paper {paper:.3f}), conv2_x mean {stages['conv2']:.3f}, "
+        f"conv1 {stages['conv1']:.3f} (paper {reported:.3f}), conv2_x mean {stages['conv2']:.3f}, "
         f"conv3_x mean {stages['conv3']:.3f}, fc1/fc2 "
         f"{slopes.get('fc1', float('nan')):.3f}/{slopes.get('fc2', float('nan')):.3f}; the "
         f"largest conv slope is {top}'s ({convs[top]:.3f}), the slopes moved up to "
-        f"{moved:.3f} from their initial 0.25. "
+        f"{moved:.3f} from their initial {PRELU_INIT_SLOPE}. "
     )
     if moved < 0.02:
         return text + "They barely moved in this training, so their pattern says little."
@@ -408,7 +410,7 @@ def activations_section(results, markdown, figures):
         "**Paper** (ImageNet, 10-view, top-1/top-5 error): "
         + ", ".join(
             f"{common.ACTIVATION_LABELS[a]} {t1:.2f}/{t5:.2f}"
-            for a, (t1, t5) in common.PAPER_TABLE2.items()
+            for a, (t1, t5) in paper.TABLE2.items()
         )
         + ". PReLU gains 1.2 points top-1 over ReLU with 13 (shared) or a few thousand "
         "(channel-wise) extra parameters; the first conv layer learns large slopes "
@@ -434,7 +436,7 @@ def activations_section(results, markdown, figures):
             m = s[a]["val_top1_error"]
             diff = 100 * (m[0] - relu[0])
             noise = 100 * math.sqrt((m[1] ** 2 + relu[1] ** 2) / n)  # std error of the difference
-            paper = common.PAPER_TABLE2[a][0] - common.PAPER_TABLE2["relu"][0]
+            reported = paper.TABLE2[a][0] - paper.TABLE2["relu"][0]
             if n < 2:
                 verdict = "a single seed, so no spread to judge it by"
             else:
@@ -444,7 +446,7 @@ def activations_section(results, markdown, figures):
                 )
             lines.append(
                 f"- {common.ACTIVATION_LABELS[a]} vs ReLU: {diff:+.2f} points top-1 "
-                f"(paper {paper:+.2f}); {verdict}."
+                f"(paper {reported:+.2f}); {verdict}."
             )
         order = sorted(s, key=lambda a: s[a]["val_top1_error"][0])
         lines.append(

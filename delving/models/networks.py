@@ -35,9 +35,12 @@ import keras
 
 import keras_layers
 from delving.models import specs
-from delving.models.specs import ACTIVATIONS, INITS, MODEL_NAMES  # noqa: F401
-
-PRELU_INIT_SLOPE = 0.25  # the paper's initial a_i, also LReLU's fixed slope
+from delving.models.specs import (  # noqa: F401
+    ACTIVATIONS,
+    INITS,
+    MODEL_NAMES,
+    PRELU_INIT_SLOPE,
+)
 
 # init name (one of INITS) -> initializer factory taking a seed.
 _INITIALIZERS = {

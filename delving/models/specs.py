@@ -191,6 +191,8 @@ MODEL_NAMES: tuple[str, ...] = tuple(MODEL_SPECS)
 # The rectifiers Table 2 compares (LReLU with the fixed slope 0.25), and the
 # initializations of Sec. 2.2-2.3; `delving.models.networks` documents each.
 ACTIVATIONS: tuple[str, ...] = ("relu", "lrelu", "prelu", "prelu_shared")
+#: The paper's initial PReLU slope a_i (Sec. 2.1), also LReLU's fixed slope in Table 2.
+PRELU_INIT_SLOPE = 0.25
 INITS: tuple[str, ...] = ("he_fan_in", "he_fan_out", "he_prelu", "xavier")
 
 

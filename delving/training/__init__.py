@@ -1,1 +1,10 @@
-"""Training, module by module in the order a run happens."""
+"""Training the paper's networks, one module per stage of a run, in run order:
+
+- `config`: the frozen `TrainConfig`, its presets and validation;
+- `loop`: `train`, the entry, read top to bottom;
+- `setup`: strategy, data, model, optimizer and counters, nothing written;
+- `inputs`: the data source and the training input a config describes;
+- `optimizer`: the paper's SGD with Caffe's weight decay, and its schedules;
+- `run_dir`: the run directory's files, lock and checkpoints;
+- `step`: the compiled training step.
+"""

@@ -154,7 +154,7 @@ class TrainConfig:
     tpu: str | None = None
     mixed_precision: str = "none"
     # XLA for the per-replica forward/backward pass; None: by the replicas'
-    # devices (`train_step.uses_xla`: on for GPUs and TPUs, off on CPUs).
+    # devices (`setup.uses_xla`: on for GPUs and TPUs, off on CPUs).
     jit_compile: bool | None = None
     model_dir: str | None = None
     seed: int = 0
@@ -321,23 +321,6 @@ def from_json(text: str) -> TrainConfig:
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     data = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in names}
     return TrainConfig(**data)
-
-
-def save(cfg: TrainConfig, path: str) -> None:
-    """Write `config.json` atomically (write a temporary file, then rename)."""
-    import tensorflow as tf  # gfile: works for gs:// model dirs too
-
-    tmp = path + ".tmp"
-    with tf.io.gfile.GFile(tmp, "w") as f:
-        f.write(to_json(cfg))
-    tf.io.gfile.rename(tmp, path, overwrite=True)
-
-
-def load(path: str) -> TrainConfig:
-    import tensorflow as tf
-
-    with tf.io.gfile.GFile(path) as f:
-        return from_json(f.read())
 
 
 def architecture_diff(old: TrainConfig, new: TrainConfig) -> dict:

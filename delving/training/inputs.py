@@ -155,10 +155,9 @@ def _count_records(files, skip_corrupt):
 
 @functools.cache
 def _decoded_split(source, side):
-    from delving.training import memory
     from pipelines import in_memory
 
-    available = memory.host_available_bytes()
+    available = in_memory.host_available_bytes()
     return in_memory.load(
         source.resized_images("train", resize_size=side, normalize=False),
         side=side,

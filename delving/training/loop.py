@@ -1,41 +1,26 @@
-"""The training loop: one `strategy.run` loop for every tf.distribute strategy.
+"""Training, read top to bottom in the order a run happens.
+
+`train` prepares the run (`delving.training.setup`: strategy, data, model,
+optimizer; nothing written), opens its directory (`delving.training.run_dir`:
+lock, restore, config.json), builds the compiled step
+(`delving.training.step`) and the input (`delving.training.inputs`), then
+runs the epochs here: each trains to the epoch's end in calls of the step,
+validates, logs, and checkpoints.
 
 Keras 3's `model.fit` fails under `MultiWorkerMirroredStrategy` on TF 2.21
 (keras-team/keras#20585), so, as Model Garden does, the loop is written once
-on `strategy.run` and serves OneDevice, Mirrored, MultiWorkerMirrored and TPU
-strategies alike. Keras still provides the model, the SGD optimizer (its
-`apply_gradients` all-reduces the gradients across replicas), mixed
-precision with loss scaling, and the progress bar.
+on `strategy.run` and serves every strategy. Each call of the step runs the
+steps up to the next log or checkpoint boundary in a graph loop, so the host
+syncs once per call, not per step.
 
-The objective and the compiled step are in `delving.training.step`. Each call
-of the step runs the steps up to the next log or checkpoint boundary in a
-graph loop, and the host reads their losses and hits back once per call, so
-neither Python nor a per-step device-to-host sync sits between two steps
-(benchmarks/train_throughput.py).
-
-Fault tolerance: checkpoints (model, optimizer slots, global step, epoch,
-step within the epoch, learning-rate schedule) every
-`checkpoint_every_steps` and at each epoch end; a restarted run continues
-from the last one, running only the steps its epoch has left. Weights are
-checked to be finite before every save, and a non-finite loss stops the run
-with `TrainingDiverged`, so the latest checkpoint is always a good one.
-
-The parts, in the order `train` runs them (the shape of flax's
-`examples/imagenet/train.py`): from `delving.training.setup`, `prepare_run` (data
-source, epoch length, class list), `create_train_state` (model, optimizer,
-schedule, counters, checkpointer: a `TrainState`) and `restore`; then
-`train_step.make_train_step` (the compiled step) and the loop here:
-`train_epoch` once per epoch, `_finish` at the end.
-
-The model_dir is the run's alone (`delving.training.run_guard`), and nothing is
-written to it until every check has passed, the checkpoint restore included:
-a command that fails (another network's flags, broken data) leaves the run
-as it was. Every file appears whole (temporary name, then rename), and what
-killed writes left behind is removed at the next start.
+A restarted run continues from the last checkpoint (every
+`checkpoint_every_steps` and at each epoch end), running only the steps its
+epoch has left. Weights are checked to be finite before every save and a
+non-finite loss stops the run with `TrainingDiverged`, so the latest
+checkpoint is always a good one.
 """
 
 import dataclasses
-import os
 import time
 
 import keras
@@ -43,22 +28,16 @@ import numpy as np
 import tensorflow as tf
 
 from common import progress
+from delving import paper
+from delving.evaluation import validation
 from delving.models import networks
 from delving.training import config as config_lib
-from delving.training import distribute, inputs, memory, run_dir, run_guard
-from delving.training import step as train_step_lib
+from delving.training import inputs, run_dir, setup, step
+from delving.training.run_dir import ConfigMismatch, RunLocked, WriteFailed  # noqa: F401
+from delving.training.setup import BatchSizeError  # noqa: F401
 
-# The steps before the loop; their names are part of this module's API too.
-from delving.training.setup import (  # noqa: F401
-    BatchSizeError,
-    ConfigMismatch,
-    TrainState,
-    check_batch_size,
-    create_train_state,
-    make_evaluator,
-    prepare_run,
-    restore,
-)
+#: What `train` raises for a user's mistake or the world's (one-line messages).
+USER_ERRORS = (ConfigMismatch, BatchSizeError, RunLocked, WriteFailed)
 
 
 class TrainingDiverged(RuntimeError):
@@ -76,58 +55,114 @@ class TrainResult:
     model: keras.Model
 
 
-# --------------------------------------------------------------------- loop
-class _Run:
-    """What every epoch of one run shares: printing, saving, TensorBoard."""
+def train(cfg: config_lib.TrainConfig, *, strategy=None, verbose=1, force=False) -> TrainResult:
+    """Trains (or resumes) the run described by `cfg` in `cfg.model_dir`.
 
-    def __init__(self, cfg, state, strategy, verbose):
-        self.cfg, self.state, self.strategy = cfg, state, strategy
-        self.chief = distribute.is_chief(strategy)
-        self.verbose = verbose and self.chief
-        self.writers = run_dir.summary_writers(cfg.model_dir, self.chief)
+    Args:
+      cfg: a resolved `TrainConfig` (`delving.training.config.resolve_config`).
+      strategy: a `tf.distribute.Strategy`; default `cfg.strategy`.
+      verbose: 0 for silence, 1 for progress bars and per-epoch lines.
+      force: take model_dir's lock over from another run.
 
-    def say(self, text):
-        if self.verbose:
-            print(text, flush=True)
+    Raises:
+      TrainingDiverged: the loss became NaN/Inf (the latest checkpoint is good).
+      ConfigMismatch, BatchSizeError, RunLocked, WriteFailed: see `USER_ERRORS`.
+      common.errors.DataError: the data is missing or broken.
+    """
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(
+        config_lib.MIXED_PRECISION_POLICIES[cfg.mixed_precision]
+    )
+    try:
+        run = setup.prepare(cfg, strategy)  # every check; nothing written
+        with run_dir.open_run(
+            run.cfg, run.classes, run.state, chief=run.chief, task=run.task, force=force
+        ) as (directory, restored):
+            return _train(run, directory, restored, verbose and run.chief)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
 
-    def save(self):
-        """Checkpoint, unless the weights are no longer finite."""
-        state = self.state
-        if not _all_finite(state.model.trainable_variables):
-            raise TrainingDiverged(
-                f"weights became NaN/Inf at step {int(state.step.numpy())}; "
-                f"stopped before saving. {self.last_good()}"
-            )
-        return state.checkpointer.save(int(state.step.numpy()))
 
-    def last_good(self):
-        latest = self.state.checkpointer.latest()
+def _train(run, directory, restored, verbose):
+    cfg, state, strategy = run.cfg, run.state, run.strategy
+    say = print if verbose else lambda *_, **__: None
+    say(
+        f"Training {cfg.model} ({cfg.activation}) on {cfg.dataset_name}"
+        f" with --strategy={cfg.strategy} ({type(strategy).__name__},"
+        f" {strategy.num_replicas_in_sync} replicas{', XLA' if run.jit_compile else ''}): "
+        f"{cfg.epochs} epochs of {cfg.steps_per_epoch} steps, "
+        f"global batch {cfg.batch_size}; model_dir {cfg.model_dir}",
+        flush=True,
+    )
+    if restored:
+        say(_resumed(cfg, state, restored), flush=True)
+    train_step = step.make_train_step(cfg, state, strategy, jit_compile=run.jit_compile)
+    # A fresh shuffle per (re)start: resuming does not replay the order.
+    seed = cfg.seed + int(state.step.numpy())
+    iterator = iter(inputs.make_train_dataset(cfg, run.source, strategy, seed=seed))
+    evaluator = make_evaluator(run)
+    history = directory.history
+    while int(state.epoch.numpy()) < cfg.epochs:
+        row = train_epoch(cfg, state, directory, train_step, iterator, evaluator, verbose)
+        history = [r for r in history if r["epoch"] < row["epoch"]] + [row]
+        directory.write_history(history)
+        state.epoch.assign_add(1)
+        state.epoch_step.assign(0)
+        state.epoch_sums.assign(tf.zeros_like(state.epoch_sums))
+        _save(state, directory)
+    return _finish(cfg, state, directory, history, say)
+
+
+def make_evaluator(run):
+    """The per-epoch validation: centre crops at `eval_resize`."""
+    cfg = run.cfg
+    return validation.Evaluator(
+        run.state.model,
+        run.source,
+        view="center",
+        scales=(cfg.eval_resize,),
+        image_size=cfg.image_size,
+        batch_size=cfg.batch_size,
+        steps=cfg.eval_steps,
+        strategy=run.strategy,
+        dtype=keras.mixed_precision.global_policy().compute_dtype,
+        jit_compile=run.jit_compile,
+    )
+
+
+def _resumed(cfg, state, restored):
+    step_, epoch = int(state.step.numpy()), int(state.epoch.numpy())
+    if epoch >= cfg.epochs:
+        return f"Resumed from {restored}: all {epoch} epochs already done (step {step_})"
+    if int(state.epoch_step.numpy()):
         return (
-            f"Last good checkpoint: {latest}" if latest else "No checkpoint was saved"
-        ) + "; try a lower --learning_rate."
+            f"Resumed from {restored}: step {step_}, epoch {epoch + 1}, "
+            f"{int(state.epoch_step.numpy())} steps into the epoch"
+        )
+    return f"Resumed from {restored}: step {step_}, {epoch} of {cfg.epochs} epochs done"
 
 
-def train_epoch(run, train_step, iterator, evaluator) -> dict:
+def train_epoch(cfg, state, directory, train_step, iterator, evaluator, verbose) -> dict:
     """Trains the rest of the current epoch, validates; the training_log.csv row."""
-    cfg, state = run.cfg, run.state
     epoch = int(state.epoch.numpy())
     state.epoch_rate.assign(state.schedule.rate())
-    run.say(f"Epoch {epoch + 1}/{cfg.epochs}  lr={state.schedule.rate():g}")
+    if verbose:
+        print(f"Epoch {epoch + 1}/{cfg.epochs}  lr={state.schedule.rate():g}", flush=True)
     done = int(state.epoch_step.numpy())
     progbar = progress.progress_bar(
         cfg.steps_per_epoch,
-        visible=bool(run.verbose),
+        visible=bool(verbose),
         stateful_metrics=["loss", "top1_err", "top5_err", "img/s"],
     )
     if done:
         progbar.update(done)
-    sums = state.epoch_sums.numpy() if done else np.zeros(4)
-    images_before = sums[3]  # img/s counts this process's steps only
+    sums = setup.EpochSums(*state.epoch_sums.numpy()) if done else setup.EpochSums(0, 0, 0, 0)
+    images_before = sums.images  # img/s counts this process's steps only
     started = time.perf_counter()
     while done < cfg.steps_per_epoch:
-        step = int(state.step.numpy())
+        at = int(state.step.numpy())
         count = _steps_to_boundary(
-            step, cfg.steps_per_epoch - done, cfg.log_every_steps, cfg.checkpoint_every_steps
+            at, cfg.steps_per_epoch - done, cfg.log_every_steps, cfg.checkpoint_every_steps
         )
         # One host sync per call of `count` steps, not per step.
         rows = train_step(iterator, tf.constant(count, tf.int32)).numpy().astype(float)
@@ -135,142 +170,78 @@ def train_epoch(run, train_step, iterator, evaluator) -> dict:
         if bad.size:
             progress.end_line(progbar)
             raise TrainingDiverged(
-                f"loss became {rows[bad[0], 0]} at step {step + bad[0] + 1} "
-                f"(epoch {epoch + 1}); training stopped. {run.last_good()}"
+                f"loss became {rows[bad[0], 0]} at step {at + bad[0] + 1} "
+                f"(epoch {epoch + 1}); training stopped. {_last_good(directory)}"
             )
         state.step.assign_add(count)
         state.epoch_step.assign_add(count)
         done += count
-        step += count
-        loss, top1, top5, images = rows.T
-        sums += ((loss * images).sum(), top1.sum(), top5.sum(), images.sum())
+        at += count
+        sums = sums.add(rows)
         state.epoch_sums.assign(sums)
-        train_seconds = time.perf_counter() - started
-        logs = {
-            "loss": sums[0] / sums[3],
-            "top1_err": 1 - sums[1] / sums[3],
-            "top5_err": 1 - sums[2] / sums[3],
-            "img/s": (sums[3] - images_before) / train_seconds,
-        }
+        loss, top1_err, top5_err = sums.means()
+        rate = (sums.images - images_before) / (time.perf_counter() - started)
+        logs = {"loss": loss, "top1_err": top1_err, "top5_err": top5_err, "img/s": rate}
         progbar.update(done, list(logs.items()))
-        if step % cfg.log_every_steps == 0:
-            run_dir.write_scalars(
-                run.writers["train"],
-                step,
-                dict(logs, learning_rate=float(state.optimizer.learning_rate.numpy())),
-            )
-        if step % cfg.checkpoint_every_steps == 0 and done < cfg.steps_per_epoch:
-            run.save()
+        if at % cfg.log_every_steps == 0:
+            lr = float(state.optimizer.learning_rate.numpy())
+            directory.write_scalars("train", at, dict(logs, learning_rate=lr))
+        if at % cfg.checkpoint_every_steps == 0 and done < cfg.steps_per_epoch:
+            _save(state, directory)
     train_seconds = time.perf_counter() - started
     val = evaluator.run()
     state.schedule.end_epoch(epoch, val["top1_error"])
-    step = int(state.step.numpy())
-    run_dir.write_scalars(
-        run.writers["validation"],
-        step,
+    at = int(state.step.numpy())
+    directory.write_scalars(
+        "validation",
+        at,
         {"loss": val["loss"], "top1_err": val["top1_error"], "top5_err": val["top5_error"]},
     )
+    loss, top1_err, top5_err = sums.means()
     row = {
         "epoch": epoch + 1,
-        "step": step,
+        "step": at,
         "learning_rate": float(state.optimizer.learning_rate.numpy()),
-        "train_loss": logs_or_nan(sums, 0),
-        "train_top1_error": 1 - logs_or_nan(sums, 1),
-        "train_top5_error": 1 - logs_or_nan(sums, 2),
+        "train_loss": loss,
+        "train_top1_error": top1_err,
+        "train_top5_error": top5_err,
         "val_loss": val["loss"],
         "val_top1_error": val["top1_error"],
         "val_top5_error": val["top5_error"],
         # Training steps only (the evaluation above is not counted).
-        "images_per_sec": (sums[3] - images_before) / max(train_seconds, 1e-9),
+        "images_per_sec": (sums.images - images_before) / max(train_seconds, 1e-9),
     }
-    run.say(
-        f"Epoch {epoch + 1}: train loss {row['train_loss']:.4f} "
-        f"top-1 err {row['train_top1_error']:.2%} top-5 err "
-        f"{row['train_top5_error']:.2%} | val loss {val['loss']:.4f} "
-        f"top-1 err {val['top1_error']:.2%} top-5 err "
-        f"{val['top5_error']:.2%}"
-    )
+    if verbose:
+        print(
+            f"Epoch {epoch + 1}: train loss {loss:.4f} top-1 err {top1_err:.2%} "
+            f"top-5 err {top5_err:.2%} | val loss {val['loss']:.4f} "
+            f"top-1 err {val['top1_error']:.2%} top-5 err {val['top5_error']:.2%}",
+            flush=True,
+        )
     return row
 
 
-def _train_loop(run, source, restored):
-    """Trains the epochs left after checkpoint `restored`; the history."""
-    cfg, state, strategy = run.cfg, run.state, run.strategy
-    step, epoch = int(state.step.numpy()), int(state.epoch.numpy())
-    run.say(
-        f"Training {cfg.model} ({cfg.activation}) on {cfg.dataset_name}"
-        f" with --strategy={cfg.strategy} ({type(strategy).__name__},"
-        f" {strategy.num_replicas_in_sync} replicas"
-        f"{', XLA' if train_step_lib.uses_xla(cfg, strategy) else ''}): "
-        f"{cfg.epochs} epochs of {cfg.steps_per_epoch} steps, "
-        f"global batch {cfg.batch_size}; model_dir {cfg.model_dir}"
-    )
-    if restored and epoch >= cfg.epochs:
-        run.say(f"Resumed from {restored}: all {epoch} epochs already done (step {step})")
-    elif restored and int(state.epoch_step.numpy()):
-        run.say(
-            f"Resumed from {restored}: step {step}, epoch {epoch + 1}, "
-            f"{int(state.epoch_step.numpy())} steps into the epoch"
-        )
-    elif restored:  # at an epoch boundary: no epoch is under way
-        run.say(f"Resumed from {restored}: step {step}, {epoch} of {cfg.epochs} epochs done")
-    train_step = train_step_lib.make_train_step(cfg, state, strategy)
-    evaluator = make_evaluator(cfg, state, source, strategy)
-    history = run_dir.read_history(cfg.model_dir)
-    # A fresh shuffle per (re)start: resuming does not replay the order.
-    iterator = iter(inputs.make_train_dataset(cfg, source, strategy, seed=cfg.seed + step))
-    while int(state.epoch.numpy()) < cfg.epochs:
-        row = train_epoch(run, train_step, iterator, evaluator)
-        history = [r for r in history if r["epoch"] < row["epoch"]] + [row]
-        if run.chief:
-            run_dir.write_history(cfg.model_dir, history)
-        state.epoch.assign_add(1)
-        state.epoch_step.assign(0)
-        state.epoch_sums.assign(tf.zeros(4, tf.float64))
-        run.save()
-    return history
-
-
-def _finish(run, history) -> TrainResult:
-    """Saves model.keras (chief), prints the summary, returns the result."""
-    cfg, state = run.cfg, run.state
-    files = run_dir.paths(cfg.model_dir)
-    if run.chief:
-        # Keras writes the zip in place: a kill or a full disk mid-save must
-        # not leave a truncated model.keras (`run_guard.leftover_temporaries`).
-        tmp = os.path.join(cfg.model_dir, f"model.tmp-{os.getpid()}.keras")
-        state.model.save(tmp)
-        tf.io.gfile.rename(tmp, files["model"], overwrite=True)
-    prelu = networks.prelu_coefficients(state.model)
-    if history:
-        last = history[-1]
-        run.say(
-            f"Final validation: top-1 error {last['val_top1_error']:.2%}, "
-            f"top-5 error {last['val_top5_error']:.2%} "
-            f"(epoch {last['epoch']}, step {last['step']})"
-        )
-    if prelu:
-        run.say(run_dir.prelu_table(prelu, cfg))
-    run.say("Wrote:\n" + "\n".join(f"  {name:<12} {path}" for name, path in files.items()))
-    return TrainResult(
-        cfg,
-        int(state.step.numpy()),
-        int(state.epoch.numpy()),
-        history,
-        prelu,
-        files,
-        state.model,
-    )
-
-
-def _steps_to_boundary(step, left, *every):
-    """Steps from global `step` to the next multiple of any of `every` (where
+def _steps_to_boundary(step_, left, *every):
+    """Steps from global `step_` to the next multiple of any of `every` (where
     the loop logs or checkpoints), at most `left` (the epoch's end)."""
-    return min([left] + [n - step % n for n in every])
+    return min([left] + [n - step_ % n for n in every])
 
 
-def logs_or_nan(sums, i):
-    return float(sums[i] / sums[3]) if sums[3] else float("nan")
+def _save(state, directory):
+    """Checkpoint, unless the weights are no longer finite."""
+    if not _all_finite(state.model.trainable_variables):
+        raise TrainingDiverged(
+            f"weights became NaN/Inf at step {int(state.step.numpy())}; "
+            f"stopped before saving. {_last_good(directory)}"
+        )
+    return directory.save(int(state.step.numpy()))
+
+
+def _last_good(directory):
+    latest = directory.latest()
+    return (
+        f"Last good checkpoint: {latest}" if latest else "No checkpoint was saved"
+    ) + "; try a lower --learning_rate."
 
 
 @tf.function
@@ -280,56 +251,38 @@ def _all_finite(variables):
     )
 
 
-def train(cfg: config_lib.TrainConfig, *, strategy=None, verbose=1, force=False) -> TrainResult:
-    """Trains (or resumes) the run described by `cfg` in `cfg.model_dir`.
-
-    Args:
-      cfg: a resolved `TrainConfig` (see `delving.training.config.resolve_config`).
-      strategy: a `tf.distribute.Strategy`; default `cfg.strategy`.
-      verbose: 0 for silence, 1 for progress bars and per-epoch lines.
-      force: take model_dir's lock over from another run (`delving.training.run_guard`).
-
-    Returns:
-      A `TrainResult`.
-
-    Raises:
-      TrainingDiverged: the loss became NaN/Inf (latest checkpoint is good).
-      ConfigMismatch: model_dir holds a run of a different network.
-      BatchSizeError: the batch does not split over the replicas.
-      run_guard.RunLocked: another run holds model_dir.
-      run_guard.WriteFailed: a disk full or permission error (earlier checkpoints are good).
-      common.errors.DataError: the data is missing or broken.
-    """
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(
-        config_lib.MIXED_PRECISION_POLICIES[cfg.mixed_precision]
-    )
-    try:
-        if strategy is None:
-            # Before creating it: a multi-worker strategy starts its server.
-            check_batch_size(cfg, distribute.expected_replicas(cfg.strategy))
-            strategy = distribute.make_strategy(cfg.strategy, tpu=cfg.tpu)
-        check_batch_size(cfg, strategy.num_replicas_in_sync)
-        chief = distribute.is_chief(strategy)
-        cfg, source, classes = prepare_run(cfg, strategy)  # reads only
-        state = create_train_state(cfg, strategy)  # writes nothing either
-        devices = strategy.extended.worker_devices  # this host's replicas
-        memory.check_batch_fits(
-            state.model,
-            image_size=cfg.image_size,
-            batch_size=cfg.batch_size,
-            host_batch=cfg.batch_size * len(devices) // strategy.num_replicas_in_sync,
-            devices=devices,
-            compute_dtype=keras.mixed_precision.global_policy().compute_dtype,
-            error_type=BatchSizeError,
+def _finish(cfg, state, directory, history, say) -> TrainResult:
+    """Saves model.keras (chief), prints the summary, returns the result."""
+    directory.save_model(state.model)
+    prelu = networks.prelu_coefficients(state.model)
+    if history:
+        last = history[-1]
+        say(
+            f"Final validation: top-1 error {last['val_top1_error']:.2%}, "
+            f"top-5 error {last['val_top5_error']:.2%} "
+            f"(epoch {last['epoch']}, step {last['step']})"
         )
-        with run_guard.hold(cfg.model_dir, owner=chief, force=force):
-            run_dir.check_compatible(cfg, ConfigMismatch)  # again, now as the owner
-            restored = restore(cfg, state)
-            if chief:  # every check passed: only now is anything written
-                run_dir.write_config(cfg)
-                run_dir.write_classes(cfg, classes)
-            run = _Run(cfg, state, strategy, verbose)
-            return _finish(run, _train_loop(run, source, restored))
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
+    if prelu:
+        say(prelu_table(prelu, cfg))
+    say("Wrote:\n" + "\n".join(f"  {name:<12} {path}" for name, path in directory.paths.items()))
+    step_, epoch = int(state.step.numpy()), int(state.epoch.numpy())
+    return TrainResult(cfg, step_, epoch, history, prelu, directory.paths, state.model)
+
+
+def prelu_table(coefficients, cfg):
+    """The learned PReLU slopes laid out like the paper's Table 1."""
+    shared = cfg.activation == "prelu_shared"
+    kind = "channel-shared" if shared else "channel-wise"
+    with_paper = cfg.model == paper.TABLES_MODEL
+    lines = [
+        f"Learned PReLU coefficients ({kind}, mean slope per layer; "
+        f"initial {networks.PRELU_INIT_SLOPE})"
+    ]
+    lines.append(f"  {'layer':<10} {'ours':>8}" + (f" {'Table 1':>8}" if with_paper else ""))
+    for name, slope in coefficients.items():
+        layer = name.removesuffix("_prelu")
+        line = f"  {layer:<10} {slope:8.3f}"
+        if with_paper and layer in paper.TABLE1:
+            line += f" {paper.TABLE1[layer][0 if shared else 1]:8.3f}"
+        lines.append(line)
+    return "\n".join(lines)

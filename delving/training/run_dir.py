@@ -1,28 +1,54 @@
-"""The files of a model_dir (layout in docs/ARCHITECTURE.md) and their writers.
+"""The run directory: its files, its lock, its checkpoints, write errors in one line.
 
 ```
 model_dir/
-  config.json          the resolved TrainConfig
-  classes.tsv          index<TAB>synset<TAB>name, in label order
-  checkpoints/         tf.train.CheckpointManager
+  config.json          the resolved TrainConfig (`save_config` / `load_config`)
+  classes.tsv          index<TAB>synset<TAB>name, one line per class, in label order
+  lock.json            the live run's owner: host, pid, start time
+  checkpoints/         tf.train.CheckpointManager (model, optimizer, step, epoch,
+                       epoch_step, epoch_sums, lr_schedule)
   logs/train, logs/validation   TensorBoard
   training_log.csv     one row per epoch
   model.keras          the final model
 ```
 
-Only the chief writes these: the trainer calls the writers on the chief
-only, and `summary_writers` gives the other workers no-op writers.
+Training opens the directory once, with `open_run`, after a set-up that wrote
+nothing: lock, remove what killed writes left, check again that it holds the
+same network, restore the latest checkpoint, and only then write config.json
+and classes.tsv. A command that fails before that leaves the run as it was.
+
+The lock is written whole under a temporary name and hard-linked into place,
+so only one of two racing trainers gets it. A lock whose process is gone
+(same host, no such pid) is stale and taken over; a live one, or one from
+another host, refuses the run in one line unless `force`. Remote model_dirs
+(`gs://...`) have no atomic create-if-absent and are not locked.
+
+Checkpoints: every worker of a multi-worker run takes part in a save, only the
+chief's copy is kept (the others write to a private directory deleted right
+after, TF's documented pattern), and every worker restores from the chief's.
+The input iterator is not saved (an ImageNet shuffle buffer would add about a
+gigabyte per checkpoint): a resumed epoch continues on a fresh shuffle. Only the
+chief writes the other files.
 """
 
+import contextlib
 import csv
+import datetime
+import errno
 import io
+import json
 import os
+import re
+import shutil
+import socket
 
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
+from common import files
 from delving.training import config as config_lib
 
+LOCK_FILE = "lock.json"
 HISTORY_FIELDS = (
     "epoch",
     "step",
@@ -36,23 +62,17 @@ HISTORY_FIELDS = (
     "images_per_sec",
 )
 
-# Table 1 of the paper: learned slopes of the 14-layer model (shared,
-# channel-wise), for reference next to ours when the model is small_14.
-TABLE1 = {
-    "conv1": (0.681, 0.596),
-    "conv2_1": (0.103, 0.321),
-    "conv2_2": (0.099, 0.204),
-    "conv2_3": (0.228, 0.294),
-    "conv2_4": (0.561, 0.464),
-    "conv3_1": (0.126, 0.196),
-    "conv3_2": (0.089, 0.152),
-    "conv3_3": (0.124, 0.145),
-    "conv3_4": (0.062, 0.124),
-    "conv3_5": (0.008, 0.134),
-    "conv3_6": (0.210, 0.198),
-    "fc1": (0.063, 0.074),
-    "fc2": (0.031, 0.075),
-}
+
+class ConfigMismatch(ValueError):
+    """model_dir holds a run of a different network."""
+
+
+class RunLocked(RuntimeError):
+    """model_dir is held by another run; the message is one line."""
+
+
+class WriteFailed(RuntimeError):
+    """A disk full or a permission error while writing; the message is one line."""
 
 
 def paths(model_dir):
@@ -67,39 +87,36 @@ def paths(model_dir):
     }
 
 
-def _write_atomic(path, text):
-    tf.io.gfile.makedirs(os.path.dirname(path) or ".")
-    with tf.io.gfile.GFile(path + ".tmp", "w") as f:
-        f.write(text)
-    tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
+# ------------------------------------------------------------- config and classes
+def save_config(cfg, path):
+    files.atomic_write(path, config_lib.to_json(cfg))
 
 
-def check_compatible(cfg, error_type):
-    """Raise `error_type` (one line) if model_dir is a file or holds a
-    different network."""
+def load_config(path):
+    with tf.io.gfile.GFile(path) as f:
+        return config_lib.from_json(f.read())
+
+
+def check_compatible(cfg):
+    """A one-line `ConfigMismatch` if model_dir is a file or holds another network."""
     if tf.io.gfile.exists(cfg.model_dir) and not tf.io.gfile.isdir(cfg.model_dir):
-        raise error_type(f"--model_dir={cfg.model_dir} is a file, not a directory")
+        raise ConfigMismatch(f"--model_dir={cfg.model_dir} is a file, not a directory")
     path = paths(cfg.model_dir)["config"]
     if not tf.io.gfile.exists(path):
         return
-    diff = config_lib.architecture_diff(config_lib.load(path), cfg)
+    diff = config_lib.architecture_diff(load_config(path), cfg)
     if diff:
         what = ", ".join(f"{k}={old!r} (asked {new!r})" for k, (old, new) in diff.items())
-        raise error_type(
+        raise ConfigMismatch(
             f"--model_dir={cfg.model_dir} holds a run with {what}; "
             "use another --model_dir or the same flags to resume"
         )
 
 
-def write_config(cfg):
-    tf.io.gfile.makedirs(cfg.model_dir)
-    config_lib.save(cfg, paths(cfg.model_dir)["config"])
-
-
-def write_classes(cfg, classes):
+def write_classes(model_dir, classes):
     """classes.tsv: `index<TAB>synset<TAB>name`, one line per class."""
     lines = [f"{c.index}\t{c.synset}\t{c.name}" for c in classes]
-    _write_atomic(paths(cfg.model_dir)["classes"], "\n".join(lines) + "\n")
+    files.atomic_write(paths(model_dir)["classes"], "\n".join(lines) + "\n")
 
 
 def read_classes(model_dir):
@@ -122,62 +139,312 @@ def read_history(model_dir):
     ]
 
 
-def write_history(model_dir, rows):
-    """Rewrite training_log.csv (a resumed epoch replaces its old row)."""
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=HISTORY_FIELDS, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: row[k] for k in HISTORY_FIELDS})
-    _write_atomic(paths(model_dir)["csv_log"], out.getvalue())
+# ----------------------------------------------------------------------- the lock
+def _read(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None  # gone, or not ours: never half-written (linked whole)
 
 
-def summary_writers(model_dir, chief):
-    """TensorBoard writers for logs/train and logs/validation (no-op if not chief)."""
-    if not chief:
-        noop = tf.summary.create_noop_writer()
-        return {"train": noop, "validation": noop}
-    logs = paths(model_dir)["tensorboard"]
-    return {
-        name: tf.summary.create_file_writer(os.path.join(logs, name))
-        for name in ("train", "validation")
+def _describe(holder):
+    if not holder:
+        return "an unreadable lock"
+    return f"pid {holder.get('pid')} on {holder.get('host')} since {holder.get('started')}"
+
+
+def _stale(holder):
+    return (
+        holder is not None
+        and holder.get("host") == socket.gethostname()
+        and isinstance(holder.get("pid"), int)
+        and not files.pid_alive(holder["pid"])
+    )
+
+
+class Lock:
+    """A held lock; `release()` removes it (if it is still this process's)."""
+
+    def __init__(self, path, info, created_dir):
+        self.path, self.info, self.created_dir = path, info, created_dir
+
+    def release(self):
+        if self.path is None:
+            return
+        if _read(self.path) == self.info:
+            os.remove(self.path)
+        if self.created_dir:  # a run that wrote nothing leaves no empty directory
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.dirname(self.path))
+        self.path = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+def acquire(model_dir, *, force=False) -> Lock:
+    """Takes model_dir for this process (created if missing); `RunLocked` if
+    another run holds it, unless `force` takes it over."""
+    if "://" in str(model_dir):
+        return Lock(None, None, False)
+    created_dir = not os.path.isdir(model_dir)
+    os.makedirs(model_dir, exist_ok=True)
+    path = os.path.join(model_dir, LOCK_FILE)
+    info = {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
     }
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(info, f)
+    try:
+        for _ in range(3):
+            try:
+                os.link(tmp, path)  # atomic, and fails if a lock exists
+                return Lock(path, info, created_dir)
+            except FileExistsError:
+                pass
+            holder = _read(path)
+            if not (force or _stale(holder)):
+                raise RunLocked(
+                    f"--model_dir={model_dir} is in use by {_describe(holder)} ({path}); "
+                    "wait for that run to end, or pass --force if it is gone"
+                )
+            _take_over(path, holder)
+        raise RunLocked(f"--model_dir={model_dir}: could not take the lock {path}")
+    finally:
+        os.remove(tmp)
 
 
-# `tf.summary.scalar` lives in the tensorboard package, which TF no longer
-# installs; `tf.summary.write` with the scalars plugin's metadata writes the
-# same event records from TF alone (`tensorboard --logdir <model_dir>/logs`;
-# requirements.txt installs it).
+def _take_over(path, holder):
+    """Moves the lock judged stale aside; puts it back if it changed meanwhile
+    (another starter took it over first)."""
+    aside = f"{path}.stale-{os.getpid()}"
+    try:
+        os.rename(path, aside)
+    except FileNotFoundError:
+        return
+    if _read(aside) != holder:
+        with contextlib.suppress(FileExistsError):
+            os.link(aside, path)
+    os.remove(aside)
+
+
+def leftover_temporaries(model_dir):
+    """What killed writes leave in model_dir: our `*.tmp*` files, Keras saves in
+    progress, TF's checkpoint shards (`ckpt-N_temp/`) and index files."""
+    found = []
+    for folder in (model_dir, os.path.join(model_dir, "checkpoints")):
+        if not os.path.isdir(folder):
+            continue
+        for name in os.listdir(folder):
+            # A live worker's checkpoints; another starter's lock in the making
+            # (`lock.json.tmp-<pid>`, `.stale-<pid>`) unless its process is gone.
+            if name.startswith(".tmp_checkpoints_"):
+                continue
+            if name.startswith(LOCK_FILE):
+                pid = name.rsplit("-", 1)[-1]
+                if name == LOCK_FILE or not pid.isdigit() or files.pid_alive(int(pid)):
+                    continue
+                found.append(os.path.join(folder, name))
+                continue
+            if (
+                ".tmp" in name
+                or name.endswith("_temp")
+                or (name.startswith("model.tmp-") and name.endswith(".keras"))
+            ):
+                found.append(os.path.join(folder, name))
+    return sorted(found)
+
+
+def remove_leftovers(model_dir):
+    """Removes `leftover_temporaries` (call with the lock held); returns them."""
+    found = leftover_temporaries(model_dir)
+    for path in found:
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+    return found
+
+
+# ------------------------------------------------------------ write errors
+_NO_SPACE = re.compile(r"no space left on device|disk quota exceeded", re.I)
+_NO_PERMISSION = re.compile(r"permission denied|read-only file system", re.I)
+_WRITE_ERRNOS = {
+    errno.ENOSPC: "no space left on device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EROFS: "read-only file system",
+}
+
+
+def _write_error_text(e):
+    """(what went wrong, path or None) for a disk full or permission error, else None."""
+    if isinstance(e, OSError) and e.errno in _WRITE_ERRNOS:
+        return _WRITE_ERRNOS[e.errno], e.filename
+    if isinstance(e, tf.errors.OpError):
+        text = e.message or ""
+        match = _NO_SPACE.search(text) or _NO_PERMISSION.search(text)
+        if match:
+            # TF names the file first: "<path>; No space left on device".
+            path = re.search(r"(/[^\s;:'\"]+)[;:'\"]?\s*(?:" + match.group(0) + ")", text)
+            return match.group(0).lower(), path.group(1) if path else None
+    return None
+
+
+# ---------------------------------------------------------------- the open run
+# `tf.summary.scalar` lives in the tensorboard package, which TF does not
+# install; `tf.summary.write` with the scalars plugin's metadata writes the
+# same event records from TF alone.
 _SCALAR_METADATA = summary_pb2.SummaryMetadata(
     plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars")
 )
 
 
-def write_scalars(writer, step, scalars):
-    with writer.as_default(step=step):
-        for name, value in scalars.items():
-            tf.summary.write(
-                name.replace("/", "_per_"),
-                tf.constant(float(value), tf.float32),
-                metadata=_SCALAR_METADATA,
+class RunDir:
+    """An open run directory: checkpoints, TensorBoard and the CSV log.
+
+    Args:
+      model_dir: the run's directory.
+      chief: whether this process writes the files (the others write only
+        their private temporary checkpoints).
+      task: (task type, task id) of this worker, for that private directory.
+      keep: checkpoints kept.
+      state: the `setup.TrainState` a checkpoint holds.
+    """
+
+    def __init__(self, model_dir, *, chief, task, keep, state):
+        self.model_dir, self.chief = model_dir, chief
+        self.paths = paths(model_dir)
+        self.history = []  # training_log.csv's rows, read by `open_run`
+        # The names every run's checkpoints have used: old runs resume.
+        self.checkpoint = tf.train.Checkpoint(
+            model=state.model,
+            optimizer=state.optimizer,
+            lr_schedule=state.schedule,
+            step=state.step,
+            epoch=state.epoch,
+            epoch_step=state.epoch_step,
+            epoch_sums=state.epoch_sums,
+        )
+        directory = self.paths["checkpoints"]
+        self._write_dir = (
+            directory if chief else os.path.join(model_dir, ".tmp_checkpoints_{}_{}".format(*task))
+        )
+        self.manager = tf.train.CheckpointManager(self.checkpoint, self._write_dir, keep)
+        self._writers = {}  # made at the first write: a refused restore writes nothing
+
+    def latest(self):
+        return tf.train.latest_checkpoint(self.paths["checkpoints"])
+
+    def restore(self):
+        """Restores the latest checkpoint (None if none); one of another network
+        is a one-line `ConfigMismatch`."""
+        path = self.latest()
+        if not path:
+            return None
+        try:
+            self.checkpoint.restore(path).assert_existing_objects_matched()
+        except (AssertionError, ValueError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ConfigMismatch(
+                f"--model_dir={self.model_dir} holds checkpoints of a different network "
+                f"({first[:200]}); use another --model_dir or the flags that run was trained with"
+            ) from None
+        return path
+
+    def save(self, step):
+        path = self.manager.save(checkpoint_number=step)
+        if not self.chief:
+            tf.io.gfile.rmtree(self._write_dir)
+            path = os.path.join(self.paths["checkpoints"], os.path.basename(path))
+        return path
+
+    def write_scalars(self, kind, step, scalars):
+        """TensorBoard scalars under logs/<kind> (kind: train or validation)."""
+        if kind not in self._writers:
+            self._writers[kind] = (
+                tf.summary.create_file_writer(os.path.join(self.paths["tensorboard"], kind))
+                if self.chief
+                else tf.summary.create_noop_writer()
             )
-    writer.flush()
+        writer = self._writers[kind]
+        with writer.as_default(step=step):
+            for name, value in scalars.items():
+                tf.summary.write(
+                    name.replace("/", "_per_"),
+                    tf.constant(float(value), tf.float32),
+                    metadata=_SCALAR_METADATA,
+                )
+        writer.flush()
+
+    def write_history(self, rows):
+        """Rewrites training_log.csv (a resumed epoch replaces its old row)."""
+        if not self.chief:
+            return
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=HISTORY_FIELDS, lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: row[k] for k in HISTORY_FIELDS})
+        files.atomic_write(self.paths["csv_log"], out.getvalue())
+
+    def save_model(self, model):
+        """model.keras, whole (Keras writes the zip in place)."""
+        if not self.chief:
+            return
+        with files.atomic_path(self.paths["model"], suffix=".keras") as tmp:
+            model.save(tmp)
 
 
-def prelu_table(coefficients, cfg):
-    """The learned PReLU slopes laid out like the paper's Table 1."""
-    shared = cfg.activation == "prelu_shared"
-    kind = "channel-shared" if shared else "channel-wise"
-    with_paper = cfg.model == "small_14"
-    lines = [f"Learned PReLU coefficients ({kind}, mean slope per layer; initial 0.25)"]
-    header = f"  {'layer':<10} {'ours':>8}"
-    if with_paper:
-        header += f" {'Table 1':>8}"
-    lines.append(header)
-    for name, slope in coefficients.items():
-        layer = name[: -len("_prelu")] if name.endswith("_prelu") else name
-        line = f"  {layer:<10} {slope:8.3f}"
-        if with_paper and layer in TABLE1:
-            line += f" {TABLE1[layer][0 if shared else 1]:8.3f}"
-        lines.append(line)
-    return "\n".join(lines)
+@contextlib.contextmanager
+def open_run(cfg, classes, state, *, chief, task, force=False):
+    """Takes the run directory for this run and yields `(RunDir, restored)`:
+    the path of the restored checkpoint or None; `RunDir.history` holds the
+    training_log.csv rows so far.
+
+    The chief locks, removes leftovers, checks the network again (now as the
+    owner), restores the latest checkpoint (every worker), and only then
+    writes config.json and classes.tsv. A disk full or permission error
+    inside becomes a one-line `WriteFailed` naming the last good checkpoint;
+    the lock is released however the run ends.
+
+    Raises:
+      RunLocked, WriteFailed, ConfigMismatch: see above.
+    """
+    lock = None
+    try:
+        if chief:
+            lock = acquire(cfg.model_dir, force=force)
+            remove_leftovers(cfg.model_dir)
+            check_compatible(cfg)
+        run = RunDir(cfg.model_dir, chief=chief, task=task, keep=cfg.keep_checkpoints, state=state)
+        restored = run.restore()
+        run.history = read_history(cfg.model_dir)
+        if chief:  # every check passed: only now is anything written
+            save_config(cfg, run.paths["config"])
+            write_classes(cfg.model_dir, classes)
+        yield run, restored
+    except (OSError, tf.errors.OpError) as e:
+        found = _write_error_text(e)
+        if found is None:
+            raise
+        what, path = found
+        latest = tf.train.latest_checkpoint(paths(cfg.model_dir)["checkpoints"])
+        verb = "cannot write" if "space" in what or "quota" in what else "cannot access"
+        raise WriteFailed(
+            f"{verb} {path or cfg.model_dir}: {what}. "
+            + (f"Last good checkpoint: {latest}" if latest else "No checkpoint was saved")
+            + "; make room (or fix the permissions) and rerun the same command to resume"
+        ) from None
+    finally:
+        if lock is not None:
+            lock.release()

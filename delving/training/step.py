@@ -17,35 +17,9 @@ from delving.models import from_config
 from pipelines import dataset_ops, preprocessing
 
 
-def input_dtype():
-    """The model's input dtype: the compute dtype of the mixed-precision policy."""
-    return keras.mixed_precision.global_policy().compute_dtype
-
-
-def uses_xla(cfg, strategy):
-    """`cfg.jit_compile`, or when not given (None) the default for the
-    replicas' devices: on for GPUs and TPUs, off on CPUs.
-
-    Only each replica's own forward and backward pass is compiled (no
-    collective inside), so the choice is the same under every strategy. On
-    CPUs XLA is off: measured with `benchmarks/train_throughput.py
-    --compare_xla` (README, "Training throughput") it makes the default
-    network's step slower there (0.67-0.74x); on GPUs it is Keras' own
-    default for a compiled model (`jit_compile="auto"`), on TPUs everything
-    is compiled anyway.
-    """
-    if cfg.jit_compile is not None:
-        return cfg.jit_compile
-    try:
-        kind = tf.DeviceSpec.from_string(strategy.extended.worker_devices[0]).device_type
-    except RuntimeError:  # the default strategy: TensorFlow's default device
-        kind = "GPU" if tf.config.list_logical_devices("GPU") else "CPU"
-    return kind in ("GPU", "TPU")
-
-
-def make_train_step(cfg, state, strategy):
+def make_train_step(cfg, state, strategy, *, jit_compile):
     """`train_steps(iterator, count) -> float32 [count, 4]`: per step the mean
-    loss, top-1 hits, top-5 hits and images.
+    loss, top-1 hits, top-5 hits and images (`setup.EpochSums.add` sums them).
 
     Each step is one SGD step on the next batch of every replica: the paper's
     objective (module docstring), gradients all-reduced by `apply_gradients`.
@@ -53,9 +27,9 @@ def make_train_step(cfg, state, strategy):
     model, optimizer = state.model, state.optimizer
     topk = min(5, cfg.num_classes)
     mean, std = preprocessing.MEAN_RGB, from_config.input_std(cfg)
-    dtype = input_dtype()
+    dtype = keras.mixed_precision.global_policy().compute_dtype
 
-    @tf.function(jit_compile=uses_xla(cfg, strategy))
+    @tf.function(jit_compile=jit_compile)
     def gradients(batch, labels):
         """Forward and backward pass of one replica (XLA-compilable)."""
         images = tf.cast(
