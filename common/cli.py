@@ -5,13 +5,17 @@ absl only at import (no TensorFlow), so `--help` and flag errors answer at once.
 Every binary that takes a comma-separated list of integers (`--scale_range`,
 `--scales`, `--lr_decay_epochs`, ...) defines it with `define_int_list`, so
 the syntax is checked by one validator and fails in one line naming the flag.
+A binary whose settings are a dataclass declared with `common.fields` gets
+one flag per field from `define_flags`.
 """
 
 import contextlib
+import dataclasses
 import sys
 
 from absl import flags
 
+from common import fields
 from common.errors import DataError, as_data_error
 
 # The flags defined here belong to the binary that asks for them (its --help
@@ -33,7 +37,15 @@ def parse_int_list(values, *, minimum=0, count=None, allow_empty=False):
 
 
 def define_int_list(
-    name, default, help_text, *, minimum=0, count=None, allow_empty=False, example="1,2"
+    name,
+    default,
+    help_text,
+    *,
+    minimum=0,
+    count=None,
+    allow_empty=False,
+    example="1,2",
+    flag_values=flags.FLAGS,
 ):
     """A `DEFINE_list` flag whose value must be integers >= `minimum`.
 
@@ -43,11 +55,12 @@ def define_int_list(
       count: the exact number of integers, or None for any.
       allow_empty: whether `--name=` (no integers) is accepted.
       example: shown in the error message, e.g. "256,384".
+      flag_values: the `FlagValues` to define it in.
 
     Returns:
       The FlagHolder; its value stays a list of strings (None if not given).
     """
-    holder = flags.DEFINE_list(name, default, help_text)
+    holder = flags.DEFINE_list(name, default, help_text, flag_values=flag_values)
     what = f"{count} integers" if count else "integers"
     flags.register_validator(
         name,
@@ -56,8 +69,77 @@ def define_int_list(
             or parse_int_list(v, minimum=minimum, count=count, allow_empty=allow_empty) is not None
         ),
         f"--{name}: expected {what} >= {minimum}, e.g. --{name}={example}",
+        flag_values=flag_values,
     )
     return holder
+
+
+_DEFINE_BY_TYPE = {
+    str: flags.DEFINE_string,
+    int: flags.DEFINE_integer,
+    float: flags.DEFINE_float,
+    bool: flags.DEFINE_bool,
+}
+
+
+def define_flags(cls, *, presets=None, flag_values=flags.FLAGS):
+    """One flag per field of dataclass `cls`, declared with `common.fields.field`.
+
+    Each flag is typed by its field (str, int, float, bool, a tuple of ints
+    as an int list; Optional of any) and defaults to None, "not given", so
+    that the caller fills in the rest (from a preset, then the field's
+    default). The flags only parse: `fields.check` judges the values, from
+    whichever source they came. --help shows the help text, the choices
+    and the default, per preset where presets differ.
+
+    Args:
+      cls: the dataclass.
+      presets: preset name -> {field: value} for the fields it changes.
+      flag_values: the `FlagValues` to define them in.
+
+    Returns:
+      {field name: FlagHolder}.
+    """
+    holders = {}
+    for f in dataclasses.fields(cls):
+        kind, _ = fields.value_type(cls, f.name)
+        text = _help(f, presets or {})
+        if kind is tuple:
+            # Any count, empty included: the field's check says what is allowed.
+            example = fields.shown(f.default) if f.default else "1,2"
+            holders[f.name] = define_int_list(
+                f.name, None, text, allow_empty=True, example=example, flag_values=flag_values
+            )
+        elif kind in _DEFINE_BY_TYPE:
+            holders[f.name] = _DEFINE_BY_TYPE[kind](f.name, None, text, flag_values=flag_values)
+        else:
+            raise TypeError(f"{cls.__name__}.{f.name}: no flag type for {kind.__name__}")
+    return holders
+
+
+def _help(f, presets):
+    """The field's help with its choices in front (as absl's enum flags) and its defaults."""
+    text = f.metadata.get("help")
+    if not text:
+        raise TypeError(f"field {f.name}: no help text (declare it with common.fields.field)")
+    choices = f.metadata.get("choices")
+    if choices:
+        text = "<" + "|".join(map(str, choices)) + ">: " + text
+    if not f.metadata.get("show_default", True) or f.default is dataclasses.MISSING:
+        return text
+
+    none_means = f.metadata.get("none_means")
+    values = {name: changes.get(f.name, f.default) for name, changes in presets.items()}
+    if len({fields.shown(v) for v in values.values()}) > 1:
+        shown = {
+            p: (none_means or "not set") if v is None else fields.shown(v)
+            for p, v in values.items()
+        }
+        return text + " [preset " + "; ".join(f"{p}: {v}" for p, v in shown.items()) + "]"
+    value = next(iter(values.values())) if values else f.default
+    if value is None:  # the help text says what not giving it means
+        return text + (f" [default {none_means}]" if none_means else "")
+    return text + f" [default {fields.shown(value)}]"
 
 
 @contextlib.contextmanager

@@ -38,9 +38,11 @@ Data flows one way: `common` and `keras_layers` (depend on nothing of ours)
 `experiments`) -> `export`. Flags live only in the thin binaries
 (`main(argv)` under `absl.app`), which turn them once into plain keyword
 arguments or, for training, the frozen `delving.training.config.TrainConfig`;
-libraries never read flags. No binary imports TensorFlow before its flags are
-parsed and checked, so `--help` and a bad flag answer at once
-(tests/test_cli_imports.py).
+libraries never read flags. Each `TrainConfig` field declares its help,
+allowed values and check (`common.fields`): `delving.train`'s flags are made
+from them (`common.cli.define_flags`) and `config.validate` checks the same.
+No binary imports TensorFlow before its flags are parsed and checked, so
+`--help` and a bad flag answer at once (tests/test_cli_imports.py).
 
 Installing (`pip install .`, see pyproject.toml): the base install is
 `keras_layers` with Keras 3 and NumPy only, for any Keras backend; the `tf`
@@ -108,6 +110,9 @@ def _flag_names(tree):
         func = (
             node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
         )
+        if func == "define_flags" and node.args:  # common.cli: a flag per dataclass field
+            names.append(f"(one per `{ast.unparse(node.args[0]).split('.')[-1]}` field)")
+            continue
         if "DEFINE" not in func.upper() or func.startswith("DEFINE_alias"):
             continue
         for arg in node.args:

@@ -2,43 +2,36 @@
 
 `delving.train` turns its flags into a `TrainConfig` exactly once, with
 `resolve_config(**flag_values)`; every library below it takes the config (or
-plain keyword arguments), never flags.
+plain keyword arguments), never flags. Each field is declared with
+`common.fields.field`: its help text, allowed values and check live there,
+and both the flags (`common.cli.define_flags`) and `validate` read them.
 
 The defaults of `TrainConfig` are the paper's recipe (Sec. 4; summarised in
-docs/PAPER.md): model A, PReLU, Eq. 14 init, batch 128, SGD momentum 0.9,
-lr 1e-2 divided by 10 twice when the validation error plateaus, weight
-decay 5e-4, dropout 0.5, shorter side jittered in [256, 512] and 224x224
-crops, about 80 epochs. A *preset* holds only the fields it changes:
-
-- `imagenet` (used as soon as `--data_dir` or `--tfds_name` is given): the
-  recipe itself, no overrides.
-- `builtin` (no data flags: the offline default): the recipe shrunk so that
-  it trains on the generated built-in dataset (10 classes, 3000 training
-  images) in a few CPU minutes -- `small_14` (Table 1) at a quarter of its
-  width with 256-unit fc layers, 64x64 crops from shorter sides jittered in
-  [64, 80], batch 64, lr 0.02 after a linear warm-up over 2 epochs,
-  divided by 10 at epochs 30 and 36 of 40, no dropout (chosen from the
-  measured sweeps in docs/RECIPE_SWEEPS.md). Three departures: Eq. 10
-  (fan-in) instead of Eq. 14, whose fan-out variance would make the initial
-  logits of the tiny head (fc 256 -> 10 classes) ~25x too large (the first
-  SGD steps then diverge); inputs divided by the RGB std as well as
-  mean-subtracted; and the warm-up, without which the first steps at the
-  rates that train these BN-free nets fastest diverge (the paper has none).
-  `MODEL_OVERRIDES` holds a preset's per-model values (the deep plain nets
-  of Fig. 2 and 3 need a lower rate; the 30-layer one more epochs).
+docs/PAPER.md). A *preset* (`PRESETS`) holds only the fields it changes:
+`imagenet`, used as soon as `--data_dir` or `--tfds_name` is given, changes
+none; `builtin`, the offline default, shrinks the recipe to train on the
+generated built-in dataset in a few CPU minutes. Beyond the size, `builtin`
+departs from the paper where the tiny nets need it: Eq. 10 (fan-in) init,
+because Eq. 14's fan-out variance makes the logits of the tiny head ~25x too
+large and the first SGD steps diverge; inputs divided by the RGB std as well
+as mean-subtracted; and a learning-rate warm-up, without which the first
+steps at the rates that train these BN-free nets fastest diverge. The sweeps
+behind every value are in docs/RECIPE_SWEEPS.md. `MODEL_OVERRIDES` holds a
+preset's per-model values.
 
 Precedence: a value given explicitly, else the preset's, else the default.
-The allowed values of the string fields are the constants below; the flags,
-`validate`, the trainer and the schedules all use them. The resolved config
-(no `None` left in a recipe field) is what `config.json` holds, so a run can
-be re-created from its model_dir alone. This module imports no TensorFlow
-(only `save` and `load` do, when called), so flags are checked quickly.
+The resolved config (no `None` left in a recipe field) is what `config.json`
+holds, so a run can be re-created from its model_dir alone. This module
+imports no TensorFlow (only `save` and `load` do, when called), so flags are
+checked quickly.
 """
 
 import dataclasses
 import json
 import os
 
+from common import fields
+from common.fields import AT_LEAST_ZERO, FRACTION, POSITIVE, field
 from delving.models.specs import ACTIVATIONS, INITS, MODEL_NAMES
 
 # Allowed values of the string fields.
@@ -100,67 +93,126 @@ MODEL_OVERRIDES = {
 #: Fields that define the network: a checkpoint only restores into the same.
 ARCHITECTURE_FIELDS = ("model", "activation", "init", "num_classes", "width_multiplier", "fc_units")
 
+_DECAY_FACTOR = fields.Check(lambda v: 0 < v <= 1, "must be in (0, 1]")
+_EPOCHS = fields.Check(lambda v: all(e >= 0 for e in v), "must be epochs >= 0")
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Everything one training run needs; defaults are the paper's (Sec. 4)."""
 
     # Data. No `data_dir` and no `tfds_name` means the built-in dataset.
-    data_dir: str | None = None
-    tfds_name: str | None = None
-    tfds_data_dir: str | None = None
-    tfds_manual_dir: str | None = None
-    labels_file: str | None = None
-    label_offset: int = 1  # ImageNet TFRecords store labels 1..1000.
-    preset: str = "imagenet"
+    data_dir: str | None = field(
+        None, "ImageNet-schema TFRecords (train-*, validation-*); none: the built-in set."
+    )
+    tfds_name: str | None = field(
+        None, "tensorflow-datasets name, e.g. imagenet2012 (instead of --data_dir)."
+    )
+    tfds_data_dir: str | None = field(None, "tfds data_dir.")
+    tfds_manual_dir: str | None = field(None, "tfds manual_dir.")
+    labels_file: str | None = field(
+        None, "synset<TAB>name per line, in label order (default: from the data)."
+    )
+    label_offset: int = field(
+        1, "first label in the records (ImageNet TFRecords store 1..1000).", check=AT_LEAST_ZERO
+    )
+    preset: str = field(
+        "imagenet",
+        "where the flags shown with [preset ...] take their defaults; default: imagenet "
+        "when --data_dir or --tfds_name is given, else builtin.",
+        choices=PRESETS,
+        show_default=False,
+    )
     # Network.
-    model: str = "model_a"
-    activation: str = "prelu"
-    init: str = "he_fan_out"  # Eq. 14, what the paper trains with.
-    num_classes: int = 1000
-    dropout: float = 0.5
-    width_multiplier: float = 1.0
-    fc_units: int = 4096
+    model: str = field("model_a", "network.", choices=MODEL_NAMES)
+    activation: str = field("prelu", "rectifier after every conv/fc1/fc2.", choices=ACTIVATIONS)
+    init: str = field(
+        "he_fan_out",
+        "weight init; he_fan_in is Eq. 10, he_fan_out Eq. 14 (what the paper trains with).",
+        choices=INITS,
+    )
+    num_classes: int = field(1000, "classes.", check=POSITIVE, none_means="from the data")
+    dropout: float = field(0.5, "after fc1 and fc2.", check=FRACTION)
+    width_multiplier: float = field(1.0, "scales conv widths.", check=POSITIVE)
+    fc_units: int = field(4096, "fc1/fc2 width.", check=POSITIVE)
     # Input.
-    image_size: int = 224
-    scale_range: tuple = (256, 512)
-    eval_resize: int = 256
-    lighting_std: float = 0.1
-    input_std: bool = False  # also divide by pipelines' STD_RGB after the mean
-    cache_data: bool = False
-    # Decode the training split once into memory and augment whole batches
-    # (pipelines.in_memory): for datasets that fit, e.g. the built-in one.
-    in_memory: bool = False
-    # Skip undecodable images and the unreadable rest of truncated shards
-    # (logged with counts) instead of stopping on them.
-    skip_corrupt: bool = False
+    image_size: int = field(224, "training crop side.", check=POSITIVE)
+    scale_range: tuple[int, ...] = field(
+        (256, 512), "min,max shorter side before cropping (scale jitter)."
+    )
+    eval_resize: int = field(
+        256, "validation: shorter side before the centre crop.", check=POSITIVE
+    )
+    lighting_std: float = field(0.1, "PCA colour noise std.", check=AT_LEAST_ZERO)
+    input_std: bool = field(
+        False, "after subtracting the mean RGB, also divide by the ImageNet std RGB."
+    )
+    cache_data: bool = field(False, "cache encoded records in memory.")
+    in_memory: bool = field(
+        False,
+        "decode the training split once into memory and augment whole batches at once "
+        "(for a dataset that fits in half the free memory).",
+    )
+    skip_corrupt: bool = field(
+        False,
+        "skip undecodable images and the unreadable rest of truncated shards (logged, "
+        "counted) instead of stopping on the first.",
+    )
     # Optimisation.
-    batch_size: int = 128  # global, over all replicas and workers
-    epochs: int = 80
-    steps_per_epoch: int | None = None  # None: one pass over the data
-    eval_steps: int | None = None  # None: the whole validation split
-    learning_rate: float = 1e-2
-    lr_schedule: str = "plateau"
-    lr_decay_epochs: tuple = (40, 60)
-    lr_decay_factor: float = 0.1
-    lr_max_decays: int = 2
-    lr_plateau_patience: int = 3
-    lr_plateau_min_delta: float = 1e-3
-    warmup_epochs: float = 0.0  # linear ramp from ~0 over these epochs (not in the paper)
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
+    batch_size: int = field(
+        128, "global batch size, over all replicas and workers.", check=POSITIVE
+    )
+    epochs: int = field(80, "epochs.", check=POSITIVE)
+    steps_per_epoch: int | None = field(
+        None, "default: one pass over the training split.", check=POSITIVE
+    )
+    eval_steps: int | None = field(
+        None, "validation batches per epoch; default: the whole split.", check=POSITIVE
+    )
+    learning_rate: float = field(1e-2, "initial rate.", check=POSITIVE)
+    lr_schedule: str = field(
+        "plateau", "/10 on a validation plateau, or at --lr_decay_epochs.", choices=LR_SCHEDULES
+    )
+    lr_decay_epochs: tuple[int, ...] = field(
+        (40, 60), "epochs of the step schedule.", check=_EPOCHS
+    )
+    lr_decay_factor: float = field(0.1, "decay factor.", check=_DECAY_FACTOR)
+    lr_max_decays: int = field(2, "at most this many decays.", check=AT_LEAST_ZERO)
+    lr_plateau_patience: int = field(3, "epochs without improvement before /10.", check=POSITIVE)
+    lr_plateau_min_delta: float = field(
+        1e-3, "smallest drop of the error that counts.", check=AT_LEAST_ZERO
+    )
+    warmup_epochs: float = field(
+        0.0,
+        "linear learning-rate warm-up from ~0 over this many epochs (not in the paper).",
+        check=AT_LEAST_ZERO,
+    )
+    momentum: float = field(0.9, "SGD momentum.", check=FRACTION)
+    weight_decay: float = field(
+        5e-4,
+        "Caffe-style L2 on conv/fc kernels (not PReLU slopes, not biases).",
+        check=AT_LEAST_ZERO,
+    )
     # Execution.
-    strategy: str = "auto"
-    tpu: str | None = None
-    mixed_precision: str = "none"
-    # XLA for the per-replica forward/backward pass; None: by the replicas'
-    # devices (`setup.uses_xla`: on for GPUs and TPUs, off on CPUs).
-    jit_compile: bool | None = None
-    model_dir: str | None = None
-    seed: int = 0
-    checkpoint_every_steps: int = 1000
-    keep_checkpoints: int = 3
-    log_every_steps: int = 100
+    strategy: str = field(
+        "auto", "where to train; auto: all local GPUs, else the CPU.", choices=STRATEGIES
+    )
+    tpu: str | None = field(None, "TPU name or address for --strategy=tpu.")
+    mixed_precision: str = field("none", "compute dtype.", choices=MIXED_PRECISIONS)
+    jit_compile: bool | None = field(
+        None,
+        "XLA-compile the train step; not given: on when the replicas are GPUs or TPUs, off "
+        "on CPUs (measured in benchmarks/train_throughput.py --compare_xla).",
+    )
+    model_dir: str | None = field(
+        None, "run directory; default runs/<preset>_<model>_<activation> (rerun resumes)."
+    )
+    seed: int = field(0, "weights, dropout, data order.", check=AT_LEAST_ZERO)
+    checkpoint_every_steps: int = field(
+        1000, "checkpoint period (also at every epoch end).", check=POSITIVE
+    )
+    keep_checkpoints: int = field(3, "checkpoints kept.", check=POSITIVE)
+    log_every_steps: int = field(100, "TensorBoard period.", check=POSITIVE)
 
     @property
     def dataset_name(self) -> str:
@@ -170,6 +222,13 @@ class TrainConfig:
         if self.preset == "builtin":
             return f"the built-in dataset ({self.data_dir or 'generated'})"
         return self.data_dir
+
+
+_INT_LISTS = tuple(
+    f.name
+    for f in dataclasses.fields(TrainConfig)
+    if fields.value_type(TrainConfig, f.name)[0] is tuple
+)
 
 
 def preset_for(data_dir=None, tfds_name=None) -> str:
@@ -194,8 +253,7 @@ def resolve_config(preset=None, **values) -> TrainConfig:
     if unknown:
         raise TypeError(f"unknown TrainConfig fields: {', '.join(unknown)}")
     preset = preset or preset_for(values.get("data_dir"), values.get("tfds_name"))
-    if preset not in PRESETS:
-        raise ValueError(f"--preset={preset}: must be one of {', '.join(PRESETS)}")
+    fields.check_field(TrainConfig, "preset", preset)
     given = {k: v for k, v in values.items() if v is not None}
     merged = {k: v for k, v in PRESETS[preset].items() if v is not None}
     model = given.get("model", merged.get("model", TrainConfig.model))
@@ -205,14 +263,12 @@ def resolve_config(preset=None, **values) -> TrainConfig:
         from pipelines import builtin  # the generated set fixes its classes
 
         merged["num_classes"] = builtin.NUM_CLASSES
-    for key in ("scale_range", "lr_decay_epochs"):
+    for key in _INT_LISTS:  # flags give lists of strings
         if key in merged:
             try:
                 merged[key] = tuple(int(v) for v in merged[key])
             except (TypeError, ValueError):
-                value = merged[key]
-                text = ",".join(map(str, value)) if isinstance(value, list | tuple) else value
-                raise ValueError(f"--{key}={text}: expected integers a,b,...") from None
+                raise fields.error(key, merged[key], "expected integers a,b,...") from None
     cfg = TrainConfig(preset=preset, **merged)
     if cfg.model_dir is None:
         cfg = dataclasses.replace(cfg, model_dir=default_model_dir(cfg))
@@ -220,79 +276,30 @@ def resolve_config(preset=None, **values) -> TrainConfig:
     return cfg
 
 
-def preset_value(preset: str, field: str):
-    """What `preset` gives `field` when no flag does (None: from the data)."""
-    return PRESETS[preset].get(field, getattr(TrainConfig, field))
-
-
-_POSITIVE = (
-    "num_classes",
-    "image_size",
-    "batch_size",
-    "epochs",
-    "eval_resize",
-    "fc_units",
-    "checkpoint_every_steps",
-    "log_every_steps",
-    "keep_checkpoints",
-    "learning_rate",
-    "width_multiplier",
-    "lr_plateau_patience",
-)
-_CHOICES = {
-    "model": MODEL_NAMES,
-    "activation": ACTIVATIONS,
-    "init": INITS,
-    "strategy": STRATEGIES,
-    "mixed_precision": MIXED_PRECISIONS,
-    "lr_schedule": LR_SCHEDULES,
-}
-
-
 def validate(cfg: TrainConfig) -> None:
     """Every check of a config, in one place: a one-line ValueError naming the flag.
 
-    `resolve_config` calls it, so every run (command line or library) is
-    checked here and only here; the flags themselves only parse.
+    Each field's own check is in its declaration (`fields.check` reads it);
+    the checks that relate fields are below. `resolve_config` calls this, so
+    every run (command line or library) is checked here and only here; the
+    flags themselves only parse.
     """
-
-    def check(ok, field, why):
-        if not ok:
-            value = getattr(cfg, field)
-            if isinstance(value, tuple):
-                value = ",".join(map(str, value))
-            raise ValueError(f"--{field}={value}: {why}")
-
-    for field, choices in _CHOICES.items():
-        check(getattr(cfg, field) in choices, field, f"must be one of {', '.join(choices)}")
-    for field in _POSITIVE:
-        check(getattr(cfg, field) > 0, field, "must be positive")
-    for field in ("steps_per_epoch", "eval_steps"):
-        check(getattr(cfg, field) is None or getattr(cfg, field) > 0, field, "must be positive")
-    for field in ("label_offset", "lr_max_decays", "seed"):
-        check(getattr(cfg, field) >= 0, field, "must be >= 0")
-    for field in ("weight_decay", "lighting_std", "lr_plateau_min_delta", "warmup_epochs"):
-        check(getattr(cfg, field) >= 0, field, "must be >= 0")
-    for field in ("dropout", "momentum"):
-        check(0 <= getattr(cfg, field) < 1, field, "must be in [0, 1)")
-    check(0 < cfg.lr_decay_factor <= 1, "lr_decay_factor", "must be in (0, 1]")
+    fields.check(cfg)
     lo, hi = (cfg.scale_range + (0, 0))[:2]
-    check(
-        len(cfg.scale_range) == 2 and cfg.image_size <= lo <= hi,
-        "scale_range",
-        f"must be two sizes min<=max, both >= image_size ({cfg.image_size})",
-    )
-    check(all(e >= 0 for e in cfg.lr_decay_epochs), "lr_decay_epochs", "must be epochs >= 0")
-    check(
-        cfg.eval_resize >= cfg.image_size,
-        "eval_resize",
-        f"must be >= image_size ({cfg.image_size})",
-    )
-    check(
-        not (cfg.data_dir and cfg.tfds_name),
-        "tfds_name",
-        "give either --data_dir or --tfds_name, not both",
-    )
+    if not (len(cfg.scale_range) == 2 and cfg.image_size <= lo <= hi):
+        raise fields.error(
+            "scale_range",
+            cfg.scale_range,
+            f"must be two sizes min<=max, both >= image_size ({cfg.image_size})",
+        )
+    if cfg.eval_resize < cfg.image_size:
+        raise fields.error(
+            "eval_resize", cfg.eval_resize, f"must be >= image_size ({cfg.image_size})"
+        )
+    if cfg.data_dir and cfg.tfds_name:
+        raise fields.error(
+            "tfds_name", cfg.tfds_name, "give either --data_dir or --tfds_name, not both"
+        )
 
 
 def steps_for(num_examples: int, batch_size: int) -> int:
