@@ -5,6 +5,8 @@ import re
 import subprocess
 import sys
 
+from tests.train_testutil import HANG_GUARD_S
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOURCE_DIRS = ("keras_layers", "pipelines", "delving", "export", "tests", "benchmarks", "tools")
 
@@ -39,3 +41,52 @@ def test_paper_citations_name_sections_of_docs_paper():
     assert cited, "no module cites docs/PAPER.md"
     missing = {s: p for s, p in cited.items() if s not in sections}
     assert not missing, missing
+
+
+def _read(relpath):
+    with open(os.path.join(ROOT, relpath)) as f:
+        return f.read()
+
+
+def _user_docs():
+    """README.md and docs/*.md: what a user of the project reads."""
+    names = ["README.md"] + [
+        os.path.join("docs", n) for n in sorted(os.listdir(os.path.join(ROOT, "docs")))
+    ]
+    return {n: _read(n) for n in names if n.endswith(".md")}
+
+
+def test_user_docs_name_no_tracker_issue():
+    for path, text in _user_docs().items():
+        found = re.findall(r"issue #?[0-9]+", text, re.I)
+        assert not found, f"{path}: {found}: say what the target is instead"
+
+
+def test_user_docs_link_to_files_that_exist():
+    for path, text in _user_docs().items():
+        base = os.path.dirname(os.path.join(ROOT, path))
+        for target in re.findall(r"\]\(([^)#:]+)\)", text):
+            assert os.path.exists(os.path.join(base, target)), f"{path} links to {target}"
+
+
+def test_readme_gives_ci_its_test_command():
+    # .ci/run runs the first such line (sed 's/^\$ \(.*pytest.*\)$/\1/p' | head -n 1).
+    commands = re.findall(r"^\$ (.*pytest.*)$", _read("README.md"), re.M)
+    assert commands, "README.md has no `$ ... pytest ...` line for .ci/run"
+    assert "requirements-test.txt" in commands[0]
+
+
+def test_readme_layers_example_runs(tmp_path):
+    """The README's first Python block, as a user would run it (in a directory of its own)."""
+    (example,) = re.findall(r"^```python\n(.*?)^```", _read("README.md"), re.S | re.M)[:1]
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    result = subprocess.run(
+        [sys.executable, "-c", example],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD_S,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "prelu_spp.keras").exists()

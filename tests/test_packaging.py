@@ -5,10 +5,12 @@ The wheel is built from a copy of the sources (the build writes `build/` and
 dependency is downloaded.
 """
 
+import json
 import os
 import shutil
 import subprocess
 import sys
+import tomllib
 import zipfile
 
 import pytest
@@ -16,7 +18,25 @@ import pytest
 from tests.train_testutil import HANG_GUARD_S
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PACKAGES = ("keras_layers", "delving", "pipelines", "export")
+
+
+def _packages_on_disk():
+    """Every importable package of ours: a directory with `__init__.py` under one."""
+    found = []
+    for top in sorted(os.listdir(ROOT)):
+        if not os.path.isfile(os.path.join(ROOT, top, "__init__.py")):
+            continue
+        for directory, subdirs, files in os.walk(os.path.join(ROOT, top)):
+            if "__init__.py" not in files:
+                subdirs[:] = []  # a directory without one is no package, nor its children
+                continue
+            found.append(os.path.relpath(directory, ROOT).replace(os.sep, "."))
+    return found
+
+
+with open(os.path.join(ROOT, "pyproject.toml"), "rb") as _f:
+    LISTED = tomllib.load(_f)["tool"]["setuptools"]["packages"]
+PACKAGES = sorted({name.split(".")[0] for name in LISTED})
 # [project.scripts] of pyproject.toml -> a flag each one's --help lists.
 CONSOLE_SCRIPTS = {
     "delving-train": "--scale_range",
@@ -65,12 +85,47 @@ def _pip(python, *args):
     subprocess.run([python, "-m", "pip", "--disable-pip-version-check", *args], check=True)
 
 
-def _venv(path, *, system_site_packages=False):
-    args = [sys.executable, "-m", "venv", str(path)]
-    if system_site_packages:
-        args.insert(3, "--system-site-packages")
+def _venv(path, python=sys.executable, *, with_pip=True):
+    args = [python, "-m", "venv", str(path)]
+    if not with_pip:
+        args.append("--without-pip")
     subprocess.run(args, check=True)
     return str(path / "bin" / "python"), str(path / "bin")
+
+
+def _script_env():
+    """The environment the installed scripts run in: nothing from the repository."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+
+def _see_packages_of(venv_python, python, cwd):
+    """Lets a venv import whatever `python` imports, after the venv's own packages.
+
+    `--system-site-packages` would show the base interpreter's packages, and
+    where `python` runs in a virtualenv (`pip install -r requirements-test.txt`
+    inside one) the base has none of them. A .pth file in the venv lists
+    `python`'s own search path instead, as site sees it (`.pth` files, user
+    site), minus the repository, so the wheel's copy is the one imported.
+    """
+    query = "import json, sys; print(json.dumps(sys.path))"
+    found = subprocess.run(
+        [python, "-c", query], cwd=cwd, capture_output=True, text=True, env=_script_env()
+    )
+    assert found.returncode == 0, found.stderr[-2000:]
+    root = os.path.realpath(ROOT)
+    paths = [
+        p
+        for p in json.loads(found.stdout)
+        if p and os.path.isdir(p) and os.path.realpath(p) != root
+    ]
+    purelib = subprocess.run(
+        [venv_python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    with open(os.path.join(purelib, "running_interpreter.pth"), "w") as f:
+        f.write("".join(p + "\n" for p in paths))
 
 
 @pytest.fixture(scope="module")
@@ -97,29 +152,52 @@ def wheel(tmp_path_factory):
     return str(path)
 
 
-def test_wheel_holds_the_four_packages_and_needs_only_keras_and_numpy(wheel):
+def _wheel_metadata(wheel):
     with zipfile.ZipFile(wheel) as zf:
         names = zf.namelist()
         metadata = zf.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
         entry_points = zf.read(
             next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
         ).decode()
+    return names, metadata, entry_points
+
+
+def test_pyproject_lists_every_package():
+    assert sorted(LISTED) == sorted(_packages_on_disk())
+
+
+def test_wheel_holds_every_package(wheel):
+    names, _, _ = _wheel_metadata(wheel)
     top = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
     assert top == set(PACKAGES)
+    for package in _packages_on_disk():
+        assert package.replace(".", "/") + "/__init__.py" in names, package
     assert "delving/experiments/report.py" in names
     assert not any(n.startswith("tests/") for n in names)
+
+
+def test_wheel_needs_only_keras_and_numpy(wheel):
+    _, metadata, _ = _wheel_metadata(wheel)
     base = [
         line.split(":", 1)[1].strip()
         for line in metadata.splitlines()
         if line.startswith("Requires-Dist:") and "extra ==" not in line
     ]
     assert sorted(base) == ["keras>=3", "numpy>=1.26"]
+
+
+def test_wheel_offers_the_extras(wheel):
+    _, metadata, _ = _wheel_metadata(wheel)
     extras = {
         line.split(":", 1)[1].strip()
         for line in metadata.splitlines()
         if line.startswith("Provides-Extra:")
     }
     assert {"tf", "serving", "test"} <= extras
+
+
+def test_wheel_declares_the_console_scripts(wheel):
+    _, _, entry_points = _wheel_metadata(wheel)
     for script in CONSOLE_SCRIPTS:
         assert f"{script} = " in entry_points
 
@@ -148,14 +226,40 @@ def test_layers_from_the_wheel_with_keras_and_torch_only(wheel, tmp_path):
     assert report["tensorflow_importable"] == "False"
 
 
+def test_script_venv_sees_what_a_virtualenv_runner_installed(tmp_path):
+    """Run from a virtualenv, the scripts' venv still sees the packages installed there."""
+    runner, _ = _venv(tmp_path / "runner", with_pip=False)
+    purelib = subprocess.run(
+        [runner, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    with open(os.path.join(purelib, "only_in_runner.py"), "w") as f:
+        f.write("")
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    python, _ = _venv(tmp_path / "venv", runner, with_pip=False)
+    _see_packages_of(python, runner, cwd=work)
+    result = subprocess.run(
+        [python, "-c", "import only_in_runner"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        env=_script_env(),
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
 @pytest.mark.slow
 def test_console_scripts_answer_help(wheel, tmp_path):
-    """The installed scripts (a venv on the system's packages plus the wheel)."""
-    python, bin_dir = _venv(tmp_path / "venv", system_site_packages=True)
-    _pip(python, "install", "-q", "--no-deps", wheel)
+    """The installed scripts: the wheel in a venv that sees the running interpreter's packages."""
     work = tmp_path / "elsewhere"  # away from the repository's sources
     work.mkdir()
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    python, bin_dir = _venv(tmp_path / "venv")
+    _see_packages_of(python, sys.executable, cwd=work)
+    _pip(python, "install", "-q", "--no-deps", wheel)
+    env = _script_env()
     where = subprocess.run(
         [python, "-c", "import delving; print(delving.__file__)"],
         cwd=work,

@@ -122,6 +122,11 @@ def _flag_names(tree):
     return names
 
 
+def _is_module(dotted):
+    path = os.path.join(ROOT, *dotted.split("."))
+    return os.path.isfile(path + ".py") or os.path.isfile(os.path.join(path, "__init__.py"))
+
+
 def _imports_at_load(tree):
     """Our modules and TensorFlow imported when the module loads (top level only)."""
     found = []
@@ -129,10 +134,14 @@ def _imports_at_load(tree):
         if isinstance(node, ast.Import):
             modules = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module:
-            if node.module in OURS:
-                modules = [f"{node.module}.{alias.name}" for alias in node.names]
-            else:
-                modules = [node.module]
+            # `from package import module` names the module; `from module import name`
+            # names the module.
+            modules = [
+                f"{node.module}.{alias.name}"
+                if _is_module(f"{node.module}.{alias.name}")
+                else node.module
+                for alias in node.names
+            ]
         else:
             continue
         for module in modules:
