@@ -35,7 +35,7 @@ def test_next_version(tmp_path):
     assert export_lib.next_version(str(tmp_path / "missing")) == 1
     for name in ("1", "7", "tmp", ".tmp-9-1"):
         (tmp_path / name).mkdir()
-    (tmp_path / "networks.config").write_text("")
+    (tmp_path / "models.config").write_text("")
     assert export_lib.next_version(str(tmp_path)) == 8
 
 
@@ -291,7 +291,7 @@ def test_export_binary_writes_the_next_version(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == str(base / "4")
-    assert sorted(os.listdir(base)) == [live.name, "3", "4", "networks.config"]
+    assert sorted(os.listdir(base)) == [live.name, "3", "4", "models.config"]
     assert {"saved_model.pb", "variables", "assets.extra"} <= set(os.listdir(base / "4"))
 
 

@@ -238,7 +238,7 @@ import os, runpy, signal, sys
 import tensorflow as tf
 rename = tf.io.gfile.rename
 def killing_rename(src, dst, *args, **kwargs):
-    if os.path.basename(src).startswith("model.tmp-"):
+    if os.path.basename(src).startswith("model.keras.tmp-"):
         os.kill(os.getpid(), signal.SIGKILL)
     return rename(src, dst, *args, **kwargs)
 tf.io.gfile.rename = killing_rename
@@ -279,7 +279,7 @@ def test_kills_during_checkpoint_and_model_writes_lose_nothing(data_dir, tmp_pat
         timeout=util.HANG_GUARD_S,
     )
     assert second.returncode == -signal.SIGKILL, second.stderr[-3000:]
-    assert list(model_dir.glob("model.tmp-*.keras")), "killed inside the save"
+    assert list(model_dir.glob("model.keras.tmp-*.keras")), "killed inside the save"
     assert not (model_dir / "model.keras").exists(), "no half-written model.keras in place"
     latest = tf.train.latest_checkpoint(str(checkpoints))
     assert latest and latest.endswith(f"ckpt-{2 * 12}"), latest

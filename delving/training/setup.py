@@ -242,7 +242,10 @@ def _check_batch_fits(cfg, model, strategy):
     """`BatchSizeError` (one line, both numbers) when this host's share of the
     batch cannot fit in the host's free memory. CPU replicas only: accelerators
     report no total memory through TensorFlow."""
-    devices = strategy.extended.worker_devices  # this host's replicas
+    try:
+        devices = strategy.extended.worker_devices  # this host's replicas
+    except RuntimeError:  # the default strategy: TensorFlow's default device
+        devices = [d.name for d in tf.config.list_logical_devices("GPU")] or ["/cpu:0"]
     if any("CPU" not in d.upper() for d in devices):
         return
     available = in_memory.host_available_bytes()
