@@ -102,7 +102,9 @@ def trainer_variant(cfg, stack):
         run_dir.open_run(run.cfg, run.classes, run.state, chief=run.chief, task=run.task)
     )
     cfg, state = run.cfg, run.state
-    train_step = step.make_train_step(cfg, state, run.strategy, jit_compile=run.jit_compile)
+    train_step = step.make_train_step(
+        cfg, state, run.strategy, jit_compile=run.jit_compile, stop=loop.Stopper().flag()
+    )
     evaluator = loop.make_evaluator(run)
     iterator = iter(inputs.make_train_dataset(cfg, run.source, run.strategy, seed=cfg.seed))
 

@@ -52,3 +52,29 @@ def pid_alive(pid):
     except PermissionError:  # another user's process
         return True
     return True
+
+
+def process_identity(pid):
+    """(boot id, start time in clock ticks) of process `pid`, from /proc; None
+    where unknown. A pid can be reused by a later process (a restarted
+    container's entrypoint is pid 1 again): the pair cannot."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            boot = f.read().strip()
+        with open(f"/proc/{pid}/stat") as f:
+            # Field 22 (starttime); the name in parentheses may hold spaces.
+            start = int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+    return [boot, start]
+
+
+def process_alive(pid, identity=None):
+    """Whether the process that was `pid` (with `process_identity` `identity`,
+    when recorded) still runs on this host."""
+    if not pid_alive(pid):
+        return False
+    if identity is None:
+        return True
+    now = process_identity(pid)
+    return now is None or list(now) == list(identity)

@@ -9,7 +9,8 @@ or `--tfds_name`: the paper's recipe (`imagenet` preset), e.g.
 
 Flags shown with "preset" defaults take their value from the preset unless
 given. Running the same command again resumes from the last checkpoint in
---model_dir. Multi-worker: set TF_CONFIG on every machine and pass
+--model_dir. SIGTERM or Ctrl-C stops at the next step, checkpoints it and exits
+with 143 or 130; a second one exits at once. Multi-worker: set TF_CONFIG on every machine and pass
 --strategy=multi_worker with a --model_dir all workers can read.
 """
 
@@ -66,8 +67,13 @@ def main(argv):
     from delving.training import loop
 
     tf.get_logger().setLevel("WARNING")  # no INFO line per checkpoint save
+    stop = loop.Stopper.on_signals("delving.train")
     with cli.exit_on_user_error("delving.train", also=(loop.TrainingDiverged, *loop.USER_ERRORS)):
-        loop.train(cfg, force=_FORCE.value)
+        try:
+            loop.train(cfg, force=_FORCE.value, stop=stop)
+        except loop.Stopped as e:
+            print(f"delving.train: {e}", file=sys.stderr, flush=True)
+            sys.exit(128 + e.signum)  # the shell's convention: 143 for SIGTERM, 130 for SIGINT
 
 
 if __name__ == "__main__":

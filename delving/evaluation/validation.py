@@ -232,8 +232,9 @@ class Evaluator:
 
         self._step = step
 
-    def run(self, progress=False) -> dict:
-        """{'loss', 'top1_error', 'top5_error', 'count'} over the split."""
+    def run(self, progress=False, stop=None) -> dict | None:
+        """{'loss', 'top1_error', 'top5_error', 'count'} over the split; None
+        when `stop()` (checked between batches) turned true first."""
         iterator = iter(self.dataset)
         total = np.zeros(4)
         # The values shown are running means already: stateful, not re-averaged.
@@ -244,6 +245,8 @@ class Evaluator:
         )
         batches = 0
         while self.steps is None or batches < self.steps:
+            if stop is not None and stop():
+                return None
             batch = iterator.get_next_as_optional()
             if not batch.has_value():
                 break

@@ -21,6 +21,11 @@ checkpoint is always a good one.
 """
 
 import dataclasses
+import os
+import signal
+import socket
+import sys
+import threading
 import time
 
 import keras
@@ -44,6 +49,82 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the message is one line."""
 
 
+class Stopped(RuntimeError):
+    """Training stopped on request after saving its step; the message is one line."""
+
+    def __init__(self, message, signum):
+        super().__init__(message)
+        self.signum = signum
+
+
+class Stopper:
+    """Asks a running `train` to stop at the next step boundary, checkpoint
+    that step, release the run directory and raise `Stopped`.
+
+    `request()` may be called from any thread. `on_signals()` makes SIGTERM
+    (cluster schedulers) and SIGINT (Ctrl-C) request it, and a second signal
+    end the process at once. The compiled step reads the request before every
+    step, so a stop does not wait for the end of a call of many steps.
+    """
+
+    def __init__(self):
+        self.signum = None
+        self._requested = threading.Event()
+        self._flags = []
+
+    @property
+    def requested(self):
+        return self._requested.is_set()
+
+    def request(self, signum=signal.SIGTERM):
+        if self.signum is None:
+            self.signum = signum
+        self._requested.set()
+        for flag in self._flags:
+            flag.assign(True)
+
+    def flag(self):
+        """A bool variable the compiled step reads: set now and on `request`."""
+        flag = tf.Variable(self.requested, trainable=False, name="stop_requested")
+        self._flags.append(flag)
+        return flag
+
+    @classmethod
+    def on_signals(cls, program, signals=(signal.SIGTERM, signal.SIGINT)):
+        """A Stopper that SIGTERM and SIGINT trigger (call from the main thread).
+
+        Python runs signal handlers in the main thread only between bytecodes,
+        which a thread inside a long TensorFlow call does not reach; the
+        wake-up fd is written by the C-level handler at once, so a watcher
+        thread sees the signal while the step runs.
+        """
+        stopper = cls()
+        reader, writer = socket.socketpair()
+        writer.setblocking(False)
+        for signum in signals:
+            signal.signal(signum, lambda *_: None)  # the watcher acts on it
+        signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+
+        def watch():
+            while data := reader.recv(1):
+                signum = data[0]
+                if signum not in signals:
+                    continue
+                if stopper.requested:  # the second one: at once
+                    os._exit(128 + signum)
+                print(
+                    f"{program}: {signal.Signals(signum).name}: stopping at the next step and "
+                    "saving it; send it again to stop at once",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                stopper.request(signum)
+
+        threading.Thread(target=watch, name="stop-on-signals", daemon=True).start()
+        stopper._sockets = (reader, writer)  # alive as long as the Stopper
+        return stopper
+
+
 @dataclasses.dataclass
 class TrainResult:
     config: config_lib.TrainConfig
@@ -55,7 +136,9 @@ class TrainResult:
     model: keras.Model
 
 
-def train(cfg: config_lib.TrainConfig, *, strategy=None, verbose=1, force=False) -> TrainResult:
+def train(
+    cfg: config_lib.TrainConfig, *, strategy=None, verbose=1, force=False, stop=None
+) -> TrainResult:
     """Trains (or resumes) the run described by `cfg` in `cfg.model_dir`.
 
     Args:
@@ -63,9 +146,11 @@ def train(cfg: config_lib.TrainConfig, *, strategy=None, verbose=1, force=False)
       strategy: a `tf.distribute.Strategy`; default `cfg.strategy`.
       verbose: 0 for silence, 1 for progress bars and per-epoch lines.
       force: take model_dir's lock over from another run.
+      stop: a `Stopper` that can end the run early (e.g. `Stopper.on_signals`).
 
     Raises:
       TrainingDiverged: the loss became NaN/Inf (the latest checkpoint is good).
+      Stopped: `stop` was requested; the step it stopped at is checkpointed.
       ConfigMismatch, BatchSizeError, RunLocked, WriteFailed: see `USER_ERRORS`.
       common.errors.DataError: the data is missing or broken.
     """
@@ -73,17 +158,22 @@ def train(cfg: config_lib.TrainConfig, *, strategy=None, verbose=1, force=False)
     keras.mixed_precision.set_global_policy(
         config_lib.MIXED_PRECISION_POLICIES[cfg.mixed_precision]
     )
+    stop = stop or Stopper()
     try:
         run = setup.prepare(cfg, strategy)  # every check; nothing written
+        if stop.requested:
+            raise Stopped(
+                f"{_signal_name(stop)} before training started; nothing written", stop.signum
+            )
         with run_dir.open_run(
             run.cfg, run.classes, run.state, chief=run.chief, task=run.task, force=force
         ) as (directory, restored):
-            return _train(run, directory, restored, verbose and run.chief)
+            return _train(run, directory, restored, verbose and run.chief, stop)
     finally:
         keras.mixed_precision.set_global_policy(previous)
 
 
-def _train(run, directory, restored, verbose):
+def _train(run, directory, restored, verbose, stop):
     cfg, state, strategy = run.cfg, run.state, run.strategy
     say = print if verbose else lambda *_, **__: None
     say(
@@ -96,20 +186,23 @@ def _train(run, directory, restored, verbose):
     )
     if restored:
         say(_resumed(cfg, state, restored), flush=True)
-    train_step = step.make_train_step(cfg, state, strategy, jit_compile=run.jit_compile)
+    train_step = step.make_train_step(
+        cfg, state, strategy, jit_compile=run.jit_compile, stop=stop.flag()
+    )
     # A fresh shuffle per (re)start: resuming does not replay the order.
     seed = cfg.seed + int(state.step.numpy())
     iterator = iter(inputs.make_train_dataset(cfg, run.source, strategy, seed=seed))
     evaluator = make_evaluator(run)
     history = directory.history
     while int(state.epoch.numpy()) < cfg.epochs:
-        row = train_epoch(cfg, state, directory, train_step, iterator, evaluator, verbose)
+        row = train_epoch(cfg, state, directory, train_step, iterator, evaluator, verbose, stop)
         history = [r for r in history if r["epoch"] < row["epoch"]] + [row]
         directory.write_history(history)
         state.epoch.assign_add(1)
         state.epoch_step.assign(0)
         state.epoch_sums.assign(tf.zeros_like(state.epoch_sums))
         _save(state, directory)
+        _stop_if_requested(cfg, state, directory, stop)
     return _finish(cfg, state, directory, history, say)
 
 
@@ -142,8 +235,9 @@ def _resumed(cfg, state, restored):
     return f"Resumed from {restored}: step {step_}, {epoch} of {cfg.epochs} epochs done"
 
 
-def train_epoch(cfg, state, directory, train_step, iterator, evaluator, verbose) -> dict:
+def train_epoch(cfg, state, directory, train_step, iterator, evaluator, verbose, stop=None):
     """Trains the rest of the current epoch, validates; the training_log.csv row."""
+    stop = stop or Stopper()
     epoch = int(state.epoch.numpy())
     state.epoch_rate.assign(state.schedule.rate())
     if verbose:
@@ -164,8 +258,9 @@ def train_epoch(cfg, state, directory, train_step, iterator, evaluator, verbose)
         count = _steps_to_boundary(
             at, cfg.steps_per_epoch - done, cfg.log_every_steps, cfg.checkpoint_every_steps
         )
-        # One host sync per call of `count` steps, not per step.
+        # One host sync per call of `count` steps, not per step (fewer if stopped).
         rows = train_step(iterator, tf.constant(count, tf.int32)).numpy().astype(float)
+        count = len(rows)
         bad = np.flatnonzero(~np.isfinite(rows[:, 0]))
         if bad.size:
             progress.end_line(progbar)
@@ -188,8 +283,10 @@ def train_epoch(cfg, state, directory, train_step, iterator, evaluator, verbose)
             directory.write_scalars("train", at, dict(logs, learning_rate=lr))
         if at % cfg.checkpoint_every_steps == 0 and done < cfg.steps_per_epoch:
             _save(state, directory)
+        _stop_if_requested(cfg, state, directory, stop, progbar)
     train_seconds = time.perf_counter() - started
-    val = evaluator.run()
+    val = evaluator.run(stop=lambda: stop.requested)
+    _stop_if_requested(cfg, state, directory, stop, progbar)  # mid-evaluation: redone on resume
     state.schedule.end_epoch(epoch, val["top1_error"])
     at = int(state.step.numpy())
     directory.write_scalars(
@@ -198,6 +295,7 @@ def train_epoch(cfg, state, directory, train_step, iterator, evaluator, verbose)
         {"loss": val["loss"], "top1_err": val["top1_error"], "top5_err": val["top5_error"]},
     )
     loss, top1_err, top5_err = sums.means()
+    trained = sums.images - images_before  # by this process: none if resumed at the evaluation
     row = {
         "epoch": epoch + 1,
         "step": at,
@@ -209,7 +307,7 @@ def train_epoch(cfg, state, directory, train_step, iterator, evaluator, verbose)
         "val_top1_error": val["top1_error"],
         "val_top5_error": val["top5_error"],
         # Training steps only (the evaluation above is not counted).
-        "images_per_sec": (sums.images - images_before) / max(train_seconds, 1e-9),
+        "images_per_sec": trained / max(train_seconds, 1e-9) if trained else float("nan"),
     }
     if verbose:
         print(
@@ -235,6 +333,32 @@ def _save(state, directory):
             f"stopped before saving. {_last_good(directory)}"
         )
     return directory.save(int(state.step.numpy()))
+
+
+def _stop_if_requested(cfg, state, directory, stop, progbar=None):
+    """Checkpoints the current step (unless it is the latest already) and
+    raises `Stopped` when a stop was requested."""
+    if not stop.requested:
+        return
+    if progbar is not None:
+        progress.end_line(progbar)
+    at = int(state.step.numpy())
+    latest = directory.latest()
+    if not (latest and latest.endswith(f"ckpt-{at}")):
+        latest = _save(state, directory)
+    epoch, into = int(state.epoch.numpy()), int(state.epoch_step.numpy())
+    where = f"epoch {epoch + 1}, {into} of {cfg.steps_per_epoch} steps into it"
+    if epoch >= cfg.epochs or not into:
+        where = f"{epoch} of {cfg.epochs} epochs done"
+    raise Stopped(
+        f"{_signal_name(stop)}: stopped at step {at} ({where}); saved {latest}; "
+        "rerun the same command to resume",
+        stop.signum,
+    )
+
+
+def _signal_name(stop):
+    return signal.Signals(stop.signum).name if stop.signum else "stop requested"
 
 
 def _last_good(directory):

@@ -18,10 +18,16 @@ same network, restore the latest checkpoint, and only then write config.json
 and classes.tsv. A command that fails before that leaves the run as it was.
 
 The lock is written whole under a temporary name and hard-linked into place,
-so only one of two racing trainers gets it. A lock whose process is gone
-(same host, no such pid) is stale and taken over; a live one, or one from
-another host, refuses the run in one line unless `force`. Remote model_dirs
-(`gs://...`) have no atomic create-if-absent and are not locked.
+so only one of two racing trainers gets it. It names its process by host, pid
+and the pid's start time (pids are reused: a restarted container's
+entrypoint is pid 1 again), and the live run refreshes its time every
+`LOCK_REFRESH_S`. A lock is stale, and taken over, when its process is gone
+from this host or, from another host, when it was not refreshed for
+`LOCK_LEASE_S`; this very process is never its own rival. A live holder
+refuses the run in one line; `force` takes over only from another host's
+holder (whose process cannot be checked from here), never from a live run on
+this one. Remote model_dirs (`gs://...`) have no atomic create-if-absent and
+are not locked.
 
 Checkpoints: every worker of a multi-worker run takes part in a save, only the
 chief's copy is kept (the others write to a private directory deleted right
@@ -41,6 +47,8 @@ import os
 import re
 import shutil
 import socket
+import threading
+import time
 
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
@@ -49,6 +57,8 @@ from common import files
 from delving.training import config as config_lib
 
 LOCK_FILE = "lock.json"
+LOCK_REFRESH_S = 60
+LOCK_LEASE_S = 10 * LOCK_REFRESH_S
 HISTORY_FIELDS = (
     "epoch",
     "step",
@@ -104,7 +114,14 @@ def check_compatible(cfg):
     path = paths(cfg.model_dir)["config"]
     if not tf.io.gfile.exists(path):
         return
-    diff = config_lib.architecture_diff(load_config(path), cfg)
+    old = load_config(path)
+    if old.mixed_precision != cfg.mixed_precision:  # float16 checkpoints a loss scale too
+        raise ConfigMismatch(
+            f"--model_dir={cfg.model_dir} was trained with --mixed_precision="
+            f"{old.mixed_precision} (asked {cfg.mixed_precision}); resume with the same "
+            "--mixed_precision or use another --model_dir"
+        )
+    diff = config_lib.architecture_diff(old, cfg)
     if diff:
         what = ", ".join(f"{k}={old!r} (asked {new!r})" for k, (old, new) in diff.items())
         raise ConfigMismatch(
@@ -154,22 +171,48 @@ def _describe(holder):
     return f"pid {holder.get('pid')} on {holder.get('host')} since {holder.get('started')}"
 
 
-def _stale(holder):
-    return (
-        holder is not None
-        and holder.get("host") == socket.gethostname()
-        and isinstance(holder.get("pid"), int)
-        and not files.pid_alive(holder["pid"])
-    )
+def _local_and_alive(holder):
+    """(on this host, its process still runs) for a lock's holder."""
+    if holder.get("host") != socket.gethostname() or not isinstance(holder.get("pid"), int):
+        return False, False
+    identity = holder.get("process")
+    if holder["pid"] == os.getpid() and identity == files.process_identity(os.getpid()):
+        # This very process: a rival only while one of its `Lock`s holds it.
+        return True, any(lock.info == holder for lock in _HELD)
+    return True, files.process_alive(holder["pid"], identity)
+
+
+def _refreshed_s_ago(path):
+    try:
+        return time.time() - os.stat(path).st_mtime
+    except OSError:
+        return 0.0
+
+
+_HELD = set()  # this process's live `Lock`s
 
 
 class Lock:
-    """A held lock; `release()` removes it (if it is still this process's)."""
+    """A held lock, refreshed every `LOCK_REFRESH_S` by a daemon thread;
+    `release()` removes it (if it is still this process's)."""
 
     def __init__(self, path, info, created_dir):
         self.path, self.info, self.created_dir = path, info, created_dir
+        self._released = threading.Event()
+        if path is not None:
+            _HELD.add(self)
+            threading.Thread(target=self._refresh, name="lock-refresh", daemon=True).start()
+
+    def _refresh(self):
+        while not self._released.wait(LOCK_REFRESH_S):
+            if _read(self.path) != self.info:
+                return  # taken over: not ours to refresh
+            with contextlib.suppress(OSError):
+                os.utime(self.path)
 
     def release(self):
+        self._released.set()
+        _HELD.discard(self)
         if self.path is None:
             return
         if _read(self.path) == self.info:
@@ -187,8 +230,11 @@ class Lock:
 
 
 def acquire(model_dir, *, force=False) -> Lock:
-    """Takes model_dir for this process (created if missing); `RunLocked` if
-    another run holds it, unless `force` takes it over."""
+    """Takes model_dir for this process (created if missing).
+
+    Raises:
+      RunLocked: a live run holds it (`force` takes over from another host's).
+    """
     if "://" in str(model_dir):
         return Lock(None, None, False)
     created_dir = not os.path.isdir(model_dir)
@@ -197,6 +243,7 @@ def acquire(model_dir, *, force=False) -> Lock:
     info = {
         "host": socket.gethostname(),
         "pid": os.getpid(),
+        "process": files.process_identity(os.getpid()),
         "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
     }
     tmp = f"{path}.tmp-{os.getpid()}"
@@ -210,15 +257,39 @@ def acquire(model_dir, *, force=False) -> Lock:
             except FileExistsError:
                 pass
             holder = _read(path)
-            if not (force or _stale(holder)):
-                raise RunLocked(
-                    f"--model_dir={model_dir} is in use by {_describe(holder)} ({path}); "
-                    "wait for that run to end, or pass --force if it is gone"
-                )
+            _check_takeover(model_dir, path, holder, force)
             _take_over(path, holder)
         raise RunLocked(f"--model_dir={model_dir}: could not take the lock {path}")
     finally:
         os.remove(tmp)
+
+
+def _check_takeover(model_dir, path, holder, force):
+    """Returns when `holder`'s lock may be taken over, else raises `RunLocked`."""
+    if holder is None:  # unreadable: not ours to judge, unless forced
+        if force:
+            return
+        raise RunLocked(
+            f"--model_dir={model_dir} holds an unreadable lock {path}; "
+            "pass --force if no run uses it"
+        )
+    local, alive = _local_and_alive(holder)
+    if local and not alive:
+        return
+    if local:
+        raise RunLocked(
+            f"--model_dir={model_dir} is in use by {_describe(holder)}, which is still "
+            f"running ({path}); wait for it to end or stop it (kill {holder['pid']}): "
+            "--force never shares a run directory with a live run on this host"
+        )
+    age = _refreshed_s_ago(path)
+    if force or age > LOCK_LEASE_S:
+        return
+    raise RunLocked(
+        f"--model_dir={model_dir} is in use by {_describe(holder)} ({path}, refreshed "
+        f"{age:.0f} s ago); it is taken over once {LOCK_LEASE_S} s pass without a refresh, "
+        "or now with --force if that run is gone"
+    )
 
 
 def _take_over(path, holder):
@@ -235,30 +306,37 @@ def _take_over(path, holder):
     os.remove(aside)
 
 
+# What this project's writers and TensorFlow's checkpoint writer leave when
+# killed, by exact name; anything else in model_dir belongs to the user.
+_OURS = "|".join(re.escape(name) for name in ("config.json", "classes.tsv", "training_log.csv"))
+_LEFTOVERS = {
+    "": re.compile(
+        rf"(?:{_OURS}|model\.keras)\.tmp-\d+-[0-9a-f]{{8}}(?:\.keras)?"
+        rf"|(?:{_OURS})\.tmp|model\.tmp-\d+\.keras"  # earlier versions' names
+        rf"|{re.escape(LOCK_FILE)}\.(?:tmp|stale)-(?P<lock_pid>\d+)"
+    ),
+    "checkpoints": re.compile(r"ckpt-\d+_temp(?:_[0-9a-f]+)?|checkpoint\.tmp[0-9a-f]+"),
+}
+
+
 def leftover_temporaries(model_dir):
-    """What killed writes leave in model_dir: our `*.tmp*` files, Keras saves in
-    progress, TF's checkpoint shards (`ckpt-N_temp/`) and index files."""
+    """What killed writes of this project (or of TF's checkpointing) left in
+    model_dir, known by name. Call with the lock held: then no other process
+    writes these files, but a starter racing for the lock may be making its
+    `lock.json.tmp-<pid>`, which stays while that process lives."""
     found = []
-    for folder in (model_dir, os.path.join(model_dir, "checkpoints")):
+    for sub, pattern in _LEFTOVERS.items():
+        folder = os.path.join(model_dir, sub) if sub else model_dir
         if not os.path.isdir(folder):
             continue
         for name in os.listdir(folder):
-            # A live worker's checkpoints; another starter's lock in the making
-            # (`lock.json.tmp-<pid>`, `.stale-<pid>`) unless its process is gone.
-            if name.startswith(".tmp_checkpoints_"):
+            match = pattern.fullmatch(name)
+            if not match:
                 continue
-            if name.startswith(LOCK_FILE):
-                pid = name.rsplit("-", 1)[-1]
-                if name == LOCK_FILE or not pid.isdigit() or files.pid_alive(int(pid)):
-                    continue
-                found.append(os.path.join(folder, name))
+            pid = match.groupdict().get("lock_pid")
+            if pid and int(pid) != os.getpid() and files.pid_alive(int(pid)):
                 continue
-            if (
-                ".tmp" in name
-                or name.endswith("_temp")
-                or (name.startswith("model.tmp-") and name.endswith(".keras"))
-            ):
-                found.append(os.path.join(folder, name))
+            found.append(os.path.join(folder, name))
     return sorted(found)
 
 

@@ -16,6 +16,7 @@ from typing import NamedTuple
 import keras
 import tensorflow as tf
 
+from common import errors
 from delving.models import from_config, stats
 from delving.training import config as config_lib
 from delving.training import inputs, run_dir
@@ -103,6 +104,11 @@ def prepare(cfg, strategy=None) -> Prepared:
         cfg = dataclasses.replace(cfg, steps_per_epoch=steps)
     run_dir.check_compatible(cfg)
     classes = source.class_list(cfg.labels_file)
+    if len(classes) != cfg.num_classes:  # beyond it: NaN losses; below: a wasted run
+        raise errors.DataError(
+            f"--num_classes={cfg.num_classes} but {cfg.dataset_name} has {len(classes)} "
+            f"classes; pass --num_classes={len(classes)}"
+        )
     state = _create_state(cfg, strategy)
     _check_batch_fits(cfg, state.model, strategy)
     return Prepared(

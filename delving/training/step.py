@@ -17,9 +17,11 @@ from delving.models import from_config
 from pipelines import dataset_ops, preprocessing
 
 
-def make_train_step(cfg, state, strategy, *, jit_compile):
-    """`train_steps(iterator, count) -> float32 [count, 4]`: per step the mean
-    loss, top-1 hits, top-5 hits and images (`setup.EpochSums.add` sums them).
+def make_train_step(cfg, state, strategy, *, jit_compile, stop):
+    """`train_steps(iterator, count) -> float32 [n, 4]`: per step the mean
+    loss, top-1 hits, top-5 hits and images (`setup.EpochSums.add` sums them),
+    for the n <= count steps run before `stop` (a bool variable that a signal
+    sets from another thread) was found set.
 
     Each step is one SGD step on the next batch of every replica: the paper's
     objective (module docstring), gradients all-reduced by `apply_gradients`.
@@ -59,8 +61,10 @@ def make_train_step(cfg, state, strategy, *, jit_compile):
         and Model Garden's orbit do): the host neither waits for nor dispatches
         each step. Returns one row (loss, top-1 hits, top-k hits, images) per
         step, float32."""
-        rows = tf.TensorArray(tf.float32, size=count)
+        rows = tf.TensorArray(tf.float32, size=0, dynamic_size=True, element_shape=(4,))
         for i in tf.range(count):
+            if stop:  # read before every step: a stop lands on a step boundary
+                break
             out = strategy.run(replica_step, args=next(iterator))
             out = [strategy.reduce("SUM", x, axis=None) for x in out]
             rows = rows.write(i, tf.stack([tf.cast(x, tf.float32) for x in out]))

@@ -1,0 +1,117 @@
+"""A scheduler's SIGTERM or a Ctrl-C, sent to a real `delving.train` process:
+it stops at the next step, checkpoints that step, releases the run directory
+and exits 143 / 130 with one line; the rerun resumes from that step and loses
+nothing (tests/programs/train_signalled.py sends the signal from inside the
+real binary at a chosen point of the run)."""
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from delving.training import run_dir
+from tests import train_testutil as util
+
+PROGRAM = os.path.join(util.ROOT, "tests", "programs", "train_signalled.py")
+EPOCHS, STEPS = 2, 6
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return util.tiny_data_dir(tmp_path_factory)
+
+
+def _args(data_dir, model_dir, **extra):
+    recipe = dict(
+        util.TINY_RECIPE,
+        data_dir=data_dir,
+        model_dir=model_dir,
+        epochs=EPOCHS,
+        steps_per_epoch=STEPS,
+        checkpoint_every_steps=4,
+        log_every_steps=1000,
+    )
+    recipe.update(extra)
+    return util.as_flags(**recipe)
+
+
+def _signalled(point, signame, args):
+    return subprocess.run(
+        [sys.executable, PROGRAM, point, signame, *args],
+        cwd=util.ROOT,
+        env=util.subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=util.HANG_GUARD_S,
+    )
+
+
+def _stopped_line(result):
+    lines = util.error_lines(result.stderr)
+    assert lines and lines[-1].startswith("delving.train: SIG"), result.stderr[-3000:]
+    return lines[-1]
+
+
+def _resume_and_finish(args, model_dir, stopped_at, steps=STEPS):
+    code, out, err = util.run("delving.train", args)
+    assert code == 0, err[-3000:]
+    if stopped_at:
+        assert f"ckpt-{stopped_at}: step {stopped_at}" in out, out
+    history = run_dir.read_history(str(model_dir))
+    assert [row["epoch"] for row in history] == list(range(1, EPOCHS + 1))
+    assert history[-1]["step"] == EPOCHS * steps
+    assert not (model_dir / run_dir.LOCK_FILE).exists()
+
+
+@pytest.mark.slow
+def test_sigterm_mid_epoch_stops_between_two_steps_of_one_call(data_dir, tmp_path):
+    # One call of the compiled step runs a whole epoch here (no log or
+    # checkpoint boundary inside it): the stop still lands on a step boundary.
+    model_dir = tmp_path / "run"
+    args = _args(data_dir, model_dir, steps_per_epoch=4000, checkpoint_every_steps=10000, epochs=1)
+    result = _signalled("mid-epoch", "TERM", args)
+    assert result.returncode == 143, result.stderr[-3000:]
+    line = _stopped_line(result)
+    step = int(re.search(r"stopped at step (\d+) \(epoch 1, \d+ of 4000 steps", line).group(1))
+    assert 1 < step < 4000, line
+    assert line.endswith("rerun the same command to resume"), line
+    assert (model_dir / "checkpoints" / f"ckpt-{step}.index").exists()
+    assert not (model_dir / run_dir.LOCK_FILE).exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "point", ["start-up", "mid-epoch", "checkpoint", "evaluation", "final-save"]
+)
+def test_preemption_drill_resumes_from_the_interrupted_step(point, data_dir, tmp_path):
+    model_dir = tmp_path / "run"
+    # Mid-epoch: a long epoch, so that the timer's signal lands inside it.
+    steps = 1000 if point == "mid-epoch" else STEPS
+    args = _args(data_dir, model_dir, steps_per_epoch=steps)
+    result = _signalled(point, "TERM", args)
+    assert not (model_dir / run_dir.LOCK_FILE).exists(), "the lock is released"
+    if point == "final-save":  # everything was done: the save completes
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert (model_dir / "model.keras").exists()
+        _resume_and_finish(args, model_dir, None)
+        return
+    assert result.returncode == 143, result.stderr[-3000:]
+    line = _stopped_line(result)
+    if point == "start-up":
+        assert "nothing written" in line, line
+        assert not (model_dir / "checkpoints").exists()
+        _resume_and_finish(args, model_dir, None)
+        return
+    stopped_at = int(re.search(r"stopped at step (\d+)", line).group(1))
+    assert re.search(rf"saved \S+ckpt-{stopped_at};", line), line
+    _resume_and_finish(args, model_dir, stopped_at, steps)
+
+
+@pytest.mark.slow
+def test_sigint_exits_130(data_dir, tmp_path):
+    model_dir = tmp_path / "run"
+    result = _signalled("checkpoint", "INT", _args(data_dir, model_dir))
+    assert result.returncode == 130, result.stderr[-3000:]
+    assert _stopped_line(result).startswith("delving.train: SIGINT: stopped at step")
