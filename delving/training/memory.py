@@ -14,6 +14,7 @@ report no total memory through TensorFlow and are not checked here.
 
 import os
 
+from common.memory import host_available_bytes
 from delving.models import stats
 
 GIB = 2**30
@@ -32,28 +33,6 @@ def _prod(shape):
     for d in shape:
         out *= d
     return out
-
-
-def host_available_bytes():
-    """Memory this process can still take: the cgroup's limit less its use
-    when one is set, else /proc/meminfo's MemAvailable; None if unknown."""
-    found = []
-    try:
-        with open("/sys/fs/cgroup/memory.max") as f:
-            limit = f.read().strip()
-        if limit != "max":
-            with open("/sys/fs/cgroup/memory.current") as f:
-                found.append(int(limit) - int(f.read()))
-    except (OSError, ValueError):
-        pass
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    found.append(int(line.split()[1]) * 1024)
-    except (OSError, ValueError, IndexError):
-        pass
-    return min(found) if found else None
 
 
 def check_batch_fits(
