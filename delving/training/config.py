@@ -40,6 +40,7 @@ import json
 import os
 
 from delving.models.specs import ACTIVATIONS, INITS, MODEL_NAMES
+from pipelines import config as input_config
 
 # Allowed values of the string fields.
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
@@ -122,10 +123,10 @@ class TrainConfig:
     width_multiplier: float = 1.0
     fc_units: int = 4096
     # Input.
-    image_size: int = 224
-    scale_range: tuple = (256, 512)
-    eval_resize: int = 256
-    lighting_std: float = 0.1
+    image_size: int = input_config.IMAGE_SIZE
+    scale_range: tuple = input_config.SCALE_RANGE
+    eval_resize: int = input_config.RESIZE_SIZE
+    lighting_std: float = input_config.LIGHTING_STD
     input_std: bool = False  # also divide by pipelines' STD_RGB after the mean
     cache_data: bool = False
     # Decode the training split once into memory and augment whole batches
