@@ -1,6 +1,6 @@
 """Presets, config files and their validation, learning-rate schedules.
 
-The binary's bad flags are in tests/test_bad_inputs.py.
+The binary's bad flags are in tests/test_common_cli.py.
 """
 
 import dataclasses
