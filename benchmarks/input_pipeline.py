@@ -7,8 +7,8 @@ side in one run, for:
 
   decode only  parse + full `decode_jpeg` (the floor any pipeline pays)
   ours         the training pipeline as `delving.train` reads it:
-               `pipelines.imagenet.make_dataset(is_training=True,
-               normalize=False)`: shard reading with truncation checks,
+               `pipelines.imagenet.make_dataset` with `normalize=False`,
+               `is_training=True`: shard reading with truncation checks,
                shuffle, scale jitter, crop-before-decode, flip, lighting
                shift, uint8 batches (normalised on the accelerator), every
                image checked so that a bad one is named (or skipped)
@@ -46,6 +46,7 @@ from pipelines import (
     preprocessing,  # noqa: E402
     records,  # noqa: E402
 )
+from pipelines.config import IMAGE_SIZE, SCALE_RANGE, InputConfig  # noqa: E402
 
 AUTOTUNE = tf.data.AUTOTUNE
 BATCH = 32
@@ -121,21 +122,16 @@ def decode_only(data_dir):
     return ds.batch(BATCH).prefetch(AUTOTUNE)
 
 
-def ours(data_dir, **kwargs):
-    """As the trainer reads it."""
-    return imagenet.make_dataset(
-        data_dir,
-        "train",
-        batch_size=BATCH,
-        is_training=True,
-        shuffle_buffer=256,
-        seed=0,
-        repeat=True,
-        **{"normalize": False, **kwargs},
-    )
+# As the trainer reads it (delving.training.inputs.make_train_dataset).
+OURS = InputConfig(batch_size=BATCH, shuffle_buffer=256, seed=0, repeat=True, normalize=False)
 
 
-def naive(data_dir, image_size=224, scale_range=(256, 512)):
+def ours(data_dir, **changes):
+    """The trainer's stream, with `changes` to its `InputConfig`."""
+    return imagenet.make_dataset(data_dir, "train", OURS.replace(**changes), is_training=True)
+
+
+def naive(data_dir, image_size=IMAGE_SIZE, scale_range=SCALE_RANGE):
     def process(features):
         image = tf.io.decode_jpeg(features[records.ENCODED], channels=3)
         scale = tf.random.uniform([], *scale_range)

@@ -14,7 +14,7 @@ does.
 
 Example:
   >>> data_dir = ensure_dataset()          # generated once, ~10 s
-  >>> ds = imagenet.make_dataset(data_dir, "train", batch_size=32,
+  >>> ds = imagenet.make_dataset(data_dir, "train", InputConfig(batch_size=32),
   ...     is_training=True, num_classes=NUM_CLASSES)
 """
 

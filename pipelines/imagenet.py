@@ -9,7 +9,7 @@ known, so a truncated or corrupt shard (which TFRecordDataset reports without
 a file name) is detected when the bytes read fall short of the file size.
 
 Example:
-  >>> ds = make_dataset("/data/imagenet", "train", batch_size=128,
+  >>> ds = make_dataset("/data/imagenet", "train", InputConfig(batch_size=128),
   ...                   is_training=True)
   >>> images, labels = next(iter(ds))   # [128, 224, 224, 3], [128]
 """
@@ -21,10 +21,9 @@ import sys
 import tensorflow as tf
 
 from common import errors
-from pipelines import bad_input, dataset_ops, preprocessing, records
+from pipelines import bad_input, dataset_ops, records
 
 AUTOTUNE = tf.data.AUTOTUNE
-DEFAULT_SHUFFLE_BUFFER = 10_000
 _RECORD_OVERHEAD = 16  # length (8) + length crc (4) + data crc (4) bytes.
 # Appended after each shard's records to find where the shard ended; not a
 # serialized Example, so it cannot be mistaken for a record of one.
@@ -159,31 +158,13 @@ CHECKS = (
 def make_dataset(
     data_dir,
     split,
+    config,
     *,
-    batch_size,
     is_training,
-    image_size=224,
-    scale_range=(256, 512),
-    resize_size=256,
+    input_context=None,
     num_classes=1000,
     label_offset=1,
-    input_context=None,
     file_pattern=None,
-    shuffle_buffer=DEFAULT_SHUFFLE_BUFFER,
-    cache=False,
-    deterministic=None,
-    drop_remainder=None,
-    dtype="float32",
-    mean=preprocessing.MEAN_RGB,
-    std=None,
-    skip_corrupt=False,
-    seed=None,
-    repeat=False,
-    crop=True,
-    flip=True,
-    lighting_std=0.1,
-    check_images=True,
-    normalize=True,
     cycle_length=16,
 ):
     """A `tf.data.Dataset` of `(images [B, S, S, 3] dtype, labels int32 [B])`.
@@ -191,49 +172,22 @@ def make_dataset(
     Args:
       data_dir: directory (local or any tf.io.gfile path) holding the shards.
       split: "train" or "validation" (names the default pattern `<split>-*`).
-      batch_size: global batch size; with `input_context` each input pipeline
-        batches `input_context.get_per_replica_batch_size(batch_size)`.
+      config: the `pipelines.config.InputConfig`: batching, augmentation,
+        normalisation, seed, caching, skipping of corrupt input.
       is_training: paper augmentation, shuffling, `drop_remainder`; otherwise
-        resize to `resize_size` and centre crop, in file order.
-      image_size, scale_range, resize_size, flip, lighting_std, mean, std:
-        preprocessing parameters (see `pipelines.preprocessing`).
-      num_classes, label_offset: labels in the records are
-        `label_offset .. label_offset + num_classes - 1`; out come 0-based.
+        resize to `config.resize_size` and centre crop, in file order.
       input_context: `tf.distribute.InputContext`. Shards by file when there
         are at least as many files as input pipelines, else by record.
+      num_classes, label_offset: labels in the records are
+        `label_offset .. label_offset + num_classes - 1`; out come 0-based.
       file_pattern: overrides `<split>-*` (relative to data_dir, or absolute).
-      shuffle_buffer: records in the shuffle buffer (training).
-      cache: True caches the records in memory, a string caches to that file.
-      deterministic: element order; None is True for evaluation or a given
-        seed, False (faster) for unseeded training.
-      drop_remainder: None means `is_training`.
-      dtype: image dtype of the batches (e.g. "bfloat16" for mixed precision).
-      skip_corrupt: skip undecodable images and the unreadable rest of a
-        truncated shard (logged with counts) instead of failing on them.
-      seed: shuffling and augmentation seed (None: a fresh one per call).
-      check_images: name (or skip) undecodable images, by the count gap they
-        leave after an ordered decode (costs next to nothing, see
-        benchmarks/input_pipeline.py); False: a bad image fails with
-        TensorFlow's error, which does not name its file.
-      normalize: True: float batches normalised here; False:
-        `({"pixels": uint8, "lighting": float32 [B, 3]}, labels)` for
-        `preprocessing.normalize` on the device (what `delving.training.loop` does).
-      repeat: repeat forever.
-      crop: evaluation only; False yields whole resized images (batch 1).
       cycle_length: shards read in parallel.
 
     Raises:
       DataError: missing directory or no files for the pattern.
     """
     files = list_files(data_dir, split, file_pattern)
-    plan = dataset_ops.input_plan(
-        input_context,
-        batch_size=batch_size,
-        is_training=is_training,
-        seed=seed,
-        deterministic=deterministic,
-        drop_remainder=drop_remainder,
-    )
+    plan = dataset_ops.input_plan(input_context, config, is_training=is_training)
     num_pipelines, pipeline_id = plan.num_pipelines, plan.pipeline_id
     shard_by_file = num_pipelines > 1 and len(files) >= num_pipelines
     shard_by_record = num_pipelines > 1 and not shard_by_file
@@ -245,35 +199,21 @@ def make_dataset(
         # Record sharding needs the same file order on every worker.
         file_ds = file_ds.shuffle(len(files), seed=plan.seed, reshuffle_each_iteration=True)
     ds = file_ds.interleave(
-        lambda filename, size: _read_shard(filename, size, skip_corrupt),
+        lambda filename, size: _read_shard(filename, size, config.skip_corrupt),
         cycle_length=min(cycle_length, len(files)),
         num_parallel_calls=AUTOTUNE,
         deterministic=True if shard_by_record else plan.deterministic,
     )
     if shard_by_record:
         ds = ds.shard(num_pipelines, pipeline_id)
-    ds = dataset_ops.cache_shuffle_repeat(
-        ds, plan, is_training=is_training, cache=cache, shuffle_buffer=shuffle_buffer, repeat=repeat
-    )
+    ds = dataset_ops.cache_shuffle_repeat(ds, plan, config, is_training=is_training)
     return dataset_ops.preprocess_and_batch(
         ds,
         plan,
+        config,
         is_training=is_training,
-        image_size=image_size,
-        scale_range=scale_range,
-        resize_size=resize_size,
-        mean=mean,
-        std=std,
-        crop=crop,
-        flip=flip,
-        lighting_std=lighting_std,
-        skip_corrupt=skip_corrupt,
-        dtype=dtype,
+        parse_fn=_parse,
         num_classes=num_classes,
         label_offset=label_offset,
-        check_images=check_images,
-        normalize=normalize,
-        finite=not repeat,
-        parse_fn=_parse,
         checks=CHECKS,
     )

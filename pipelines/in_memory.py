@@ -29,7 +29,8 @@ streaming path resamples its decoded window once.
 Example:
   >>> images = source.resized_images("train", resize_size=128, normalize=False)
   >>> split = load(images, side=128, max_bytes=2**30)
-  >>> ds = make_dataset(split, batch_size=64, image_size=64, scale_range=(64, 80), seed=0)
+  >>> config = InputConfig(batch_size=64, image_size=64, scale_range=(64, 80), seed=0)
+  >>> ds = make_dataset(split, config.replace(repeat=True, normalize=False))
 """
 
 import dataclasses
@@ -39,6 +40,7 @@ import tensorflow as tf
 
 from common import errors
 from pipelines import dataset_ops, preprocessing
+from pipelines.config import LIGHTING_STD
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -122,7 +124,9 @@ def load(images, *, side, max_bytes=None, where="the training split"):
     )
 
 
-def augment_batch(split, indices, seed, *, image_size, scale_range, flip=True, lighting_std=0.1):
+def augment_batch(
+    split, indices, seed, *, image_size, scale_range, flip=True, lighting_std=LIGHTING_STD
+):
     """The paper's training augmentation of the images `indices` of `split`.
 
     Args:
@@ -192,35 +196,32 @@ def augment_batch(split, indices, seed, *, image_size, scale_range, flip=True, l
     return images, shifts, tf.gather(split.labels, indices)
 
 
-def make_dataset(
-    split,
-    *,
-    batch_size,
-    image_size,
-    scale_range,
-    seed,
-    flip=True,
-    lighting_std=0.1,
-    input_context=None,
-):
-    """An endless training stream `({PIXELS: uint8, LIGHTING: [B, 3]}, labels)`.
+def make_dataset(split, config, *, input_context=None):
+    """The training stream of `split` as `config` asks (`config.repeat`:
+    endless; `config.normalize=False`: `({PIXELS: uint8, LIGHTING: [B, 3]},
+    labels)`), the structure `pipelines.dataset_ops.finish` gives every
+    reader, so the trainer takes either alike.
 
-    The structure `dataset_ops.preprocess_and_batch(normalize=False)` gives,
-    so the trainer normalises either alike. Every pipeline draws the same
-    permutation of the split per pass (the same `seed`) and takes its own
-    share of it, so workers never train on the same image in a pass; the
-    `i`-th share of the global batch that pipeline `p` draws is augmented
-    with the seed `[seed, p + i * pipelines]`.
+    Every pipeline draws the same permutation of the split per pass (the same
+    `config.seed`) and takes its own share of it, so workers never train on
+    the same image in a pass; the `i`-th share of the global batch that
+    pipeline `p` draws is augmented with the seed `[seed, p + i * pipelines]`.
+    The whole split is shuffled (no `shuffle_buffer`), every batch is full,
+    and the evaluation fields (`resize_size`, `crop`) do not apply.
 
     Args:
-      batch_size: the global batch (`input_context` divides it).
-      Everything else: as `augment_batch`; `seed` must be given.
+      split: a `DecodedSplit`.
+      config: the `pipelines.config.InputConfig`; `seed` must be given and
+        `scale_range` start at `image_size` or more (`augment_batch`).
+      input_context: a `tf.distribute.InputContext` (divides the batch).
     """
-    if seed is None:
+    if config.seed is None:
         raise ValueError("in-memory input needs a seed: every worker must draw the same order")
-    if scale_range[0] < image_size:
-        raise ValueError(f"scale_range {scale_range} must start at image_size {image_size} or more")
-    plan = dataset_ops.input_plan(input_context, batch_size=batch_size, is_training=True, seed=seed)
+    if config.scale_range[0] < config.image_size:
+        raise ValueError(
+            f"scale_range {config.scale_range} must start at image_size {config.image_size} or more"
+        )
+    plan = dataset_ops.input_plan(input_context, config, is_training=True)
     order = tf.data.Dataset.range(split.size).shuffle(
         split.size, seed=plan.seed, reshuffle_each_iteration=True
     )
@@ -230,45 +231,24 @@ def make_dataset(
 
     def batch(i, indices):
         seed_i = tf.stack([tf.constant(plan.seed, tf.int64), pipeline_id + i * pipelines])
-        images, shifts, labels = augment_batch(
+        return augment_batch(
             split,
             indices,
             tf.cast(seed_i, tf.int32),
-            image_size=image_size,
-            scale_range=scale_range,
-            flip=flip,
-            lighting_std=lighting_std,
+            image_size=config.image_size,
+            scale_range=config.scale_range,
+            flip=config.flip,
+            lighting_std=config.lighting_std,
         )
-        return {dataset_ops.PIXELS: images, dataset_ops.LIGHTING: shifts}, labels
 
     # Augmented a pipeline's share of the global batch at a time, then split
     # between its replicas: replica r of a mirrored run gets exactly the r-th
     # part of the batch a one-device run draws, as in streaming.
-    share = batch_size // plan.num_pipelines
-    ds = order.repeat().batch(share, drop_remainder=True).enumerate()
+    share = config.batch_size // plan.num_pipelines
+    if config.repeat:
+        order = order.repeat()
+    ds = order.batch(share, drop_remainder=True).enumerate()
     ds = ds.map(batch, num_parallel_calls=AUTOTUNE, deterministic=True)
     if share != plan.batch_size:
         ds = ds.unbatch().batch(plan.batch_size, drop_remainder=True)
-    return dataset_ops.finish(ds, plan)
-
-
-def host_available_bytes():
-    """Memory this process can still take: the cgroup's limit less its use
-    when one is set, else /proc/meminfo's MemAvailable; None if unknown."""
-    found = []
-    try:
-        with open("/sys/fs/cgroup/memory.max") as f:
-            limit = f.read().strip()
-        if limit != "max":
-            with open("/sys/fs/cgroup/memory.current") as f:
-                found.append(int(limit) - int(f.read()))
-    except (OSError, ValueError):
-        pass
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    found.append(int(line.split()[1]) * 1024)
-    except (OSError, ValueError, IndexError):
-        pass
-    return min(found) if found else None
+    return dataset_ops.finish(ds, plan, config)

@@ -22,9 +22,12 @@ the two for one image and give the same numbers.
 
 import tensorflow as tf
 
-# ImageNet statistics on the 0-255 scale, RGB order (docs/PAPER.md, "Constants").
-MEAN_RGB = (123.68, 116.78, 103.94)
-STD_RGB = (58.40, 57.12, 57.38)
+from pipelines import config
+
+# The ImageNet statistics, kept with the rest of the recipe in pipelines.config
+# (which imports no TensorFlow); named here too for `normalize`'s callers.
+MEAN_RGB = config.MEAN_RGB
+STD_RGB = config.STD_RGB
 # AlexNet PCA lighting: eigenvalues of the RGB covariance, on the 0-255 scale
 # (the [0, 1]-scale values 0.2175, 0.0188, 0.0045 times 255); eigenvectors
 # are the *columns* of EIGVEC.
@@ -192,7 +195,13 @@ def to_uint8(image):
 
 
 def augment_for_train(
-    image_bytes, *, image_size=224, scale_range=(256, 512), flip=True, lighting_std=0.1, seed=None
+    image_bytes,
+    *,
+    image_size=config.IMAGE_SIZE,
+    scale_range=config.SCALE_RANGE,
+    flip=True,
+    lighting_std=config.LIGHTING_STD,
+    seed=None,
 ):
     """The per-image half of `preprocess_for_train`: the geometry, in uint8.
 
@@ -224,10 +233,10 @@ def augment_for_train(
 def preprocess_for_train(
     image_bytes,
     *,
-    image_size=224,
-    scale_range=(256, 512),
+    image_size=config.IMAGE_SIZE,
+    scale_range=config.SCALE_RANGE,
     flip=True,
-    lighting_std=0.1,
+    lighting_std=config.LIGHTING_STD,
     mean=MEAN_RGB,
     std=None,
     seed=None,
@@ -262,7 +271,7 @@ def preprocess_for_train(
     return normalize(image, mean, std, shift=shift)
 
 
-def crop_for_eval(image_bytes, *, image_size=224, resize_size=256):
+def crop_for_eval(image_bytes, *, image_size=config.IMAGE_SIZE, resize_size=config.RESIZE_SIZE):
     """The per-image half of `preprocess_for_eval`: the uint8 centre crop."""
     image = decode_crop(
         image_bytes,
@@ -274,7 +283,13 @@ def crop_for_eval(image_bytes, *, image_size=224, resize_size=256):
 
 
 def preprocess_for_eval(
-    image_bytes, *, image_size=224, resize_size=256, crop=True, mean=MEAN_RGB, std=None
+    image_bytes,
+    *,
+    image_size=config.IMAGE_SIZE,
+    resize_size=config.RESIZE_SIZE,
+    crop=True,
+    mean=MEAN_RGB,
+    std=None,
 ):
     """Shorter side to `resize_size`, then the centre `image_size` crop.
 

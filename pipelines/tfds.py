@@ -7,8 +7,8 @@ downloaded unless asked: `imagenet2012` is prepared from its `manual_dir`
 (or pass `download=True`).
 
 Example:
-  >>> ds = make_dataset("imagenet2012", "train", batch_size=128,
-  ...                   is_training=True, manual_dir="/raw/ilsvrc")
+  >>> builder = load_builder("imagenet2012", manual_dir="/raw/ilsvrc")
+  >>> ds = make_dataset(builder, "train", InputConfig(batch_size=128), is_training=True)
 """
 
 import os
@@ -17,7 +17,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from common import errors
-from pipelines import dataset_ops, imagenet, preprocessing
+from pipelines import dataset_ops
 
 
 def load_builder(name, data_dir=None, manual_dir=None, download=False):
@@ -68,65 +68,34 @@ def _first_line(error):
 
 
 def make_dataset(
-    name,
+    builder,
     split,
+    config,
     *,
-    batch_size,
     is_training,
-    data_dir=None,
-    manual_dir=None,
-    download=False,
+    input_context=None,
     image_key="image",
     label_key="label",
-    image_size=224,
-    scale_range=(256, 512),
-    resize_size=256,
     num_classes=None,
-    label_offset=0,
-    input_context=None,
-    shuffle_buffer=imagenet.DEFAULT_SHUFFLE_BUFFER,
-    cache=False,
-    deterministic=None,
-    drop_remainder=None,
-    dtype="float32",
-    mean=preprocessing.MEAN_RGB,
-    std=None,
-    skip_corrupt=False,
-    seed=None,
-    repeat=False,
-    crop=True,
-    flip=True,
-    lighting_std=0.1,
-    check_images=True,
-    normalize=True,
 ):
     """`(images [B, S, S, 3] dtype, labels int32 [B])` from a tfds dataset.
 
     Args:
-      name: tfds name, e.g. "imagenet2012" (labels 0-based, i.e. the TFRecord
-        label minus 1), "imagenette", "oxford_flowers102".
+      builder: the dataset's tfds builder, from `load_builder` (which finds
+        or prepares it), e.g. of "imagenet2012" (labels 0-based, i.e. the
+        TFRecord label minus 1), "imagenette", "oxford_flowers102".
       split: tfds split, e.g. "train", "validation", "train[:10%]".
-      data_dir, manual_dir, download: where tfds keeps / finds the data;
-        preparation only happens with `manual_dir` or `download=True`.
+      config: the `pipelines.config.InputConfig`.
+      is_training, input_context: as `pipelines.imagenet.make_dataset`.
       image_key, label_key: feature names in the dataset.
       num_classes: default: from the dataset's label feature.
-      label_offset: tfds labels are 0-based, so 0.
-      Everything else: as `pipelines.imagenet.make_dataset`.
 
     Raises:
-      DataError: unknown dataset, or not prepared and nothing to prepare from.
+      DataError: the dataset is not prepared or has no such split.
     """
-    builder = load_builder(name, data_dir, manual_dir, download)
     if num_classes is None:
         num_classes = builder.info.features[label_key].num_classes
-    plan = dataset_ops.input_plan(
-        input_context,
-        batch_size=batch_size,
-        is_training=is_training,
-        seed=seed,
-        deterministic=deterministic,
-        drop_remainder=drop_remainder,
-    )
+    plan = dataset_ops.input_plan(input_context, config, is_training=is_training)
 
     def read(context):
         return builder.as_dataset(
@@ -145,37 +114,24 @@ def make_dataset(
             ds = read(None).shard(plan.num_pipelines, plan.pipeline_id)
     except (AssertionError, FileNotFoundError, KeyError) as e:
         raise errors.DataError(
-            f"tfds dataset {name!r} split {split!r} is not available: {str(e).splitlines()[0]}"
+            f"tfds dataset {builder.name!r} split {split!r} is not available: "
+            f"{str(e).splitlines()[0]}"
         ) from None
-    source = f"tfds {name} split {split}"
+    source = f"tfds {builder.name} split {split}"
     ds = ds.enumerate().map(
         lambda index, example: ((example[image_key], example[label_key]), (index, source))
     )
-    ds = dataset_ops.cache_shuffle_repeat(
-        ds, plan, is_training=is_training, cache=cache, shuffle_buffer=shuffle_buffer, repeat=repeat
-    )
+    ds = dataset_ops.cache_shuffle_repeat(ds, plan, config, is_training=is_training)
     return dataset_ops.preprocess_and_batch(
         ds,
         plan,
+        config,
         is_training=is_training,
-        image_size=image_size,
-        scale_range=scale_range,
-        resize_size=resize_size,
-        mean=mean,
-        std=std,
-        crop=crop,
-        flip=flip,
-        lighting_std=lighting_std,
-        skip_corrupt=skip_corrupt,
-        dtype=dtype,
-        num_classes=num_classes,
-        label_offset=label_offset,
-        check_images=check_images,
-        normalize=normalize,
-        finite=not repeat,
         parse_fn=lambda image_bytes, label: (  # No checks but the label's.
             image_bytes,
             label,
             tf.zeros([0], tf.bool),
         ),
+        num_classes=num_classes,
+        label_offset=0,  # tfds labels are 0-based
     )

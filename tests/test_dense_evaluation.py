@@ -12,9 +12,9 @@ import tensorflow as tf
 
 from delving.evaluation import dense, validation
 from delving.models import networks
-from delving.training import inputs
 from export import export_lib
-from pipelines import preprocessing
+from pipelines import preprocessing, sources
+from pipelines.config import InputConfig
 from tests import train_testutil
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -57,8 +57,10 @@ def run(tmp_path_factory):
         servable=servable,
         images=images,
         labels=labels,
-        source=inputs.DataSource(
-            data_dir=data_dir, num_classes=fx.NUM_CLASSES, std=preprocessing.STD_RGB
+        source=sources.DataSource(
+            data_dir=data_dir,
+            num_classes=fx.NUM_CLASSES,
+            input=InputConfig(batch_size=4, std=preprocessing.STD_RGB),
         ),
     )
 
@@ -125,7 +127,7 @@ def test_dense_view_traces_once_for_images_of_every_size(tmp_path_factory):
     model = networks.build_model("small_14", num_classes=10, width_multiplier=0.125, fc_units=16)
     evaluator = validation.Evaluator(
         model,
-        inputs.DataSource(data_dir=data_dir, num_classes=10),
+        sources.DataSource(data_dir=data_dir, num_classes=10, input=InputConfig(batch_size=4)),
         view="dense",
         scales=(40, 48),
         batch_size=1,

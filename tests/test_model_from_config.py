@@ -28,7 +28,7 @@ def test_input_std_decided_once_for_training_and_export():
     scaled = dataclasses.replace(plain, input_std=True)
     assert from_config.input_std(plain) is None
     assert from_config.input_std(scaled) == preprocessing.STD_RGB
-    assert inputs.source_from_config(scaled).std == preprocessing.STD_RGB
+    assert inputs.source_from_config(scaled).input.std == preprocessing.STD_RGB
 
 
 def test_build_uses_every_architecture_field():

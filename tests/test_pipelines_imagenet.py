@@ -1,6 +1,5 @@
 """The TFRecord reader on real shards with real JPEGs, broken ones included."""
 
-import functools
 import os
 
 import imaging_testutil as util
@@ -10,8 +9,14 @@ import tensorflow as tf
 
 from common import errors
 from pipelines import imagenet, preprocessing, records
+from pipelines.config import InputConfig
 
 SMALL = dict(image_size=16, scale_range=(18, 30), resize_size=18)
+
+
+def small(batch_size, **fields):
+    """An `InputConfig` of 16-px crops from 18-30 px scales."""
+    return InputConfig(batch_size=batch_size, **SMALL | fields)
 
 
 def labels_of(ds):
@@ -28,8 +33,8 @@ def data_dir(tmp_path_factory):
     return root
 
 
-def test_train_batches(data_dir):
-    ds = imagenet.make_dataset(data_dir, "train", batch_size=6, is_training=True, seed=3, **SMALL)
+def test_train_batches_are_normalised_crops_of_the_split(data_dir):
+    ds = imagenet.make_dataset(data_dir, "train", small(6, seed=3), is_training=True)
     batches = list(ds)
     assert len(batches) == 3  # 20 examples, drop_remainder for training.
     images, labels = batches[0]
@@ -45,7 +50,7 @@ def test_train_batches(data_dir):
 def test_train_batches_have_a_static_size(data_dir, batch_size, repeat):
     # 20 examples: with 5 the end-of-stream sentinel gets a batch of its own.
     ds = imagenet.make_dataset(
-        data_dir, "train", batch_size=batch_size, is_training=True, seed=3, repeat=repeat, **SMALL
+        data_dir, "train", small(batch_size, seed=3, repeat=repeat), is_training=True
     )
     assert ds.element_spec[0].shape == (batch_size, 16, 16, 3)
     assert ds.element_spec[1].shape == (batch_size,)
@@ -61,7 +66,7 @@ def test_train_images_are_the_eager_augmentation_of_their_record(data_dir):
         data = tf.io.parse_single_example(record, records.REQUIRED_FEATURES)
         by_label[int(data[records.LABEL])] = data[records.ENCODED]
     ds = imagenet.make_dataset(
-        data_dir, "train", batch_size=4, is_training=True, seed=11, normalize=False, **SMALL
+        data_dir, "train", small(4, seed=11, normalize=False), is_training=True
     )
     k = 0
     for features, labels in ds.take(3):
@@ -77,7 +82,7 @@ def test_train_images_are_the_eager_augmentation_of_their_record(data_dir):
 
 def test_train_is_reproducible_with_a_seed(data_dir):
     make = lambda seed: imagenet.make_dataset(
-        data_dir, "train", batch_size=4, is_training=True, seed=seed, **SMALL
+        data_dir, "train", small(4, seed=seed), is_training=True
     )
     a, b, c = (next(iter(make(s))) for s in (7, 7, 8))
     np.testing.assert_array_equal(a[0].numpy(), b[0].numpy())
@@ -86,32 +91,29 @@ def test_train_is_reproducible_with_a_seed(data_dir):
 
 
 def test_eval_reads_everything_in_a_fixed_order(data_dir):
-    ds = imagenet.make_dataset(data_dir, "validation", batch_size=4, is_training=False, **SMALL)
+    ds = imagenet.make_dataset(data_dir, "validation", small(4), is_training=False)
     # Round-robin over the two shards; the remainder is kept for evaluation.
     assert labels_of(ds) == [0, 3, 1, 4, 2, 5]
     assert next(iter(ds))[0].shape == (4, 16, 16, 3)
 
 
-def test_label_offset_num_classes_and_dtype(data_dir):
+def test_label_offset_zero_keeps_the_record_labels(data_dir):
     ds = imagenet.make_dataset(
-        data_dir,
-        "validation",
-        batch_size=6,
-        is_training=False,
-        label_offset=0,
-        num_classes=1001,
-        dtype="bfloat16",
-        **SMALL,
+        data_dir, "validation", small(6), is_training=False, label_offset=0, num_classes=1001
     )
-    images, labels = next(iter(ds))
-    assert images.dtype == tf.bfloat16
+    _, labels = next(iter(ds))
     assert sorted(labels.numpy().tolist()) == [1, 2, 3, 4, 5, 6]
 
 
+def test_config_dtype_is_the_image_dtype(data_dir):
+    config = small(6, dtype="bfloat16")
+    ds = imagenet.make_dataset(data_dir, "validation", config, is_training=False)
+    images, _ = next(iter(ds))
+    assert images.dtype == tf.bfloat16
+
+
 def test_label_out_of_range_names_the_record(data_dir):
-    ds = imagenet.make_dataset(
-        data_dir, "validation", batch_size=6, is_training=False, num_classes=3, **SMALL
-    )
+    ds = imagenet.make_dataset(data_dir, "validation", small(6), is_training=False, num_classes=3)
     with pytest.raises(tf.errors.InvalidArgumentError) as info:
         list(ds)
     message = str(errors.as_data_error(info.value))
@@ -119,9 +121,12 @@ def test_label_out_of_range_names_the_record(data_dir):
     assert "validation-00001-of-00002 (check num_classes" in message
 
 
-def test_whole_image_eval_for_dense_testing(data_dir):
+def test_whole_image_eval_keeps_the_aspect_ratio(data_dir):
     ds = imagenet.make_dataset(
-        data_dir, "validation", batch_size=1, is_training=False, crop=False, resize_size=20
+        data_dir,
+        "validation",
+        InputConfig(batch_size=1, crop=False, resize_size=20),
+        is_training=False,
     )
     images, _ = next(iter(ds))
     assert images.shape == (1, 20, 28, 3)  # 40x56 images, shorter side 20.
@@ -135,12 +140,9 @@ def test_input_context_shards_disjointly(data_dir, pipelines, expect_by_file):
         ds = imagenet.make_dataset(
             data_dir,
             "train",
-            batch_size=2,
+            small(2, drop_remainder=False, seed=1),
             is_training=True,
             input_context=context,
-            drop_remainder=False,
-            seed=1,
-            **SMALL,
         )
         batches = list(ds)
         assert batches[0][0].shape[0] == 1  # Per-replica batch: 2 / 2.
@@ -155,7 +157,7 @@ def test_mirrored_strategy_distributes_the_dataset(data_dir):
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     dist = strategy.distribute_datasets_from_function(
         lambda ctx: imagenet.make_dataset(
-            data_dir, "train", batch_size=4, is_training=True, input_context=ctx, **SMALL
+            data_dir, "train", small(4), is_training=True, input_context=ctx
         )
     )
     images, labels = next(iter(dist))
@@ -163,18 +165,20 @@ def test_mirrored_strategy_distributes_the_dataset(data_dir):
     assert len(local) == 2 and local[0].shape == (2, 16, 16, 3)
 
 
-def test_cache_and_repeat(data_dir):
+def test_cached_stream_repeats_in_file_order(data_dir):
     ds = imagenet.make_dataset(
-        data_dir, "validation", batch_size=3, is_training=False, cache=True, repeat=True, **SMALL
+        data_dir, "validation", small(3, cache=True, repeat=True), is_training=False
     )
     assert labels_of(ds.take(4)) == [0, 3, 1, 4, 2, 5] * 2
 
 
 @pytest.mark.parametrize("pattern", [None, "nothing-*"])
-def test_missing_directory_or_pattern_is_one_line(tmp_path, data_dir, pattern):
+def test_missing_shards_are_a_one_line_error(tmp_path, data_dir, pattern):
     where = str(tmp_path / "absent") if pattern is None else data_dir
     with pytest.raises(errors.DataError) as info:
-        imagenet.make_dataset(where, "train", batch_size=2, is_training=True, file_pattern=pattern)
+        imagenet.make_dataset(
+            where, "train", InputConfig(batch_size=2), is_training=True, file_pattern=pattern
+        )
     message = str(info.value)
     assert "\n" not in message and "'train'" in message
     assert (pattern or "train-*") in message
@@ -208,26 +212,24 @@ def test_record_without_a_bytes_image_is_named_not_dumped(tmp_path, kind):
     """Issue 16: a record that is no Example, or whose image/encoded is an
     int64 list, is one line naming file and record, without its bytes."""
     root = write_bad_dir(str(tmp_path), NOT_AN_IMAGE_RECORD[kind])
-    make = functools.partial(
-        imagenet.make_dataset, root, "train", batch_size=9, is_training=False, num_classes=4
+    make = lambda **fields: imagenet.make_dataset(
+        root, "train", small(9, **fields), is_training=False, num_classes=4
     )
     with pytest.raises(tf.errors.InvalidArgumentError) as info:
-        list(make(**SMALL))
+        list(make())
     message = str(errors.as_data_error(info.value))
     where = f"record 1 of {os.path.join(root, 'train-bad')}"
     assert message.startswith(f"cannot decode the image in {where} ("), message
     assert "no tf.train.Example with a bytes image/encoded" in message
     assert "this is no" not in message and "--skip_corrupt" in message
-    images = sum(int(x.shape[0]) for x, _ in make(skip_corrupt=True, **SMALL))
+    images = sum(int(x.shape[0]) for x, _ in make(skip_corrupt=True))
     assert images == 2 * 3 + 2  # every good record, the bad one dropped
 
 
 @pytest.mark.parametrize("payload", UNDECODABLE, ids=["truncated_jpeg", "bad_png", "text"])
 def test_undecodable_image_fails_naming_the_record(tmp_path, payload):
     root = write_bad_dir(str(tmp_path), util.example(payload, 2))
-    ds = imagenet.make_dataset(
-        root, "train", batch_size=9, is_training=False, num_classes=4, **SMALL
-    )
+    ds = imagenet.make_dataset(root, "train", small(9), is_training=False, num_classes=4)
     with pytest.raises(tf.errors.InvalidArgumentError) as info:
         list(ds)
     message = str(errors.as_data_error(info.value))
@@ -238,17 +240,14 @@ def test_undecodable_image_fails_naming_the_record(tmp_path, payload):
     )
 
 
-def test_undecodable_image_skipped_and_counted(tmp_path, capfd):
+def test_skipped_undecodable_image_is_counted_in_the_log(tmp_path, capfd):
     root = write_bad_dir(str(tmp_path), util.example(b"junk", 2))
     ds = imagenet.make_dataset(
         root,
         "train",
-        batch_size=9,
+        small(9, skip_corrupt=True, drop_remainder=False),
         is_training=True,
         num_classes=4,
-        skip_corrupt=True,
-        drop_remainder=False,
-        **SMALL,
     )
     assert len(labels_of(ds)) == 8
     log = capfd.readouterr().err
@@ -259,7 +258,7 @@ def test_undecodable_image_skipped_and_counted(tmp_path, capfd):
 def test_truncated_shard_fails_naming_the_file(tmp_path):
     util.write_shards(str(tmp_path), "train", num_shards=2, per_shard=4)
     broken = util.truncate(str(tmp_path / "train-00001-of-00002"))
-    ds = imagenet.make_dataset(str(tmp_path), "train", batch_size=3, is_training=False)
+    ds = imagenet.make_dataset(str(tmp_path), "train", InputConfig(batch_size=3), is_training=False)
     with pytest.raises(tf.errors.InvalidArgumentError) as info:
         list(ds)
     message = str(errors.as_data_error(info.value))
@@ -272,22 +271,20 @@ def test_truncated_shard_skipped_with_a_log(tmp_path, capfd):
     ds = imagenet.make_dataset(
         str(tmp_path),
         "train",
-        batch_size=3,
+        InputConfig(batch_size=3, skip_corrupt=True, drop_remainder=False),
         is_training=True,
-        skip_corrupt=True,
-        drop_remainder=False,
     )
     assert len(labels_of(ds)) == 4 + 2  # 60% of a 4-record shard: 2 intact.
     assert "train-00001-of-00002 after 2 intact records" in capfd.readouterr().err
 
 
-def test_corrupted_bytes_inside_a_shard(tmp_path):
+def test_corrupted_bytes_inside_a_shard_name_the_file(tmp_path):
     util.write_shards(str(tmp_path), "train", num_shards=1, per_shard=3)
     path = str(tmp_path / "train-00000-of-00001")
     data = bytearray(open(path, "rb").read())
     data[len(data) // 2] ^= 0xFF  # Breaks a record's CRC.
     open(path, "wb").write(bytes(data))
-    ds = imagenet.make_dataset(str(tmp_path), "train", batch_size=3, is_training=False)
+    ds = imagenet.make_dataset(str(tmp_path), "train", InputConfig(batch_size=3), is_training=False)
     with pytest.raises(tf.errors.InvalidArgumentError) as info:
         list(ds)
     assert path in str(errors.as_data_error(info.value))
@@ -297,7 +294,7 @@ def test_corrupted_bytes_inside_a_shard(tmp_path):
 def test_missing_feature_names_the_feature(tmp_path, missing):
     root = write_bad_dir(str(tmp_path), util.example(util.image_bytes(), 2, **{missing: None}))
     ds = imagenet.make_dataset(
-        root, "train", batch_size=9, is_training=False, num_classes=4, skip_corrupt=True, **SMALL
+        root, "train", small(9, skip_corrupt=True), is_training=False, num_classes=4
     )
     with pytest.raises(tf.errors.InvalidArgumentError) as info:
         list(ds)
@@ -311,7 +308,7 @@ def test_as_data_error_ignores_other_errors():
 
 def test_unchecked_decoding_gives_the_same_batches(data_dir):
     make = lambda check: imagenet.make_dataset(
-        data_dir, "train", batch_size=4, is_training=True, seed=5, check_images=check, **SMALL
+        data_dir, "train", small(4, seed=5, check_images=check), is_training=True
     )
     (a, la), (b, lb) = next(iter(make(True))), next(iter(make(False)))
     np.testing.assert_array_equal(a.numpy(), b.numpy())
@@ -325,9 +322,7 @@ def test_undecodable_image_at_either_end_is_named(tmp_path, position):
     bad = util.example(b"junk", 1)
     path = str(tmp_path / "train-00000-of-00001")
     util.write_records(path, [bad, good, good] if position == "first" else [good, good, bad])
-    ds = imagenet.make_dataset(
-        str(tmp_path), "train", batch_size=3, is_training=False, num_classes=4, **SMALL
-    )
+    ds = imagenet.make_dataset(str(tmp_path), "train", small(3), is_training=False, num_classes=4)
     with pytest.raises(tf.errors.InvalidArgumentError) as info:
         list(ds)
     index = 0 if position == "first" else 2
@@ -336,20 +331,16 @@ def test_undecodable_image_at_either_end_is_named(tmp_path, position):
     )
 
 
-def test_consecutive_undecodable_images_skipped_and_counted(tmp_path, capfd):
+def test_consecutive_undecodable_images_are_all_skipped(tmp_path, capfd):
     good = util.example(util.image_bytes(), 2)
     bad = util.example(b"junk", 2)
     util.write_records(str(tmp_path / "train-00000-of-00001"), [good, bad, bad, good, bad])
     ds = imagenet.make_dataset(
         str(tmp_path),
         "train",
-        batch_size=8,
+        small(8, seed=1, skip_corrupt=True, drop_remainder=False),
         is_training=True,
         num_classes=4,
-        seed=1,
-        skip_corrupt=True,
-        drop_remainder=False,
-        **SMALL,
     )
     assert labels_of(ds) == [1, 1]
     assert "(3 skipped so far)" in capfd.readouterr().err
@@ -360,7 +351,7 @@ def test_training_order_still_names_the_bad_image(tmp_path):
     # the decoding map keeps its order so that the count check still works.
     root = write_bad_dir(str(tmp_path), util.example(b"junk", 2))
     ds = imagenet.make_dataset(
-        root, "train", batch_size=2, is_training=True, num_classes=4, drop_remainder=False, **SMALL
+        root, "train", small(2, drop_remainder=False), is_training=True, num_classes=4
     )
     with pytest.raises(tf.errors.InvalidArgumentError) as info:
         list(ds)
@@ -373,12 +364,8 @@ def test_uint8_batches_normalise_to_the_float_batches(data_dir):
     make = lambda normalize: imagenet.make_dataset(
         data_dir,
         "train",
-        batch_size=4,
+        small(4, seed=5, normalize=normalize, std=preprocessing.STD_RGB),
         is_training=True,
-        seed=5,
-        normalize=normalize,
-        std=preprocessing.STD_RGB,
-        **SMALL,
     )
     (floats, labels), (raw, raw_labels) = (next(iter(make(True))), next(iter(make(False))))
     assert raw["pixels"].dtype == tf.uint8 and raw["lighting"].shape == (4, 3)
@@ -393,7 +380,7 @@ def test_uint8_batches_normalise_to_the_float_batches(data_dir):
 
 
 def test_eval_batches_equal_the_eager_preprocessing(data_dir):
-    ds = imagenet.make_dataset(data_dir, "validation", batch_size=6, is_training=False, **SMALL)
+    ds = imagenet.make_dataset(data_dir, "validation", small(6), is_training=False)
     images, _ = next(iter(ds))
     files = imagenet.list_files(data_dir, "validation")
     records_in_order = [

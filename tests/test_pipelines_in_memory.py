@@ -13,8 +13,13 @@ import tensorflow as tf
 
 from common import errors
 from pipelines import dataset_ops, in_memory
+from pipelines.config import LIGHTING_STD, InputConfig
 
 IMAGE_SIZE, SCALES, SIDE = 16, (16, 20), 32
+# The trainer's stream: endless, uint8 crops and lighting shifts.
+STREAM = InputConfig(
+    batch_size=8, image_size=IMAGE_SIZE, scale_range=SCALES, repeat=True, normalize=False
+)
 
 
 def ramp(height, width):
@@ -38,7 +43,7 @@ def augment(split, indices, seed, **kwargs):
     return in_memory.augment_batch(split, tf.constant(indices), tf.constant(seed), **kwargs)
 
 
-def test_load_keeps_landscape_and_portrait_images_on_their_own_canvases():
+def test_load_keeps_each_orientation_on_its_own_canvas():
     images = [ramp(SIDE, 48), ramp(40, SIDE), ramp(SIDE, SIDE), ramp(44, SIDE)]
     split = split_of(images, [3, 5, 6, 7])
     assert split.landscape.shape == (2, SIDE, 48, 3) and split.landscape.dtype == tf.uint8
@@ -86,16 +91,25 @@ def test_crops_are_ramps_in_the_image_orientation_at_the_drawn_scale(shape):
         assert green.min() < 8 and green.max() > 4 * (shape[1] - 1) - 6
 
 
-def test_labels_follow_their_images_and_lighting_is_the_pca_shift():
+def coloured_split():
+    """Six flat images of widths SIDE.. and colours 10, 30, ..., labelled 0..5."""
     colours = [np.full((SIDE, SIDE + 10 * i, 3), 20.0 * i + 10, np.float32) for i in range(6)]
-    split = split_of(colours, list(range(6)))
+    return split_of(colours, list(range(6)))
+
+
+def test_labels_follow_their_images():
     indices = [5, 0, 3, 3, 1, 4, 2]
-    images, shifts, labels = augment(split, indices, [1, 2], lighting_std=0.1)
+    images, _, labels = augment(coloured_split(), indices, [1, 2], lighting_std=LIGHTING_STD)
     assert labels.numpy().tolist() == indices
     for image, label in zip(images.numpy(), labels.numpy()):
         assert np.all(image == 20 * label + 10)
+
+
+def test_lighting_is_the_pca_shift():
+    indices = [5, 0, 3, 3, 1, 4, 2]
+    _, shifts, _ = augment(coloured_split(), indices, [1, 2], lighting_std=LIGHTING_STD)
     assert shifts.shape == (7, 3) and np.abs(shifts.numpy()).max() > 0
-    # shift = eigvec @ (alpha * eigval): back to alpha, whose std is 0.1.
+    # shift = eigvec @ (alpha * eigval): back to alpha, whose std is LIGHTING_STD.
     alpha = np.linalg.solve(
         np.asarray(in_memory.preprocessing.EIGVEC),
         np.asarray(shifts.numpy()).T,
@@ -103,17 +117,28 @@ def test_labels_follow_their_images_and_lighting_is_the_pca_shift():
     assert 0.01 < alpha.std() < 0.3
 
 
-def test_eager_equals_dataset_map_and_the_seed_matters():
+def augment_three():
+    """`fn(indices, seed)` augmenting three ramps of either orientation."""
     split = split_of([ramp(SIDE, 48), ramp(40, SIDE), ramp(SIDE, 36)], [0, 1, 2])
-    kwargs = dict(image_size=IMAGE_SIZE, scale_range=SCALES, lighting_std=0.1)
-    fn = lambda idx, seed: in_memory.augment_batch(split, idx, seed, **kwargs)
+    return lambda idx, seed: in_memory.augment_batch(
+        split, idx, seed, image_size=IMAGE_SIZE, scale_range=SCALES, lighting_std=LIGHTING_STD
+    )
+
+
+def test_eager_equals_dataset_map():
+    fn = augment_three()
     idx, seed = tf.constant([0, 1, 1, 2, 0]), tf.constant([3, 4])
     eager = fn(idx, seed)
     graph = next(iter(tf.data.Dataset.from_tensors((idx, seed)).map(fn)))
     for a, b in zip(eager, graph):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
-    other = fn(idx, tf.constant([3, 5]))
-    assert not np.array_equal(eager[0].numpy(), other[0].numpy())
+
+
+def test_the_seed_changes_the_batch():
+    fn = augment_three()
+    idx = tf.constant([0, 1, 1, 2, 0])
+    one, other = fn(idx, tf.constant([3, 4])), fn(idx, tf.constant([3, 5]))
+    assert not np.array_equal(one[0].numpy(), other[0].numpy())
 
 
 def test_pipelines_share_each_pass_without_overlap():
@@ -126,10 +151,7 @@ def test_pipelines_share_each_pass_without_overlap():
         )
         ds = in_memory.make_dataset(
             split,
-            batch_size=2 * batch,  # global: 8 per pipeline
-            image_size=IMAGE_SIZE,
-            scale_range=SCALES,
-            seed=5,
+            STREAM.replace(batch_size=2 * batch, seed=5),  # global: 8 per pipeline
             input_context=context,
         )
         labels = np.concatenate([y.numpy() for _, y in ds.take(3)])  # 24 = two passes of 12
@@ -146,32 +168,54 @@ def test_pipelines_share_each_pass_without_overlap():
     assert seen[0][0] != seen[0][1]
 
 
-def test_same_seed_same_stream_and_passes_are_reshuffled():
-    n = 16
+def two_passes(seed, n=16):
+    """Two whole-split batches (two passes) of `n` ramps labelled 0..n-1."""
     split = split_of([ramp(SIDE, 40)] * n, list(range(n)))
-    make = lambda seed: in_memory.make_dataset(
-        split, batch_size=n, image_size=IMAGE_SIZE, scale_range=SCALES, seed=seed
-    )
-    first = [(x["pixels"].numpy(), y.numpy()) for x, y in make(1).take(2)]
-    again = [(x["pixels"].numpy(), y.numpy()) for x, y in make(1).take(2)]
-    for (a, la), (b, lb) in zip(first, again):
+    ds = in_memory.make_dataset(split, STREAM.replace(batch_size=n, seed=seed))
+    return [(x["pixels"].numpy(), y.numpy()) for x, y in ds.take(2)]
+
+
+def test_same_seed_gives_the_same_stream():
+    for (a, la), (b, lb) in zip(two_passes(1), two_passes(1)):
         np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(la, lb)
-    assert sorted(first[0][1]) == list(range(n)) and list(first[0][1]) != list(first[1][1])
 
 
-def test_limits_are_one_line_errors():
-    images = [ramp(SIDE, 48)] * 4
-    ds = tf.data.Dataset.from_tensor_slices((np.stack(images), np.arange(4)))
+def test_each_pass_is_reshuffled():
+    first = two_passes(1)
+    assert sorted(first[0][1]) == list(range(16)) and list(first[0][1]) != list(first[1][1])
+
+
+def test_unrepeated_stream_ends_after_one_pass():
+    split = split_of([ramp(SIDE, 40)] * 10, list(range(10)))
+    ds = in_memory.make_dataset(split, STREAM.replace(batch_size=4, seed=0, repeat=False))
+    assert [int(y.shape[0]) for _, y in ds] == [4, 4]  # full batches only
+
+
+def four_ramps():
+    return tf.data.Dataset.from_tensor_slices((np.stack([ramp(SIDE, 48)] * 4), np.arange(4)))
+
+
+def test_split_beyond_max_bytes_is_a_one_line_error():
     with pytest.raises(errors.DataError, match="does not fit in memory .* --in_memory") as e:
-        in_memory.load(ds, side=SIDE, max_bytes=SIDE * 48 * 3 * 2, where="the test split")
+        in_memory.load(four_ramps(), side=SIDE, max_bytes=SIDE * 48 * 3 * 2, where="the test split")
     assert "\n" not in str(e.value) and "the test split" in str(e.value)
+
+
+def test_empty_split_is_a_data_error():
     with pytest.raises(errors.DataError, match="has no images"):
-        in_memory.load(ds.take(0), side=SIDE)
-    split = split_of(images, range(4))
+        in_memory.load(four_ramps().take(0), side=SIDE)
+
+
+def test_missing_seed_is_refused():
+    split = split_of([ramp(SIDE, 48)] * 4, range(4))
     with pytest.raises(ValueError, match="seed"):
-        in_memory.make_dataset(
-            split, batch_size=2, image_size=IMAGE_SIZE, scale_range=SCALES, seed=None
-        )
+        in_memory.make_dataset(split, STREAM.replace(batch_size=2, seed=None))
+
+
+def test_scale_range_below_the_crop_is_refused():
+    split = split_of([ramp(SIDE, 48)] * 4, range(4))
     with pytest.raises(ValueError, match="scale_range"):
-        in_memory.make_dataset(split, batch_size=2, image_size=20, scale_range=(16, 24), seed=0)
+        in_memory.make_dataset(
+            split, STREAM.replace(batch_size=2, image_size=20, scale_range=(16, 24), seed=0)
+        )

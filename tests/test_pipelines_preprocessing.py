@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 from pipelines import preprocessing as pp
+from pipelines.config import LIGHTING_STD
 
 FORMATS = ["jpeg", "png", "gif", "bmp", "cmyk_jpeg", "gray_jpeg", "gray_png", "rgba_png"]
 
@@ -29,7 +30,7 @@ def test_decode_rgb_matches_pillow_for_every_format(fmt):
 
 @pytest.mark.parametrize("fmt", ["jpeg", "png", "cmyk_jpeg", "gray_jpeg"])
 @pytest.mark.parametrize("size", [(9, 5), (60, 90), (375, 500)])
-def test_train_eager_equals_graph_and_shape(fmt, size):
+def test_train_eager_equals_graph(fmt, size):
     data = tf.constant(util.image_bytes(fmt, *size, seed=1))
     kwargs = dict(image_size=24, scale_range=(26, 52))
     fn = lambda b, s: pp.preprocess_for_train(b, seed=s, **kwargs)
@@ -81,18 +82,18 @@ def test_flip_happens_about_half_the_time():
 
 def test_lighting_adds_one_colour_along_the_pca_axes():
     image = tf.zeros([4, 5, 3])
-    out = pp.lighting(image, 0.1, tf.constant([1, 2])).numpy()
+    out = pp.lighting(image, LIGHTING_STD, tf.constant([1, 2])).numpy()
     shift = out[0, 0]
     np.testing.assert_allclose(out, np.broadcast_to(shift, out.shape))
-    alpha = tf.random.stateless_normal([3], [1, 2], stddev=0.1).numpy()
+    alpha = tf.random.stateless_normal([3], [1, 2], stddev=LIGHTING_STD).numpy()
     expected = np.array(pp.EIGVEC) @ (alpha * np.array(pp.EIGVAL))
     np.testing.assert_allclose(shift, expected, rtol=1e-5)
     np.testing.assert_allclose(
-        in_graph(lambda x: pp.lighting(x, 0.1, tf.constant([1, 2])), image), out
+        in_graph(lambda x: pp.lighting(x, LIGHTING_STD, tf.constant([1, 2])), image), out
     )
 
 
-def test_normalize():
+def test_normalize_is_the_per_channel_affine_map():
     image = tf.fill([2, 2, 3], 128.0)
     out = pp.normalize(image, pp.MEAN_RGB, pp.STD_RGB).numpy()
     np.testing.assert_allclose(
@@ -126,7 +127,7 @@ def test_eval_centre_crop_eager_equals_graph(fmt, size):
 @pytest.mark.parametrize(
     "size,expected", [((30, 40), (32, 43)), ((50, 20), (80, 32)), ((5, 5), (32, 32))]
 )
-def test_eval_whole_image_and_resize_shorter_side(size, expected):
+def test_eval_whole_image_has_the_resized_shorter_side(size, expected):
     data = util.image_bytes("jpeg", *size)
     fn = lambda b: pp.preprocess_for_eval(b, resize_size=32, crop=False)
     out = fn(tf.constant(data)).numpy()
@@ -134,7 +135,7 @@ def test_eval_whole_image_and_resize_shorter_side(size, expected):
     np.testing.assert_allclose(out, in_graph(fn, data), atol=1e-4)
 
 
-def test_ten_crop_views_are_corners_centre_and_mirrors():
+def test_ten_crop_gives_the_papers_ten_views():
     image = tf.reshape(tf.range(6 * 8 * 1, dtype=tf.float32), [6, 8, 1])
     views = pp.ten_crop(image, 4).numpy()
     assert views.shape == (10, 4, 4, 1)

@@ -6,21 +6,15 @@ import tensorflow_datasets as tfds
 
 from common import errors
 from pipelines import tfds as tfds_pipeline
+from pipelines.config import InputConfig
 
 
 @pytest.mark.parametrize("is_training", [True, False])
-def test_imagenet2012_mock_through_the_paper_preprocessing(is_training):
+def test_imagenet2012_batches_are_the_configured_crops(is_training):
+    config = InputConfig(batch_size=4, image_size=24, scale_range=(26, 40), resize_size=26, seed=1)
     with tfds.testing.mock_data(num_examples=10):
-        ds = tfds_pipeline.make_dataset(
-            "imagenet2012",
-            "train",
-            batch_size=4,
-            is_training=is_training,
-            image_size=24,
-            scale_range=(26, 40),
-            resize_size=26,
-            seed=1,
-        )
+        builder = tfds_pipeline.load_builder("imagenet2012")
+        ds = tfds_pipeline.make_dataset(builder, "train", config, is_training=is_training)
         batches = list(ds)
     assert len(batches) == (2 if is_training else 3)
     images, labels = batches[0]
@@ -29,42 +23,41 @@ def test_imagenet2012_mock_through_the_paper_preprocessing(is_training):
     assert all(0 <= v < 1000 for _, y in batches for v in y.numpy())
 
 
-def test_other_dataset_with_input_context_and_dtype():
+def test_input_context_gives_the_per_replica_share():
     context = tf.distribute.InputContext(2, 1, num_replicas_in_sync=2)
+    config = InputConfig(
+        batch_size=4, image_size=16, scale_range=(16, 20), dtype="bfloat16", seed=2
+    )
     with tfds.testing.mock_data(num_examples=8):
+        builder = tfds_pipeline.load_builder("imagenette")
         ds = tfds_pipeline.make_dataset(
-            "imagenette",
-            "train",
-            batch_size=4,
-            is_training=True,
-            input_context=context,
-            image_size=16,
-            scale_range=(16, 20),
-            dtype="bfloat16",
-            seed=2,
+            builder, "train", config, is_training=True, input_context=context
         )
         images, labels = next(iter(ds))
     assert images.shape == (2, 16, 16, 3) and images.dtype == tf.bfloat16
     assert all(0 <= v < 10 for v in labels.numpy())
 
 
-def test_unprepared_or_unknown_dataset_is_a_data_error(tmp_path):
+def test_unprepared_dataset_is_a_data_error(tmp_path):
+    builder = tfds_pipeline.load_builder("imagenette", str(tmp_path))
     with pytest.raises(errors.DataError, match="imagenette"):
-        tfds_pipeline.make_dataset(
-            "imagenette", "train", batch_size=2, is_training=False, data_dir=str(tmp_path)
-        )
+        tfds_pipeline.make_dataset(builder, "train", InputConfig(batch_size=2), is_training=False)
+
+
+def test_unknown_dataset_is_a_data_error(tmp_path):
     with pytest.raises(errors.DataError, match="no_such_dataset"):
-        tfds_pipeline.make_dataset(
-            "no_such_dataset", "train", batch_size=2, is_training=False, data_dir=str(tmp_path)
-        )
+        tfds_pipeline.load_builder("no_such_dataset", str(tmp_path))
 
 
 def test_split_of_an_unprepared_dataset_is_a_data_error(tmp_path):
     """Not tfds' `KeyError: splits is empty` (what --tfds_name=imagenet2012
-    with an empty manual dir ended in), and unknown names in one line."""
+    with an empty manual dir ended in)."""
     builder = tfds_pipeline.load_builder("imagenette", str(tmp_path))
     with pytest.raises(errors.DataError, match="'imagenette' .* is not prepared"):
         tfds_pipeline.split_info(builder, "train")
+
+
+def test_unknown_dataset_error_is_one_line(tmp_path):
     with pytest.raises(errors.DataError, match="'no_such_dataset'") as info:
         tfds_pipeline.load_builder("no_such_dataset", str(tmp_path))
     assert "\n" not in str(info.value)

@@ -58,13 +58,19 @@ tests/test_training_flow.py keeps it that way. Evaluation and export build or
 load the same network and take the dense-testing window and the input scaling
 from `delving.models.from_config`.
 
-Input pipeline: a reader (`pipelines.imagenet`, `pipelines.tfds`) makes
+Input pipeline: every reader takes one frozen `pipelines.config.InputConfig`
+whole (batch, geometry, lighting, normalisation, seed, caching, skipping of
+corrupt input; the paper's values are that module's constants), and
+`pipelines.sources.DataSource` hides which reader serves a dataset;
+`delving.training.inputs` builds the config once from a `TrainConfig`. A
+streaming reader (`pipelines.imagenet`, `pipelines.tfds`) makes
 `(record, origin)` elements, `pipelines.dataset_ops.preprocess_and_batch`
 numbers them, decodes and augments each image in one map, batches and
 normalises; `pipelines.bad_input` is the bookkeeping around that map that
-names (or skips) bad records without a per-image check. With
-`normalize=False` the batches are `({"pixels": uint8 [B,S,S,3], "lighting":
-float32 [B,3]}, labels)` and the train step normalises on the device.
+names (or skips) bad records without a per-image check. `pipelines.in_memory`
+augments whole batches of a split decoded once. With `normalize=False` the
+batches are `({"pixels": uint8 [B,S,S,3], "lighting": float32 [B,3]},
+labels)` and the train step normalises on the device.
 
 ### model_dir layout (written by training, read by evaluation and export)
 

@@ -27,6 +27,7 @@ import tensorflow as tf
 
 from common import progress as _progress
 from delving.evaluation import dense
+from pipelines import config as input_config
 from pipelines import preprocessing
 
 
@@ -39,7 +40,7 @@ class View:
       description: one line for --help.
       make_dataset: `fn(source, split, *, scale, image_size, batch_size,
         input_context, dtype) -> tf.data.Dataset` of `(inputs, labels)`
-        per-replica batches, where `source` is a `delving.training.inputs.DataSource`
+        per-replica batches, where `source` is a `pipelines.sources.DataSource`
         and `batch_size` is global (the `pipelines` readers divide it by the
         replicas of `input_context`).
       scores: `fn(model, inputs, *, image_size) -> float32 [batch, classes]`
@@ -69,15 +70,10 @@ def _probabilities(logits):
 
 
 def _center_dataset(source, split, *, scale, image_size, batch_size, input_context, dtype):
-    return source.dataset(
-        split,
-        is_training=False,
-        batch_size=batch_size,
-        image_size=image_size,
-        resize_size=scale,
-        input_context=input_context,
-        dtype=dtype,
+    config = source.input.replace(
+        batch_size=batch_size, image_size=image_size, resize_size=scale, dtype=dtype
     )
+    return source.dataset(split, config, is_training=False, input_context=input_context)
 
 
 def _ten_view_dataset(source, split, *, scale, image_size, batch_size, input_context, dtype):
@@ -136,7 +132,7 @@ class Evaluator:
 
     Args:
       model: a Keras classifier returning logits.
-      source: a `delving.training.inputs.DataSource`.
+      source: a `pipelines.sources.DataSource`.
       view: a name in `VIEWS`.
       scales: shorter-side sizes; probabilities are averaged over them.
       image_size: crop side.
@@ -155,8 +151,8 @@ class Evaluator:
         source,
         *,
         view="center",
-        scales=(256,),
-        image_size=224,
+        scales=(input_config.RESIZE_SIZE,),
+        image_size=input_config.IMAGE_SIZE,
         batch_size=128,
         steps=None,
         strategy=None,

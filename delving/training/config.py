@@ -33,6 +33,7 @@ import os
 from common import fields
 from common.fields import AT_LEAST_ZERO, FRACTION, POSITIVE, field
 from delving.models.specs import ACTIVATIONS, INITS, MODEL_NAMES
+from pipelines import config as input_config
 
 # Allowed values of the string fields.
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
@@ -136,14 +137,18 @@ class TrainConfig:
     width_multiplier: float = field(1.0, "scales conv widths.", check=POSITIVE)
     fc_units: int = field(4096, "fc1/fc2 width.", check=POSITIVE)
     # Input.
-    image_size: int = field(224, "training crop side.", check=POSITIVE)
+    image_size: int = field(input_config.IMAGE_SIZE, "training crop side.", check=POSITIVE)
     scale_range: tuple[int, ...] = field(
-        (256, 512), "min,max shorter side before cropping (scale jitter)."
+        input_config.SCALE_RANGE, "min,max shorter side before cropping (scale jitter)."
     )
     eval_resize: int = field(
-        256, "validation: shorter side before the centre crop.", check=POSITIVE
+        input_config.RESIZE_SIZE,
+        "validation: shorter side before the centre crop.",
+        check=POSITIVE,
     )
-    lighting_std: float = field(0.1, "PCA colour noise std.", check=AT_LEAST_ZERO)
+    lighting_std: float = field(
+        input_config.LIGHTING_STD, "PCA colour noise std.", check=AT_LEAST_ZERO
+    )
     input_std: bool = field(
         False, "after subtracting the mean RGB, also divide by the ImageNet std RGB."
     )

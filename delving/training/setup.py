@@ -16,12 +16,12 @@ from typing import NamedTuple
 import keras
 import tensorflow as tf
 
-from common import errors
+from common import errors, memory
 from delving.models import from_config, stats
 from delving.training import config as config_lib
 from delving.training import inputs, run_dir
 from delving.training import optimizer as optimizer_lib
-from pipelines import in_memory
+from pipelines import sources
 
 GIB = 2**30
 
@@ -80,7 +80,7 @@ class Prepared:
     strategy: tf.distribute.Strategy
     chief: bool  # writes the model_dir's files
     task: tuple  # (task type, task id); (None, 0) when not multi-worker
-    source: inputs.DataSource
+    source: sources.DataSource
     classes: list
     jit_compile: bool
     state: TrainState
@@ -254,7 +254,7 @@ def _check_batch_fits(cfg, model, strategy):
         devices = [d.name for d in tf.config.list_logical_devices("GPU")] or ["/cpu:0"]
     if any("CPU" not in d.upper() for d in devices):
         return
-    available = in_memory.host_available_bytes()
+    available = memory.host_available_bytes()
     if available is None:
         return
     host_batch = cfg.batch_size * len(devices) // strategy.num_replicas_in_sync

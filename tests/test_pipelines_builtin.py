@@ -1,15 +1,15 @@
-"""The built-in dataset and the class lists, on real files."""
+"""The built-in dataset, generated for real and read back."""
 
 import json
 import os
 
-import imaging_testutil as util
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from common import errors
 from pipelines import builtin, imagenet, labels
+from pipelines.config import InputConfig
 
 TINY = dict(splits=(("train", 30, 3), ("validation", 10, 2)), size_range=(40, 60))
 
@@ -19,7 +19,7 @@ def tiny_dir(tmp_path_factory):
     return builtin.ensure_dataset(str(tmp_path_factory.mktemp("builtin") / "set"), seed=3, **TINY)
 
 
-def test_layout_schema_and_labels(tiny_dir):
+def test_layout_follows_the_imagenet_schema(tiny_dir):
     names = sorted(os.listdir(tiny_dir))
     assert names == [
         "dataset_info.json",
@@ -44,38 +44,45 @@ def test_layout_schema_and_labels(tiny_dir):
     assert info["splits"] == {"train": 30, "validation": 10}
 
 
-def test_reads_through_make_dataset_and_class_list(tiny_dir):
+def test_reads_through_the_tfrecord_reader(tiny_dir):
     ds = imagenet.make_dataset(
         tiny_dir,
         "validation",
-        batch_size=10,
+        InputConfig(batch_size=10, image_size=32, resize_size=36),
         is_training=False,
-        image_size=32,
-        resize_size=36,
         num_classes=builtin.NUM_CLASSES,
     )
     _, y = next(iter(ds))
     assert sorted(y.numpy().tolist()) == list(range(10))
+
+
+def test_class_list_names_the_shapes(tiny_dir):
     classes = labels.load_class_list(data_dir=tiny_dir, num_classes=builtin.NUM_CLASSES)
     assert classes[0] == labels.ClassInfo(0, "b00000001", "circle")
     assert [c.name for c in classes] == list(builtin.CLASS_NAMES)
 
 
-def test_deterministic_and_idempotent(tiny_dir, tmp_path):
+def test_same_seed_writes_the_same_bytes(tiny_dir, tmp_path):
     again = builtin.ensure_dataset(str(tmp_path / "again"), seed=3, **TINY)
     for name in os.listdir(tiny_dir):
         assert (
             open(os.path.join(tiny_dir, name), "rb").read()
             == open(os.path.join(again, name), "rb").read()
         ), name
-    mtime = os.path.getmtime(os.path.join(again, "train-00000-of-00003"))
-    assert builtin.ensure_dataset(again, seed=3, **TINY) == again  # No redo.
-    assert os.path.getmtime(os.path.join(again, "train-00000-of-00003")) == mtime
+    assert not [n for n in os.listdir(tmp_path) if ".tmp-" in n]
+
+
+def test_a_complete_set_is_not_generated_again(tiny_dir):
+    mtime = os.path.getmtime(os.path.join(tiny_dir, "train-00000-of-00003"))
+    assert builtin.ensure_dataset(tiny_dir, seed=3, **TINY) == tiny_dir  # No redo.
+    assert os.path.getmtime(os.path.join(tiny_dir, "train-00000-of-00003")) == mtime
+
+
+def test_another_seed_draws_other_images(tiny_dir, tmp_path):
     other = builtin.ensure_dataset(str(tmp_path / "other"), seed=4, **TINY)
     assert open(os.path.join(other, "train-00000-of-00003"), "rb").read() != (
         open(os.path.join(tiny_dir, "train-00000-of-00003"), "rb").read()
     )
-    assert not [n for n in os.listdir(tmp_path) if ".tmp-" in n]
 
 
 def test_default_dir_follows_the_environment(monkeypatch, tmp_path):
@@ -85,7 +92,7 @@ def test_default_dir_follows_the_environment(monkeypatch, tmp_path):
     assert builtin.default_dir().endswith(".cache/delving/builtin-v1-seed0")
 
 
-def test_refuses_a_foreign_directory(tmp_path):
+def test_a_foreign_directory_is_refused(tmp_path):
     (tmp_path / "mine.txt").write_text("keep me")
     with pytest.raises(errors.DataError, match="no complete built-in"):
         builtin.ensure_dataset(str(tmp_path), **TINY)
@@ -105,45 +112,6 @@ def test_classes_differ_in_shape_not_colour():
     for i in range(len(masks)):
         for j in range(i):
             assert (masks[i] != masks[j]).mean() > 0.05, (i, j)
-
-
-LABEL_FILES = [
-    (
-        "n01\ttench, Tinca tinca\nn02\tgoldfish\n",
-        [("n01", "tench, Tinca tinca"), ("n02", "goldfish")],
-    ),
-    (
-        "n01 tench, Tinca tinca\nn02 goldfish\n\n",
-        [("n01", "tench, Tinca tinca"), ("n02", "goldfish")],
-    ),
-    ("n01\nn02\n", [("n01", "n01"), ("n02", "n02")]),
-]
-
-
-@pytest.mark.parametrize("text,expected", LABEL_FILES)
-def test_labels_file_formats(tmp_path, text, expected):
-    path = tmp_path / "synset_words.txt"
-    path.write_text(text)
-    classes = labels.load_class_list(labels_file=str(path), num_classes=2)
-    assert [(c.synset, c.name) for c in classes] == expected
-    assert [c.index for c in classes] == [0, 1]
-
-
-def test_labels_file_errors(tmp_path):
-    with pytest.raises(errors.DataError, match="does not exist"):
-        labels.load_class_list(labels_file=str(tmp_path / "no"), num_classes=2)
-    (tmp_path / "l.txt").write_text("a\nb\nc\n")
-    with pytest.raises(errors.DataError, match="lists 3 classes but num_cl"):
-        labels.load_class_list(labels_file=str(tmp_path / "l.txt"), num_classes=2)
-
-
-def test_labels_from_records_then_generic(tmp_path):
-    util.write_shards(str(tmp_path), "validation", num_shards=1, per_shard=3, num_classes=3)
-    classes = labels.load_class_list(data_dir=str(tmp_path), num_classes=4)
-    assert classes[:3] == [labels.ClassInfo(i, f"s{i:04d}", f"class {i}") for i in range(3)]
-    assert classes[3] == labels.ClassInfo(3, "class_0003", "class_0003")
-    generic = labels.load_class_list(data_dir=str(tmp_path / "x"), num_classes=2)
-    assert [c.name for c in generic] == ["class_0000", "class_0001"]
 
 
 def test_a_killed_generation_is_removed_at_the_next_start(tmp_path):

@@ -16,6 +16,7 @@ from absl.testing import flagsaver
 from common import errors
 from pipelines import build_tfrecords, imagenet, records
 from pipelines import tfrecord_builder as builder
+from pipelines.config import InputConfig
 from tests import train_testutil
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -85,9 +86,8 @@ def test_converts_folders_reencoding_odd_files(train_dir, tmp_path):
     # Shards mix classes (files are shuffled), and the reader takes them.
     first = read_examples(out, "train")[:4]
     assert len({e["synset"] for e in first}) > 1
-    ds = imagenet.make_dataset(
-        out, "train", batch_size=11, is_training=False, num_classes=3, image_size=16, resize_size=16
-    )
+    config = InputConfig(batch_size=11, image_size=16, resize_size=16)
+    ds = imagenet.make_dataset(out, "train", config, is_training=False, num_classes=3)
     assert sorted(next(iter(ds))[1].numpy().tolist()) == sorted(e["label"] - 1 for e in examples)
 
 
@@ -172,12 +172,11 @@ def test_killed_conversion_resumes(tmp_path):
     assert len(read_examples(str(out), "train")) == 24
 
 
-@pytest.mark.parametrize(
-    "payload",
-    [b"this is not an image", util.image_bytes(height=80)[:300]],
-    ids=["text", "truncated_jpeg"],
-)
-def test_corrupt_file_fails_or_is_skipped(train_dir, tmp_path, payload):
+CORRUPT = [b"this is not an image", util.image_bytes(height=80)[:300]]
+
+
+@pytest.mark.parametrize("payload", CORRUPT, ids=["text", "truncated_jpeg"])
+def test_corrupt_file_fails_the_build_naming_it(train_dir, tmp_path, payload):
     bad = os.path.join(train_dir, "n01", "bad.JPEG")
     open(bad, "wb").write(payload)
     out = str(tmp_path / "out")
@@ -186,6 +185,13 @@ def test_corrupt_file_fails_or_is_skipped(train_dir, tmp_path, payload):
     ):
         builder.build(train_dir, out, "train", num_shards=1, progress=False)
     assert not [n for n in os.listdir(out) if n.startswith("train-")]
+
+
+@pytest.mark.parametrize("payload", CORRUPT, ids=["text", "truncated_jpeg"])
+def test_skip_corrupt_leaves_the_corrupt_file_out(train_dir, tmp_path, payload):
+    bad = os.path.join(train_dir, "n01", "bad.JPEG")
+    open(bad, "wb").write(payload)
+    out = str(tmp_path / "out")
     result = builder.build(train_dir, out, "train", num_shards=1, skip_corrupt=True, progress=False)
     assert result.skipped_files == [bad]
     assert len(read_examples(out, "train")) == 11

@@ -1,11 +1,11 @@
-"""Every binary answers a user's mistake in one line: no traceback, a
-non-zero exit, and nothing written.
+"""Every binary answers a user's mistake in one line (`common.cli`): no
+traceback, a non-zero exit, and nothing written.
 
 Each binary gets at least five wrong inputs: unknown names, missing paths,
 wrong-kind paths (a directory where a file is expected and the reverse; the
-tests run as root, which reads mode-000 files: `test_permission_denied`
-runs them without root's file-permission override), out-of-range numbers,
-and a model_dir of another network. The cases
+tests run as root, which reads mode-000 files:
+`test_permission_denied_is_one_line` runs them without root's file-permission
+override), out-of-range numbers, and a model_dir of another network. The cases
 of one binary run one after the other in one test (each process imports
 TensorFlow); timeouts are only hang guards.
 """
@@ -96,7 +96,7 @@ def data_dir(tmp_path_factory):
     return util.tiny_data_dir(tmp_path_factory)
 
 
-def test_train(paths, data_dir):
+def test_train_answers_each_mistake_in_one_line(paths, data_dir):
     three_classes = paths.root / "three.tsv"
     three_classes.write_text("".join(f"n0{i}\tclass {i}\n" for i in range(3)))
     other = fx.write_model_dir(paths.root / "other_run", model="small_14", data_dir=data_dir)
@@ -154,7 +154,7 @@ def test_train(paths, data_dir):
     _check_cases("delving.train", cases, paths.root)
 
 
-def test_evaluate(paths, data_dir):
+def test_evaluate_answers_each_mistake_in_one_line(paths, data_dir):
     import tensorflow as tf
 
     from delving.models import networks
@@ -177,7 +177,7 @@ def test_evaluate(paths, data_dir):
     _check_cases("delving.evaluate", cases, paths.root)
 
 
-def test_summary(paths):
+def test_summary_answers_each_mistake_in_one_line(paths):
     cases = [
         (["--model=model_z"], "--model"),
         (["--activation=tanh"], "--activation"),
@@ -191,7 +191,7 @@ def test_summary(paths):
     _check_cases("delving.summary", cases, paths.root)
 
 
-def test_export_saved_model(paths):
+def test_export_saved_model_answers_each_mistake_in_one_line(paths):
     run = fx.write_model_dir(paths.root / "run", model="small_14")
     other = fx.write_model_dir(paths.root / "other", model="small_14")
     (paths.root / "other" / "classes.tsv").write_text(
@@ -210,7 +210,7 @@ def test_export_saved_model(paths):
     _check_cases("export.export_saved_model", cases, paths.root)
 
 
-def test_client(paths):
+def test_client_answers_each_mistake_in_one_line(paths):
     image = paths.root / "cat.jpg"
     image.write_bytes(imaging_testutil.image_bytes())
     server = "--server=127.0.0.1:1"  # nothing listens there
@@ -226,7 +226,7 @@ def test_client(paths):
     _check_cases("export.client", cases, paths.root)
 
 
-def test_build_tfrecords(paths):
+def test_build_tfrecords_answers_each_mistake_in_one_line(paths):
     images = paths.root / "images"
     imaging_testutil.write_image_folder(str(images), {"n01": 2, "n02": 2})
     out = paths.out
@@ -246,7 +246,7 @@ def test_build_tfrecords(paths):
     _check_cases("pipelines.build_tfrecords", cases, paths.root)
 
 
-def test_experiments(paths):
+def test_experiments_answers_each_mistake_in_one_line(paths):
     out = f"--output_dir={paths.out}"
     cases = {
         "activations": [
@@ -284,7 +284,7 @@ def test_experiments(paths):
         _check_cases(f"delving.experiments.{name}", name_cases, paths.root)
 
 
-def test_check_paths_names_the_flag_and_what_is_wrong(paths):
+def test_check_paths_names_the_flag_with_its_problem(paths):
     from common import cli, errors
 
     cases = [
@@ -330,7 +330,7 @@ _NO_DAC_OVERRIDE = (
 )
 
 
-def test_permission_denied(paths, data_dir):
+def test_permission_denied_is_one_line(paths, data_dir):
     if shutil.which("setpriv") is None:
         pytest.skip("needs util-linux setpriv to drop root's permission override")
     locked = paths.root / "locked"  # mode 000: nothing inside can be read
