@@ -33,13 +33,13 @@ _LABELS_FILE = flags.DEFINE_string(
     "labels_file",
     None,
     "Class order and names, one `synset[<TAB>name]` per "
-    "line (e.g. synset_words.txt). Default: output_dir/labels.txt if present,"
+    "line, UTF-8 (e.g. synset_words.txt). Default: output_dir/labels.txt if present,"
     " else the sorted synset folders.",
 )
 _VALIDATION_LABELS_FILE = flags.DEFINE_string(
     "validation_labels_file",
     None,
-    "Synsets of a flat folder's images: one "
+    "Synsets of a flat folder's images (UTF-8): one "
     "per line in sorted file order, or `<file> <synset>` lines.",
 )
 _NUM_SHARDS = flags.DEFINE_integer(

@@ -48,19 +48,27 @@ def _is_image(name):
     return name.lower().endswith(IMAGE_EXTENSIONS)
 
 
-def _read_validation_labels(path, files):
-    pairs = [line.split() for line in tf.io.gfile.GFile(path) if line.strip()]
-    if all(len(p) >= 2 for p in pairs):
-        by_name = {p[0]: p[1] for p in pairs}
-        missing = [f for f in files if os.path.basename(f) not in by_name]
+def _read_validation_labels(path, image_paths):
+    what = "validation labels file"
+    lines = [(n, line.split()) for n, line in labels.read_text_lines(path, what) if line.strip()]
+    if all(len(parts) >= 2 for _, parts in lines):
+        by_name, line_of = {}, {}
+        for number, parts in lines:
+            if parts[0] in line_of:  # one of the two synsets would be dropped unseen
+                raise errors.DataError(
+                    f"{what} {path} names {parts[0]} twice, on lines {line_of[parts[0]]} and "
+                    f"{number}"
+                )
+            by_name[parts[0]], line_of[parts[0]] = parts[1], number
+        missing = [f for f in image_paths if os.path.basename(f) not in by_name]
         if missing:
             raise errors.DataError(f"{path} gives no synset for {os.path.basename(missing[0])}")
-        return [by_name[os.path.basename(f)] for f in files]
-    if len(pairs) != len(files):
+        return [by_name[os.path.basename(f)] for f in image_paths]
+    if len(lines) != len(image_paths):
         raise errors.DataError(
-            f"{path} lists {len(pairs)} synsets but the folder holds {len(files)} images"
+            f"{path} lists {len(lines)} synsets but the folder holds {len(image_paths)} images"
         )
-    return [p[0] for p in pairs]
+    return [parts[0] for _, parts in lines]
 
 
 def list_images(input_dir, split, *, validation_labels_file=None):

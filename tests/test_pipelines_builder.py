@@ -21,24 +21,6 @@ from tests import train_testutil
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def read_examples(output_dir, split):
-    out = []
-    for path in imagenet.list_files(output_dir, split):
-        for record in tf.data.TFRecordDataset(path):
-            f = tf.train.Example.FromString(record.numpy()).features.feature
-            out.append(
-                dict(
-                    filename=f["image/filename"].bytes_list.value[0].decode(),
-                    label=f["image/class/label"].int64_list.value[0],
-                    synset=f["image/class/synset"].bytes_list.value[0].decode(),
-                    text=f["image/class/text"].bytes_list.value[0].decode(),
-                    height=f["image/height"].int64_list.value[0],
-                    encoded=f["image/encoded"].bytes_list.value[0],
-                )
-            )
-    return out
-
-
 def shard_bytes(output_dir):
     return {
         n: open(os.path.join(output_dir, n), "rb").read() for n in sorted(os.listdir(output_dir))
@@ -73,7 +55,7 @@ def test_converts_folders_reencoding_odd_files(train_dir, tmp_path):
     assert open(os.path.join(out, "labels.txt")).read() == (
         "n01\tone fish\nn02\ttwo fish\nn03\tthree\n"
     )
-    examples = read_examples(out, "train")
+    examples = util.read_examples(out, "train")
     assert len(examples) == 11
     for e in examples:
         assert e["synset"] == e["filename"][:3] or e["synset"] == "n03"
@@ -83,7 +65,7 @@ def test_converts_folders_reencoding_odd_files(train_dir, tmp_path):
     assert odd["cmyk.JPEG"]["text"] == "three" and odd["png.JPEG"]["height"] == 30
     assert tf.io.decode_jpeg(odd["cmyk.JPEG"]["encoded"]).shape == (30, 20, 3)
     # Shards mix classes (files are shuffled), and the reader takes them.
-    first = read_examples(out, "train")[:4]
+    first = util.read_examples(out, "train")[:4]
     assert len({e["synset"] for e in first}) > 1
     ds = imagenet.make_dataset(
         out, "train", batch_size=11, is_training=False, num_classes=3, image_size=16, resize_size=16
@@ -112,7 +94,7 @@ def test_flat_validation_with_label_file(tmp_path, with_names):
         progress=False,
         validation_labels_file=str(tmp_path / "val.txt"),
     )
-    got = {e["filename"]: e["label"] for e in read_examples(str(out), "validation")}
+    got = {e["filename"]: e["label"] for e in util.read_examples(str(out), "validation")}
     assert got == {f"ILSVRC2012_val_{i + 1:08d}.JPEG": int(s[1:]) for i, s in enumerate(synsets)}
 
 
@@ -169,7 +151,7 @@ def test_killed_conversion_resumes(tmp_path):
     result = builder.build(str(raw), str(out), "train", num_shards=12, progress=False)
     assert result.shards_skipped == len(finished)
     assert not [n for n in os.listdir(out) if ".tmp-" in n]
-    assert len(read_examples(str(out), "train")) == 24
+    assert len(util.read_examples(str(out), "train")) == 24
 
 
 @pytest.mark.parametrize(
@@ -188,7 +170,7 @@ def test_corrupt_file_fails_or_is_skipped(train_dir, tmp_path, payload):
     assert not [n for n in os.listdir(out) if n.startswith("train-")]
     result = builder.build(train_dir, out, "train", num_shards=1, skip_corrupt=True, progress=False)
     assert result.skipped_files == [bad]
-    assert len(read_examples(out, "train")) == 11
+    assert len(util.read_examples(out, "train")) == 11
 
 
 def test_user_mistakes_are_one_line_errors(train_dir, tmp_path):
