@@ -8,8 +8,10 @@ r"""Converts an ImageNet-style image folder into standard TFRecord shards.
       --output_dir=/data/imagenet --split=validation --num_shards=128 \
       --validation_labels_file=/raw/imagenet_2012_validation_synset_labels.txt
 
-Re-running the same command resumes an interrupted conversion. See
-pipelines/tfrecord_builder.py for layouts and what gets re-encoded.
+Re-running the same command resumes an interrupted conversion; a re-run
+with other images, --num_shards, --seed or classes is refused, naming what
+changed. See pipelines/tfrecord_builder.py for layouts and what gets
+re-encoded.
 """
 
 import sys

@@ -5,6 +5,7 @@ built-in dataset and the tests; the reader's feature spec is `FEATURES`.
 """
 
 import os
+import re
 
 import tensorflow as tf
 
@@ -33,6 +34,11 @@ CLASS_FEATURES = {
 def shard_name(split, index, num_shards):
     """`train-00003-of-01024`: the standard shard file name."""
     return f"{split}-{index:05d}-of-{num_shards:05d}"
+
+
+def is_shard_name(name):
+    """Whether `name` is a `shard_name` (of any split)."""
+    return re.fullmatch(r".+-\d{5}-of-\d{5}", name) is not None
 
 
 def _feature(value):

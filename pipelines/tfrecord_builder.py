@@ -18,6 +18,9 @@ re-encoded as an RGB JPEG. Files are shuffled with a fixed seed, so shards
 mix classes and the assignment is the same on every run; each shard is
 written under a temporary name and renamed when complete, and a re-run skips
 the shards that exist: an interrupted conversion resumes and loses nothing.
+It resumes only a conversion of the same images into the same shards, which
+`<split>.manifest.json` records (pipelines/build_manifest.py); anything else
+is refused, as the old shards would duplicate or lose images.
 """
 
 import collections
@@ -33,8 +36,8 @@ import tensorflow as tf
 from absl import logging
 from PIL import Image
 
-from common import errors
-from pipelines import labels, records
+from common import errors, files
+from pipelines import build_manifest, labels, records
 
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".gif", ".bmp", ".webp")
 IMAGES_PER_SHARD = 1024
@@ -71,13 +74,19 @@ def _read_validation_labels(path, image_paths):
     return [parts[0] for _, parts in lines]
 
 
-def list_images(input_dir, split, *, validation_labels_file=None):
-    """`[(path, synset), ...]` sorted by path, from either layout."""
+def image_root(input_dir, split):
+    """`input_dir/<split>` if that exists, else `input_dir`."""
     root = os.path.join(input_dir, split)
     if not tf.io.gfile.isdir(root):
         root = input_dir
     if not tf.io.gfile.isdir(root):
         raise errors.DataError(f"input directory {input_dir} does not exist")
+    return root
+
+
+def list_images(input_dir, split, *, validation_labels_file=None):
+    """`[(path, synset), ...]` sorted by path, from either layout."""
+    root = image_root(input_dir, split)
     entries, flat = [], []
     for name in sorted(tf.io.gfile.listdir(root)):
         path = os.path.join(root, name.rstrip("/"))
@@ -221,7 +230,8 @@ def build(
 
     Raises:
       DataError: missing or empty input, unknown synsets, an undecodable
-        image (unless `skip_corrupt`). Completed shards stay; re-run to resume.
+        image (unless `skip_corrupt`), `output_dir` holding shards of another
+        conversion. Completed shards stay; re-run to resume.
     """
     # The split names files (and input_dir/<split>): no path parts, no escape.
     if not re.fullmatch(r"[A-Za-z0-9_]+(?:[.-][A-Za-z0-9_]+)*", str(split)):
@@ -241,10 +251,26 @@ def build(
         )
     if tf.io.gfile.exists(output_dir) and not tf.io.gfile.isdir(output_dir):
         raise errors.DataError(f"--output_dir={output_dir} is a file, not a directory")
+    workers = num_workers or os.cpu_count() or 1
+    manifest = build_manifest.describe(
+        image_root(input_dir, split),
+        entries,
+        pairs,
+        num_shards=num_shards,
+        seed=seed,
+        num_workers=workers,
+    )
+    new_manifest = build_manifest.check_resumable(output_dir, split, manifest)
+    new_labels = build_manifest.check_labels_file(output_dir, pairs)
     tf.io.gfile.makedirs(output_dir)
     records.remove_temporaries(output_dir)
-    with tf.io.gfile.GFile(os.path.join(output_dir, labels.LABELS_FILE), "w") as f:
-        f.write("".join("{}\t{}\n".format(*pair) for pair in pairs))
+    if new_labels:
+        files.atomic_write(
+            os.path.join(output_dir, labels.LABELS_FILE),
+            "".join("{}\t{}\n".format(*pair) for pair in pairs),
+        )
+    if new_manifest:  # before the first shard: a shard is never of an unknown conversion
+        build_manifest.write(output_dir, split, manifest)
 
     bounds = [len(entries) * i // num_shards for i in range(num_shards + 1)]
     todo, skipped_shards = [], 0
@@ -266,7 +292,6 @@ def build(
         output_dir,
     )
 
-    workers = num_workers or os.cpu_count() or 1
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
         futures = [
             pool.submit(
