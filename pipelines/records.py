@@ -124,7 +124,13 @@ def write_shard(path, serialized_examples):
 
 
 def remove_temporaries(directory):
-    """Deletes leftovers of interrupted `write_shard` calls in `directory`."""
+    """Deletes leftovers of killed `write_shard` calls in `directory`.
+
+    A temporary whose writer still runs on this host stays: the conversion
+    of the other split into the same directory, started beside this one.
+    """
     for name in tf.io.gfile.listdir(directory):
-        if ".tmp-" in name:
+        # `common.files.atomic_path` names them `<path>.tmp-<pid>-<random>`.
+        owner = re.search(r"\.tmp-(\d+)-", name)
+        if ".tmp-" in name and not (owner and files.pid_alive(int(owner.group(1)))):
             tf.io.gfile.remove(os.path.join(directory, name))

@@ -112,6 +112,21 @@ def test_rerun_rewrites_only_missing_shards(train_dir, tmp_path):
     assert os.path.getmtime(os.path.join(out, "train-00000-of-00004")) == before
 
 
+def test_rerun_keeps_a_live_writers_temporaries(train_dir, tmp_path):
+    # The validation split converted beside the train split, into one folder.
+    out = tmp_path / "out"
+    out.mkdir()
+    live = out / f"validation-00000-of-00001.tmp-{os.getpid()}-0123abcd"
+    live.write_bytes(b"a shard in the making")
+    ended = subprocess.Popen([sys.executable, "-c", ""])
+    ended.wait()
+    dead = out / f"train-00000-of-00002.tmp-{ended.pid}-0123abcd"
+    dead.write_bytes(b"half a shard")
+    builder.build(train_dir, str(out), "train", num_shards=2, progress=False)
+    assert live.read_bytes() == b"a shard in the making"
+    assert not dead.exists()
+
+
 def test_killed_conversion_resumes(tmp_path):
     # Large PNGs (re-encoded) make the conversion slow enough to kill it.
     raw = tmp_path / "raw"
