@@ -8,8 +8,10 @@ r"""Converts an ImageNet-style image folder into standard TFRecord shards.
       --output_dir=/data/imagenet --split=validation --num_shards=128 \
       --validation_labels_file=/raw/imagenet_2012_validation_synset_labels.txt
 
-Re-running the same command resumes an interrupted conversion. See
-pipelines/tfrecord_builder.py for layouts and what gets re-encoded.
+Re-running the same command resumes an interrupted conversion; a re-run
+with other images, --num_shards, --seed or classes is refused, naming what
+changed. See pipelines/tfrecord_builder.py for layouts and what gets
+re-encoded.
 """
 
 import sys
@@ -33,13 +35,13 @@ _LABELS_FILE = flags.DEFINE_string(
     "labels_file",
     None,
     "Class order and names, one `synset[<TAB>name]` per "
-    "line (e.g. synset_words.txt). Default: output_dir/labels.txt if present,"
+    "line, UTF-8 (e.g. synset_words.txt). Default: output_dir/labels.txt if present,"
     " else the sorted synset folders.",
 )
 _VALIDATION_LABELS_FILE = flags.DEFINE_string(
     "validation_labels_file",
     None,
-    "Synsets of a flat folder's images: one "
+    "Synsets of a flat folder's images (UTF-8): one "
     "per line in sorted file order, or `<file> <synset>` lines.",
 )
 _NUM_SHARDS = flags.DEFINE_integer(

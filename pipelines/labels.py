@@ -3,6 +3,7 @@
 Sources, first found wins:
   1. `labels_file`: one class per line in label order, `synset<TAB>name` or
      `synset name words...` (ImageNet's synset_words.txt) or just `synset`;
+     UTF-8 (a byte-order mark is dropped), each synset once;
   2. `data_dir/labels.txt` (written by the converter and the built-in set);
   3. the records' `image/class/synset` and `image/class/text` (validation
      split, else train), read until every class is seen;
@@ -27,20 +28,56 @@ LABELS_FILE = "labels.txt"
 _MAX_RECORDS_SCANNED = 200_000
 
 
-def read_labels_file(path):
-    """`[(synset, name), ...]` from a labels file (see the module doc)."""
+def read_text_lines(path, what):
+    """`[(line_number, line), ...]` of a UTF-8 text file (a byte-order mark,
+    as Windows editors write, is dropped).
+
+    Args:
+      path: a local or `tf.io.gfile` path.
+      what: what the file is, for messages ("labels file").
+
+    Raises:
+      DataError: the file is missing or not UTF-8 (naming the first bad line).
+    """
     if not tf.io.gfile.exists(path):
-        raise errors.DataError(f"labels file {path} does not exist")
-    pairs = []
-    with tf.io.gfile.GFile(path) as f:
-        for line in f:
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            parts = line.split("\t", 1) if "\t" in line else line.split(None, 1)
-            synset = parts[0].strip()
-            name = parts[1].strip() if len(parts) > 1 else synset
-            pairs.append((synset, name))
+        raise errors.DataError(f"{what} {path} does not exist")
+    with tf.io.gfile.GFile(path, "rb") as f:
+        data = f.read()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise errors.DataError(
+            f"{what} {path} line {line} is not UTF-8 text (byte 0x{data[e.start]:02x}): "
+            "save it as UTF-8"
+        ) from None
+    # "\n" only: str.splitlines would also split at form feeds and U+2028,
+    # and the numbers would no longer be the editor's line numbers.
+    return [(number, line.rstrip("\r")) for number, line in enumerate(text.split("\n"), 1)]
+
+
+def read_labels_file(path):
+    """`[(synset, name), ...]` from a labels file (see the module doc).
+
+    Raises:
+      DataError: missing, not UTF-8, no classes, or a synset listed twice
+        (one of its two labels would get no images).
+    """
+    pairs, line_of = [], {}
+    for number, line in read_text_lines(path, "labels file"):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split("\t", 1) if "\t" in line else line.split(None, 1)
+        synset = parts[0].strip()
+        name = parts[1].strip() if len(parts) > 1 else synset
+        if synset in line_of:
+            raise errors.DataError(
+                f"labels file {path} lists {synset} twice, on lines {line_of[synset]} and "
+                f"{number}: each class must appear once"
+            )
+        line_of[synset] = number
+        pairs.append((synset, name))
     if not pairs:
         raise errors.DataError(f"labels file {path} lists no classes")
     return pairs

@@ -5,6 +5,7 @@ built-in dataset and the tests; the reader's feature spec is `FEATURES`.
 """
 
 import os
+import re
 
 import tensorflow as tf
 
@@ -33,6 +34,11 @@ CLASS_FEATURES = {
 def shard_name(split, index, num_shards):
     """`train-00003-of-01024`: the standard shard file name."""
     return f"{split}-{index:05d}-of-{num_shards:05d}"
+
+
+def is_shard_name(name):
+    """Whether `name` is a `shard_name` (of any split)."""
+    return re.fullmatch(r".+-\d{5}-of-\d{5}", name) is not None
 
 
 def _feature(value):
@@ -118,7 +124,13 @@ def write_shard(path, serialized_examples):
 
 
 def remove_temporaries(directory):
-    """Deletes leftovers of interrupted `write_shard` calls in `directory`."""
+    """Deletes leftovers of killed `write_shard` calls in `directory`.
+
+    A temporary whose writer still runs on this host stays: the conversion
+    of the other split into the same directory, started beside this one.
+    """
     for name in tf.io.gfile.listdir(directory):
-        if ".tmp-" in name:
+        # `common.files.atomic_path` names them `<path>.tmp-<pid>-<random>`.
+        owner = re.search(r"\.tmp-(\d+)-", name)
+        if ".tmp-" in name and not (owner and files.pid_alive(int(owner.group(1)))):
             tf.io.gfile.remove(os.path.join(directory, name))

@@ -18,6 +18,9 @@ re-encoded as an RGB JPEG. Files are shuffled with a fixed seed, so shards
 mix classes and the assignment is the same on every run; each shard is
 written under a temporary name and renamed when complete, and a re-run skips
 the shards that exist: an interrupted conversion resumes and loses nothing.
+It resumes only a conversion of the same images into the same shards, which
+`<split>.manifest.json` records (pipelines/build_manifest.py); anything else
+is refused, as the old shards would duplicate or lose images.
 """
 
 import collections
@@ -33,8 +36,8 @@ import tensorflow as tf
 from absl import logging
 from PIL import Image
 
-from common import errors
-from pipelines import labels, records
+from common import errors, files
+from pipelines import build_manifest, labels, records
 
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".gif", ".bmp", ".webp")
 IMAGES_PER_SHARD = 1024
@@ -48,28 +51,42 @@ def _is_image(name):
     return name.lower().endswith(IMAGE_EXTENSIONS)
 
 
-def _read_validation_labels(path, files):
-    pairs = [line.split() for line in tf.io.gfile.GFile(path) if line.strip()]
-    if all(len(p) >= 2 for p in pairs):
-        by_name = {p[0]: p[1] for p in pairs}
-        missing = [f for f in files if os.path.basename(f) not in by_name]
+def _read_validation_labels(path, image_paths):
+    what = "validation labels file"
+    lines = [(n, line.split()) for n, line in labels.read_text_lines(path, what) if line.strip()]
+    if all(len(parts) >= 2 for _, parts in lines):
+        by_name, line_of = {}, {}
+        for number, parts in lines:
+            if parts[0] in line_of:  # one of the two synsets would be dropped unseen
+                raise errors.DataError(
+                    f"{what} {path} names {parts[0]} twice, on lines {line_of[parts[0]]} and "
+                    f"{number}"
+                )
+            by_name[parts[0]], line_of[parts[0]] = parts[1], number
+        missing = [f for f in image_paths if os.path.basename(f) not in by_name]
         if missing:
             raise errors.DataError(f"{path} gives no synset for {os.path.basename(missing[0])}")
-        return [by_name[os.path.basename(f)] for f in files]
-    if len(pairs) != len(files):
+        return [by_name[os.path.basename(f)] for f in image_paths]
+    if len(lines) != len(image_paths):
         raise errors.DataError(
-            f"{path} lists {len(pairs)} synsets but the folder holds {len(files)} images"
+            f"{path} lists {len(lines)} synsets but the folder holds {len(image_paths)} images"
         )
-    return [p[0] for p in pairs]
+    return [parts[0] for _, parts in lines]
 
 
-def list_images(input_dir, split, *, validation_labels_file=None):
-    """`[(path, synset), ...]` sorted by path, from either layout."""
+def image_root(input_dir, split):
+    """`input_dir/<split>` if that exists, else `input_dir`."""
     root = os.path.join(input_dir, split)
     if not tf.io.gfile.isdir(root):
         root = input_dir
     if not tf.io.gfile.isdir(root):
         raise errors.DataError(f"input directory {input_dir} does not exist")
+    return root
+
+
+def list_images(input_dir, split, *, validation_labels_file=None):
+    """`[(path, synset), ...]` sorted by path, from either layout."""
+    root = image_root(input_dir, split)
     entries, flat = [], []
     for name in sorted(tf.io.gfile.listdir(root)):
         path = os.path.join(root, name.rstrip("/"))
@@ -213,7 +230,8 @@ def build(
 
     Raises:
       DataError: missing or empty input, unknown synsets, an undecodable
-        image (unless `skip_corrupt`). Completed shards stay; re-run to resume.
+        image (unless `skip_corrupt`), `output_dir` holding shards of another
+        conversion. Completed shards stay; re-run to resume.
     """
     # The split names files (and input_dir/<split>): no path parts, no escape.
     if not re.fullmatch(r"[A-Za-z0-9_]+(?:[.-][A-Za-z0-9_]+)*", str(split)):
@@ -233,10 +251,26 @@ def build(
         )
     if tf.io.gfile.exists(output_dir) and not tf.io.gfile.isdir(output_dir):
         raise errors.DataError(f"--output_dir={output_dir} is a file, not a directory")
+    workers = num_workers or os.cpu_count() or 1
+    manifest = build_manifest.describe(
+        image_root(input_dir, split),
+        entries,
+        pairs,
+        num_shards=num_shards,
+        seed=seed,
+        num_workers=workers,
+    )
+    new_manifest = build_manifest.check_resumable(output_dir, split, manifest)
+    new_labels = build_manifest.check_labels_file(output_dir, pairs)
     tf.io.gfile.makedirs(output_dir)
     records.remove_temporaries(output_dir)
-    with tf.io.gfile.GFile(os.path.join(output_dir, labels.LABELS_FILE), "w") as f:
-        f.write("".join("{}\t{}\n".format(*pair) for pair in pairs))
+    if new_labels:
+        files.atomic_write(
+            os.path.join(output_dir, labels.LABELS_FILE),
+            "".join("{}\t{}\n".format(*pair) for pair in pairs),
+        )
+    if new_manifest:  # before the first shard: a shard is never of an unknown conversion
+        build_manifest.write(output_dir, split, manifest)
 
     bounds = [len(entries) * i // num_shards for i in range(num_shards + 1)]
     todo, skipped_shards = [], 0
@@ -258,7 +292,6 @@ def build(
         output_dir,
     )
 
-    workers = num_workers or os.cpu_count() or 1
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
         futures = [
             pool.submit(

@@ -16,8 +16,9 @@ Shards (standard ImageNet schema, see pipelines/records.py):
   example(encoded, label, **kw)        = pipelines.records.make_example
   truncate(path, keep_fraction=0.6)    cut a file in place (a broken shard)
 
-Image folders for the converter:
+Image folders for the converter, and what it wrote:
   write_image_folder(root, classes={"n001": 3, ...}, fmt="jpeg", size=(40, 56))
+  read_examples(output_dir, split)     [{filename, label, synset, ...}, ...]
 """
 
 import io
@@ -161,3 +162,26 @@ def write_image_folder(root, classes, fmt="jpeg", size=(40, 56), seed=0, extensi
                 f.write(image_bytes(fmt, size[0], size[1], seed=seed + 1000 * c + i))
             paths.append(path)
     return sorted(paths)
+
+
+def read_examples(output_dir, split):
+    """The converter's records of `split` in `output_dir`, as dicts."""
+    import tensorflow as tf
+
+    from pipelines import imagenet
+
+    out = []
+    for path in imagenet.list_files(output_dir, split):
+        for record in tf.data.TFRecordDataset(path):
+            f = tf.train.Example.FromString(record.numpy()).features.feature
+            out.append(
+                dict(
+                    filename=f["image/filename"].bytes_list.value[0].decode(),
+                    label=f["image/class/label"].int64_list.value[0],
+                    synset=f["image/class/synset"].bytes_list.value[0].decode(),
+                    text=f["image/class/text"].bytes_list.value[0].decode(),
+                    height=f["image/height"].int64_list.value[0],
+                    encoded=f["image/encoded"].bytes_list.value[0],
+                )
+            )
+    return out

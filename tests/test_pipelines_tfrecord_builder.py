@@ -22,24 +22,6 @@ from tests import train_testutil
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def read_examples(output_dir, split):
-    out = []
-    for path in imagenet.list_files(output_dir, split):
-        for record in tf.data.TFRecordDataset(path):
-            f = tf.train.Example.FromString(record.numpy()).features.feature
-            out.append(
-                dict(
-                    filename=f["image/filename"].bytes_list.value[0].decode(),
-                    label=f["image/class/label"].int64_list.value[0],
-                    synset=f["image/class/synset"].bytes_list.value[0].decode(),
-                    text=f["image/class/text"].bytes_list.value[0].decode(),
-                    height=f["image/height"].int64_list.value[0],
-                    encoded=f["image/encoded"].bytes_list.value[0],
-                )
-            )
-    return out
-
-
 def shard_bytes(output_dir):
     return {
         n: open(os.path.join(output_dir, n), "rb").read() for n in sorted(os.listdir(output_dir))
@@ -74,7 +56,7 @@ def test_converts_folders_reencoding_odd_files(train_dir, tmp_path):
     assert open(os.path.join(out, "labels.txt")).read() == (
         "n01\tone fish\nn02\ttwo fish\nn03\tthree\n"
     )
-    examples = read_examples(out, "train")
+    examples = util.read_examples(out, "train")
     assert len(examples) == 11
     for e in examples:
         assert e["synset"] == e["filename"][:3] or e["synset"] == "n03"
@@ -84,7 +66,7 @@ def test_converts_folders_reencoding_odd_files(train_dir, tmp_path):
     assert odd["cmyk.JPEG"]["text"] == "three" and odd["png.JPEG"]["height"] == 30
     assert tf.io.decode_jpeg(odd["cmyk.JPEG"]["encoded"]).shape == (30, 20, 3)
     # Shards mix classes (files are shuffled), and the reader takes them.
-    first = read_examples(out, "train")[:4]
+    first = util.read_examples(out, "train")[:4]
     assert len({e["synset"] for e in first}) > 1
     config = InputConfig(batch_size=11, image_size=16, resize_size=16)
     ds = imagenet.make_dataset(out, "train", config, is_training=False, num_classes=3)
@@ -112,7 +94,7 @@ def test_flat_validation_with_label_file(tmp_path, with_names):
         progress=False,
         validation_labels_file=str(tmp_path / "val.txt"),
     )
-    got = {e["filename"]: e["label"] for e in read_examples(str(out), "validation")}
+    got = {e["filename"]: e["label"] for e in util.read_examples(str(out), "validation")}
     assert got == {f"ILSVRC2012_val_{i + 1:08d}.JPEG": int(s[1:]) for i, s in enumerate(synsets)}
 
 
@@ -128,6 +110,21 @@ def test_rerun_rewrites_only_missing_shards(train_dir, tmp_path):
     assert (result.shards_written, result.shards_skipped) == (1, 3)
     assert shard_bytes(out) == reference  # Identical, stale temp gone.
     assert os.path.getmtime(os.path.join(out, "train-00000-of-00004")) == before
+
+
+def test_rerun_keeps_a_live_writers_temporaries(train_dir, tmp_path):
+    # The validation split converted beside the train split, into one folder.
+    out = tmp_path / "out"
+    out.mkdir()
+    live = out / f"validation-00000-of-00001.tmp-{os.getpid()}-0123abcd"
+    live.write_bytes(b"a shard in the making")
+    ended = subprocess.Popen([sys.executable, "-c", ""])
+    ended.wait()
+    dead = out / f"train-00000-of-00002.tmp-{ended.pid}-0123abcd"
+    dead.write_bytes(b"half a shard")
+    builder.build(train_dir, str(out), "train", num_shards=2, progress=False)
+    assert live.read_bytes() == b"a shard in the making"
+    assert not dead.exists()
 
 
 def test_killed_conversion_resumes(tmp_path):
@@ -169,7 +166,7 @@ def test_killed_conversion_resumes(tmp_path):
     result = builder.build(str(raw), str(out), "train", num_shards=12, progress=False)
     assert result.shards_skipped == len(finished)
     assert not [n for n in os.listdir(out) if ".tmp-" in n]
-    assert len(read_examples(str(out), "train")) == 24
+    assert len(util.read_examples(str(out), "train")) == 24
 
 
 CORRUPT = [b"this is not an image", util.image_bytes(height=80)[:300]]
@@ -194,7 +191,7 @@ def test_skip_corrupt_leaves_the_corrupt_file_out(train_dir, tmp_path, payload):
     out = str(tmp_path / "out")
     result = builder.build(train_dir, out, "train", num_shards=1, skip_corrupt=True, progress=False)
     assert result.skipped_files == [bad]
-    assert len(read_examples(out, "train")) == 11
+    assert len(util.read_examples(out, "train")) == 11
 
 
 def test_user_mistakes_are_one_line_errors(train_dir, tmp_path):
