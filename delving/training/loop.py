@@ -83,6 +83,26 @@ class Stopper:
         for flag in self._flags:
             flag.assign(True)
 
+    def at_boundary(self, cfg, state, directory, progbar=None):
+        """Between two calls of the step: when a stop was requested, checkpoints
+        the current step (unless it is the latest already) and raises `Stopped`."""
+        if not self.requested:
+            return
+        if progbar is not None:
+            progress.end_line(progbar)
+        at = int(state.step.numpy())
+        latest = directory.latest()
+        if not (latest and latest.endswith(f"ckpt-{at}")):
+            latest = _save(state, directory)
+        raise Stopped(
+            f"{self.signal_name()}: stopped at {_where(cfg, state)}; saved {latest}; "
+            "rerun the same command to resume",
+            self.signum,
+        )
+
+    def signal_name(self):
+        return signal.Signals(self.signum).name if self.signum else "stop requested"
+
     def flag(self):
         """A bool variable the compiled step reads: set now and on `request`."""
         flag = tf.Variable(self.requested, trainable=False, name="stop_requested")
@@ -162,9 +182,7 @@ def train(
     try:
         run = setup.prepare(cfg, strategy)  # every check; nothing written
         if stop.requested:
-            raise Stopped(
-                f"{_signal_name(stop)} before training started; nothing written", stop.signum
-            )
+            raise Stopped(f"{stop.signal_name()} before training started; nothing written", stop.signum)
         with run_dir.open_run(
             run.cfg, run.classes, run.state, chief=run.chief, task=run.task, force=force
         ) as (directory, restored):
@@ -175,6 +193,8 @@ def train(
 
 def _train(run, directory, restored, verbose, stop):
     cfg, state, strategy = run.cfg, run.state, run.strategy
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        stop = _ClusterStop(cfg, state, strategy, directory)
     say = print if verbose else lambda *_, **__: None
     say(
         f"Training {cfg.model} ({cfg.activation}) on {cfg.dataset_name}"
@@ -202,7 +222,7 @@ def _train(run, directory, restored, verbose, stop):
         state.epoch_step.assign(0)
         state.epoch_sums.assign(tf.zeros_like(state.epoch_sums))
         _save(state, directory)
-        _stop_if_requested(cfg, state, directory, stop)
+        stop.at_boundary(cfg, state, directory)
     return _finish(cfg, state, directory, history, say)
 
 
@@ -283,10 +303,10 @@ def train_epoch(cfg, state, directory, train_step, iterator, evaluator, verbose,
             directory.write_scalars("train", at, dict(logs, learning_rate=lr))
         if at % cfg.checkpoint_every_steps == 0 and done < cfg.steps_per_epoch:
             _save(state, directory)
-        _stop_if_requested(cfg, state, directory, stop, progbar)
+        stop.at_boundary(cfg, state, directory, progbar)
     train_seconds = time.perf_counter() - started
     val = evaluator.run(stop=lambda: stop.requested)
-    _stop_if_requested(cfg, state, directory, stop, progbar)  # mid-evaluation: redone on resume
+    stop.at_boundary(cfg, state, directory, progbar)  # mid-evaluation: redone on resume
     state.schedule.end_epoch(epoch, val["top1_error"])
     at = int(state.step.numpy())
     directory.write_scalars(
@@ -335,30 +355,36 @@ def _save(state, directory):
     return directory.save(int(state.step.numpy()))
 
 
-def _stop_if_requested(cfg, state, directory, stop, progbar=None):
-    """Checkpoints the current step (unless it is the latest already) and
-    raises `Stopped` when a stop was requested."""
-    if not stop.requested:
-        return
-    if progbar is not None:
-        progress.end_line(progbar)
-    at = int(state.step.numpy())
-    latest = directory.latest()
-    if not (latest and latest.endswith(f"ckpt-{at}")):
-        latest = _save(state, directory)
-    epoch, into = int(state.epoch.numpy()), int(state.epoch_step.numpy())
-    where = f"epoch {epoch + 1}, {into} of {cfg.steps_per_epoch} steps into it"
+def _where(cfg, state):
+    at, epoch, into = (int(v.numpy()) for v in (state.step, state.epoch, state.epoch_step))
     if epoch >= cfg.epochs or not into:
-        where = f"{epoch} of {cfg.epochs} epochs done"
-    raise Stopped(
-        f"{_signal_name(stop)}: stopped at step {at} ({where}); saved {latest}; "
-        "rerun the same command to resume",
-        stop.signum,
-    )
+        return f"step {at} ({epoch} of {cfg.epochs} epochs done)"
+    return f"step {at} (epoch {epoch + 1}, {into} of {cfg.steps_per_epoch} steps into it)"
 
 
-def _signal_name(stop):
-    return signal.Signals(stop.signum).name if stop.signum else "stop requested"
+class _ClusterStop(Stopper):
+    """Multi-worker: TensorFlow's `PreemptionCheckpointHandler` hears a SIGTERM
+    sent to any worker, and at the next boundary every worker saves the same
+    step and stops (a local stop would leave the others waiting in an
+    all-reduce); the compiled step is never cut short."""
+
+    def __init__(self, cfg, state, strategy, directory):
+        super().__init__()
+        self.cfg, self.state = cfg, state
+        config = tf.distribute.experimental.TerminationConfig(exit_fn=self._exit)
+        self.handler = tf.distribute.experimental.PreemptionCheckpointHandler(
+            strategy.cluster_resolver, directory.manager, termination_config=config
+        )
+
+    def _exit(self):
+        raise Stopped(
+            f"SIGTERM (in the cluster): stopped at {_where(self.cfg, self.state)}; every worker "
+            "saved it; rerun the same command on every worker to resume",
+            signal.SIGTERM,
+        )
+
+    def at_boundary(self, cfg, state, directory, progbar=None):
+        self.handler.save_checkpoint_if_preempted(checkpoint_number=int(state.step.numpy()))
 
 
 def _last_good(directory):
