@@ -182,7 +182,8 @@ def train(
     try:
         run = setup.prepare(cfg, strategy)  # every check; nothing written
         if stop.requested:
-            raise Stopped(f"{stop.signal_name()} before training started; nothing written", stop.signum)
+            name = stop.signal_name()
+            raise Stopped(f"{name} before training started; nothing written", stop.signum)
         with run_dir.open_run(
             run.cfg, run.classes, run.state, chief=run.chief, task=run.task, force=force
         ) as (directory, restored):
