@@ -6,8 +6,10 @@ real binary at a chosen point of the run)."""
 
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -115,3 +117,37 @@ def test_sigint_exits_130(data_dir, tmp_path):
     result = _signalled("checkpoint", "INT", _args(data_dir, model_dir))
     assert result.returncode == 130, result.stderr[-3000:]
     assert _stopped_line(result).startswith("delving.train: SIGINT: stopped at step")
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_worker_stops_every_worker_at_one_step(data_dir, tmp_path):
+    model_dir = tmp_path / "mw"
+    ports = util.free_ports(2)
+    args = util.as_flags(
+        **dict(
+            util.TINY_RECIPE,
+            data_dir=data_dir,
+            model_dir=model_dir,
+            strategy="multi_worker",
+            steps_per_epoch=100000,
+            checkpoint_every_steps=50,
+            log_every_steps=10,
+        )
+    )
+    workers = [
+        util.start("delving.train", args, TF_CONFIG=util.tf_config(ports, i)) for i in range(2)
+    ]
+    checkpoints = model_dir / "checkpoints"
+    while not (checkpoints.is_dir() and list(checkpoints.glob("*.index"))):
+        assert all(w.poll() is None for w in workers), workers[0].communicate()[1][-3000:]
+        time.sleep(0.5)
+    workers[1].send_signal(signal.SIGTERM)  # the non-chief: the chief hears it through TF
+    outputs = [w.communicate(timeout=util.HANG_GUARD_S) for w in workers]
+    lines = []
+    for worker, (_, err) in zip(workers, outputs):
+        assert worker.returncode == 143, err[-3000:]
+        lines.append(util.error_lines(err)[-1])
+    steps = {int(re.search(r"stopped at step (\d+)", line).group(1)) for line in lines}
+    assert len(steps) == 1, lines
+    assert (checkpoints / f"ckpt-{steps.pop()}.index").exists(), lines
+    assert not (model_dir / run_dir.LOCK_FILE).exists()

@@ -21,6 +21,7 @@ checkpoint is always a good one.
 """
 
 import dataclasses
+import logging
 import os
 import signal
 import socket
@@ -363,6 +364,10 @@ def _where(cfg, state):
     return f"step {at} (epoch {epoch + 1}, {into} of {cfg.steps_per_epoch} steps into it)"
 
 
+def _not_total_run_calls(record):
+    return "total_run_calls" not in record.getMessage()
+
+
 class _ClusterStop(Stopper):
     """Multi-worker: TensorFlow's `PreemptionCheckpointHandler` hears a SIGTERM
     sent to any worker, and at the next boundary every worker saves the same
@@ -372,6 +377,8 @@ class _ClusterStop(Stopper):
     def __init__(self, cfg, state, strategy, directory):
         super().__init__()
         self.cfg, self.state = cfg, state
+        # The handler reads its own deprecated `total_run_calls` on every save.
+        logging.getLogger("tensorflow").addFilter(_not_total_run_calls)
         config = tf.distribute.experimental.TerminationConfig(exit_fn=self._exit)
         self.handler = tf.distribute.experimental.PreemptionCheckpointHandler(
             strategy.cluster_resolver, directory.manager, termination_config=config
