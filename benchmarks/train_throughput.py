@@ -96,7 +96,8 @@ def trainer_variant(cfg, stack):
     """(a): seconds per step of the trainer's own loop (`delving.training`: its
     set-up, run directory, step, input and `train_epoch`), one epoch of
     `steps_per_epoch` steps per repeat (its `images_per_sec`: training only,
-    the per-epoch evaluation is not timed)."""
+    the per-epoch evaluation is not timed). Returns (the config as the run
+    resolved it from the data, the model, the timed epoch)."""
     run = setup.prepare(cfg, tf.distribute.get_strategy())
     directory, _ = stack.enter_context(
         run_dir.open_run(run.cfg, run.classes, run.state, chief=run.chief, task=run.task)
@@ -114,7 +115,7 @@ def trainer_variant(cfg, stack):
         return cfg.batch_size / row["images_per_sec"]
 
     epoch()  # tracing, the dataset's cache and shuffle buffer
-    return state.model, epoch
+    return cfg, state.model, epoch
 
 
 def keras_variant(cfg, steps):
@@ -195,7 +196,7 @@ def main(argv):
             eval_steps=1,
             epochs=10**6,
         )
-        model, run_a = trainer_variant(cfg, stack)
+        cfg, model, run_a = trainer_variant(cfg, stack)  # (b), (c): the data's class count
         variants = {
             "(a) delving.training.loop, built-in TFRecords": run_a,
             _FLOOR: keras_variant(cfg, _STEPS.value),
@@ -204,7 +205,7 @@ def main(argv):
         if _COMPARE_XLA.value and not cfg.jit_compile:
             xla = dataclasses.replace(cfg, jit_compile=True, model_dir=model_dir + "/xla")
             start = time.perf_counter()
-            variants["(a) the same, XLA"] = trainer_variant(xla, stack)[1]
+            variants["(a) the same, XLA"] = trainer_variant(xla, stack)[2]
             variants["(b) the same, XLA"] = keras_variant(xla, _STEPS.value)
             seconds = time.perf_counter() - start
             print(f"XLA: tracing and compiling (a) and (b) took {seconds:.1f} s")

@@ -85,7 +85,7 @@ def read_labels_file(path):
 
 def _from_file(path, num_classes):
     pairs = read_labels_file(path)
-    if len(pairs) != num_classes:
+    if num_classes is not None and len(pairs) != num_classes:
         raise errors.DataError(
             f"labels file {path} lists {len(pairs)} classes but num_classes is {num_classes}"
         )
@@ -133,27 +133,40 @@ def generic_classes(num_classes):
     return [ClassInfo(i, f"class_{i:04d}", f"class_{i:04d}") for i in range(num_classes)]
 
 
+def labels_file_of(*, data_dir=None, labels_file=None):
+    """The labels file that names the classes: `labels_file`, else
+    `data_dir/labels.txt` where it exists; None when there is neither."""
+    if labels_file:
+        return labels_file
+    if data_dir:
+        path = os.path.join(data_dir, LABELS_FILE)
+        if tf.io.gfile.exists(path):
+            return path
+    return None
+
+
 def load_class_list(*, data_dir=None, labels_file=None, num_classes, label_offset=1):
     """The dataset's classes as `ClassInfo(index, synset, name)`, index order.
 
     Args:
       data_dir: dataset directory (for `labels.txt` or the records).
       labels_file: explicit labels file; wins over everything else.
-      num_classes: number of classes expected.
+      num_classes: number of classes expected; None: as many as the labels
+        file lists (there must be one).
       label_offset: the record label of class index 0 (ImageNet: 1).
 
     Raises:
       DataError: the labels file is missing, empty or has another number of
         classes than `num_classes`.
+      ValueError: `num_classes` is None and there is no labels file.
     """
-    if labels_file:
-        return _from_file(labels_file, num_classes)
-    if data_dir:
-        path = os.path.join(data_dir, LABELS_FILE)
-        if tf.io.gfile.exists(path):
-            return _from_file(path, num_classes)
-        if tf.io.gfile.isdir(data_dir):
-            found = _from_records(data_dir, num_classes, label_offset)
-            if found:
-                return found
+    path = labels_file_of(data_dir=data_dir, labels_file=labels_file)
+    if path:
+        return _from_file(path, num_classes)
+    if num_classes is None:
+        raise ValueError(f"num_classes is needed: {data_dir} has no {LABELS_FILE}")
+    if data_dir and tf.io.gfile.isdir(data_dir):
+        found = _from_records(data_dir, num_classes, label_offset)
+        if found:
+            return found
     return generic_classes(num_classes)

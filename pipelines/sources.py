@@ -28,18 +28,22 @@ from pipelines.config import InputConfig
 
 IMAGENET_TRAIN_EXAMPLES = 1_281_167
 IMAGENET_VALIDATION_EXAMPLES = 50_000
+# The standard ImageNet shards come without a labels file: records that have
+# none are taken to be ImageNet's when nothing says how many classes they hold.
+IMAGENET_CLASSES = 1000
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class DataSource:
     """A dataset readable by `pipelines` (`data_dir` or `tfds_name`) and the
-    `InputConfig` of its streams."""
+    `InputConfig` of its streams. `num_classes=None`: from the data, which
+    only `class_list` reads; give the count before reading any split."""
 
     data_dir: str | None = None
     tfds_name: str | None = None
     tfds_data_dir: str | None = None
     tfds_manual_dir: str | None = None
-    num_classes: int = 1000
+    num_classes: int | None = IMAGENET_CLASSES
     label_offset: int = 1
     input: InputConfig
 
@@ -113,21 +117,29 @@ class DataSource:
 
             return reader.split_info(self._tfds_builder(), self._split(split)).num_examples
         files = imagenet.list_files(self.data_dir, split)
-        if len(files) == 1024 and split == "train" and self.num_classes == 1000:
+        imagenet_classes = self.num_classes == IMAGENET_CLASSES
+        if len(files) == 1024 and split == "train" and imagenet_classes:
             return IMAGENET_TRAIN_EXAMPLES  # the standard ImageNet shards
-        if len(files) == 128 and split == "validation" and self.num_classes == 1000:
+        if len(files) == 128 and split == "validation" and imagenet_classes:
             return IMAGENET_VALIDATION_EXAMPLES
         return _count_records(tuple(files), self.input.skip_corrupt)
 
     def class_list(self, labels_file=None):
-        """`pipelines.labels.ClassInfo` per class, in label order."""
+        """`pipelines.labels.ClassInfo` per class, in label order: as many as
+        `num_classes`, or when None as the data names (`labels_file`, the
+        records' labels.txt, the tfds label feature; else ImageNet's)."""
         if self.tfds_name and not labels_file:
             names = list(self._tfds_builder().info.features["label"].names)
             return [labels.ClassInfo(i, n, n) for i, n in enumerate(names)]
+        num_classes = self.num_classes
+        if num_classes is None and not labels.labels_file_of(
+            data_dir=self.data_dir, labels_file=labels_file
+        ):
+            num_classes = IMAGENET_CLASSES
         return labels.load_class_list(
             data_dir=self.data_dir,
             labels_file=labels_file,
-            num_classes=self.num_classes,
+            num_classes=num_classes,
             label_offset=self.label_offset,
         )
 

@@ -19,6 +19,33 @@ def test_no_dataset_resolves_to_the_builtin_preset():
     assert builtin.num_classes == 10 and builtin.image_size == 64
 
 
+def test_a_named_dataset_leaves_the_class_count_to_the_data():
+    assert config.resolve_config(data_dir="/data/imagenette").num_classes is None
+
+
+def test_builtin_preset_on_records_leaves_the_class_count_to_the_data():
+    assert config.resolve_config(preset="builtin", data_dir="/d").num_classes is None
+
+
+def test_dataset_name_of_the_builtin_preset_on_records_is_their_directory():
+    assert config.resolve_config(preset="builtin", data_dir="/d").dataset_name == "/d"
+
+
+def test_dataset_name_without_a_data_flag_is_the_builtin_set():
+    assert config.resolve_config().dataset_name == "the built-in dataset (generated)"
+
+
+def test_dataset_name_of_the_generated_set_is_the_builtin_set():
+    from pipelines import builtin
+
+    cfg = config.resolve_config(data_dir=builtin.default_dir())
+    assert cfg.dataset_name == f"the built-in dataset ({builtin.default_dir()})"
+
+
+def test_dataset_name_of_tfds_is_its_name():
+    assert config.resolve_config(tfds_name="imagenette").dataset_name == "imagenette"
+
+
 def test_a_dataset_resolves_to_the_papers_recipe():
     paper = config.resolve_config(data_dir="/data/imagenet")
     assert paper.preset == "imagenet"

@@ -21,7 +21,9 @@ preset's per-model values.
 
 Precedence: a value given explicitly, else the preset's, else the default.
 The resolved config (no `None` left in a recipe field) is what `config.json`
-holds, so a run can be re-created from its model_dir alone. This module
+holds, so a run can be re-created from its model_dir alone: what only the
+data can tell (`num_classes` of a named dataset, `steps_per_epoch`,
+`data_dir` of the built-in set) `delving.training.setup.prepare` fills in. This module
 imports no TensorFlow (only `save` and `load` do, when called), so flags are
 checked quickly.
 """
@@ -46,13 +48,12 @@ MIXED_PRECISION_POLICIES = {
 MIXED_PRECISIONS = tuple(MIXED_PRECISION_POLICIES)
 LR_SCHEDULES = ("plateau", "step")
 
-#: Preset name -> the TrainConfig fields it changes. `num_classes=None`: from the data.
+#: Preset name -> the TrainConfig fields it changes.
 PRESETS = {
     "imagenet": {},
     "builtin": dict(
         model="small_14",
         init="he_fan_in",
-        num_classes=None,
         width_multiplier=0.25,
         fc_units=256,
         dropout=0.0,
@@ -132,7 +133,13 @@ class TrainConfig:
         "weight init; he_fan_in is Eq. 10, he_fan_out Eq. 14 (what the paper trains with).",
         choices=INITS,
     )
-    num_classes: int = field(1000, "classes.", check=POSITIVE, none_means="from the data")
+    num_classes: int | None = field(
+        None,
+        "classes; from the data: --labels_file, labels.txt of --data_dir or the tfds label "
+        "feature (records with neither: ImageNet's 1000).",
+        check=POSITIVE,
+        none_means="from the data",
+    )
     dropout: float = field(0.5, "after fc1 and fc2.", check=FRACTION)
     width_multiplier: float = field(1.0, "scales conv widths.", check=POSITIVE)
     fc_units: int = field(4096, "fc1/fc2 width.", check=POSITIVE)
@@ -221,10 +228,13 @@ class TrainConfig:
 
     @property
     def dataset_name(self) -> str:
-        """The tfds name, 'the built-in dataset' or the TFRecord directory."""
+        """The tfds name, 'the built-in dataset' or the TFRecord directory:
+        what the data is, whichever preset the recipe came from."""
         if self.tfds_name:
             return self.tfds_name
-        if self.preset == "builtin":
+        from pipelines import builtin
+
+        if not self.data_dir or self.data_dir == builtin.default_dir():
             return f"the built-in dataset ({self.data_dir or 'generated'})"
         return self.data_dir
 
@@ -264,7 +274,8 @@ def resolve_config(preset=None, **values) -> TrainConfig:
     model = given.get("model", merged.get("model", TrainConfig.model))
     merged.update(MODEL_OVERRIDES.get(preset, {}).get(model, {}))
     merged.update(given)
-    if merged.get("num_classes") is None and preset == "builtin":
+    no_data = not (merged.get("data_dir") or merged.get("tfds_name"))
+    if merged.get("num_classes") is None and no_data:
         from pipelines import builtin  # the generated set fixes its classes
 
         merged["num_classes"] = builtin.NUM_CLASSES

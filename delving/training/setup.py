@@ -76,7 +76,7 @@ class TrainState:
 class Prepared:
     """A run ready to open its directory and train."""
 
-    cfg: config_lib.TrainConfig  # data_dir and steps_per_epoch filled in
+    cfg: config_lib.TrainConfig  # data_dir, num_classes and steps_per_epoch filled in
     strategy: tf.distribute.Strategy
     chief: bool  # writes the model_dir's files
     task: tuple  # (task type, task id); (None, 0) when not multi-worker
@@ -99,16 +99,21 @@ def prepare(cfg, strategy=None) -> Prepared:
     check_batch_size(cfg, strategy.num_replicas_in_sync)
     source = inputs.source_from_config(cfg)
     cfg = dataclasses.replace(cfg, data_dir=source.data_dir)
-    if cfg.steps_per_epoch is None:
-        steps = config_lib.steps_for(source.num_examples("train"), cfg.batch_size)
-        cfg = dataclasses.replace(cfg, steps_per_epoch=steps)
-    run_dir.check_compatible(cfg)
+    # The class count first: the readers check labels against it, and
+    # config.json (compared on resume) holds the resolved count.
     classes = source.class_list(cfg.labels_file)
-    if len(classes) != cfg.num_classes:  # beyond it: NaN losses; below: a wasted run
+    if cfg.num_classes is None:
+        cfg = dataclasses.replace(cfg, num_classes=len(classes))
+        source = dataclasses.replace(source, num_classes=len(classes))
+    elif len(classes) != cfg.num_classes:  # beyond it: NaN losses; below: a wasted run
         raise errors.DataError(
             f"--num_classes={cfg.num_classes} but {cfg.dataset_name} has {len(classes)} "
             f"classes; pass --num_classes={len(classes)}"
         )
+    if cfg.steps_per_epoch is None:
+        steps = config_lib.steps_for(source.num_examples("train"), cfg.batch_size)
+        cfg = dataclasses.replace(cfg, steps_per_epoch=steps)
+    run_dir.check_compatible(cfg)
     state = _create_state(cfg, strategy)
     _check_batch_fits(cfg, state.model, strategy)
     return Prepared(
