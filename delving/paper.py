@@ -33,5 +33,8 @@ TABLE2 = {
     "prelu": (32.64, 12.75),
 }
 
+#: Epochs of the paper's ImageNet training (the default of `--epochs`).
+TRAINING_EPOCHS = 80
+
 #: The network Table 1 and Table 2 are about.
 TABLES_MODEL = "small_14"

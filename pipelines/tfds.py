@@ -97,9 +97,9 @@ def make_dataset(
         num_classes = builder.info.features[label_key].num_classes
     plan = dataset_ops.input_plan(input_context, config, is_training=is_training)
 
-    def read(context):
+    def read(part, context):
         return builder.as_dataset(
-            split=split,
+            split=part,
             shuffle_files=is_training,
             decoders={image_key: tfds.decode.SkipDecoding()},
             read_config=tfds.ReadConfig(
@@ -109,9 +109,12 @@ def make_dataset(
 
     try:
         try:
-            ds = read(input_context)
-        except ValueError:  # Fewer files than input pipelines: shard records.
-            ds = read(None).shard(plan.num_pipelines, plan.pipeline_id)
+            # tfds gives each input pipeline (worker) its own files to read.
+            ds = read(split, input_context)
+        except ValueError:
+            # Fewer files than pipelines: each reads only its even sub-split
+            # (not the whole split, keeping every n-th record).
+            ds = read(tfds.even_splits(split, plan.num_pipelines)[plan.pipeline_id], None)
     except (AssertionError, FileNotFoundError, KeyError) as e:
         raise errors.DataError(
             f"tfds dataset {builder.name!r} split {split!r} is not available: "

@@ -9,6 +9,7 @@ import pytest
 
 from delving.models import networks
 from delving.models import stats as model_stats
+from delving.training import estimate
 from tests import train_testutil
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -98,6 +99,20 @@ def test_summary_binary_prints_totals_from_the_model():
     # 112x112x16 outputs x 7*7*3 multiply-adds (see test_layer_stats_by_hand).
     assert conv1.split()[-1] == "29,503,488"
     assert "trunk output 19x19 (total stride 12)" in out
+
+
+def test_summary_binary_projects_the_paper_schedule_from_the_device_tflops():
+    result = _run_summary("--model=small_14", "--device_tflops=100", "--utilisation=0.5")
+    assert result.returncode == 0, result.stderr
+
+    def number(label):
+        return int(re.search(label + r": ([\d,]+)", result.stdout)[1].replace(",", ""))
+
+    flops = number("training FLOPs per image")
+    assert flops == 6 * number("total multiply-adds per image")
+    line = next(x for x in result.stdout.splitlines() if x.startswith("projection, not a"))
+    seconds = 80 * 1_281_167 * flops / (100e12 * 0.5)
+    assert f"80 epochs of 1,281,167 images take {estimate.duration(seconds)}" in line
 
 
 def test_summary_binary_rejects_bad_flags_in_one_line():

@@ -1,5 +1,7 @@
-"""The tfds reader, offline with tfds.testing.mock_data (5-49 px images)."""
+"""The tfds reader, offline: tfds.testing.mock_data (5-49 px images) and a
+tiny dataset prepared here by tfds itself, each record's label its index."""
 
+import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
@@ -61,3 +63,66 @@ def test_unknown_dataset_error_is_one_line(tmp_path):
     with pytest.raises(errors.DataError, match="'no_such_dataset'") as info:
         tfds_pipeline.load_builder("no_such_dataset", str(tmp_path))
     assert "\n" not in str(info.value)
+
+
+_RECORDS = 12
+
+
+class _Numbered(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+    """Record i is a 20x20 JPEG labelled i, so labels name the records read."""
+
+    VERSION = tfds.core.Version("1.0.0")
+
+    def _info(self):
+        return tfds.core.DatasetInfo(
+            builder=self,
+            features=tfds.features.FeaturesDict(
+                {
+                    "image": tfds.features.Image(shape=(20, 20, 3), encoding_format="jpeg"),
+                    "label": tfds.features.ClassLabel(num_classes=_RECORDS),
+                }
+            ),
+        )
+
+    def _split_generators(self, dl_manager):
+        return {"train": self._generate_examples()}
+
+    def _generate_examples(self):
+        for i in range(_RECORDS):
+            yield i, {"image": np.full((20, 20, 3), 10 * i, np.uint8), "label": i}
+
+
+@pytest.fixture(scope="module", params=[1, 3], ids=["1_file", "3_files"])
+def numbered_builder(request, tmp_path_factory):
+    builder = _Numbered(data_dir=str(tmp_path_factory.mktemp("numbered")))
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(num_shards=request.param)
+    )
+    assert len(builder.info.splits["train"].filenames) == request.param
+    return builder
+
+
+def _labels_read_by_each_worker(builder, workers, *, is_training):
+    config = InputConfig(
+        batch_size=2,
+        image_size=16,
+        scale_range=(16, 20),
+        resize_size=16,
+        seed=3,
+        drop_remainder=False,
+    )
+    per_worker = []
+    for i in range(workers):
+        context = tf.distribute.InputContext(workers, i, num_replicas_in_sync=workers)
+        ds = tfds_pipeline.make_dataset(
+            builder, "train", config, is_training=is_training, input_context=context
+        )
+        per_worker.append(sorted(int(v) for _, labels in ds for v in labels.numpy()))
+    return per_worker
+
+
+@pytest.mark.parametrize("is_training", [True, False], ids=["train", "eval"])
+def test_two_workers_read_each_record_once(numbered_builder, is_training):
+    first, second = _labels_read_by_each_worker(numbered_builder, 2, is_training=is_training)
+    assert first and second  # each worker reads a share, not the whole split
+    assert sorted(first + second) == list(range(_RECORDS))

@@ -34,6 +34,7 @@ import os
 
 from common import fields
 from common.fields import AT_LEAST_ZERO, FRACTION, POSITIVE, field
+from delving import paper
 from delving.models.specs import ACTIVATIONS, INITS, MODEL_NAMES
 from pipelines import config as input_config
 
@@ -174,7 +175,7 @@ class TrainConfig:
     batch_size: int = field(
         128, "global batch size, over all replicas and workers.", check=POSITIVE
     )
-    epochs: int = field(80, "epochs.", check=POSITIVE)
+    epochs: int = field(paper.TRAINING_EPOCHS, "epochs.", check=POSITIVE)
     steps_per_epoch: int | None = field(
         None, "default: one pass over the training split.", check=POSITIVE
     )

@@ -5,7 +5,9 @@ optimizer; nothing written), opens its directory (`delving.training.run_dir`:
 lock, restore, config.json), builds the compiled step
 (`delving.training.step`) and the input (`delving.training.inputs`), then
 runs the epochs here: each trains to the epoch's end in calls of the step,
-validates, logs, and checkpoints.
+validates, logs, and checkpoints. After the first call of the step that
+follows its tracing, the chief prints the run's projected wall time
+(`delving.training.estimate`).
 
 Keras 3's `model.fit` fails under `MultiWorkerMirroredStrategy` on TF 2.21
 (keras-team/keras#20585), so, as Model Garden does, the loop is written once
@@ -38,7 +40,7 @@ from delving import paper
 from delving.evaluation import validation
 from delving.models import networks
 from delving.training import config as config_lib
-from delving.training import inputs, run_dir, setup, step
+from delving.training import estimate, inputs, run_dir, setup, step
 from delving.training.run_dir import ConfigMismatch, RunLocked, WriteFailed  # noqa: F401
 from delving.training.setup import BatchSizeError  # noqa: F401
 
@@ -215,9 +217,12 @@ def _train(run, directory, restored, verbose, stop):
     seed = cfg.seed + int(state.step.numpy())
     iterator = iter(inputs.make_train_dataset(cfg, run.source, strategy, seed=seed))
     evaluator = make_evaluator(run)
+    clock = estimate.Clock(cfg, estimate.device_kind(strategy), verbose)
     history = directory.history
     while int(state.epoch.numpy()) < cfg.epochs:
-        row = train_epoch(cfg, state, directory, train_step, iterator, evaluator, verbose, stop)
+        row = train_epoch(
+            cfg, state, directory, train_step, iterator, evaluator, verbose, stop, clock
+        )
         history = [r for r in history if r["epoch"] < row["epoch"]] + [row]
         directory.write_history(history)
         state.epoch.assign_add(1)
@@ -257,9 +262,13 @@ def _resumed(cfg, state, restored):
     return f"Resumed from {restored}: step {step_}, {epoch} of {cfg.epochs} epochs done"
 
 
-def train_epoch(cfg, state, directory, train_step, iterator, evaluator, verbose, stop=None):
-    """Trains the rest of the current epoch, validates; the training_log.csv row."""
+def train_epoch(
+    cfg, state, directory, train_step, iterator, evaluator, verbose, stop=None, clock=None
+):
+    """Trains the rest of the current epoch, validates; the training_log.csv row.
+    `clock` (an `estimate.Clock`) is told how long each call and the evaluation took."""
     stop = stop or Stopper()
+    clock = clock or estimate.Clock(cfg, "", verbose=False)
     epoch = int(state.epoch.numpy())
     state.epoch_rate.assign(state.schedule.rate())
     if verbose:
@@ -281,8 +290,10 @@ def train_epoch(cfg, state, directory, train_step, iterator, evaluator, verbose,
             at, cfg.steps_per_epoch - done, cfg.log_every_steps, cfg.checkpoint_every_steps
         )
         # One host sync per call of `count` steps, not per step (fewer if stopped).
+        called = time.perf_counter()
         rows = train_step(iterator, tf.constant(count, tf.int32)).numpy().astype(float)
         count = len(rows)
+        call_s = time.perf_counter() - called
         bad = np.flatnonzero(~np.isfinite(rows[:, 0]))
         if bad.size:
             progress.end_line(progbar)
@@ -300,6 +311,7 @@ def train_epoch(cfg, state, directory, train_step, iterator, evaluator, verbose,
         rate = (sums.images - images_before) / (time.perf_counter() - started)
         logs = {"loss": loss, "top1_err": top1_err, "top5_err": top5_err, "img/s": rate}
         progbar.update(done, list(logs.items()))
+        clock.stepped(call_s, count, progbar)
         if at % cfg.log_every_steps == 0:
             lr = float(state.optimizer.learning_rate.numpy())
             directory.write_scalars("train", at, dict(logs, learning_rate=lr))
@@ -309,6 +321,9 @@ def train_epoch(cfg, state, directory, train_step, iterator, evaluator, verbose,
     train_seconds = time.perf_counter() - started
     val = evaluator.run(stop=lambda: stop.requested)
     stop.at_boundary(cfg, state, directory, progbar)  # mid-evaluation: redone on resume
+    clock.evaluated(
+        time.perf_counter() - started - train_seconds, val["count"], evaluator.batch_size
+    )
     state.schedule.end_epoch(epoch, val["top1_error"])
     at = int(state.step.numpy())
     directory.write_scalars(
