@@ -24,12 +24,13 @@ warnings.warn("python warning")
 """
 
 
-def _stderr(level):
+def _python(script, level=None):
+    """Runs `python -c script` with TF_CPP_MIN_LOG_LEVEL unset or `level`."""
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     if level is not None:
         env["TF_CPP_MIN_LOG_LEVEL"] = level
-    result = subprocess.run(
-        [sys.executable, "-c", _SCRIPT],
+    return subprocess.run(
+        [sys.executable, "-c", script],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -37,6 +38,10 @@ def _stderr(level):
         timeout=HANG_GUARD_S,
         check=True,
     )
+
+
+def _stderr(level):
+    result = _python(_SCRIPT, level)
     return [line for line in result.stderr.splitlines() if line.strip()]
 
 
@@ -99,16 +104,7 @@ def test_importing_the_packages_leaves_the_process_as_it_was():
         "print(os.environ.get('TF_CPP_MIN_LOG_LEVEL'), "
         "[type(f).__name__ for f in sys.meta_path if 'Quiet' in type(f).__name__])"
     )
-    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-    out = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=HANG_GUARD_S,
-        check=True,
-    ).stdout
+    out = _python(script).stdout
     assert out.split() == ["None", "[]"], out
 
 

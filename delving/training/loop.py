@@ -23,12 +23,6 @@ checkpoint is always a good one.
 """
 
 import dataclasses
-import logging
-import os
-import signal
-import socket
-import sys
-import threading
 import time
 
 import keras
@@ -40,7 +34,8 @@ from delving import paper
 from delving.evaluation import validation
 from delving.models import networks
 from delving.training import config as config_lib
-from delving.training import estimate, inputs, run_dir, setup, step
+from delving.training import estimate, inputs, preemption, run_dir, setup, step
+from delving.training.preemption import Stopped, Stopper  # noqa: F401  (delving.train uses both)
 from delving.training.run_dir import ConfigMismatch, RunLocked, WriteFailed  # noqa: F401
 from delving.training.setup import BatchSizeError  # noqa: F401
 
@@ -50,102 +45,6 @@ USER_ERRORS = (ConfigMismatch, BatchSizeError, RunLocked, WriteFailed)
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the message is one line."""
-
-
-class Stopped(RuntimeError):
-    """Training stopped on request after saving its step; the message is one line."""
-
-    def __init__(self, message, signum):
-        super().__init__(message)
-        self.signum = signum
-
-
-class Stopper:
-    """Asks a running `train` to stop at the next step boundary, checkpoint
-    that step, release the run directory and raise `Stopped`.
-
-    `request()` may be called from any thread. `on_signals()` makes SIGTERM
-    (cluster schedulers) and SIGINT (Ctrl-C) request it, and a second signal
-    end the process at once. The compiled step reads the request before every
-    step, so a stop does not wait for the end of a call of many steps.
-    """
-
-    def __init__(self):
-        self.signum = None
-        self._requested = threading.Event()
-        self._flags = []
-
-    @property
-    def requested(self):
-        return self._requested.is_set()
-
-    def request(self, signum=signal.SIGTERM):
-        if self.signum is None:
-            self.signum = signum
-        self._requested.set()
-        for flag in self._flags:
-            flag.assign(True)
-
-    def at_boundary(self, cfg, state, directory, progbar=None):
-        """Between two calls of the step: when a stop was requested, checkpoints
-        the current step (unless it is the latest already) and raises `Stopped`."""
-        if not self.requested:
-            return
-        if progbar is not None:
-            progress.end_line(progbar)
-        at = int(state.step.numpy())
-        latest = directory.latest()
-        if not (latest and latest.endswith(f"ckpt-{at}")):
-            latest = _save(state, directory)
-        raise Stopped(
-            f"{self.signal_name()}: stopped at {_where(cfg, state)}; saved {latest}; "
-            "rerun the same command to resume",
-            self.signum,
-        )
-
-    def signal_name(self):
-        return signal.Signals(self.signum).name if self.signum else "stop requested"
-
-    def flag(self):
-        """A bool variable the compiled step reads: set now and on `request`."""
-        flag = tf.Variable(self.requested, trainable=False, name="stop_requested")
-        self._flags.append(flag)
-        return flag
-
-    @classmethod
-    def on_signals(cls, program, signals=(signal.SIGTERM, signal.SIGINT)):
-        """A Stopper that SIGTERM and SIGINT trigger (call from the main thread).
-
-        Python runs signal handlers in the main thread only between bytecodes,
-        which a thread inside a long TensorFlow call does not reach; the
-        wake-up fd is written by the C-level handler at once, so a watcher
-        thread sees the signal while the step runs.
-        """
-        stopper = cls()
-        reader, writer = socket.socketpair()
-        writer.setblocking(False)
-        for signum in signals:
-            signal.signal(signum, lambda *_: None)  # the watcher acts on it
-        signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
-
-        def watch():
-            while data := reader.recv(1):
-                signum = data[0]
-                if signum not in signals:
-                    continue
-                if stopper.requested:  # the second one: at once
-                    os._exit(128 + signum)
-                print(
-                    f"{program}: {signal.Signals(signum).name}: stopping at the next step and "
-                    "saving it; send it again to stop at once",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                stopper.request(signum)
-
-        threading.Thread(target=watch, name="stop-on-signals", daemon=True).start()
-        stopper._sockets = (reader, writer)  # alive as long as the Stopper
-        return stopper
 
 
 @dataclasses.dataclass
@@ -198,7 +97,7 @@ def train(
 def _train(run, directory, restored, verbose, stop):
     cfg, state, strategy = run.cfg, run.state, run.strategy
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        stop = _ClusterStop(cfg, state, strategy, directory)
+        stop = preemption.ClusterStop(cfg, state, strategy, directory)
     say = print if verbose else lambda *_, **__: None
     say(
         f"Training {cfg.model} ({cfg.activation}) on {cfg.dataset_name}"
@@ -229,7 +128,7 @@ def _train(run, directory, restored, verbose, stop):
         state.epoch_step.assign(0)
         state.epoch_sums.assign(tf.zeros_like(state.epoch_sums))
         _save(state, directory)
-        stop.at_boundary(cfg, state, directory)
+        _stop_if_requested(cfg, state, directory, stop)
     return _finish(cfg, state, directory, history, say)
 
 
@@ -317,10 +216,10 @@ def train_epoch(
             directory.write_scalars("train", at, dict(logs, learning_rate=lr))
         if at % cfg.checkpoint_every_steps == 0 and done < cfg.steps_per_epoch:
             _save(state, directory)
-        stop.at_boundary(cfg, state, directory, progbar)
+        _stop_if_requested(cfg, state, directory, stop, progbar)
     train_seconds = time.perf_counter() - started
     val = evaluator.run(stop=lambda: stop.requested)
-    stop.at_boundary(cfg, state, directory, progbar)  # mid-evaluation: redone on resume
+    _stop_if_requested(cfg, state, directory, stop, progbar)  # mid-evaluation: redone on resume
     clock.evaluated(
         time.perf_counter() - started - train_seconds, val["count"], evaluator.batch_size
     )
@@ -372,42 +271,22 @@ def _save(state, directory):
     return directory.save(int(state.step.numpy()))
 
 
-def _where(cfg, state):
-    at, epoch, into = (int(v.numpy()) for v in (state.step, state.epoch, state.epoch_step))
-    if epoch >= cfg.epochs or not into:
-        return f"step {at} ({epoch} of {cfg.epochs} epochs done)"
-    return f"step {at} (epoch {epoch + 1}, {into} of {cfg.steps_per_epoch} steps into it)"
-
-
-def _not_total_run_calls(record):
-    return "total_run_calls" not in record.getMessage()
-
-
-class _ClusterStop(Stopper):
-    """Multi-worker: TensorFlow's `PreemptionCheckpointHandler` hears a SIGTERM
-    sent to any worker, and at the next boundary every worker saves the same
-    step and stops (a local stop would leave the others waiting in an
-    all-reduce); the compiled step is never cut short."""
-
-    def __init__(self, cfg, state, strategy, directory):
-        super().__init__()
-        self.cfg, self.state = cfg, state
-        # The handler reads its own deprecated `total_run_calls` on every save.
-        logging.getLogger("tensorflow").addFilter(_not_total_run_calls)
-        config = tf.distribute.experimental.TerminationConfig(exit_fn=self._exit)
-        self.handler = tf.distribute.experimental.PreemptionCheckpointHandler(
-            strategy.cluster_resolver, directory.manager, termination_config=config
-        )
-
-    def _exit(self):
-        raise Stopped(
-            f"SIGTERM (in the cluster): stopped at {_where(self.cfg, self.state)}; every worker "
-            "saved it; rerun the same command on every worker to resume",
-            signal.SIGTERM,
-        )
-
-    def at_boundary(self, cfg, state, directory, progbar=None):
-        self.handler.save_checkpoint_if_preempted(checkpoint_number=int(state.step.numpy()))
+def _stop_if_requested(cfg, state, directory, stop, progbar=None):
+    """Checkpoints this step (unless it is the latest already) and raises
+    `Stopped` when the stopper says to stop here."""
+    if not stop.at_boundary(cfg, state):
+        return
+    if progbar is not None:
+        progress.end_line(progbar)
+    at = int(state.step.numpy())
+    latest = directory.latest()
+    if not (latest and latest.endswith(f"ckpt-{at}")):
+        latest = _save(state, directory)
+    raise Stopped(
+        f"{stop.signal_name()}: stopped at {preemption.where(cfg, state)}; saved {latest}; "
+        "rerun the same command to resume",
+        stop.signum,
+    )
 
 
 def _last_good(directory):
