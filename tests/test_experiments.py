@@ -13,6 +13,7 @@ import sys
 
 import pytest
 
+from delving import paper
 from delving.experiments import common, report_text
 from tests import train_testutil
 
@@ -113,7 +114,7 @@ def test_activations_reports_errors_and_table1_coefficients(quick_report):
             assert r["val_top5_error"] <= r["val_top1_error"] + 1e-9
             assert r["val_count"] == common.QUICK_SPLITS[1][1]
             if activation.startswith("prelu"):
-                assert list(r["prelu"]) == list(common.PAPER_TABLE1)  # Table 1's 13 rows
+                assert list(r["prelu"]) == list(paper.TABLE1)  # Table 1's 13 rows
             else:
                 assert r["prelu"] == {}
     md = (quick_report["work"] / "activations" / "activations.md").read_text()
@@ -260,7 +261,7 @@ def test_render_only_rewrites_the_same_report_from_the_runs(quick_report, tmp_pa
 def _slopes(conv1, conv2, conv3, fc=0.1):
     """Table 1's layers with the given slope per stage (std 0)."""
     stage = {"conv1": conv1, "conv2": conv2, "conv3": conv3, "fc": fc}
-    return {k: (stage[k[:5] if k.startswith("conv") else "fc"], 0.0) for k in common.PAPER_TABLE1}
+    return {k: (stage[k[:5] if k.startswith("conv") else "fc"], 0.0) for k in paper.TABLE1}
 
 
 @pytest.mark.parametrize(
