@@ -358,7 +358,7 @@ def test_warmup_requests_parse_and_run(exported):
 
 
 def test_models_config_parses_as_model_server_config(exported):
-    text = (exported["export_base"] / "networks.config").read_text()
+    text = (exported["export_base"] / "models.config").read_text()
     config = text_format.Parse(text, model_server_config_pb2.ModelServerConfig())
     (entry,) = config.model_config_list.config
     assert (entry.name, entry.base_path, entry.model_platform) == (
@@ -367,7 +367,7 @@ def test_models_config_parses_as_model_server_config(exported):
         "tensorflow",
     )
     assert exported["version_dir"] == str(exported["export_base"] / "1")
-    assert sorted(os.listdir(exported["export_base"])) == ["1", "networks.config"]
+    assert sorted(os.listdir(exported["export_base"])) == ["1", "models.config"]
     assert os.path.exists(os.path.join(exported["version_dir"], serving_files.WARMUP_FILE))
 
 
