@@ -37,8 +37,6 @@ import shutil
 import socket
 import tempfile
 
-from common import files
-
 CLAIM_PREFIX = ".claim-"
 OWNER_FILE = "owner.json"
 _STAGED = "saved_model"
@@ -65,11 +63,14 @@ def normalize(export_base):
 
 def next_version(export_base):
     """1 + the largest integer-named version under `export_base` (1 if none)."""
-    import tensorflow as tf  # gfile: remote bases too
+    if is_local(export_base):
+        base = normalize(export_base)
+        names = os.listdir(base) if os.path.isdir(base) else []
+    else:
+        import tensorflow as tf  # gfile; imported late: a local export needs none here
 
-    if not tf.io.gfile.isdir(export_base):
-        return 1
-    names = [n.rstrip("/") for n in tf.io.gfile.listdir(export_base)]
+        names = tf.io.gfile.listdir(export_base) if tf.io.gfile.isdir(export_base) else []
+    names = [n.rstrip("/") for n in names]
     return max((int(n) for n in names if re.fullmatch(r"\d+", n)), default=0) + 1
 
 
@@ -137,7 +138,11 @@ def _claim(export_base, version):
                 raise _exists(export_base, version)
             number += 1
             continue
-        files.atomic_write(os.path.join(claim, OWNER_FILE), json.dumps(owner()))
+        # Local, so plain files (common.files.atomic_write would load TensorFlow).
+        path = os.path.join(claim, OWNER_FILE)
+        with open(f"{path}.tmp", "w") as f:
+            json.dump(owner(), f)
+        os.replace(f"{path}.tmp", path)
         return claim, number
 
 

@@ -45,16 +45,20 @@ def _flat_frame(height, width, value):
     return buffer.getvalue()
 
 
-def gif(frames, screen=None):
+def gif(frames, screen=None, declared=None):
     """A GIF of `frames` (height, width, grey level) each encoded by Pillow;
     `screen`: the (height, width) its logical screen claims (default: the
-    first frame's)."""
+    first frame's); `declared`: {frame index: (height, width)} its image
+    descriptor claims instead (a frame too large to encode for real)."""
     encoded = [_flat_frame(*frame) for frame in frames]
     head, _ = fx.gif_blocks(encoded[0])
     images = []
-    for data in encoded:
+    for i, data in enumerate(encoded):
         _, blocks = fx.gif_blocks(data)
-        images += [data[s:e] for kind, s, e in blocks if kind == 0x2C]
+        block = bytearray(next(data[s:e] for kind, s, e in blocks if kind == 0x2C))
+        height, width = (declared or {}).get(i, frames[i][:2])
+        block[5:9] = struct.pack("<HH", width, height)
+        images.append(bytes(block))
     data = bytearray(encoded[0][:head] + b"".join(images) + b";")
     height, width = screen or frames[0][:2]
     data[6:10] = struct.pack("<HH", width, height)
@@ -162,10 +166,12 @@ def crafted_requests(max_images, max_pixels, max_image_pixels, seed=0):
             ((4000, 4000), [(20, 30, 5)]),
             ((65535, 65535), [(16, 16, 5)]),
             ((16, 16), [(16, 16, 1)] * 40),
-            ((16, 16), [(16, 16, 1), (65535, 65535, 2)]),
+            ((16, 16), [(16, 16, 1), (16, 16, 2)]),
         ]
     ):
-        add(f"gif_frames_{i}", [gif(frames, screen)])
+        # The last: a second frame claiming 65535 x 65535 (4 GB of raster).
+        declared = {1: (65535, 65535)} if i == 7 else None
+        add(f"gif_frames_{i}", [gif(frames, screen, declared)])
     many = gif([(side, side, v) for v in range(60)])  # each frame at the limit
     add("gif_60_frames_at_the_limit", [many])
     add("gif_second_frame_cut", [many[: len(many) // 3]])
