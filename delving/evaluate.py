@@ -133,6 +133,11 @@ def main(argv):
             f"{view:<8} {scale_text:<12} {r['top1_error']:9.2%} "
             f"{r['top5_error']:9.2%} {r['loss']:8.4f} {r['count']:7d}"
         )
+    # Counted as errors above; many point at a float16 model that overflows.
+    print(
+        "images with non-finite probabilities: "
+        + ", ".join(f"{view} {r['nonfinite']}" for view, r in rows)
+    )
 
 
 if __name__ == "__main__":

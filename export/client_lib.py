@@ -33,7 +33,8 @@ OUTPUT_NAMES = ("probabilities", "classes", "scores", "labels")
 def default_model_name(export_base):
     """The name `export.export_saved_model` gives the model in models.config
     when no --model_name is given: the basename of its --export_base."""
-    return os.path.basename(os.path.abspath(export_base))
+    path = str(export_base).rstrip("/")
+    return os.path.basename(path if "://" in path else os.path.abspath(path))
 
 
 def build_predict_request(inputs, *, model_name, signature_name=SIGNATURE_BYTES, version=None):

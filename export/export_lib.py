@@ -20,41 +20,38 @@ mean of its members'.
 
 Only core TensorFlow ops, no `tf.py_function`, no XLA-only functions.
 Undecodable input fails the request with `InvalidArgument`, never the server:
-empty strings and unknown formats are reported by name, and images whose
-header claims more than `max_image_pixels` pixels are refused before decoding
-(a 60000x60000 PNG is a few KB on the wire and 10 GB decoded).
+empty strings and unknown formats are reported by name, and requests over
+their `export.request_limits.RequestLimits` (images, decoded pixels in all
+and per image, read from the headers: a 60000x60000 PNG is a few KB on the
+wire and 10 GB decoded) are refused before any image is decoded. The images
+of a request run one at a time, so memory is one image's
+(`export.request_limits.memory_bound`). Probabilities that are not finite (a
+float16 model that overflowed) fail the request with `InvalidArgument`
+rather than being ranked.
 
 After the SavedModel, `export/serving_files.py` adds
 `assets.extra/tf_serving_warmup_requests` (replayed by the server at load)
-and `export_base/models.config`. The version directory is written under a
-temporary name and renamed into place, so a server polling `export_base`
-never loads a half-written version.
+and `export_base/models.config`. `export/versions.py` claims the version
+number atomically and publishes the version directory whole.
 """
 
 import dataclasses
 import os
-import re
-import shutil
 
 import keras
 import tensorflow as tf
+from absl import logging
 
-from common import files
 from delving.evaluation import dense
 from delving.models import from_config
 from delving.training import config as config_lib
 from delving.training import run_dir
-from export import client_lib, image_decoding, serving_files
+from export import client_lib, image_decoding, request_limits, serving_files, versions
 from export.client_lib import SIGNATURE_BYTES, SIGNATURE_IMAGES
+from export.versions import ExportError
 from pipelines import preprocessing
 
 DEFAULT_TOP_K = 5
-#: Larger images (by their header) are refused: 100 MP is 300 MB decoded.
-DEFAULT_MAX_IMAGE_PIXELS = 100_000_000
-
-
-class ExportError(ValueError):
-    """A user mistake in what to export (missing files, mismatched classes)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,7 +122,14 @@ def label_names(classes):
 
 class DenseClassifier:
     """The exported computation, also callable in Python (the reference the
-    tests compare the served model with)."""
+    tests compare the served model with).
+
+    Args:
+      servables: `ServableModel`s (several: an ensemble).
+      scales, flip, max_aspect_ratio: dense testing (`delving.evaluation.dense`).
+      top_k: how many classes the top-k outputs hold.
+      limits: `export.request_limits.RequestLimits` (default: the defaults).
+    """
 
     def __init__(
         self,
@@ -135,7 +139,7 @@ class DenseClassifier:
         flip=True,
         top_k=DEFAULT_TOP_K,
         max_aspect_ratio=dense.DEFAULT_MAX_ASPECT_RATIO,
-        max_image_pixels=DEFAULT_MAX_IMAGE_PIXELS,
+        limits=None,
     ):
         if not servables:
             raise ExportError("nothing to export: give at least one model_dir")
@@ -143,20 +147,49 @@ class DenseClassifier:
         self.servables = tuple(servables)
         self.labels = label_names(servables[0].classes)
         self.top_k = max(1, min(top_k, len(self.labels)))
-        self.max_image_pixels = max_image_pixels
+        self.limits = limits or request_limits.RequestLimits()
+        self.max_aspect_ratio = max_aspect_ratio
         self._members = [
             s.dense_inference(scales=scales, flip=flip, max_aspect_ratio=max_aspect_ratio)
             for s in self.servables
         ]
 
+    def memory_bound(self, request_bytes=0):
+        """`export.request_limits.memory_bound` of this export."""
+        return request_limits.memory_bound(self.limits, self._members, request_bytes)
+
     def probabilities(self, images):
         """uint8 `[B, H, W, 3]` -> float32 `[B, classes]`: the ensemble mean."""
+        images = tf.convert_to_tensor(images)
+        if self.max_aspect_ratio:  # the members' own crop is then a no-op
+            images = dense.limit_aspect_ratio(images, self.max_aspect_ratio)
+        # One float32 copy for every scale and member: each would cast its own
+        # (the resize casts first), and the graph may run them all at once.
+        images = tf.cast(images, tf.float32)
         probs = [member(images) for member in self._members]
         return tf.add_n(probs) / len(probs) if len(probs) > 1 else probs[0]
 
+    def _one_by_one(self, fn, elements):
+        """`fn` on each element, one after the other: a request holds one
+        image in memory at a time, whatever its size."""
+        return tf.map_fn(
+            fn,
+            elements,
+            fn_output_signature=tf.TensorSpec([len(self.labels)], tf.float32),
+            parallel_iterations=1,
+        )
+
     def outputs(self, probabilities):
         probabilities = tf.ensure_shape(probabilities, [None, len(self.labels)])
-        scores, classes = tf.math.top_k(probabilities, k=self.top_k)
+        finite = tf.reduce_all(tf.math.is_finite(probabilities), axis=1)
+        check = request_limits.refuse_unless(
+            tf.reduce_all(finite),
+            "the model's probabilities are not finite (NaN or infinity: a float16 model "
+            "that overflowed?); images:",
+            tf.where(tf.logical_not(finite))[:, 0],
+        )
+        with tf.control_dependencies([check]):
+            scores, classes = tf.math.top_k(tf.identity(probabilities), k=self.top_k)
         labels = tf.gather(tf.constant(self.labels), classes)
         return {
             "probabilities": probabilities,
@@ -166,38 +199,52 @@ class DenseClassifier:
         }
 
     def predict_images(self, images):
-        shape = tf.shape(images)
-        check = _refuse_unless(
-            tf.reduce_all(shape[:3] > 0),
-            "images must hold at least one image of at least 1x1 pixels; got shape",
-            shape,
+        shape = tf.shape(images, out_type=tf.int64)
+        checks = [
+            request_limits.refuse_unless(
+                tf.reduce_all(shape[:3] > 0),
+                "images must hold at least one image of at least 1x1 pixels; got shape",
+                shape,
+            )
+        ]
+        checks += request_limits.request_checks(
+            self.limits, tf.fill(shape[:1], shape[1]), tf.fill(shape[:1], shape[2])
         )
-        with tf.control_dependencies([check]):
-            return self.outputs(self.probabilities(tf.identity(images)))
+        with tf.control_dependencies(checks):
+            images = tf.identity(images)
+        probs = self._one_by_one(lambda image: self.probabilities(image[None])[0], images)
+        return self.outputs(probs)
 
     def predict_image_bytes(self, image_bytes):
-        check = _refuse_unless(tf.size(image_bytes) > 0, "image_bytes holds no images")
+        check = request_limits.refuse_unless(
+            tf.size(image_bytes) > 0, "image_bytes holds no images"
+        )
         with tf.control_dependencies([check]):
+            image_bytes = tf.identity(image_bytes)
+        # Every header first: a request over its limits is refused whole,
+        # before any image is decoded.
+        headers = image_decoding.Header(
+            *tf.map_fn(
+                lambda encoded: tuple(image_decoding.inspect(encoded)),
+                image_bytes,
+                fn_output_signature=(tf.int32, tf.int64, tf.int64, tf.int64),
+                parallel_iterations=1,
+            )
+        )
+        checks = request_limits.header_checks(headers) + request_limits.request_checks(
+            self.limits, headers.height, headers.width
+        )
+        with tf.control_dependencies(checks):
             image_bytes = tf.identity(image_bytes)
 
         # Plain TF code: no AutoGraph conversion, eager or traced alike.
         @tf.autograph.experimental.do_not_convert
-        def one(encoded):
-            image = image_decoding.decode_image(encoded, max_pixels=self.max_image_pixels)
+        def one(args):
+            encoded, header = args[0], image_decoding.Header(*args[1:])
+            image = image_decoding.decode_inspected(encoded, header)
             return self.probabilities(image[None])[0]
 
-        num_classes = len(self.labels)
-        probs = tf.map_fn(
-            one, image_bytes, fn_output_signature=tf.TensorSpec([num_classes], tf.float32)
-        )
-        return self.outputs(probs)
-
-
-def _refuse_unless(condition, message, *values):
-    """An InvalidArgument with `message` (one sentence, then any `values`)
-    when `condition` fails: what a client sees instead of an assertion
-    deep inside the resizing ops."""
-    return tf.debugging.Assert(condition, [message, *values], summarize=8)
+        return self.outputs(self._one_by_one(one, (image_bytes, *headers)))
 
 
 def build_archive(classifier):
@@ -226,14 +273,6 @@ def build_archive(classifier):
     return archive
 
 
-def next_version(export_base):
-    """1 + the largest integer-named version under `export_base` (1 if none)."""
-    if not os.path.isdir(export_base):
-        return 1
-    versions = [int(name) for name in os.listdir(export_base) if re.fullmatch(r"\d+", name)]
-    return max(versions, default=0) + 1
-
-
 def export_saved_model(
     model_dirs,
     export_base,
@@ -244,21 +283,22 @@ def export_saved_model(
     flip=True,
     top_k=DEFAULT_TOP_K,
     max_aspect_ratio=dense.DEFAULT_MAX_ASPECT_RATIO,
-    max_image_pixels=DEFAULT_MAX_IMAGE_PIXELS,
+    limits=None,
     verbose=False,
 ):
     """Exports one model, or an ensemble of several, for TF Serving.
 
     Args:
       model_dirs: a model_dir or a list of them (an ensemble).
-      export_base: the server's base path (local); versions go to
-        `<export_base>/<N>`.
+      export_base: the server's base path (local, or remote with `version`);
+        versions go to `<export_base>/<N>`.
       version: N; default one more than the largest existing version.
       model_name: the name in `models.config`; default basename(export_base).
       scales, flip, max_aspect_ratio: dense testing (`delving.evaluation.dense`); scales
         default: each run's own (`ServableModel.dense_inference`).
       top_k: how many classes the `classes`/`scores`/`labels` outputs hold.
-      max_image_pixels: larger images are refused with InvalidArgument.
+      limits: `export.request_limits.RequestLimits`; requests over them are
+        refused with InvalidArgument.
       verbose: let `ExportArchive.write_out` list the variables.
 
     Returns:
@@ -266,7 +306,8 @@ def export_saved_model(
     """
     if isinstance(model_dirs, (str, os.PathLike)):
         model_dirs = [model_dirs]
-    if os.path.exists(export_base) and not os.path.isdir(export_base):
+    versions.check_base(export_base, version)
+    if tf.io.gfile.exists(export_base) and not tf.io.gfile.isdir(export_base):
         raise ExportError(f"--export_base={export_base} is a file, not a directory")
     classifier = DenseClassifier(
         [load_servable(d) for d in model_dirs],
@@ -274,43 +315,31 @@ def export_saved_model(
         flip=flip,
         top_k=top_k,
         max_aspect_ratio=max_aspect_ratio,
-        max_image_pixels=max_image_pixels,
+        limits=limits,
     )
     return write_export(
         classifier, export_base, version=version, model_name=model_name, verbose=verbose
     )
 
 
-def _remove_killed_exports(export_base):
-    """Removes `.tmp-<version>-<pid>` directories of exports killed on this host."""
-    for name in os.listdir(export_base):
-        match = re.fullmatch(r"\.tmp-\d+-(\d+)", name)
-        if match and not files.pid_alive(int(match.group(1))):
-            shutil.rmtree(os.path.join(export_base, name), ignore_errors=True)
-
-
 def write_export(classifier, export_base, *, version=None, model_name=None, verbose=False):
     """Writes `classifier` (a `DenseClassifier`) as `<export_base>/<version>`
     with its warmup requests, and `<export_base>/models.config`."""
-    export_base = os.path.abspath(export_base)
+    export_base = versions.normalize(export_base)
     model_name = model_name or client_lib.default_model_name(export_base)
-    version = next_version(export_base) if version is None else int(version)
-    final_dir = os.path.join(export_base, str(version))
-    if os.path.exists(final_dir):
-        raise ExportError(
-            f"{final_dir} already exists; pick another --version "
-            f"or leave it out for the next free one"
-        )
-    # Not integer-named: the server ignores it until the rename below.
-    tmp_dir = os.path.join(export_base, f".tmp-{version}-{os.getpid()}")
-    shutil.rmtree(tmp_dir, ignore_errors=True)
-    os.makedirs(export_base, exist_ok=True)
-    _remove_killed_exports(export_base)
-    try:
-        build_archive(classifier).write_out(tmp_dir, verbose=verbose)
-        serving_files.write_warmup_requests(tmp_dir, model_name=model_name)
-        os.rename(tmp_dir, final_dir)
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
+
+    def write(directory):
+        build_archive(classifier).write_out(directory, verbose=verbose)
+        serving_files.write_warmup_requests(directory, model_name=model_name)
+
+    final_dir = versions.write_version(
+        export_base, write, version=None if version is None else int(version)
+    )
     serving_files.write_models_config(export_base, model_name=model_name)
+    bound = classifier.memory_bound()
+    logging.info(
+        "requests limited to %s; worst-case memory per request: %s (docs/SERVING.md)",
+        classifier.limits,
+        f"{bound['total'] / 2**30:.2f} GiB + 3 x the request's bytes" if bound else "unbounded",
+    )
     return final_dir

@@ -4,14 +4,17 @@ r"""Exports trained models as a SavedModel for TensorFlow Serving.
         --export_base=/models/prelu [--version=N] \
         [--scales=256,384,480] [--flip=true] [--top_k=5]
 
-writes `/models/prelu/<N>/` (N: one more than the largest existing version)
-and `/models/prelu/models.config`, then serve it with
+writes `/models/prelu/<N>/` (N: one more than the largest existing version,
+claimed atomically: exports may run side by side) and
+`/models/prelu/models.config`, then serve it with
 
     tensorflow_model_server --port=8500 --rest_api_port=8501 \
         --model_config_file=/models/prelu/models.config
 
 Give `--model_dir` several times to export an ensemble that averages the
-models' probabilities. See `export/export_lib.py` for the signatures.
+models' probabilities. See `export/export_lib.py` for the signatures, and
+docs/SERVING.md for the per-request limits and the memory they bound. A
+remote `--export_base` (gs://...) needs `--version`.
 """
 
 import sys
@@ -55,7 +58,20 @@ _MAX_ASPECT_RATIO = flags.DEFINE_float(
 _MAX_IMAGE_PIXELS = flags.DEFINE_integer(
     "max_image_pixels",
     100_000_000,
-    "Refuse larger images (by their header) with InvalidArgument; 0 disables.",
+    "Refuse requests holding an image that decodes to more pixels (read from its header, "
+    "the size the decoder allocates) with InvalidArgument; 0 disables.",
+    lower_bound=0,
+)
+_MAX_REQUEST_IMAGES = flags.DEFINE_integer(
+    "max_request_images",
+    32,
+    "Refuse requests of more images, in either signature, with InvalidArgument; 0 disables.",
+    lower_bound=0,
+)
+_MAX_REQUEST_PIXELS = flags.DEFINE_integer(
+    "max_request_pixels",
+    100_000_000,
+    "Refuse requests whose images decode to more pixels in all with InvalidArgument; 0 disables.",
     lower_bound=0,
 )
 
@@ -67,9 +83,12 @@ def main(argv):
 
     cli.no_arguments("export.export_saved_model", argv)
     quiet_start.start()
-    try:  # an unwritable --export_base: one line before TensorFlow loads
+    from export import versions  # no TensorFlow at import
+
+    try:  # an unwritable or unusable --export_base: one line before TensorFlow loads
         cli.check_paths(output_dirs={"export_base": _EXPORT_BASE.value})
-    except errors.DataError as e:
+        versions.check_base(_EXPORT_BASE.value, _VERSION.value)
+    except (errors.DataError, versions.ExportError) as e:
         sys.exit(f"error: {e}")
     from export import export_lib  # after flag parsing: TF loads slowly
 
@@ -80,8 +99,17 @@ def main(argv):
 
 
 def _export(export_lib):
+    import tensorflow as tf
+
+    from export import request_limits, versions
+
+    limits = request_limits.RequestLimits(
+        max_images=_MAX_REQUEST_IMAGES.value or None,
+        max_pixels=_MAX_REQUEST_PIXELS.value or None,
+        max_image_pixels=_MAX_IMAGE_PIXELS.value or None,
+    )
     try:
-        return export_lib.export_saved_model(
+        path = export_lib.export_saved_model(
             _MODEL_DIR.value,
             _EXPORT_BASE.value,
             version=_VERSION.value,
@@ -90,10 +118,16 @@ def _export(export_lib):
             flip=_FLIP.value,
             top_k=_TOP_K.value,
             max_aspect_ratio=_MAX_ASPECT_RATIO.value or None,
-            max_image_pixels=_MAX_IMAGE_PIXELS.value or None,
+            limits=limits,
         )
     except export_lib.ExportError as e:  # a user mistake: one line
         sys.exit(f"error: {e}")
+    except tf.errors.OpError as e:
+        if versions.is_local(_EXPORT_BASE.value):
+            raise
+        # A remote base that cannot be reached or written: one line.
+        sys.exit(f"error: --export_base={_EXPORT_BASE.value}: {e.message.splitlines()[0]}")
+    return path
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from tensorflow_serving.apis import prediction_log_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
 from common import files
-from export import client_lib
+from export import client_lib, versions
 
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 MODELS_CONFIG = "models.config"
@@ -69,14 +69,16 @@ def models_config(export_base, *, model_name):
     config = model_server_config_pb2.ModelServerConfig()
     entry = config.model_config_list.config.add()
     entry.name = model_name
-    entry.base_path = os.path.abspath(export_base)
+    entry.base_path = versions.normalize(export_base)
     entry.model_platform = "tensorflow"
     return config
 
 
 def write_models_config(export_base, *, model_name):
-    """Writes `<export_base>/models.config` (text proto); returns its path."""
-    path = os.path.join(export_base, MODELS_CONFIG)
-    text = text_format.MessageToString(models_config(export_base, model_name=model_name))
-    files.atomic_write(path, text)
+    """Writes `<export_base>/models.config` (text proto) whole, through
+    `tf.io.gfile`, under a name of this process's first (exports may run
+    side by side); returns its path."""
+    path = os.path.join(versions.normalize(export_base), MODELS_CONFIG)
+    config = models_config(export_base, model_name=model_name)
+    files.atomic_write(path, text_format.MessageToString(config))
     return path

@@ -86,13 +86,35 @@ def png_header_only(height, width):
     return b"\x89PNG\r\n\x1a\n" + chunk + b"\0" * 64
 
 
+def gif_blocks(data):
+    """`(end of header and colour table, [(kind byte, start, end), ...])`:
+    the blocks of a GIF as giflib reads them, up to a byte that is none."""
+    packed = data[10]
+    position = head = 13 + (3 << ((packed & 7) + 1) if packed & 0x80 else 0)
+    blocks = []
+    while position < len(data) and data[position] in (0x21, 0x2C):
+        start, kind = position, data[position]
+        if kind == 0x21:
+            position += 2
+        else:
+            flags = data[position + 9]
+            position += 11 + ((3 << ((flags & 7) + 1)) if flags & 0x80 else 0)
+        while position < len(data) and data[position]:
+            position += 1 + data[position]
+        position += 1
+        blocks.append((kind, start, position))
+    return head, blocks
+
+
 def _declare_size(data, fmt, height, width):
     """`data` (a real image of `fmt`) with its header claiming height x width."""
     data = bytearray(data)
     if fmt == "PNG":
         data[16:24] = struct.pack(">II", width, height)
-    elif fmt == "GIF":
-        data[6:10] = struct.pack("<HH", width, height)
+    elif fmt == "GIF":  # the first frame's: the size giflib allocates
+        _, blocks = gif_blocks(bytes(data))
+        start = next(s for kind, s, _ in blocks if kind == 0x2C)
+        data[start + 5 : start + 9] = struct.pack("<HH", width, height)
     elif fmt == "BMP":
         data[18:26] = struct.pack("<ii", width, height)
     elif fmt == "WEBP":  # lossless: 14-bit sizes minus one

@@ -1,7 +1,9 @@
 """The evaluate binary on a trained tiny model_dir: centre and 10-view."""
 
 import re
+import shutil
 
+import numpy as np
 import pytest
 
 from delving.evaluation import validation
@@ -83,3 +85,38 @@ def test_progress_line_agrees_with_the_result_table(trained, capsys):
     assert shown, repr(out)
     assert float(shown[1]) == pytest.approx(result["top1_error"], abs=1e-4)
     assert float(shown[2]) == pytest.approx(result["top5_error"], abs=1e-4)
+
+
+@pytest.fixture(scope="module")
+def overflowed(trained, tmp_path_factory):
+    """A copy of the run whose logits are NaN, as a float16 model's are once
+    its activations overflow."""
+    model_dir = tmp_path_factory.mktemp("overflowed") / "run"
+    shutil.copytree(trained.config.model_dir, model_dir)
+    model, _ = validation.load_model(str(model_dir))
+    fc3 = model.get_layer("head").get_layer("fc3")
+    kernel, bias = fc3.get_weights()
+    fc3.set_weights([kernel, np.full_like(bias, np.nan)])
+    model.save(model_dir / "model.keras")
+    return str(model_dir)
+
+
+def test_non_finite_probabilities_count_as_errors(overflowed):
+    model, cfg = validation.load_model(overflowed)
+    result = validation.evaluate(
+        model,
+        inputs.source_from_config(cfg),
+        view="center",
+        scales=(cfg.eval_resize,),
+        image_size=cfg.image_size,
+        batch_size=4,
+    )
+    assert (result["top1_error"], result["top5_error"]) == (1.0, 1.0)
+    assert result["nonfinite"] == result["count"] == util.TINY_SPLITS[1][1]
+
+
+def test_binary_prints_the_count_of_non_finite_probabilities(overflowed):
+    code, out, err = util.run("delving.evaluate", [f"--model_dir={overflowed}", "--views=center"])
+    assert code == 0, err[-3000:]
+    assert f"images with non-finite probabilities: center {util.TINY_SPLITS[1][1]}" in out
+    assert re.search(r"^center\s+\S+\s+100\.00%\s+100\.00%\s", out, re.M), out

@@ -15,7 +15,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2
 
 from delving.models import networks
-from export import client_lib, export_lib, image_decoding
+from export import client_lib, export_lib, image_decoding, versions
 from tests import train_testutil
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -32,11 +32,11 @@ def _run(module, *args, cwd=ROOT):
 
 
 def test_next_version(tmp_path):
-    assert export_lib.next_version(str(tmp_path / "missing")) == 1
-    for name in ("1", "7", "tmp", ".tmp-9-1"):
+    assert versions.next_version(str(tmp_path / "missing")) == 1
+    for name in ("1", "7", "tmp", ".tmp-9-1", ".claim-12"):
         (tmp_path / name).mkdir()
     (tmp_path / "models.config").write_text("")
-    assert export_lib.next_version(str(tmp_path)) == 8
+    assert versions.next_version(str(tmp_path)) == 8
 
 
 @pytest.mark.parametrize(
@@ -277,10 +277,12 @@ def test_export_binary_writes_the_next_version(tmp_path):
     (base / "3").mkdir(parents=True)  # an older version already served
     # What a killed export leaves (its pid is gone), and a live one's.
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], stdout=-1)
-    killed = base / f".tmp-2-{int(dead.stdout)}"
-    live = base / f".tmp-9-{os.getpid()}"
-    for d in (killed, live):
-        (d / "variables").mkdir(parents=True)
+    killed = base / f"{versions.CLAIM_PREFIX}2"
+    live = base / f"{versions.CLAIM_PREFIX}9"
+    for claim, pid in ((killed, int(dead.stdout)), (live, os.getpid())):
+        (claim / "saved_model" / "variables").mkdir(parents=True)
+        owner = dict(versions.owner(), pid=pid, start=versions.start_time(pid))
+        (claim / versions.OWNER_FILE).write_text(json.dumps(owner))
     result = _run(
         "export.export_saved_model",
         f"--model_dir={model_dir}",

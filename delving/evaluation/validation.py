@@ -207,11 +207,15 @@ class Evaluator:
             nll = -tf.math.log(tf.maximum(picked, 1e-12))
             # Rank of the true class: 1 + number of classes scored higher.
             rank = tf.reduce_sum(tf.cast(probs > picked[:, None], tf.int32), axis=1)
+            # NaN compares false with everything (rank 0): an image whose
+            # probabilities are not all finite (float16 overflow) is wrong.
+            finite = tf.reduce_all(tf.math.is_finite(probs), axis=1)
             return (
                 tf.reduce_sum(nll),
-                tf.reduce_sum(tf.cast(rank < 1, tf.float32)),
-                tf.reduce_sum(tf.cast(rank < k, tf.float32)),
+                tf.reduce_sum(tf.cast((rank < 1) & finite, tf.float32)),
+                tf.reduce_sum(tf.cast((rank < k) & finite, tf.float32)),
                 tf.cast(tf.shape(labels)[0], tf.float32),
+                tf.reduce_sum(tf.cast(tf.logical_not(finite), tf.float32)),
             )
 
         # No AutoGraph: the views' functions branch only on Python values
@@ -229,10 +233,12 @@ class Evaluator:
         self._step = step
 
     def run(self, progress=False, stop=None) -> dict | None:
-        """{'loss', 'top1_error', 'top5_error', 'count'} over the split; None
-        when `stop()` (checked between batches) turned true first."""
+        """{'loss', 'top1_error', 'top5_error', 'count', 'nonfinite'} over the
+        split (`nonfinite`: images whose probabilities held a NaN or an
+        infinity, counted as errors); None when `stop()`, checked between
+        batches, turned true first."""
         iterator = iter(self.dataset)
-        total = np.zeros(4)
+        total = np.zeros(5)
         # The values shown are running means already: stateful, not re-averaged.
         bar = (
             _progress.progress_bar(self.steps, stateful_metrics=("top1_err", "top5_err"))
@@ -268,6 +274,7 @@ class Evaluator:
             "top1_error": 1 - total[1] / n,
             "top5_error": 1 - total[2] / n,
             "count": int(n),
+            "nonfinite": int(total[4]),
         }
 
 
