@@ -1,17 +1,10 @@
-"""delving.models.stats (shapes, params, multiply-adds) and the summary binary."""
-
-import os
-import re
-import subprocess
-import sys
+"""delving.models.stats: shapes, params and multiply-adds of every layer."""
 
 import pytest
 
 from delving.models import networks
 from delving.models import stats as model_stats
-from tests import train_testutil
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # small_14 at a quarter of its width: conv1 has 16 filters, conv3 64.
 SMALL = {"width_multiplier": 0.25, "fc_units": 256, "num_classes": 10}
 
@@ -58,50 +51,18 @@ def test_stats_follow_the_image_size():
     assert at_448["fc1"].macs == at_224["fc1"].macs == 64 * 63 * 64
 
 
-def test_format_table_lists_every_layer_and_totals():
+def _table_lines():
     model = networks.build_model("small_14", activation="relu", **SMALL)
     stats = model_stats.layer_stats(model, 64)
-    table = model_stats.format_table(stats)
-    lines = table.splitlines()
+    return model, stats, model_stats.format_table(stats).splitlines()
+
+
+def test_format_table_has_a_line_per_layer():
+    _, stats, lines = _table_lines()
     assert lines[0].split()[:3] == ["layer", "type", "output"]
     assert len(lines) == len(stats) + 4  # header, rules, total
+
+
+def test_format_table_ends_with_the_total_params():
+    model, _, lines = _table_lines()
     assert f"{model.count_params():,}" in lines[-1]
-
-
-def _run_summary(*flags):
-    return subprocess.run(
-        [sys.executable, "-m", "delving.summary", *flags],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=train_testutil.HANG_GUARD_S,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-    )
-
-
-def test_summary_binary_prints_totals_from_the_model():
-    result = _run_summary(
-        "--model=small_14",
-        "--width_multiplier=0.25",
-        "--fc_units=256",
-        "--num_classes=10",
-        "--activation=prelu_shared",
-    )
-    assert result.returncode == 0, result.stderr
-    out = result.stdout
-    model = networks.build_model("small_14", activation="prelu_shared", **SMALL)
-    params = int(re.search(r"total params: ([\d,]+)", out)[1].replace(",", ""))
-    macs = int(re.search(r"total multiply-adds per image: ([\d,]+)", out)[1].replace(",", ""))
-    assert params == model.count_params()
-    assert macs == model_stats.totals(model_stats.layer_stats(model, 224))[1]
-    conv1 = next(line for line in out.splitlines() if line.startswith("conv1 "))
-    # 112x112x16 outputs x 7*7*3 multiply-adds (see test_layer_stats_by_hand).
-    assert conv1.split()[-1] == "29,503,488"
-    assert "trunk output 19x19 (total stride 12)" in out
-
-
-def test_summary_binary_rejects_bad_flags_in_one_line():
-    result = _run_summary("--model=model_z")
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr
-    assert "--model" in result.stderr and "model_z" in result.stderr
