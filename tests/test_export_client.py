@@ -4,24 +4,14 @@ Serving's REST API."""
 import base64
 import http.server
 import json
-import os
-import subprocess
-import sys
 import threading
 
 from tests import train_testutil
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-
-def _run(module, *args, cwd=ROOT):
-    return subprocess.run(
-        [sys.executable, "-m", module, *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=train_testutil.HANG_GUARD_S,
-    )
+def _client(*args):
+    """Runs the client binary: (exit code, stdout, stderr)."""
+    return train_testutil.run("export.client", list(args))
 
 
 class _RestServer(http.server.BaseHTTPRequestHandler):
@@ -57,8 +47,7 @@ def test_predicts_over_rest(tmp_path):
     try:
         image = tmp_path / "cat.png"
         image.write_bytes(b"x" * 123)
-        result = _run(
-            "export.client",
+        code, out, err = _client(
             f"--server=127.0.0.1:{server.server_port}",
             "--rest",
             "--model_name=prelu",
@@ -66,8 +55,8 @@ def test_predicts_over_rest(tmp_path):
         )
     finally:
         server.shutdown()
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert f"{image}\n  1. 0.1230  big (class 1)" in result.stdout
+    assert code == 0, err[-2000:]
+    assert f"{image}\n  1. 0.1230  big (class 1)" in out
     path, body = _RestServer.seen[-1]
     assert path == "/v1/models/prelu:predict"
     assert base64.b64decode(body["instances"][0]["b64"]) == b"x" * 123
@@ -81,14 +70,13 @@ def test_model_name_defaults_to_the_basename_of_export_base(tmp_path):
     seen = []
     try:
         for flags in ([f"--export_base={tmp_path}/serving/cats/"], []):
-            result = _run(
-                "export.client",
+            code, out, err = _client(
                 f"--server=127.0.0.1:{server.server_port}",
                 "--rest",
                 *flags,
                 str(image),
             )
-            assert result.returncode == 0, result.stderr[-2000:]
+            assert code == 0, err[-2000:]
             seen.append(_RestServer.seen[-1][0])
     finally:
         server.shutdown()
@@ -99,7 +87,7 @@ def test_model_name_defaults_to_the_basename_of_export_base(tmp_path):
 def test_reports_an_unreachable_server_in_one_line(tmp_path):
     image = tmp_path / "cat.jpg"
     image.write_bytes(b"x")
-    result = _run("export.client", "--server=127.0.0.1:1", "--rest", "--timeout=5", str(image))
-    assert result.returncode == 1
-    assert result.stderr.strip().splitlines()[-1].startswith("error: 127.0.0.1:1:")
-    assert "Traceback" not in result.stderr
+    code, out, err = _client("--server=127.0.0.1:1", "--rest", "--timeout=5", str(image))
+    assert code == 1
+    assert err.strip().splitlines()[-1].startswith("error: 127.0.0.1:1:")
+    assert "Traceback" not in err

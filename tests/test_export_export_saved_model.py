@@ -7,17 +7,10 @@ import sys
 
 from tests import export_testutil, train_testutil
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-
-def _run(module, *args, cwd=ROOT):
-    return subprocess.run(
-        [sys.executable, "-m", module, *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=train_testutil.HANG_GUARD_S,
-    )
+def _export(*args):
+    """Runs the export binary: (exit code, stdout, stderr)."""
+    return train_testutil.run("export.export_saved_model", list(args))
 
 
 def test_writes_the_next_version(tmp_path):
@@ -30,34 +23,29 @@ def test_writes_the_next_version(tmp_path):
     live = base / f".tmp-9-{os.getpid()}"
     for d in (killed, live):
         (d / "variables").mkdir(parents=True)
-    result = _run(
-        "export.export_saved_model",
+    code, out, err = _export(
         f"--model_dir={model_dir}",
         f"--export_base={base}",
         "--scales=80",
         "--flip=false",
         "--top_k=2",
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip().splitlines()[-1] == str(base / "4")
+    assert code == 0, err[-3000:]
+    assert out.strip().splitlines()[-1] == str(base / "4")
     assert sorted(os.listdir(base)) == [live.name, "3", "4", "models.config"]
     assert {"saved_model.pb", "variables", "assets.extra"} <= set(os.listdir(base / "4"))
 
 
 def test_a_model_dir_without_a_run_is_a_one_line_error(tmp_path):
-    result = _run(
-        "export.export_saved_model", f"--model_dir={tmp_path}", f"--export_base={tmp_path / 'out'}"
-    )
-    assert result.returncode == 1
-    assert result.stderr.strip().splitlines()[-1] == (
+    code, out, err = _export(f"--model_dir={tmp_path}", f"--export_base={tmp_path / 'out'}")
+    assert code == 1
+    assert err.strip().splitlines()[-1] == (
         f"error: {tmp_path}: missing config.json, classes.tsv, model.keras "
         f"(is it the --model_dir of a finished training run?)"
     )
 
 
 def test_a_bad_scale_is_a_one_line_error():
-    result = _run(
-        "export.export_saved_model", "--model_dir=x", "--export_base=y", "--scales=256,big"
-    )
-    assert result.returncode == 1 and "--scales: expected integers >= 1" in result.stderr
-    assert "Traceback" not in result.stderr
+    code, out, err = _export("--model_dir=x", "--export_base=y", "--scales=256,big")
+    assert code == 1 and "--scales: expected integers >= 1" in err
+    assert "Traceback" not in err

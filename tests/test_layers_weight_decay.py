@@ -130,7 +130,11 @@ def test_an_unbuilt_model_is_refused():
 
 
 def test_mirrored_slopes_are_excluded():
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    # ReductionToOneDevice: no collective ops, whose instance keys can clash
+    # with another MirroredStrategy created earlier in the same test process.
+    strategy = tf.distribute.MirroredStrategy(
+        ["/cpu:0", "/cpu:1"], cross_device_ops=tf.distribute.ReductionToOneDevice()
+    )
     with strategy.scope():
         model = _model()
         optimizer = keras.optimizers.SGD(0.1, weight_decay=0.5)
