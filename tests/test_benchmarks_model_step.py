@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.train_testutil import HANG_GUARD_S
+from tests import train_testutil
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -27,7 +27,7 @@ def test_model_step_runs_without_tensorflow(backend):
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=HANG_GUARD_S,
+        timeout=train_testutil.HANG_GUARD_S,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     imported = re.findall(r"^import time:.*\|\s*(\S+)$", result.stderr, re.MULTILINE)

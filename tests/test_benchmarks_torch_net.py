@@ -15,12 +15,21 @@ sys.path.insert(
 import torch_net  # noqa: E402
 
 
-@pytest.mark.parametrize("name", networks.MODEL_NAMES)
-def test_same_parameters_and_output_as_build_model(name):
+def _pair(name):
+    """Our network and its PyTorch peer, built with the same arguments."""
     kwargs = dict(num_classes=7, activation="prelu", width_multiplier=0.0625, fc_units=16)
-    ours = networks.build_model(name, dropout=0.0, **kwargs)
-    peer = torch_net.build(name, **kwargs)
+    return networks.build_model(name, dropout=0.0, **kwargs), torch_net.build(name, **kwargs)
+
+
+@pytest.mark.parametrize("name", networks.MODEL_NAMES)
+def test_same_parameter_count_as_build_model(name):
+    ours, peer = _pair(name)
     assert sum(p.numel() for p in peer.parameters()) == ours.count_params()
+
+
+@pytest.mark.parametrize("name", networks.MODEL_NAMES)
+def test_same_output_sizes_as_build_model(name):
+    ours, peer = _pair(name)
     # The same conv work per image: the feature maps have the same sizes.
     stats = model_stats.layer_stats(ours, 64)
     convs = [s.output_shape for s in stats if s.kind == "Conv2D"]

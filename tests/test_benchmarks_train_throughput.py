@@ -7,14 +7,14 @@ import sys
 
 import pytest
 
-from tests import train_testutil as util
+from tests import train_testutil
 
 pytest.importorskip("torch")
 
 
 def test_every_variant_prints_a_row(tmp_path_factory):
-    data_dir = util.tiny_data_dir(tmp_path_factory)
-    script = os.path.join(util.ROOT, "benchmarks", "train_throughput.py")
+    data_dir = train_testutil.tiny_data_dir(tmp_path_factory)
+    script = os.path.join(train_testutil.ROOT, "benchmarks", "train_throughput.py")
     result = subprocess.run(
         [
             sys.executable,
@@ -31,8 +31,8 @@ def test_every_variant_prints_a_row(tmp_path_factory):
         ],
         capture_output=True,
         text=True,
-        timeout=util.HANG_GUARD_S,
-        cwd=util.ROOT,
+        timeout=train_testutil.HANG_GUARD_S,
+        cwd=train_testutil.ROOT,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     for row in ("(a) delving.training.loop", "(b) Keras", "(c) PyTorch", "(b) the same, ReLU"):

@@ -213,3 +213,11 @@ def test_a_remote_base_is_written_through_gfile(tmp_path, monkeypatch):
         assert f'base_path: "{base}"' in f.read()
     loaded = tf.saved_model.load(version_dir)
     assert {"serving_default", "predict_images"} <= set(loaded.signatures)
+
+
+def test_next_version(tmp_path):
+    assert versions.next_version(str(tmp_path / "missing")) == 1
+    for name in ("1", "7", "tmp", ".tmp-9-1", ".claim-12"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "models.config").write_text("")
+    assert versions.next_version(str(tmp_path)) == 8

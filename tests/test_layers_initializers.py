@@ -30,7 +30,7 @@ def test_he_std_within_2_percent(mode, slope, distribution):
 
 
 @pytest.mark.parametrize("mode,n", [("fan_in", 3 * 3 * 64), ("fan_out", 3 * 3 * 256)])
-def test_modes_use_k_k_c_and_k_k_d(mode, n):
+def test_mode_picks_the_fan_k_k_c_or_k_k_d(mode, n):
     w = _sample(keras_layers.HeVarianceScaling(mode, seed=2), (3, 3, 64, 256))
     assert abs(w.std() / math.sqrt(2.0 / n) - 1.0) < 0.02
     x = _sample(keras_layers.XavierVarianceScaling(mode, seed=2), (3, 3, 64, 256))
@@ -123,16 +123,22 @@ def test_xavier_is_one_over_n_gaussian():
 @pytest.mark.parametrize(
     "cls", [keras_layers.HeVarianceScaling, keras_layers.XavierVarianceScaling]
 )
-def test_unseeded_and_shared_instances_give_different_kernels(cls):
+def test_unseeded_instances_give_different_kernels(cls):
     a, b = cls(), cls()
     assert not np.allclose(_sample(a, (3, 3, 8, 8)), _sample(b, (3, 3, 8, 8)))
-    # One instance reused by two layers (a common Keras idiom).
-    for seed in (None, 7):
-        init = cls(seed=seed)
-        convs = [keras.layers.Conv2D(8, 3, kernel_initializer=init) for _ in range(2)]
-        for conv in convs:
-            conv.build((None, 5, 5, 8))
-        assert not np.allclose(convs[0].kernel.numpy(), convs[1].kernel.numpy())
+
+
+@pytest.mark.parametrize("seed", [None, 7])
+@pytest.mark.parametrize(
+    "cls", [keras_layers.HeVarianceScaling, keras_layers.XavierVarianceScaling]
+)
+def test_one_instance_shared_by_two_layers_gives_them_different_kernels(cls, seed):
+    # A common Keras idiom.
+    init = cls(seed=seed)
+    convs = [keras.layers.Conv2D(8, 3, kernel_initializer=init) for _ in range(2)]
+    for conv in convs:
+        conv.build((None, 5, 5, 8))
+    assert not np.allclose(convs[0].kernel.numpy(), convs[1].kernel.numpy())
 
 
 def test_seeded_instances_are_reproducible():

@@ -39,28 +39,55 @@ CASES = [  # (shape, data_format, channel axis)
 ]
 
 
-@pytest.mark.parametrize("channel_shared", [False, True])
-@pytest.mark.parametrize("shape,data_format,axis", CASES)
-def test_forward_and_gradients_match_eq2_eq4_eq5(shape, data_format, axis, channel_shared):
-    x = _inputs(shape)
+def _built(shape, data_format, channel_shared):
     layer = keras_layers.PReLU(channel_shared=channel_shared, data_format=data_format)
     layer.build(shape)
-    channels = shape[axis]
-    expected_shape = () if channel_shared else (channels,)
-    assert tuple(layer.alpha.shape) == expected_shape
-    np.testing.assert_allclose(layer.alpha.numpy(), 0.25)  # the paper's initial value
-    # Distinct, partly negative and > 1 slopes: the paper leaves them unconstrained.
-    alpha = np.linspace(-0.5, 1.5, channels, dtype="float32")
-    alpha = alpha[1] if channel_shared else alpha
-    layer.alpha.assign(alpha)
+    return layer
 
+
+def _distinct_slopes(layer, channels):
+    """Assigns distinct, partly negative and > 1 slopes (the paper leaves them
+    unconstrained); returns them."""
+    alpha = np.linspace(-0.5, 1.5, channels, dtype="float32")
+    alpha = alpha[1] if layer.channel_shared else alpha
+    layer.alpha.assign(alpha)
+    return alpha
+
+
+@pytest.mark.parametrize("channel_shared", [False, True])
+@pytest.mark.parametrize("shape,data_format,axis", CASES)
+def test_one_slope_per_channel_or_one_shared(shape, data_format, axis, channel_shared):
+    layer = _built(shape, data_format, channel_shared)
+    expected_shape = () if channel_shared else (shape[axis],)
+    assert tuple(layer.alpha.shape) == expected_shape
+
+
+@pytest.mark.parametrize("channel_shared", [False, True])
+@pytest.mark.parametrize("shape,data_format,axis", CASES)
+def test_slopes_start_at_the_papers_0_25(shape, data_format, axis, channel_shared):
+    layer = _built(shape, data_format, channel_shared)
+    np.testing.assert_allclose(layer.alpha.numpy(), 0.25)
+
+
+@pytest.mark.parametrize("channel_shared", [False, True])
+@pytest.mark.parametrize("shape,data_format,axis", CASES)
+def test_forward_matches_eq2(shape, data_format, axis, channel_shared):
+    x = _inputs(shape)
+    layer = _built(shape, data_format, channel_shared)
+    alpha = _distinct_slopes(layer, shape[axis])
+    np.testing.assert_allclose(layer(x).numpy(), _reference(x, alpha, axis), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("channel_shared", [False, True])
+@pytest.mark.parametrize("shape,data_format,axis", CASES)
+def test_slope_gradient_matches_eq4_eq5(shape, data_format, axis, channel_shared):
+    x = _inputs(shape)
+    layer = _built(shape, data_format, channel_shared)
+    _distinct_slopes(layer, shape[axis])
     upstream = _inputs(shape, seed=1)  # dE/df(y)
     with tf.GradientTape() as tape:
-        y = layer(x)
-        loss = tf.reduce_sum(y * upstream)
+        loss = tf.reduce_sum(layer(x) * upstream)
     (grad_alpha,) = tape.gradient(loss, [layer.alpha.value])
-
-    np.testing.assert_allclose(y.numpy(), _reference(x, alpha, axis), rtol=1e-6, atol=1e-6)
     # Eq. 4: dE/da_i = sum over positions of channel i of dE/df(y) * min(y, 0);
     # Eq. 5 (shared): also summed over the channels.
     per_element = upstream * np.where(x <= 0, x, 0).astype("float64")
@@ -82,19 +109,34 @@ def test_same_as_keras_prelu_with_paper_settings():
     assert ours.count_params() == builtin.count_params() == 8
 
 
-def test_parameter_counts_channel_wise_and_shared():
+def test_channel_wise_has_one_parameter_per_channel():
     layer = keras_layers.PReLU()
     layer.build((None, None, None, 64))
+    assert layer.count_params() == 64
+
+
+def test_channel_shared_has_one_parameter():
     shared = keras_layers.PReLU(channel_shared=True)
     shared.build((None, None, None, 64))
-    assert layer.count_params() == 64 and shared.count_params() == 1
-    assert layer.weights[0].name == "alpha" and shared.weights[0].name == "alpha"
+    assert shared.count_params() == 1
 
 
-def test_unknown_spatial_dims_in_model_and_tf_function():
+@pytest.mark.parametrize("channel_shared", [False, True])
+def test_the_slopes_weight_is_named_alpha(channel_shared):
+    layer = keras_layers.PReLU(channel_shared=channel_shared)
+    layer.build((None, None, None, 64))
+    assert layer.weights[0].name == "alpha"
+
+
+def test_model_keeps_unknown_spatial_dims():
     inputs = keras.Input((None, None, 3))
     model = keras.Model(inputs, keras_layers.PReLU()(inputs))
     assert model.output.shape == (None, None, None, 3)
+
+
+def test_one_tf_function_graph_serves_every_spatial_size():
+    inputs = keras.Input((None, None, 3))
+    model = keras.Model(inputs, keras_layers.PReLU()(inputs))
     fn = tf.function(model, input_signature=[tf.TensorSpec((None, None, None, 3))])
     for shape in [(1, 4, 9, 3), (2, 7, 3, 3)]:
         x = _inputs(shape)
@@ -170,81 +212,17 @@ def test_clear_errors():
         layer(np.zeros((1, 2, 2, 5), "float32"))
 
 
-# Under each backend, with that backend's own autodiff: gradients at exactly
-# y = 0 (and on both sides) against torch.nn.PReLU, and a training step of a
-# channel-shared slope under Keras' norm constraints.
-_BACKEND_SCRIPT = """
-import keras, numpy as np, torch
-import keras_layers
-
-backend = keras.backend.backend()
-x = np.array([[-1.5, 0.0, 2.0, 0.0, -0.5]], "float32")
-upstream = np.array([[1.0, 2.0, 3.0, 4.0, 5.0]], "float32")
+# Programs run under each backend, with that backend's own autodiff, in a
+# process of their own (KERAS_BACKEND is read once, at Keras' import).
+PROGRAMS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "programs")
 
 
-def ours(alpha, channel_shared):
-    layer = keras_layers.PReLU(channel_shared=channel_shared)
-    layer.build(x.shape)
-    layer.alpha.assign(alpha.reshape(layer.alpha.shape))
-    if backend == "tensorflow":
-        import tensorflow as tf
-        xt = tf.constant(x)
-        with tf.GradientTape() as tape:
-            tape.watch(xt)
-            loss = tf.reduce_sum(layer(xt) * upstream)
-        dx, da = tape.gradient(loss, [xt, layer.alpha.value])
-    elif backend == "jax":
-        import jax
-        def loss(x, a):
-            y, _ = layer.stateless_call([a], [], x)
-            return (y * upstream).sum()
-        dx, da = jax.grad(loss, argnums=(0, 1))(x, layer.alpha.value)
-    else:
-        xt = torch.tensor(x, requires_grad=True)
-        (layer(xt) * torch.tensor(upstream)).sum().backward()
-        dx, da = xt.grad, layer.alpha.value.grad
-    return [keras.ops.convert_to_numpy(v) for v in (dx, da)]
-
-
-def reference(alpha):
-    prelu = torch.nn.PReLU(alpha.size)
-    prelu.weight.data = torch.tensor(alpha)
-    xt = torch.tensor(x, requires_grad=True)
-    (prelu(xt) * torch.tensor(upstream)).sum().backward()
-    return xt.grad.numpy(), prelu.weight.grad.numpy()
-
-
-for alpha, shared in [(np.array([0.25, 0.5, 0.25, -0.75, 1.5], "float32"), False),
-                      (np.array([0.25], "float32"), True)]:
-    for got, want in zip(ours(alpha, shared), reference(alpha)):
-        np.testing.assert_allclose(np.reshape(got, want.shape), want, rtol=1e-6)
-
-rng = np.random.default_rng(0)
-keras.utils.set_random_seed(0)
-for constraint in ("MaxNorm", "UnitNorm", "NonNeg"):
-    model = keras.Sequential([keras.Input((4, 4, 3)), keras.layers.Conv2D(2, 3),
-                              keras_layers.PReLU(channel_shared=True, alpha_constraint=constraint),
-                              keras.layers.Flatten(), keras.layers.Dense(2)])
-    model.compile(keras.optimizers.SGD(0.1), "mse")
-    model.fit(rng.standard_normal((4, 4, 4, 3)).astype("float32"),
-              rng.standard_normal((4, 2)).astype("float32"), epochs=1, verbose=0)
-    alpha = keras.ops.convert_to_numpy(model.layers[1].alpha)
-    assert alpha.shape == () and np.isfinite(alpha), (constraint, alpha)
-    if constraint == "UnitNorm":  # a / (1e-7 + |a|)
-        np.testing.assert_allclose(abs(alpha), 1.0, rtol=1e-5)
-print("PRELU_BACKEND_OK", backend)
-"""
-
-
-@pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
-def test_gradient_at_zero_and_shared_norm_constraints_on_every_backend(backend):
-    pytest.importorskip("torch")  # the reference
-    pytest.importorskip(backend)
+def _run_on_backend(program, backend):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, KERAS_BACKEND=backend, PYTHONPATH=root, CUDA_VISIBLE_DEVICES="")
     env["JAX_PLATFORMS"] = "cpu"
     result = subprocess.run(
-        [sys.executable, "-c", _BACKEND_SCRIPT],
+        [sys.executable, os.path.join(PROGRAMS, program)],
         env=env,
         cwd=root,
         capture_output=True,
@@ -254,3 +232,16 @@ def test_gradient_at_zero_and_shared_norm_constraints_on_every_backend(backend):
     assert result.returncode == 0 and f"PRELU_BACKEND_OK {backend}" in result.stdout, (
         result.stdout[-3000:] + result.stderr[-3000:]
     )
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
+def test_gradient_at_zero_equals_torch_prelu_on_every_backend(backend):
+    pytest.importorskip("torch")  # the reference
+    pytest.importorskip(backend)
+    _run_on_backend("prelu_gradient_at_zero.py", backend)
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
+def test_shared_slope_trains_under_norm_constraints_on_every_backend(backend):
+    pytest.importorskip(backend)
+    _run_on_backend("prelu_shared_norm_constraints.py", backend)

@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import keras_layers
 
@@ -26,25 +27,41 @@ def _zero_gradient_step(optimizer, model):
     return before, {v.path: v.numpy() for v in model.trainable_variables}
 
 
-@pytest.mark.parametrize(
-    "make_optimizer",
-    [
-        lambda: keras.optimizers.SGD(0.1, momentum=0.9, weight_decay=0.5),
-        lambda: keras.optimizers.AdamW(0.1, weight_decay=0.5),
-        lambda: keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.1, weight_decay=0.5)),
-    ],
-)
-def test_zero_gradient_step_keeps_slopes_and_shrinks_kernels(make_optimizer):
+OPTIMIZERS = [
+    lambda: keras.optimizers.SGD(0.1, momentum=0.9, weight_decay=0.5),
+    lambda: keras.optimizers.AdamW(0.1, weight_decay=0.5),
+    lambda: keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.1, weight_decay=0.5)),
+]
+
+
+@pytest.mark.parametrize("make_optimizer", OPTIMIZERS)
+def test_returns_every_prelu_slope(make_optimizer):
     model = _model()
-    optimizer = make_optimizer()
-    excluded = keras_layers.exclude_prelu_from_weight_decay(optimizer, model)
+    excluded = keras_layers.exclude_prelu_from_weight_decay(make_optimizer(), model)
     slopes = [v for v in model.trainable_variables if v.name == "alpha"]
     assert len(slopes) == 3 and {id(v) for v in excluded} == {id(v) for v in slopes}
-    before, after = _zero_gradient_step(optimizer, model)
+
+
+def _excluded_zero_gradient_step(make_optimizer):
+    model = _model()
+    optimizer = make_optimizer()
+    keras_layers.exclude_prelu_from_weight_decay(optimizer, model)
+    return _zero_gradient_step(optimizer, model)
+
+
+@pytest.mark.parametrize("make_optimizer", OPTIMIZERS)
+def test_zero_gradient_step_keeps_the_slopes(make_optimizer):
+    before, after = _excluded_zero_gradient_step(make_optimizer)
     for path, value in after.items():
         if path.endswith("alpha"):
             np.testing.assert_array_equal(value, before[path])
-        elif path.endswith("kernel"):
+
+
+@pytest.mark.parametrize("make_optimizer", OPTIMIZERS)
+def test_zero_gradient_step_still_decays_the_kernels(make_optimizer):
+    before, after = _excluded_zero_gradient_step(make_optimizer)
+    for path, value in after.items():
+        if path.endswith("kernel"):
             # Decoupled decay: w -= lr * wd * w, i.e. a factor 1 - 0.05.
             np.testing.assert_allclose(value, 0.95 * before[path], rtol=1e-5)
 
@@ -74,7 +91,7 @@ def _assert_slopes_kept_kernels_decayed(before, after):
             np.testing.assert_allclose(value, 0.95 * before[path], rtol=1e-5)
 
 
-def test_exclusion_after_a_keras_save_and_load_with_the_optimizer(tmp_path):
+def test_exclusion_works_on_a_reloaded_optimizer(tmp_path):
     """Keras saves no exclusions: the loaded (built) optimizer would decay
     every slope again; excluding them on it works and keeps them."""
     model = _model()
@@ -91,15 +108,45 @@ def test_exclusion_after_a_keras_save_and_load_with_the_optimizer(tmp_path):
     _assert_slopes_kept_kernels_decayed(*_zero_gradient_step(loaded.optimizer, loaded))
 
 
-def test_no_weight_decay_nothing_to_do_and_clear_errors():
+def test_without_weight_decay_nothing_is_excluded():
     model = _model()
     assert keras_layers.exclude_prelu_from_weight_decay(keras.optimizers.SGD(0.1), model) == []
+
+
+def test_a_built_optimizer_is_accepted():
+    model = _model()
     built = keras.optimizers.SGD(0.1, weight_decay=0.5)
     built.build(model.trainable_variables)
-    keras_layers.exclude_prelu_from_weight_decay(built, model)  # a built optimizer is fine
+    keras_layers.exclude_prelu_from_weight_decay(built, model)
     _assert_slopes_kept_kernels_decayed(*_zero_gradient_step(built, model))
+
+
+def test_an_unbuilt_model_is_refused():
     unbuilt = keras.Sequential([keras.layers.Dense(2), keras_layers.PReLU()])
     with pytest.raises(ValueError, match="build the model"):
         keras_layers.exclude_prelu_from_weight_decay(
             keras.optimizers.SGD(0.1, weight_decay=0.5), unbuilt
         )
+
+
+def test_mirrored_slopes_are_excluded():
+    # ReductionToOneDevice: no collective ops, whose instance keys can clash
+    # with another MirroredStrategy created earlier in the same test process.
+    strategy = tf.distribute.MirroredStrategy(
+        ["/cpu:0", "/cpu:1"], cross_device_ops=tf.distribute.ReductionToOneDevice()
+    )
+    with strategy.scope():
+        model = _model()
+        optimizer = keras.optimizers.SGD(0.1, weight_decay=0.5)
+        keras_layers.exclude_prelu_from_weight_decay(optimizer, model)
+        optimizer.build(model.trainable_variables)
+    variables = model.trainable_variables
+    assert isinstance(variables[0].value, tf.distribute.DistributedValues)
+    before = {v.path: v.numpy().copy() for v in variables}
+
+    @tf.function
+    def zero_gradient_step():
+        optimizer.apply([tf.zeros_like(v) for v in variables], variables)
+
+    strategy.run(zero_gradient_step)
+    _assert_slopes_kept_kernels_decayed(before, {v.path: v.numpy() for v in variables})

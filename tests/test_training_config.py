@@ -228,3 +228,20 @@ _EXISTING_RUN_CONFIG = """\
   "width_multiplier": 0.25
 }
 """
+
+
+def test_per_model_preset_values_apply_unless_given(monkeypatch):
+    monkeypatch.setitem(
+        config.MODEL_OVERRIDES, "builtin", {"small_30": dict(learning_rate=0.123, epochs=7)}
+    )
+    deep = config.resolve_config(model="small_30")
+    assert (deep.learning_rate, deep.epochs) == (0.123, 7)
+    assert config.resolve_config(model="small_30", epochs=3).epochs == 3  # given wins
+    assert config.resolve_config().learning_rate == config.PRESETS["builtin"]["learning_rate"]
+    # Another preset's runs are untouched.
+    assert config.resolve_config(data_dir="/d", model="small_30").learning_rate == 1e-2
+
+
+def test_warmup_is_validated():
+    with pytest.raises(ValueError, match="--warmup_epochs=-1"):
+        config.resolve_config(warmup_epochs=-1.0)

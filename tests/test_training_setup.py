@@ -1,15 +1,96 @@
-"""delving/training/setup.py: what a run takes from its data before the first
-step: the class count (from the labels.txt our converter writes) and the
-name its header gives the data, on real records converted from a folder of
-JPEG files."""
+"""delving.training.setup: when XLA compiles the step; the strategy (a
+multi-worker run of the binary: two real worker processes that talk gRPC
+over free loopback ports); every check made before anything is written, so
+that a failed command leaves the model_dir as it was; and what a run takes
+from its data before the first step: the class count (from the labels.txt our
+converter writes) and the name its header gives the data, on real records
+converted from a folder of JPEG files."""
+
+import dataclasses
+import os
 
 import imaging_testutil as images
 import pytest
+import tensorflow as tf
 
 from common import errors
-from delving.training import config, loop, run_dir
+from delving.training import config, loop, run_dir, setup
 from pipelines import tfrecord_builder
 from tests import train_testutil as util
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return util.tiny_data_dir(tmp_path_factory)
+
+
+def test_xla_default_follows_the_replicas_devices():
+    cfg = config.resolve_config(preset="builtin")
+    assert cfg.jit_compile is None  # not given: decided by the devices
+    cpu, gpu = tf.distribute.OneDeviceStrategy("/cpu:0"), tf.distribute.OneDeviceStrategy("/gpu:0")
+    assert not setup.uses_xla(cfg, cpu) and setup.uses_xla(cfg, gpu)
+    assert not setup.uses_xla(cfg, tf.distribute.get_strategy())  # no GPU here
+    assert setup.uses_xla(dataclasses.replace(cfg, jit_compile=True), cpu)
+    assert not setup.uses_xla(dataclasses.replace(cfg, jit_compile=False), gpu)
+
+
+@pytest.mark.slow
+def test_multi_worker_two_local_processes(data_dir, tmp_path):
+    model_dir = tmp_path / "mw"
+    ports = util.free_ports(2)
+    args = util.as_flags(
+        data_dir=data_dir, model_dir=model_dir, strategy="multi_worker", **util.TINY_RECIPE
+    )
+    workers = [
+        util.start("delving.train", args, TF_CONFIG=util.tf_config(ports, i)) for i in range(2)
+    ]
+    outputs = [w.communicate(timeout=util.HANG_GUARD_S) for w in workers]
+    for worker, (_, err) in zip(workers, outputs):
+        assert worker.returncode == 0, err[-3000:]
+    chief_out = outputs[0][0]
+    assert "--strategy=multi_worker (CollectiveAllReduceStrategy, 2 replicas)" in chief_out
+    steps = util.TINY_RECIPE["steps_per_epoch"]
+    assert tf.train.latest_checkpoint(str(model_dir / "checkpoints")).endswith(f"ckpt-{steps}")
+    assert (model_dir / "model.keras").exists()
+    assert (model_dir / "training_log.csv").read_text().count("\n") == 2
+    # The non-chief's temporary checkpoint directory is gone.
+    assert not [p for p in os.listdir(model_dir) if p.startswith(".tmp_checkpoints")]
+    assert not (model_dir / "lock.json").exists(), "the chief's lock is released"
+
+
+def test_another_networks_command_leaves_the_run_intact(data_dir, tmp_path):
+    model_dir = tmp_path / "run"
+    recipe = dict(util.TINY_RECIPE, data_dir=data_dir, model_dir=str(model_dir))
+    loop.train(config.resolve_config(**recipe), verbose=0)
+    classes = (model_dir / "classes.tsv").read_text()
+    (model_dir / "config.json").unlink()
+    before = sorted(p.name for p in model_dir.rglob("*"))
+
+    # Another network's flags, with no config.json to catch them: the
+    # checkpoint restore does, and nothing has been written yet.
+    other = config.resolve_config(**dict(recipe, model="small_30"))
+    with pytest.raises(loop.ConfigMismatch, match=r"holds checkpoints of a different network"):
+        loop.train(other, verbose=0)
+    assert sorted(p.name for p in model_dir.rglob("*")) == before
+    assert (model_dir / "classes.tsv").read_text() == classes
+
+    # The original command still works.
+    result = loop.train(config.resolve_config(**recipe), verbose=0)
+    assert result.epoch == 1
+    assert run_dir.load_config(str(model_dir / "config.json")).model == "small_14"
+
+
+def test_a_refused_batch_leaves_no_fresh_directory(data_dir, tmp_path):
+    fresh = tmp_path / "fresh"
+    recipe = dict(util.TINY_RECIPE, data_dir=data_dir, model_dir=str(fresh), batch_size=3)
+    with pytest.raises(loop.BatchSizeError):
+        loop.train(
+            config.resolve_config(**recipe),
+            strategy=tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]),
+            verbose=0,
+        )
+    assert not fresh.exists()
+
 
 CLASSES = {"n01": 8, "n02": 8, "n03": 8}  # three classes, as a real folder names them
 

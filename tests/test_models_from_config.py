@@ -1,4 +1,6 @@
-"""Trainer, evaluator and export get the same network, window and input scaling."""
+"""delving.models.from_config: trainer, evaluator and export get the same network,
+window and input scaling from a run's config (export's use of it:
+test_export_export_lib.py)."""
 
 import dataclasses
 
@@ -7,7 +9,6 @@ import pytest
 
 from delving.models import from_config, networks
 from delving.training import config, inputs
-from export import export_lib
 from pipelines import preprocessing
 
 TINY = dict(width_multiplier=0.125, fc_units=16, num_classes=5, dropout=0.0)
@@ -23,11 +24,23 @@ def test_dense_window_follows_the_training_crop(model, image_size, window):
     assert from_config.dense_window(cfg) == window
 
 
-def test_input_std_decided_once_for_training_and_export():
+def _plain_and_scaled():
     plain = config.resolve_config(data_dir="/d", input_std=False)
-    scaled = dataclasses.replace(plain, input_std=True)
+    return plain, dataclasses.replace(plain, input_std=True)
+
+
+def test_no_input_std_without_the_flag():
+    plain, _ = _plain_and_scaled()
     assert from_config.input_std(plain) is None
+
+
+def test_input_std_is_the_rgb_std_with_the_flag():
+    _, scaled = _plain_and_scaled()
     assert from_config.input_std(scaled) == preprocessing.STD_RGB
+
+
+def test_training_input_takes_the_same_input_std():
+    _, scaled = _plain_and_scaled()
     assert inputs.source_from_config(scaled).input.std == preprocessing.STD_RGB
 
 
@@ -42,15 +55,3 @@ def test_build_uses_every_architecture_field():
     assert built.name == "small_14" and built.output_shape == (None, 5)
     for a, b in zip(built.get_weights(), direct.get_weights()):
         np.testing.assert_array_equal(a, b)
-
-
-def test_export_uses_the_configs_window_and_scaling(tmp_path):
-    import export_testutil as fx
-
-    model_dir = fx.write_model_dir(
-        tmp_path / "run", model="small_14", input_std=True, image_size=64, eval_resize=72
-    )
-    servable = export_lib.load_servable(model_dir)
-    inference = servable.dense_inference(scales=(72,))
-    assert inference.window == 6  # ceil(64 / 12), not the 19 of 224 crops
-    assert inference.std == preprocessing.STD_RGB

@@ -1,11 +1,11 @@
-"""The layers in whole models: the three model styles, `.keras` files, a second
-Keras backend and MirroredStrategy."""
+"""keras_layers as a whole: every public piece in one model, built in the three
+Keras model styles, through `.keras` files, under MirroredStrategy and under a
+second Keras backend."""
 
 import importlib.util
 import os
 import subprocess
 import sys
-import textwrap
 
 import keras
 import numpy as np
@@ -16,6 +16,7 @@ import keras_layers
 from tests import train_testutil
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PROGRAM = os.path.join(ROOT, "tests", "programs", "layers_on_a_backend.py")
 
 
 def _layers():
@@ -71,7 +72,7 @@ def _subclassed():
 
 
 @pytest.mark.parametrize("build", [_sequential, _functional, _subclassed])
-def test_save_and_load_safe_mode(build, tmp_path):
+def test_a_saved_model_reloads_in_safe_mode_as_the_same_network(build, tmp_path):
     # Training steps run in the MirroredStrategy and second-backend tests.
     model = build()
     rng = np.random.default_rng(0)
@@ -111,72 +112,6 @@ def test_mirrored_strategy_two_replicas_one_step():
         assert not np.array_equal(before[index], slopes[index].numpy()), slopes[index].path
 
 
-def test_mirrored_strategy_weight_decay_skips_mirrored_slopes():
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    with strategy.scope():
-        model = _functional()
-        optimizer = keras.optimizers.SGD(0.1, weight_decay=0.5)
-        keras_layers.exclude_prelu_from_weight_decay(optimizer, model)
-        optimizer.build(model.trainable_variables)
-    variables = model.trainable_variables
-    assert isinstance(variables[0].value, tf.distribute.DistributedValues)
-    before = {v.path: v.numpy().copy() for v in variables}
-
-    @tf.function
-    def zero_gradient_step():
-        optimizer.apply([tf.zeros_like(v) for v in variables], variables)
-
-    strategy.run(zero_gradient_step)
-    for v in variables:
-        if v.name == "alpha":
-            np.testing.assert_array_equal(v.numpy(), before[v.path])
-        elif v.name == "kernel":
-            np.testing.assert_allclose(v.numpy(), 0.95 * before[v.path], rtol=1e-5)
-
-
-_SECOND_BACKEND_SCRIPT = textwrap.dedent("""
-    import math, sys
-    import numpy as np
-    import keras
-    import keras_layers
-    assert keras.backend.backend() == sys.argv[1], keras.backend.backend()
-    rng = np.random.default_rng(0)
-
-    # The layers alone, against NumPy.
-    x = rng.standard_normal((2, 5, 7, 4)).astype("float32")
-    y = keras.ops.convert_to_numpy(keras_layers.PReLU()(x))
-    np.testing.assert_allclose(y, np.maximum(x, 0) + 0.25 * np.minimum(x, 0), rtol=1e-6)
-    pooled = keras.ops.convert_to_numpy(keras_layers.SpatialPyramidPooling((2, 1))(x))
-    top_left = x[:, 0:3, 0:4].max(axis=(1, 2))
-    np.testing.assert_array_equal(pooled[:, :4], top_left)
-    np.testing.assert_array_equal(pooled[:, -4:], x.max(axis=(1, 2)))
-    w = keras.ops.convert_to_numpy(keras_layers.HeVarianceScaling("fan_out")((3, 3, 64, 128)))
-    assert abs(w.std() / math.sqrt(2 / (9 * 128)) - 1) < 0.05
-
-    # A model with every piece: fit one step, save, load in safe mode.
-    inputs = keras.Input((None, None, 3))
-    he = keras_layers.HeVarianceScaling("fan_out")
-    h = keras.layers.Conv2D(4, 3, kernel_initializer=he)(inputs)
-    h = keras_layers.PReLU()(h)
-    h = keras_layers.PReLU(channel_shared=True)(h)
-    h = keras_layers.SpatialPyramidPooling((3, 2, 1))(h)
-    h = keras.layers.Dense(3, kernel_initializer=keras_layers.XavierVarianceScaling())(h)
-    model = keras.Model(inputs, h)
-    optimizer = keras.optimizers.SGD(0.1, weight_decay=5e-4)
-    assert len(keras_layers.exclude_prelu_from_weight_decay(optimizer, model)) == 2
-    model.compile(optimizer, keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    history = model.fit(rng.standard_normal((4, 9, 8, 3)).astype("float32"),
-                        np.array([0, 1, 2, 0]), epochs=1, verbose=0)
-    assert np.isfinite(history.history["loss"][0])
-    model.save(sys.argv[2])
-    restored = keras.models.load_model(sys.argv[2], safe_mode=True)
-    x = rng.standard_normal((2, 6, 11, 3)).astype("float32")
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(restored(x)),
-                               keras.ops.convert_to_numpy(model(x)), rtol=1e-5, atol=1e-6)
-    print("SECOND_BACKEND_OK")
-""")
-
-
 def _second_backend():
     for backend in ("torch", "jax"):
         if importlib.util.find_spec(backend) is not None:
@@ -190,7 +125,7 @@ def test_layers_under_a_second_backend(tmp_path):
         pytest.skip("neither torch nor jax is installed (requirements-test.txt installs torch)")
     env = dict(os.environ, KERAS_BACKEND=backend, PYTHONPATH=ROOT, CUDA_VISIBLE_DEVICES="")
     result = subprocess.run(
-        [sys.executable, "-c", _SECOND_BACKEND_SCRIPT, backend, str(tmp_path / "m.keras")],
+        [sys.executable, PROGRAM, backend, str(tmp_path / "m.keras")],
         env=env,
         cwd=ROOT,
         capture_output=True,

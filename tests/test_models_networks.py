@@ -1,6 +1,7 @@
 """delving.models.networks on width-reduced networks: every model x activation trains,
 shapes follow the strides, trunk/head share weights, .keras round trip,
-mixed precision and channels-first."""
+mixed precision and channels-first (the full-size networks:
+test_models_networks_full_size.py)."""
 
 import math
 
@@ -150,7 +151,7 @@ def test_spatial_sizes_follow_the_strides(name):
         np.testing.assert_array_equal(networks.get_head(model)(feature_map), model(x))
 
 
-def test_trunk_and_head_share_the_weights():
+def test_model_is_its_trunk_then_its_head_sharing_their_weights():
     model = tiny("model_a")
     trunk, head = networks.get_trunk(model), networks.get_head(model)
     assert [layer.name for layer in model.layers] == ["image", "trunk", "head"]
@@ -208,13 +209,14 @@ def test_channels_first_matches_channels_last():
     )
 
 
-def test_width_multiplier_and_fc_units():
-    model = networks.build_model("model_c", num_classes=7, width_multiplier=0.1, fc_units=24)
-    trunk, head = networks.get_trunk(model), networks.get_head(model)
+def _model_c():
+    return networks.build_model("model_c", num_classes=7, width_multiplier=0.1, fc_units=24)
+
+
+def test_width_multiplier_scales_the_conv_filters():
+    trunk = networks.get_trunk(_model_c())
     assert trunk.get_layer("conv1").filters == 10  # round(96 * 0.1)
     assert trunk.get_layer("conv4_6").filters == 90  # round(896 * 0.1)
-    assert head.get_layer("fc1").units == head.get_layer("fc2").units == 24
-    assert head.get_layer("fc3").units == 7
     assert (
         networks.build_model("small_14", width_multiplier=1e-3, fc_units=8)
         .get_layer("trunk")
@@ -222,6 +224,15 @@ def test_width_multiplier_and_fc_units():
         .filters
         == 1
     )
+
+
+def test_fc_units_set_the_width_of_the_hidden_fc_layers():
+    head = networks.get_head(_model_c())
+    assert head.get_layer("fc1").units == head.get_layer("fc2").units == 24
+
+
+def test_fc3_has_one_unit_per_class():
+    assert networks.get_head(_model_c()).get_layer("fc3").units == 7
 
 
 def test_seed_makes_weights_reproducible():

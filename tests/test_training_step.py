@@ -1,12 +1,9 @@
-"""One training loop under every strategy: mirrored == one device; multi-worker.
+"""delving.training.step under MirroredStrategy: the all-reduced step equals
+the one-device step, with XLA or without (the strategies, and when XLA is
+on: test_training_setup.py).
 
-Mirrored runs on the two logical CPU devices conftest.py sets up; the
-multi-worker test starts two real worker processes that talk gRPC over
-free loopback ports.
+Mirrored runs on the two logical CPU devices conftest.py sets up.
 """
-
-import dataclasses
-import os
 
 import keras
 import numpy as np
@@ -14,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from delving.models import networks
-from delving.training import config, loop, setup
+from delving.training import config, loop
 from tests import train_testutil as util
 
 
@@ -73,16 +70,6 @@ def test_mirrored_matches_one_device(data_dir, tmp_path):
     )
 
 
-def test_xla_default_follows_the_replicas_devices():
-    cfg = config.resolve_config(preset="builtin")
-    assert cfg.jit_compile is None  # not given: decided by the devices
-    cpu, gpu = tf.distribute.OneDeviceStrategy("/cpu:0"), tf.distribute.OneDeviceStrategy("/gpu:0")
-    assert not setup.uses_xla(cfg, cpu) and setup.uses_xla(cfg, gpu)
-    assert not setup.uses_xla(cfg, tf.distribute.get_strategy())  # no GPU here
-    assert setup.uses_xla(dataclasses.replace(cfg, jit_compile=True), cpu)
-    assert not setup.uses_xla(dataclasses.replace(cfg, jit_compile=False), gpu)
-
-
 @pytest.mark.parametrize("mixed_precision", ["none", "bfloat16"])
 def test_xla_under_mirrored_matches_the_uncompiled_step(data_dir, tmp_path, mixed_precision):
     """--jit_compile compiles each replica's pass (and the evaluation's
@@ -118,27 +105,3 @@ def test_xla_under_mirrored_matches_the_uncompiled_step(data_dir, tmp_path, mixe
         np.testing.assert_allclose(
             runs[True].history[-1][key], runs[False].history[-1][key], rtol=0.05
         )
-
-
-@pytest.mark.slow
-def test_multi_worker_two_local_processes(data_dir, tmp_path):
-    model_dir = tmp_path / "mw"
-    ports = util.free_ports(2)
-    args = util.as_flags(
-        data_dir=data_dir, model_dir=model_dir, strategy="multi_worker", **util.TINY_RECIPE
-    )
-    workers = [
-        util.start("delving.train", args, TF_CONFIG=util.tf_config(ports, i)) for i in range(2)
-    ]
-    outputs = [w.communicate(timeout=util.HANG_GUARD_S) for w in workers]
-    for worker, (_, err) in zip(workers, outputs):
-        assert worker.returncode == 0, err[-3000:]
-    chief_out = outputs[0][0]
-    assert "--strategy=multi_worker (CollectiveAllReduceStrategy, 2 replicas)" in chief_out
-    steps = util.TINY_RECIPE["steps_per_epoch"]
-    assert tf.train.latest_checkpoint(str(model_dir / "checkpoints")).endswith(f"ckpt-{steps}")
-    assert (model_dir / "model.keras").exists()
-    assert (model_dir / "training_log.csv").read_text().count("\n") == 2
-    # The non-chief's temporary checkpoint directory is gone.
-    assert not [p for p in os.listdir(model_dir) if p.startswith(".tmp_checkpoints")]
-    assert not (model_dir / "lock.json").exists(), "the chief's lock is released"

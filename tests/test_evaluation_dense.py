@@ -120,12 +120,16 @@ def test_single_window_equals_the_whole_model():
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
-def test_runs_in_tf_function_on_unknown_sizes_and_batches():
-    model = _model()
-    fn = tf.function(
+def _unknown_size_function(model):
+    return tf.function(
         lambda images: dense.dense_probabilities(model, images, window=14, scales=(224, 256)),
         input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)],
     )
+
+
+def test_tf_function_of_unknown_sizes_equals_eager():
+    model = _model()
+    fn = _unknown_size_function(model)
     rng = np.random.default_rng(4)
     for shape in [(2, 230, 300, 3), (1, 1, 1, 3), (1, 400, 90, 3)]:
         images = rng.integers(0, 256, shape, np.uint8)
@@ -137,7 +141,11 @@ def test_runs_in_tf_function_on_unknown_sizes_and_batches():
             atol=1e-6,
         )
         np.testing.assert_allclose(np.sum(got, -1), 1.0, rtol=1e-5)
-    # A batch equals its images one at a time.
+
+
+def test_a_batch_equals_its_images_one_at_a_time():
+    fn = _unknown_size_function(_model())
+    rng = np.random.default_rng(4)
     images = rng.integers(0, 256, (3, 240, 260, 3), np.uint8)
     np.testing.assert_allclose(
         fn(images), np.concatenate([fn(images[i : i + 1]) for i in range(3)]), rtol=1e-5, atol=1e-6
@@ -158,6 +166,17 @@ def test_mixed_precision_gives_float32_close_to_float32_model():
     assert got.dtype == tf.float32
     np.testing.assert_allclose(
         got, dense.dense_probabilities(reference, image, **kwargs), atol=2e-2
+    )
+
+
+@pytest.mark.parametrize("image_size,window", [(224, 14), (160, 10)])
+def test_window_of_the_view_comes_from_the_training_crop_size(image_size, window):
+    model = _model()
+    x = tf.random.stateless_normal([1, 240, 260, 3], [1, 2])
+    assert networks.head_window("model_a", image_size) == window
+    np.testing.assert_allclose(
+        dense.evaluation_scores(model, x, image_size=image_size),
+        dense.dense_scores(model, x, window=window),
     )
 
 

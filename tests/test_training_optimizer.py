@@ -1,4 +1,9 @@
-"""delving.training.optimizer.CaffeSGD against Caffe's update rule, written in NumPy."""
+"""delving.training.optimizer: CaffeSGD against Caffe's update rule, written in
+NumPy; the learning-rate warm-up, alone and in a run resumed across it; the
+plateau and step schedules."""
+
+import csv
+import os
 
 import keras
 import numpy as np
@@ -6,7 +11,14 @@ import pytest
 import tensorflow as tf
 
 import keras_layers
+from delving.training import config, loop
 from delving.training import optimizer as optimizer_lib
+from tests import train_testutil as util
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return util.tiny_data_dir(tmp_path_factory)
 
 
 def _model():
@@ -94,11 +106,68 @@ def test_mirrored_update_equals_one_device():
         np.testing.assert_allclose(b, w, rtol=1e-5, atol=1e-6)
 
 
-def test_config_round_trip_and_refusals():
+def test_config_round_trip():
     optimizer = optimizer_lib.CaffeSGD(0.02, momentum=0.8, l2_decay=1e-4)
     clone = optimizer_lib.CaffeSGD.from_config(optimizer.get_config())
     assert (clone.l2_decay, clone.momentum) == (1e-4, 0.8)
+
+
+def test_keras_weight_decay_is_refused_for_l2_decay():
     with pytest.raises(ValueError, match="l2_decay"):
         optimizer_lib.CaffeSGD(0.1, weight_decay=5e-4)
+
+
+def test_a_negative_l2_decay_is_refused():
     with pytest.raises(ValueError, match="l2_decay"):
         optimizer_lib.CaffeSGD(0.1, l2_decay=-1.0)
+
+
+# --- Learning-rate schedules
+
+
+def test_warmup_ramps_linearly_then_holds_the_epoch_rate():
+    epoch_rate = tf.Variable(0.08)
+    ramp = optimizer_lib.WarmupRate(epoch_rate, warmup_steps=4)
+    got = [float(ramp(tf.constant(step, tf.int64))) for step in range(6)]
+    assert got == pytest.approx([0.02, 0.04, 0.06, 0.08, 0.08, 0.08])
+    epoch_rate.assign(0.008)  # a decay takes effect at once, ramp or not
+    assert float(ramp(tf.constant(1, tf.int64))) == pytest.approx(0.004)
+    assert float(ramp(tf.constant(9, tf.int64))) == pytest.approx(0.008)
+    assert float(
+        optimizer_lib.WarmupRate(epoch_rate, 0)(tf.constant(0, tf.int64))
+    ) == pytest.approx(0.008)
+
+
+def _logged_rates(model_dir):
+    with open(os.path.join(model_dir, "training_log.csv")) as f:
+        return [float(row["learning_rate"]) for row in csv.DictReader(f)]
+
+
+def test_training_follows_the_ramp_across_a_resume(data_dir, tmp_path):
+    """3 steps an epoch, warm-up over 2 epochs (6 steps); the log holds the rate after each."""
+    recipe = dict(util.TINY_RECIPE, data_dir=data_dir, model_dir=str(tmp_path), warmup_epochs=2)
+    loop.train(config.resolve_config(**recipe), verbose=0)
+    # After 3 steps the optimizer's next rate is the 4th of 6: 4/6 of the base rate.
+    assert _logged_rates(tmp_path) == pytest.approx([0.01 * 4 / 6])
+    # Resumed for a second and third epoch: the ramp continues from the checkpoint, then holds.
+    loop.train(config.resolve_config(**dict(recipe, epochs=3)), verbose=0)
+    assert _logged_rates(tmp_path) == pytest.approx([0.01 * 4 / 6, 0.01, 0.01])
+
+
+def test_plateau_schedule_divides_by_ten_twice():
+    s = optimizer_lib.LearningRateSchedule(0.01, kind="plateau", patience=2, min_delta=0.0)
+    errors = [0.9, 0.8, 0.8, 0.8, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7]
+    rates = []
+    for epoch, err in enumerate(errors):
+        s.end_epoch(epoch, err)
+        rates.append(round(s.rate(), 8))
+    assert rates == [0.01, 0.01, 0.01, 0.001, 0.001, 0.001, 0.0001, 0.0001, 0.0001, 0.0001, 0.0001]
+
+
+def test_step_schedule_divides_by_ten_at_its_epochs():
+    s = optimizer_lib.LearningRateSchedule(0.1, kind="step", decay_epochs=(2, 4))
+    rates = []
+    for epoch in range(6):
+        rates.append(round(s.rate(), 8))
+        s.end_epoch(epoch, None)
+    assert rates == [0.1, 0.1, 0.01, 0.01, 0.001, 0.001]

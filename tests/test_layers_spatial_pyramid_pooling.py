@@ -59,7 +59,7 @@ def test_bin_edges_exactly_n_nonempty_bins_covering_the_axis(length, n):
     assert [(int(s), int(e)) for s, e in tensor_edges] == edges
 
 
-def test_spp_net_window_and_stride_at_13():
+def test_pools_a_13x13_map_like_spp_net():
     # SPP-net: window ceil(a/n), stride floor(a/n), for the 13x13 conv5 map.
     x = np.random.default_rng(0).standard_normal((2, 13, 13, 4)).astype("float32")
     for n in (6, 3, 2, 1):
@@ -127,12 +127,20 @@ def test_pooling_op_path_equals_slices_path_with_gradient(shape, data_format):
         np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-6, atol=1e-6)
 
 
-def test_model_with_unknown_size_and_gradient():
+def _unknown_size_model():
     inputs = keras.Input((None, None, 8))
     outputs = keras_layers.SpatialPyramidPooling((7, 3, 2, 1))(inputs)
-    model = keras.Model(inputs, outputs)
+    return keras.Model(inputs, outputs)
+
+
+def test_model_of_unknown_size_has_a_fixed_length_output():
+    model = _unknown_size_model()
     assert model.output.shape == (None, 8 * 63)
     assert model.compute_output_shape((None, None, None, 8)) == (None, 504)
+
+
+def test_gradient_reaches_only_the_bin_maxima():
+    model = _unknown_size_model()
     x = tf.constant(np.random.default_rng(2).standard_normal((1, 9, 10, 8)).astype("float32"))
     with tf.GradientTape() as tape:
         tape.watch(x)
@@ -147,12 +155,15 @@ def test_model_with_unknown_size_and_gradient():
     assert np.count_nonzero(grad) <= 63 * 8
 
 
-def test_config_round_trip_and_errors():
+def test_config_round_trip():
     layer = keras_layers.SpatialPyramidPooling((4, 2), data_format="channels_first", name="spp")
     clone = keras.layers.deserialize(keras.layers.serialize(layer))
     assert isinstance(clone, keras_layers.SpatialPyramidPooling)
     assert clone.bins == (4, 2) and clone.data_format == "channels_first"
     assert clone.get_config() == layer.get_config()
+
+
+def test_bad_arguments_raise_clear_errors():
     with pytest.raises(ValueError, match="bins"):
         keras_layers.SpatialPyramidPooling((3, 0))
     with pytest.raises(ValueError, match="bins"):

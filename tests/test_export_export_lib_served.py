@@ -14,9 +14,7 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 
-import export_testutil as fx
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -27,119 +25,37 @@ from delving.evaluation import dense
 from delving.models import networks
 from export import client_lib, export_lib, serving_files
 from pipelines import preprocessing
-from tests import train_testutil
+from tests import export_testutil, train_testutil
 
 SCALES = (96, 240)  # 96: maps smaller than the window; 240: 2+ windows
 
-# Emulates the server: only TensorFlow and tensorflow_serving protos.
-SERVER_SCRIPT = textwrap.dedent(r"""
-    import base64, glob, importlib.util, json, os, sys
-    import numpy as np
-    import tensorflow as tf
-    from tensorflow.python.framework import op_def_registry
-    from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
-
-    export_dir, requests_dir, out_dir = sys.argv[1:4]
-    report = {"project_importable": [
-        m for m in ("delving", "export", "keras_layers", "pipelines")
-        if importlib.util.find_spec(m) is not None]}
-    sess = tf.compat.v1.Session(graph=tf.Graph())
-    meta = tf.compat.v1.saved_model.loader.load(sess, ["serve"], export_dir)
-    sigs = meta.signature_def
-    report["signatures"] = {
-        name: {part: {k: [tf.dtypes.as_dtype(v.dtype).name,
-                          [d.size for d in v.tensor_shape.dim]]
-                      for k, v in getattr(s, part).items()}
-               for part in ("inputs", "outputs")}
-        for name, s in sigs.items() if name != "__saved_model_init_op"}
-    graph = meta.graph_def
-    nodes = list(graph.node) + [n for f in graph.library.function
-                                for n in f.node_def]
-    ops = {n.op for n in nodes}
-    report["ops"] = sorted(ops)
-    report["unregistered_ops"] = sorted(
-        op for op in ops if op_def_registry.get(op) is None)
-    report["xla"] = [n.name for n in nodes if n.attr["_XlaMustCompile"].b] + [
-        f.signature.name for f in graph.library.function
-        if f.attr["_XlaMustCompile"].b]
-
-    def run(signature_name, inputs):
-        sig = sigs[signature_name or "serving_default"]
-        feed = {sig.inputs[k].name: v for k, v in inputs.items()}
-        names = sorted(sig.outputs)
-        try:
-            values = sess.run([sig.outputs[k].name for k in names], feed)
-        except tf.errors.InvalidArgumentError as e:
-            return {"error": "InvalidArgument", "message": e.message}
-        return dict(zip(names, values))
-
-    def b64(value):  # TF Serving's JSON: {"b64": ...} is a binary string
-        if isinstance(value, dict) and set(value) == {"b64"}:
-            return base64.b64decode(value["b64"])
-        return value
-
-    results = {}
-    for path in sorted(glob.glob(os.path.join(requests_dir, "*"))):
-        name = os.path.splitext(os.path.basename(path))[0]
-        if path.endswith(".pb"):  # gRPC PredictRequest
-            with open(path, "rb") as f:
-                request = predict_pb2.PredictRequest.FromString(f.read())
-            results[name] = run(request.model_spec.signature_name, {
-                k: tf.make_ndarray(v) for k, v in request.inputs.items()})
-        else:  # REST body, row format ("instances")
-            with open(path) as f:
-                body = json.load(f)
-            sig = sigs[body.get("signature_name", "serving_default")]
-            (input_name,) = sig.inputs
-            spec = sig.inputs[input_name]
-            if spec.dtype == tf.string.as_datatype_enum:
-                batch = np.array([b64(v) for v in body["instances"]], dtype=object)
-            else:  # numbers, as the server converts JSON to the input's dtype
-                dtype = tf.dtypes.as_dtype(spec.dtype).as_numpy_dtype
-                batch = np.array(body["instances"], dtype=dtype)
-            results[name] = run(body.get("signature_name"), {input_name: batch})
-    for name, result in results.items():
-        if "error" in result:
-            report.setdefault("errors", {})[name] = result["message"]
-        else:
-            np.savez(os.path.join(out_dir, name + ".npz"), **result)
-
-    report["warmup"] = []
-    warmup = os.path.join(export_dir, "assets.extra",
-                          "tf_serving_warmup_requests")
-    for record in tf.data.TFRecordDataset(warmup).as_numpy_iterator():
-        request = prediction_log_pb2.PredictionLog.FromString(
-            record).predict_log.request
-        result = run(request.model_spec.signature_name, {
-            k: tf.make_ndarray(v) for k, v in request.inputs.items()})
-        report["warmup"].append([
-            request.model_spec.name, request.model_spec.signature_name,
-            result.get("message") or result["probabilities"].sum(-1).tolist()])
-    with open(os.path.join(out_dir, "report.json"), "w") as f:
-        json.dump(report, f)
-""")
+# Emulates the server in a process that imports only TensorFlow and its protos.
+SERVER_PROGRAM = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "programs", "serving_session_loader.py"
+)
 
 
 def _images():
     """name -> encoded bytes of real images in every supported format."""
     return {
-        "jpeg": fx.encode(fx.picture(200, 260, 1), "JPEG", quality=90),
-        "png": fx.encode(
-            np.dstack([fx.picture(230, 180, 2), np.full((230, 180), 200, np.uint8)]), "PNG"
+        "jpeg": export_testutil.encode(export_testutil.picture(200, 260, 1), "JPEG", quality=90),
+        "png": export_testutil.encode(
+            np.dstack([export_testutil.picture(230, 180, 2), np.full((230, 180), 200, np.uint8)]),
+            "PNG",
         ),  # RGBA: alpha dropped
-        "gif": fx.animated_gif(150, 170),  # first frame
-        "bmp": fx.encode(fx.picture(120, 140, 3), "BMP"),
-        "gray_jpeg": fx.encode(fx.picture(170, 170, 4)[..., 0], "JPEG"),
-        "one_pixel": fx.encode(np.array([[[10, 200, 30]]], np.uint8), "PNG"),
-        "panorama": fx.encode(fx.picture(2, 1500, 5), "PNG"),
-        "large": fx.encode(fx.picture(1600, 2400, 6), "JPEG", quality=80),
+        "gif": export_testutil.animated_gif(150, 170),  # first frame
+        "bmp": export_testutil.encode(export_testutil.picture(120, 140, 3), "BMP"),
+        "gray_jpeg": export_testutil.encode(export_testutil.picture(170, 170, 4)[..., 0], "JPEG"),
+        "one_pixel": export_testutil.encode(np.array([[[10, 200, 30]]], np.uint8), "PNG"),
+        "panorama": export_testutil.encode(export_testutil.picture(2, 1500, 5), "PNG"),
+        "large": export_testutil.encode(export_testutil.picture(1600, 2400, 6), "JPEG", quality=80),
     }
 
 
 BAD = {
     "not_an_image": b"this is not an image",
     "empty": b"",
-    "bomb": fx.png_header_only(60000, 60000),
+    "bomb": export_testutil.png_header_only(60000, 60000),
 }
 
 
@@ -150,8 +66,12 @@ def exported(tmp_path_factory):
     # input_std: inputs of unit scale, so the untrained nets are not
     # saturated and the probabilities compared below tell models apart.
     model_dirs = [
-        fx.write_model_dir(root / "a", model="model_a", activation="prelu", seed=1, input_std=True),
-        fx.write_model_dir(root / "s", model="small_14", activation="relu", seed=2, input_std=True),
+        export_testutil.write_model_dir(
+            root / "a", model="model_a", activation="prelu", seed=1, input_std=True
+        ),
+        export_testutil.write_model_dir(
+            root / "s", model="small_14", activation="relu", seed=2, input_std=True
+        ),
     ]
     export_base = root / "serving" / "prelu"
     version_dir = export_lib.export_saved_model(
@@ -170,12 +90,12 @@ def exported(tmp_path_factory):
 
     for name, data in {**images, **BAD}.items():
         grpc(f"single_{name}", [data])
-    for name, data in fx.malformed_corpus().items():
+    for name, data in export_testutil.malformed_corpus().items():
         grpc(f"fuzz_{name}", [data])
     batch = ["jpeg", "png", "gif", "bmp"]
     grpc("batch", [images[n] for n in batch])
     grpc("bad_in_batch", [images["jpeg"], BAD["not_an_image"]])
-    pixels = np.stack([fx.picture(180, 200, s) for s in (7, 8)])
+    pixels = np.stack([export_testutil.picture(180, 200, s) for s in (7, 8)])
     grpc("pixels", pixels, client_lib.SIGNATURE_IMAGES)
     grpc("no_images", [])
     grpc("no_pixels", np.zeros((0, 4, 4, 3), np.uint8), client_lib.SIGNATURE_IMAGES)
@@ -186,8 +106,6 @@ def exported(tmp_path_factory):
     (requests_dir / "rest_pixels.json").write_text(
         json.dumps(client_lib.build_rest_body(pixels, signature_name=client_lib.SIGNATURE_IMAGES))
     )
-    script = root / "serve.py"
-    script.write_text(SERVER_SCRIPT)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     # Run the CLI checks alongside the server emulation.
     cli = subprocess.Popen(
@@ -203,7 +121,7 @@ def exported(tmp_path_factory):
         text=True,
     )
     server = subprocess.run(
-        [sys.executable, str(script), version_dir, str(requests_dir), str(out_dir)],
+        [sys.executable, SERVER_PROGRAM, version_dir, str(requests_dir), str(out_dir)],
         cwd=root,
         env=env,
         capture_output=True,
@@ -263,7 +181,7 @@ def test_loads_in_a_clean_process_with_the_session_loader(exported):
     assert sigs["predict_images"]["inputs"] == {"images": ["uint8", [-1, -1, -1, 3]]}
     for name in ("serving_default", "predict_images"):
         assert sigs[name]["outputs"] == {
-            "probabilities": ["float32", [-1, fx.NUM_CLASSES]],
+            "probabilities": ["float32", [-1, export_testutil.NUM_CLASSES]],
             "classes": ["int32", [-1, 3]],
             "scores": ["float32", [-1, 3]],
             "labels": ["string", [-1, 3]],
@@ -296,12 +214,17 @@ def test_each_format_equals_the_python_reference(exported, name):
     ]
 
 
-def test_batch_equals_single_requests_and_rest_equals_grpc(exported):
+def test_batch_equals_single_requests(exported):
     served = exported["served"]
     batch = served["batch"]
-    assert batch["probabilities"].shape == (4, fx.NUM_CLASSES)
+    assert batch["probabilities"].shape == (4, export_testutil.NUM_CLASSES)
     singles = np.concatenate([served[f"single_{n}"]["probabilities"] for n in exported["batch"]])
     np.testing.assert_allclose(batch["probabilities"], singles, rtol=1e-5, atol=1e-7)
+
+
+def test_rest_equals_grpc(exported):
+    served = exported["served"]
+    batch = served["batch"]
     for key in ("probabilities", "classes", "scores", "labels"):
         np.testing.assert_array_equal(served["rest"][key], batch[key])
 
@@ -346,7 +269,7 @@ def test_bad_input_is_invalid_argument_with_a_clear_message(exported):
     assert "[60000] [60000]" in errors["single_bomb"]
 
 
-def test_warmup_requests_parse_and_run(exported):
+def test_every_warmup_request_is_answered(exported):
     warmup = exported["report"]["warmup"]
     assert [w[:2] for w in warmup] == [
         ["prelu", "serving_default"],
@@ -371,11 +294,16 @@ def test_models_config_parses_as_model_server_config(exported):
     assert os.path.exists(os.path.join(exported["version_dir"], serving_files.WARMUP_FILE))
 
 
-def test_saved_model_cli_show_and_run(exported):
+def test_saved_model_cli_shows_both_signatures(exported):
     returncode, output = exported["cli"]
     assert returncode == 0, output[-3000:]
     assert "signature_def['serving_default']" in output
     assert "signature_def['predict_images']" in output
+
+
+def test_saved_model_cli_runs_predict_images(exported):
+    returncode, output = exported["cli"]
+    assert returncode == 0, output[-3000:]
     assert "Result for output key probabilities" in output
 
 
@@ -383,7 +311,7 @@ def test_malformed_request_corpus(exported):
     """1,000 malformed payloads, one request each, in the session loader: each
     gave probabilities or an InvalidArgument (the server process survived all,
     or the fixture failed); every header bomb was refused before decoding."""
-    names = [f"fuzz_{n}" for n in fx.malformed_corpus()]
+    names = [f"fuzz_{n}" for n in export_testutil.malformed_corpus()]
     errors = exported["report"]["errors"]
     answered = {n for n in names if n in exported["served"]}
     refused = {n for n in names if n in errors}

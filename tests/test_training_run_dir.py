@@ -1,24 +1,25 @@
-"""A model_dir has one owner, a failed command never damages it, and killed
-or failed writes leave nothing that stops the next run (issue 16).
+"""delving.training.run_dir: a model_dir has one owner, and killed or failed
+writes leave nothing that stops the next run.
 
 Real runs: the binary in subprocesses (two trainers, SIGKILL, a full tmpfs)
 and the library in-process where only the files matter.
 """
 
+import json
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
 import zipfile
 
-import numpy as np
 import pytest
 import tensorflow as tf
 
-from delving.training import config, loop, run_dir
+from delving.training import run_dir
 from tests import train_testutil as util
 
 
@@ -73,7 +74,7 @@ def test_second_trainer_refused_stale_lock_taken_over_leftovers_removed(data_dir
     for path in leftovers:
         path.parent.mkdir(exist_ok=True)
         path.write_bytes(b"half written")
-    (model_dir / "model.keras").write_bytes(b"PK\x03\x04 truncated")  # pre-issue-16 debris
+    (model_dir / "model.keras").write_bytes(b"PK\x03\x04 truncated")  # debris of a non-atomic write
 
     # The same command, finishing now (epochs=1: the checkpoint is past it).
     code, out, err = util.run("delving.train", util.as_flags(**dict(recipe, epochs=1)))
@@ -88,81 +89,14 @@ def test_second_trainer_refused_stale_lock_taken_over_leftovers_removed(data_dir
     assert not list(model_dir.glob("model.tmp-*"))
 
 
-def test_failed_command_leaves_the_run_intact(data_dir, tmp_path):
-    model_dir = tmp_path / "run"
-    recipe = dict(util.TINY_RECIPE, data_dir=data_dir, model_dir=str(model_dir))
-    loop.train(config.resolve_config(**recipe), verbose=0)
-    classes = (model_dir / "classes.tsv").read_text()
-    (model_dir / "config.json").unlink()
-    before = sorted(p.name for p in model_dir.rglob("*"))
-
-    # Another network's flags, with no config.json to catch them: the
-    # checkpoint restore does, and nothing has been written yet.
-    other = config.resolve_config(**dict(recipe, model="small_30"))
-    with pytest.raises(loop.ConfigMismatch, match=r"holds checkpoints of a different network"):
-        loop.train(other, verbose=0)
-    assert sorted(p.name for p in model_dir.rglob("*")) == before
-    assert (model_dir / "classes.tsv").read_text() == classes
-
-    # A fresh directory that a failed command created is removed again.
-    fresh = tmp_path / "fresh"
-    with pytest.raises(loop.BatchSizeError):
-        loop.train(
-            config.resolve_config(**dict(recipe, model_dir=str(fresh), batch_size=3)),
-            strategy=tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]),
-            verbose=0,
-        )
-    assert not fresh.exists()
-
-    # The original command still works.
-    result = loop.train(config.resolve_config(**recipe), verbose=0)
-    assert result.epoch == 1
-    assert run_dir.load_config(str(model_dir / "config.json")).model == "small_14"
-
-
-def test_resumed_epoch_carries_its_running_sums(data_dir, tmp_path):
-    model_dir = tmp_path / "run"
-    recipe = dict(
-        util.TINY_RECIPE,
-        data_dir=data_dir,
-        model_dir=str(model_dir),
-        steps_per_epoch=4,
-        checkpoint_every_steps=2,
-    )
-    result = loop.train(config.resolve_config(**recipe), verbose=0)
-    ckpt = model_dir / "checkpoints"
-    mid, end = f"{ckpt}/ckpt-2", f"{ckpt}/ckpt-4"
-    sums = tf.train.load_variable(mid, "epoch_sums/.ATTRIBUTES/VARIABLE_VALUE")
-    batch = recipe["batch_size"]
-    assert sums[3] == 2 * batch, sums  # two steps' images
-    assert 0 < sums[0] / sums[3] < 20 and 0 <= sums[1] <= sums[3]
-    np.testing.assert_array_equal(
-        tf.train.load_variable(end, "epoch_sums/.ATTRIBUTES/VARIABLE_VALUE"), 0
-    )
-
-    # Resume from the mid-epoch checkpoint: the row averages all 4 steps, so
-    # it holds the first two steps' sums (loss * images) exactly.
-    index = "model_checkpoint_path"
-    (ckpt / "checkpoint").write_text(f'{index}: "ckpt-2"\nall_{index}s: "ckpt-2"\n')
-    for name in os.listdir(ckpt):
-        if name.startswith("ckpt-4"):
-            os.remove(ckpt / name)
-    (model_dir / "training_log.csv").unlink()
-    resumed = loop.train(config.resolve_config(**recipe), verbose=0)
-    row = resumed.history[-1]
-    final = tf.train.latest_checkpoint(str(ckpt))
-    assert final.endswith("ckpt-4") and resumed.step == result.step == 4
-    # The resumed steps' own mean is what is left after taking out ckpt-2's sums.
-    own = (row["train_loss"] * 4 * batch - sums[0]) / (2 * batch)
-    assert 0 < own < 20, (row, sums)
-    assert row["train_loss"] == pytest.approx((sums[0] + own * 2 * batch) / (4 * batch))
-    hits = (1 - row["train_top1_error"]) * 4 * batch
-    assert hits >= sums[1] - 1e-6  # the first two steps' hits are counted
-
-
-@pytest.mark.skipif(not shutil.which("unshare"), reason="needs unshare(1)")
-def test_full_disk_is_one_line_and_the_run_resumes_after_freeing_space(data_dir, tmp_path):
-    """A small tmpfs (in a private mount namespace) that fills up mid-run."""
+@pytest.fixture(scope="module")
+def full_disk(data_dir, tmp_path_factory):
+    """A small tmpfs (in a private mount namespace) that fills up mid-run: one
+    epoch, the next one on the full disk, then again once space is freed.
+    Returns the mount point and read(name) of the runs' logs 1.*, 2.*, 3.*."""
+    if not shutil.which("unshare"):
+        pytest.skip("needs unshare(1)")
+    tmp_path = tmp_path_factory.mktemp("full_disk")
     logs = tmp_path / "logs"
     logs.mkdir()
     mount = tmp_path / "small"
@@ -204,6 +138,11 @@ rm {mount}/filler
         pytest.skip("no tmpfs can be mounted here: " + proc.stderr.decode()[-300:])
     read = lambda name: (logs / name).read_text()  # noqa: E731
     assert read("1.rc").strip() == "0", read("1.err")[-3000:]
+    return mount, read
+
+
+def test_full_disk_is_a_one_line_error_naming_the_last_good_checkpoint(full_disk):
+    mount, read = full_disk
     assert read("2.rc").strip() == "1", read("2.err")[-3000:] + read("2.out")[-1000:]
     lines = util.error_lines(read("2.err"))
     assert len(lines) == 1 and "Traceback" not in read("2.err"), read("2.err")[-3000:]
@@ -212,6 +151,10 @@ rm {mount}/filler
         rf"Last good checkpoint: {mount}/run/checkpoints/ckpt-3;",
         lines[0],
     ), lines[0]
+
+
+def test_run_resumes_once_space_is_freed(full_disk):
+    _, read = full_disk
     assert read("3.rc").strip() == "0", read("3.err")[-3000:]
     assert "Resumed from" in read("3.out") and "Epoch 2: train loss" in read("3.out")
 
@@ -229,26 +172,14 @@ def _kill_when(proc, condition, poll_s=0.002):
     return False
 
 
-# delving.train, killed by SIGKILL inside the final model.keras save: once
-# Keras has written the temporary zip and before it is renamed into place.
-# Deterministic, where polling for the temporary file from outside can miss
-# a save of a few tens of milliseconds on a loaded machine.
-_KILLED_IN_MODEL_SAVE = """
-import os, runpy, signal, sys
-import tensorflow as tf
-rename = tf.io.gfile.rename
-def killing_rename(src, dst, *args, **kwargs):
-    if os.path.basename(src).startswith("model.keras.tmp-"):
-        os.kill(os.getpid(), signal.SIGKILL)
-    return rename(src, dst, *args, **kwargs)
-tf.io.gfile.rename = killing_rename
-sys.argv = ["delving.train", *sys.argv[1:]]
-runpy.run_module("delving.train", run_name="__main__", alter_sys=True)
-"""
+# delving.train, killed by SIGKILL inside the final model.keras save.
+KILLED_IN_MODEL_SAVE = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "programs", "train_killed_in_model_save.py"
+)
 
 
 @pytest.mark.slow
-def test_kills_during_checkpoint_and_model_writes_lose_nothing(data_dir, tmp_path):
+def test_writes_killed_midway_lose_nothing(data_dir, tmp_path):
     model_dir = tmp_path / "run"
     args = util.as_flags(
         **dict(
@@ -271,7 +202,7 @@ def test_kills_during_checkpoint_and_model_writes_lose_nothing(data_dir, tmp_pat
     first = _kill_when(util.start("delving.train", args), checkpointing)
     assert first, "the run ended before any checkpoint was written"
     second = subprocess.run(
-        [sys.executable, "-c", _KILLED_IN_MODEL_SAVE, *args],
+        [sys.executable, KILLED_IN_MODEL_SAVE, *args],
         cwd=util.ROOT,
         env=util.subprocess_env(),
         capture_output=True,
@@ -294,21 +225,29 @@ def test_kills_during_checkpoint_and_model_writes_lose_nothing(data_dir, tmp_pat
     assert model.count_params() > 0
 
 
-def test_lock_of_another_host_needs_force_a_dead_local_one_does_not(tmp_path):
-    import json
-    import socket
-
-    model_dir = tmp_path / "run"
-    model_dir.mkdir()
+def _foreign_lock(model_dir):
+    """A lock.json naming this process's pid on another host: its path and content."""
     lock_path = model_dir / run_dir.LOCK_FILE
     foreign = {"host": "elsewhere", "pid": os.getpid(), "started": "2026-01-01T00:00:00+00:00"}
     lock_path.write_text(json.dumps(foreign))
+    return lock_path, foreign
+
+
+def test_lock_of_another_host_needs_force(tmp_path):
+    model_dir = tmp_path / "run"
+    model_dir.mkdir()
+    lock_path, _ = _foreign_lock(model_dir)
     with pytest.raises(run_dir.RunLocked, match=r"in use by pid \d+ on elsewhere since 2026"):
         run_dir.acquire(str(model_dir))
     with run_dir.acquire(str(model_dir), force=True):
         assert json.loads(lock_path.read_text())["pid"] == os.getpid()
     assert not lock_path.exists()
 
+
+def test_lock_of_a_dead_local_process_is_taken_over(tmp_path):
+    model_dir = tmp_path / "run"
+    model_dir.mkdir()
+    lock_path, foreign = _foreign_lock(model_dir)
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], stdout=-1)
     stale = dict(foreign, host=socket.gethostname(), pid=int(dead.stdout))
     lock_path.write_text(json.dumps(stale))
