@@ -15,9 +15,10 @@ import io
 import struct
 import zlib
 
-import export_testutil as fx
 import numpy as np
 from PIL import Image
+
+from tests import export_testutil
 
 BYTES, IMAGES = "serving_default", "predict_images"
 #: Kinds of image crafted, each a Pillow format and its options.
@@ -35,7 +36,7 @@ KINDS = {
 
 def image(kind, height=24, width=32, seed=0):
     fmt, options = KINDS[kind]
-    return fx.encode(fx.picture(height, width, seed), fmt, **options)
+    return export_testutil.encode(export_testutil.picture(height, width, seed), fmt, **options)
 
 
 def _flat_frame(height, width, value):
@@ -51,10 +52,10 @@ def gif(frames, screen=None, declared=None):
     first frame's); `declared`: {frame index: (height, width)} its image
     descriptor claims instead (a frame too large to encode for real)."""
     encoded = [_flat_frame(*frame) for frame in frames]
-    head, _ = fx.gif_blocks(encoded[0])
+    head, _ = export_testutil.gif_blocks(encoded[0])
     images = []
     for i, data in enumerate(encoded):
-        _, blocks = fx.gif_blocks(data)
+        _, blocks = export_testutil.gif_blocks(data)
         block = bytearray(next(data[s:e] for kind, s, e in blocks if kind == 0x2C))
         height, width = (declared or {}).get(i, frames[i][:2])
         block[5:9] = struct.pack("<HH", width, height)
@@ -73,7 +74,7 @@ def declare_size(data, kind, height, width):
         data[16:24] = struct.pack(">II", width, height)
         data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
     elif kind == "gif":
-        _, blocks = fx.gif_blocks(bytes(data))
+        _, blocks = export_testutil.gif_blocks(bytes(data))
         start = next(s for k, s, _ in blocks if k == 0x2C)
         data[start + 5 : start + 9] = struct.pack("<HH", width, height)
     elif kind == "bmp":
@@ -181,7 +182,7 @@ def crafted_requests(max_images, max_pixels, max_image_pixels, seed=0):
     add("jpeg_xl", [jpeg_xl_header(4000, 4000)])
     add("webp_raw_lossless", [raw_webp("webp_lossless")])
     add("webp_raw_lossy", [raw_webp("webp_lossy")])
-    add("tiff", [fx.encode(fx.picture(20, 20), "TIFF")])
+    add("tiff", [export_testutil.encode(export_testutil.picture(20, 20), "TIFF")])
     add("empty", [b""])
     add("empty_after_an_image", [image("png"), b""])
     add("no_images", [])
@@ -189,7 +190,9 @@ def crafted_requests(max_images, max_pixels, max_image_pixels, seed=0):
     small = image("png", 8, 8)
     for count in (max_images, max_images + 1, 100, 1000):
         add(f"batch_of_{count}", [small] * count)
-    square = fx.encode(np.zeros((side, side, 3), np.uint8), "PNG")  # compresses to a few KB
+    square = export_testutil.encode(
+        np.zeros((side, side, 3), np.uint8), "PNG"
+    )  # compresses to a few KB
     fits = max_pixels // max_image_pixels
     add("batch_at_the_pixel_limit", [square] * fits)
     add("batch_over_the_pixel_limit", [square] * (fits + 1))

@@ -15,12 +15,10 @@ import shutil
 import subprocess
 import sys
 
-import export_testutil as fx
-import imaging_testutil
 import pytest
 
 from delving.training import config
-from tests import train_testutil as util
+from tests import export_testutil, imaging_testutil, train_testutil
 
 
 class Paths:
@@ -60,12 +58,12 @@ def _check_cases(module, cases, root, prefix=()):
         proc = subprocess.run(
             [*prefix, sys.executable, "-m", module, *args],
             cwd=cwd,
-            env=util.subprocess_env(**(env[0] if env else {})),
+            env=train_testutil.subprocess_env(**(env[0] if env else {})),
             capture_output=True,
             text=True,
-            timeout=util.HANG_GUARD_S,
+            timeout=train_testutil.HANG_GUARD_S,
         )
-        lines = util.error_lines(proc.stderr)
+        lines = train_testutil.error_lines(proc.stderr)
         written = sorted(set(_snapshot(root).items()) - set(before.items()))
         problems = []
         if proc.returncode == 0:
@@ -93,13 +91,15 @@ def paths(tmp_path):
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    return util.tiny_data_dir(tmp_path_factory)
+    return train_testutil.tiny_data_dir(tmp_path_factory)
 
 
 def test_train_answers_each_mistake_in_one_line(paths, data_dir):
     three_classes = paths.root / "three.tsv"
     three_classes.write_text("".join(f"n0{i}\tclass {i}\n" for i in range(3)))
-    other = fx.write_model_dir(paths.root / "other_run", model="small_14", data_dir=data_dir)
+    other = export_testutil.write_model_dir(
+        paths.root / "other_run", model="small_14", data_dir=data_dir
+    )
     model_dir = paths.root / "run"
     low, high = config.PRESETS["builtin"]["scale_range"]
     cases = [
@@ -138,7 +138,7 @@ def test_train_answers_each_mistake_in_one_line(paths, data_dir):
         (
             ["--strategy=multi_worker", "--batch_size=3"],
             "--batch_size=3 is not divisible by the 2 replicas",
-            {"TF_CONFIG": util.tf_config([1, 2], 0)},
+            {"TF_CONFIG": train_testutil.tf_config([1, 2], 0)},
         ),
         (
             [f"--model_dir={model_dir}", "--epochs=1"],
@@ -159,7 +159,7 @@ def test_evaluate_answers_each_mistake_in_one_line(paths, data_dir):
 
     from delving.models import networks
 
-    run = fx.write_model_dir(paths.root / "run", model="small_14", data_dir=data_dir)
+    run = export_testutil.write_model_dir(paths.root / "run", model="small_14", data_dir=data_dir)
     other_checkpoint = tf.train.Checkpoint(
         model=networks.build_model("model_a", num_classes=3, width_multiplier=1 / 32, fc_units=8)
     ).write(str(paths.root / "other" / "ckpt"))
@@ -192,10 +192,10 @@ def test_summary_answers_each_mistake_in_one_line(paths):
 
 
 def test_export_saved_model_answers_each_mistake_in_one_line(paths):
-    run = fx.write_model_dir(paths.root / "run", model="small_14")
-    other = fx.write_model_dir(paths.root / "other", model="small_14")
+    run = export_testutil.write_model_dir(paths.root / "run", model="small_14")
+    other = export_testutil.write_model_dir(paths.root / "other", model="small_14")
     (paths.root / "other" / "classes.tsv").write_text(
-        "".join(f"{c.index}\tn9{c.index}\t{c.name}\n" for c in fx.CLASSES)
+        "".join(f"{c.index}\tn9{c.index}\t{c.name}\n" for c in export_testutil.CLASSES)
     )
     base = paths.out / "serving"
     cases = [
@@ -341,7 +341,9 @@ def test_permission_denied_is_one_line(paths, data_dir):
     unreadable = paths.root / "unreadable.tsv"
     unreadable.write_text("n00\tclass 0\n")
     # A readable run whose config.json is not (read through tf.io.gfile).
-    run_dir = fx.write_model_dir(paths.root / "closed_run", model="small_14", data_dir=data_dir)
+    run_dir = export_testutil.write_model_dir(
+        paths.root / "closed_run", model="small_14", data_dir=data_dir
+    )
     closed_config = os.path.join(run_dir, "config.json")
     os.chmod(locked, 0)
     os.chmod(read_only, 0o555)

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from tests.train_testutil import HANG_GUARD_S
+from tests import train_testutil
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -77,7 +77,7 @@ def _run(module, args):
         capture_output=True,
         text=True,
         env=env,
-        timeout=HANG_GUARD_S,  # nothing heavy should load at all
+        timeout=train_testutil.HANG_GUARD_S,  # nothing heavy should load at all
     )
     lines = result.stderr.splitlines()
     assert lines and lines[-1].startswith("@@tensorflow_imported="), result.stderr[-2000:]
@@ -116,7 +116,9 @@ def test_evaluate_knows_the_views_evaluation_registers():
         "from delving import evaluate; from delving.evaluation import validation; "
         "assert evaluate.VIEW_NAMES == tuple(validation.VIEWS), validation.VIEWS"
     )
-    subprocess.run([sys.executable, "-c", script], cwd=ROOT, check=True, timeout=HANG_GUARD_S)
+    subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, check=True, timeout=train_testutil.HANG_GUARD_S
+    )
 
 
 def test_build_tfrecords_help_states_the_shard_size():

@@ -140,7 +140,7 @@ def test_define_flags_refuses_a_type_it_cannot_parse():
         _define(Odd, presets=None)
 
 
-def test_a_new_field_gets_its_flag_help_and_check_from_its_declaration():
+def test_a_new_fields_declaration_is_all_its_flag_needs():
     @dataclasses.dataclass(frozen=True)
     class Grown(Settings):
         depth: int = fields.field(3, "layers.", check=fields.POSITIVE)

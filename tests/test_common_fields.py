@@ -20,7 +20,7 @@ def test_field_keeps_its_default():
     assert Settings().size == 8
 
 
-def test_field_metadata_holds_help_choices_and_check():
+def test_field_metadata_holds_what_the_flag_needs():
     mode, size = (Settings.__dataclass_fields__[n].metadata for n in ("mode", "size"))
     assert (mode["help"], mode["choices"], mode["check"]) == ("how.", ("fast", "slow"), None)
     assert size["check"] is fields.POSITIVE
@@ -30,7 +30,7 @@ def test_check_passes_the_defaults():
     fields.check(Settings())
 
 
-def test_check_error_names_flag_value_and_reason():
+def test_check_error_is_one_line_naming_the_flag():
     with pytest.raises(ValueError) as refused:
         fields.check(Settings(size=0))
     assert str(refused.value) == "--size=0: must be positive"
@@ -69,7 +69,7 @@ def test_error_writes_a_tuple_as_on_the_command_line():
     "name,expected",
     [("size", (int, False)), ("steps", (int, True)), ("sizes", (tuple, False))],
 )
-def test_value_type_gives_the_type_and_whether_none_is_allowed(name, expected):
+def test_value_type_of_each_annotation(name, expected):
     assert fields.value_type(Settings, name) == expected
 
 

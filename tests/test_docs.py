@@ -5,7 +5,7 @@ import re
 import subprocess
 import sys
 
-from tests.train_testutil import HANG_GUARD_S
+from tests import train_testutil
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOURCE_DIRS = ("keras_layers", "pipelines", "delving", "export", "tests", "benchmarks", "tools")
@@ -86,7 +86,7 @@ def test_readme_layers_example_runs(tmp_path):
         env=env,
         capture_output=True,
         text=True,
-        timeout=HANG_GUARD_S,
+        timeout=train_testutil.HANG_GUARD_S,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "prelu_spp.keras").exists()

@@ -17,14 +17,12 @@ import subprocess
 import sys
 import textwrap
 
-import crafted_testutil as crafted
-import export_testutil as fx
 import keras
 import numpy as np
 import pytest
 
 from export import client_lib, export_lib, request_limits
-from tests import train_testutil
+from tests import crafted_testutil, export_testutil, train_testutil
 
 LIMITS = request_limits.RequestLimits(
     max_images=16, max_pixels=2_000_000, max_image_pixels=1_000_000
@@ -91,7 +89,7 @@ SERVER_SCRIPT = textwrap.dedent(r"""
 def _overflowing_model_dir(path):
     """A float16 model whose first conv's outputs overflow (past 65504):
     the probabilities of every image are NaN."""
-    model_dir = fx.write_model_dir(path, model="small_14", mixed_precision="float16")
+    model_dir = export_testutil.write_model_dir(path, model="small_14", mixed_precision="float16")
     file = os.path.join(model_dir, "model.keras")
     model = keras.saving.load_model(file)
     conv = model.get_layer("trunk").get_layer("conv1")
@@ -102,7 +100,7 @@ def _overflowing_model_dir(path):
 
 
 def _request_bytes(signature, inputs):
-    if signature == crafted.IMAGES:
+    if signature == crafted_testutil.IMAGES:
         return int(np.asarray(inputs).nbytes)
     return sum(len(b) for b in inputs)
 
@@ -111,20 +109,24 @@ def _request_bytes(signature, inputs):
 def served(tmp_path_factory):
     root = tmp_path_factory.mktemp("limits")
     servable = export_lib.load_servable(
-        fx.write_model_dir(root / "tiny", model="small_14", input_std=True)
+        export_testutil.write_model_dir(root / "tiny", model="small_14", input_std=True)
     )
     classifier = export_lib.DenseClassifier([servable], scales=SCALES, limits=LIMITS)
     version_dir = export_lib.write_export(classifier, str(root / "serving" / "tiny"))
     overflowing = export_lib.export_saved_model(
         [_overflowing_model_dir(root / "overflow")], str(root / "serving" / "overflow")
     )
-    requests = crafted.crafted_requests(
+    requests = crafted_testutil.crafted_requests(
         LIMITS.max_images, LIMITS.max_pixels, LIMITS.max_image_pixels
     )
     jobs = []
     for name, export_dir, batch in (
         ("corpus", version_dir, requests),
-        ("overflow", overflowing, [("overflow_png", crafted.BYTES, [crafted.image("png")])]),
+        (
+            "overflow",
+            overflowing,
+            [("overflow_png", crafted_testutil.BYTES, [crafted_testutil.image("png")])],
+        ),
     ):
         directory = root / f"requests_{name}"
         directory.mkdir()
@@ -202,7 +204,7 @@ def test_corpus_peak_memory_of_each_request_is_under_the_bound(served):
     )
 
 
-@pytest.mark.parametrize("kind", list(crafted.KINDS))
+@pytest.mark.parametrize("kind", list(crafted_testutil.KINDS))
 def test_declared_sizes_over_the_limit_are_refused_in_every_format(served, kind):
     for name in served["bounds"]:
         if name.startswith(f"lie_{kind}_") and name.endswith(("_as_4000x4000", "_as_1001x1000")):

@@ -9,12 +9,11 @@ import sys
 import textwrap
 import time
 
-import export_testutil as fx
 import pytest
 import tensorflow as tf
 
 from export import export_lib, serving_files, versions
-from tests import train_testutil
+from tests import export_testutil, train_testutil
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -78,7 +77,7 @@ def writer(tmp_path):
 
 
 def test_concurrent_exports_of_the_binary_get_distinct_versions(tmp_path):
-    model_dir = fx.write_model_dir(tmp_path / "run", model="small_14")
+    model_dir = export_testutil.write_model_dir(tmp_path / "run", model="small_14")
     base = tmp_path / "models" / "prelu"
     flags = [f"--model_dir={model_dir}", f"--export_base={base}", "--scales=64", "--flip=false"]
     env = dict(os.environ, PYTHONPATH=ROOT)
@@ -103,7 +102,7 @@ def test_concurrent_exports_of_the_binary_get_distinct_versions(tmp_path):
         assert {"saved_model.pb", "variables", "assets.extra"} <= set(os.listdir(directory))
 
 
-def test_concurrent_writers_claim_every_number_once_and_publish_whole(tmp_path, writer):
+def test_concurrent_writers_each_publish_a_version_of_their_own(tmp_path, writer):
     """Six processes write four versions each into one base while a
     watcher lists it: 24 numbers, none twice, each complete when first seen."""
     base = tmp_path / "base"
@@ -175,7 +174,7 @@ def test_a_remote_base_without_a_version_is_refused_in_one_line(tmp_path):
 
 
 def test_an_unreachable_remote_base_is_a_one_line_error(tmp_path):
-    model_dir = fx.write_model_dir(tmp_path / "run", model="small_14")
+    model_dir = export_testutil.write_model_dir(tmp_path / "run", model="small_14")
     work = tmp_path / "work"
     work.mkdir()
     result = _export(
@@ -198,7 +197,7 @@ def test_a_remote_base_is_written_through_gfile(tmp_path, monkeypatch):
     """ram:// is TensorFlow's in-memory file system: every file of the
     version goes through tf.io.gfile, none to a local folder."""
     monkeypatch.chdir(tmp_path)
-    model_dir = fx.write_model_dir(tmp_path / "run", model="small_14")
+    model_dir = export_testutil.write_model_dir(tmp_path / "run", model="small_14")
     base = "ram://served/prelu"
     version_dir = export_lib.export_saved_model(
         [model_dir], base, version=3, scales=(64,), flip=False

@@ -15,7 +15,7 @@ import zipfile
 
 import pytest
 
-from tests.train_testutil import HANG_GUARD_S
+from tests import train_testutil
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -176,7 +176,7 @@ def test_wheel_holds_every_package(wheel):
     assert not any(n.startswith("tests/") for n in names)
 
 
-def test_wheel_needs_only_keras_and_numpy(wheel):
+def test_wheel_requires_only_the_base_dependencies(wheel):
     _, metadata, _ = _wheel_metadata(wheel)
     base = [
         line.split(":", 1)[1].strip()
@@ -203,7 +203,7 @@ def test_wheel_declares_the_console_scripts(wheel):
 
 
 @pytest.mark.slow
-def test_layers_from_the_wheel_with_keras_and_torch_only(wheel, tmp_path):
+def test_layers_from_the_wheel_run_on_torch_without_tensorflow(wheel, tmp_path):
     """A fresh venv with the wheel, Keras and the PyTorch backend: no TensorFlow anywhere."""
     python, _ = _venv(tmp_path / "venv")
     _pip(python, "install", "-q", wheel, "torch==2.13.0")
@@ -215,7 +215,7 @@ def test_layers_from_the_wheel_with_keras_and_torch_only(wheel, tmp_path):
         capture_output=True,
         text=True,
         env={k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "KERAS_BACKEND")},
-        timeout=HANG_GUARD_S,
+        timeout=train_testutil.HANG_GUARD_S,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = dict(line.split(" ", 1) for line in result.stdout.splitlines())
@@ -276,7 +276,7 @@ def test_console_scripts_answer_help(wheel, tmp_path):
             capture_output=True,
             text=True,
             env=env,
-            timeout=HANG_GUARD_S,
+            timeout=train_testutil.HANG_GUARD_S,
         )
         assert flag in result.stdout, (script, result.stdout[-1000:], result.stderr[-2000:])
         assert "Traceback" not in result.stderr, (script, result.stderr[-2000:])

@@ -5,14 +5,13 @@ import os
 import re
 import shutil
 
-import imaging_testutil as util
 import pytest
 import tensorflow as tf
 
 from common import errors
 from pipelines import records
 from pipelines import tfrecord_builder as builder
-from tests import train_testutil
+from tests import imaging_testutil, train_testutil
 
 
 def snapshot(directory):
@@ -36,7 +35,7 @@ def count_records(directory, split):
 @pytest.fixture
 def raw(tmp_path):
     root = tmp_path / "raw"
-    util.write_image_folder(str(root), {"n01": 3, "n02": 3})
+    imaging_testutil.write_image_folder(str(root), {"n01": 3, "n02": 3})
     return root
 
 
@@ -46,7 +45,7 @@ def test_binary_refuses_other_images_in_other_shards_in_one_line(raw, tmp_path):
     assert train_testutil.run("pipelines.build_tfrecords", [*args, "--num_shards=2"])[0] == 0
     before = snapshot(out)
     shutil.rmtree(raw)
-    util.write_image_folder(str(raw), {"n01": 4, "n02": 4}, seed=7)
+    imaging_testutil.write_image_folder(str(raw), {"n01": 4, "n02": 4}, seed=7)
     code, _, err = train_testutil.run("pipelines.build_tfrecords", [*args, "--num_shards=3"])
     assert code == 1
     assert train_testutil.error_lines(err) == [
@@ -75,11 +74,11 @@ def test_resume_of_another_conversion_is_refused(raw, tmp_path, change, differen
     before = snapshot(out)
     kwargs = dict(num_shards=2, progress=False)
     if change == "add":
-        (raw / "n01" / "new.JPEG").write_bytes(util.image_bytes(seed=99))
+        (raw / "n01" / "new.JPEG").write_bytes(imaging_testutil.image_bytes(seed=99))
     elif change == "remove":
         os.remove(raw / "n02" / "n02_0.JPEG")
     elif change == "replace":  # same name, another image
-        (raw / "n01" / "n01_1.JPEG").write_bytes(util.image_bytes(height=80, seed=99))
+        (raw / "n01" / "n01_1.JPEG").write_bytes(imaging_testutil.image_bytes(height=80, seed=99))
     elif change == "seed":
         kwargs["seed"] = 1
     else:
@@ -98,7 +97,7 @@ def test_resume_of_another_conversion_is_refused(raw, tmp_path, change, differen
 def test_shards_without_a_manifest_are_refused(raw, tmp_path):
     # Shards of an older converter (or copied in): nothing says what they hold.
     out = tmp_path / "out"
-    util.write_shards(str(out), "train", num_shards=2, per_shard=3)
+    imaging_testutil.write_shards(str(out), "train", num_shards=2, per_shard=3)
     before = snapshot(out)
     with pytest.raises(errors.DataError, match="holds train shards .* but no train.manifest.json"):
         builder.build(str(raw), str(out), "train", num_shards=2, progress=False)

@@ -3,7 +3,6 @@ read alike by every reader (real records, tfds' mock data, a decoded split)."""
 
 import dataclasses
 
-import imaging_testutil as util
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
@@ -12,6 +11,7 @@ from delving.training import config as train_config
 from pipelines import imagenet, in_memory, sources
 from pipelines import tfds as tfds_reader
 from pipelines.config import InputConfig
+from tests import imaging_testutil
 
 # 16-px crops from 18-30 px scales: small enough for every reader's images.
 SMALL = InputConfig(batch_size=4, image_size=16, scale_range=(18, 30), seed=1, repeat=True)
@@ -64,7 +64,7 @@ def test_train_config_takes_its_input_defaults_from_here():
 @pytest.fixture(scope="module")
 def record_source(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("records"))
-    util.write_shards(root, "train", num_shards=2, per_shard=5, num_classes=3)
+    imaging_testutil.write_shards(root, "train", num_shards=2, per_shard=5, num_classes=3)
     return sources.DataSource(data_dir=root, num_classes=3, input=SMALL)
 
 

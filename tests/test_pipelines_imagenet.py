@@ -2,7 +2,6 @@
 
 import os
 
-import imaging_testutil as util
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -10,6 +9,7 @@ import tensorflow as tf
 from common import errors
 from pipelines import imagenet, preprocessing, records
 from pipelines.config import InputConfig
+from tests import imaging_testutil
 
 SMALL = dict(image_size=16, scale_range=(18, 30), resize_size=18)
 
@@ -28,8 +28,10 @@ def data_dir(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("imagenet"))
     # Every example has its own label (num_classes=1000), so labels identify
     # examples in the sharding tests.
-    util.write_shards(root, "train", num_shards=4, per_shard=5, num_classes=1000)
-    util.write_shards(root, "validation", num_shards=2, per_shard=3, num_classes=1000, seed=1)
+    imaging_testutil.write_shards(root, "train", num_shards=4, per_shard=5, num_classes=1000)
+    imaging_testutil.write_shards(
+        root, "validation", num_shards=2, per_shard=3, num_classes=1000, seed=1
+    )
     return root
 
 
@@ -186,13 +188,13 @@ def test_missing_shards_are_a_one_line_error(tmp_path, data_dir, pattern):
 
 def write_bad_dir(root, bad_record):
     """Two good shards and one holding `bad_record` between two good ones."""
-    util.write_shards(root, "train", num_shards=2, per_shard=3, num_classes=4)
-    good = util.example(util.image_bytes(), 1)
-    util.write_records(os.path.join(root, "train-bad"), [good, bad_record, good])
+    imaging_testutil.write_shards(root, "train", num_shards=2, per_shard=3, num_classes=4)
+    good = imaging_testutil.example(imaging_testutil.image_bytes(), 1)
+    imaging_testutil.write_records(os.path.join(root, "train-bad"), [good, bad_record, good])
     return root
 
 
-UNDECODABLE = [util.image_bytes()[:200], b"\x89PNG garbage", b"hello"]
+UNDECODABLE = [imaging_testutil.image_bytes()[:200], b"\x89PNG garbage", b"hello"]
 
 NOT_AN_IMAGE_RECORD = {
     "not_an_example": b"\x07\xffthis is no tf.train.Example",
@@ -228,7 +230,7 @@ def test_record_without_a_bytes_image_is_named_not_dumped(tmp_path, kind):
 
 @pytest.mark.parametrize("payload", UNDECODABLE, ids=["truncated_jpeg", "bad_png", "text"])
 def test_undecodable_image_fails_naming_the_record(tmp_path, payload):
-    root = write_bad_dir(str(tmp_path), util.example(payload, 2))
+    root = write_bad_dir(str(tmp_path), imaging_testutil.example(payload, 2))
     ds = imagenet.make_dataset(root, "train", small(9), is_training=False, num_classes=4)
     with pytest.raises(tf.errors.InvalidArgumentError) as info:
         list(ds)
@@ -241,7 +243,7 @@ def test_undecodable_image_fails_naming_the_record(tmp_path, payload):
 
 
 def test_skipped_undecodable_image_is_counted_in_the_log(tmp_path, capfd):
-    root = write_bad_dir(str(tmp_path), util.example(b"junk", 2))
+    root = write_bad_dir(str(tmp_path), imaging_testutil.example(b"junk", 2))
     ds = imagenet.make_dataset(
         root,
         "train",
@@ -256,8 +258,8 @@ def test_skipped_undecodable_image_is_counted_in_the_log(tmp_path, capfd):
 
 
 def test_truncated_shard_fails_naming_the_file(tmp_path):
-    util.write_shards(str(tmp_path), "train", num_shards=2, per_shard=4)
-    broken = util.truncate(str(tmp_path / "train-00001-of-00002"))
+    imaging_testutil.write_shards(str(tmp_path), "train", num_shards=2, per_shard=4)
+    broken = imaging_testutil.truncate(str(tmp_path / "train-00001-of-00002"))
     ds = imagenet.make_dataset(str(tmp_path), "train", InputConfig(batch_size=3), is_training=False)
     with pytest.raises(tf.errors.InvalidArgumentError) as info:
         list(ds)
@@ -266,8 +268,8 @@ def test_truncated_shard_fails_naming_the_file(tmp_path):
 
 
 def test_truncated_shard_skipped_with_a_log(tmp_path, capfd):
-    util.write_shards(str(tmp_path), "train", num_shards=2, per_shard=4)
-    util.truncate(str(tmp_path / "train-00001-of-00002"), keep_fraction=0.6)
+    imaging_testutil.write_shards(str(tmp_path), "train", num_shards=2, per_shard=4)
+    imaging_testutil.truncate(str(tmp_path / "train-00001-of-00002"), keep_fraction=0.6)
     ds = imagenet.make_dataset(
         str(tmp_path),
         "train",
@@ -279,7 +281,7 @@ def test_truncated_shard_skipped_with_a_log(tmp_path, capfd):
 
 
 def test_corrupted_bytes_inside_a_shard_name_the_file(tmp_path):
-    util.write_shards(str(tmp_path), "train", num_shards=1, per_shard=3)
+    imaging_testutil.write_shards(str(tmp_path), "train", num_shards=1, per_shard=3)
     path = str(tmp_path / "train-00000-of-00001")
     data = bytearray(open(path, "rb").read())
     data[len(data) // 2] ^= 0xFF  # Breaks a record's CRC.
@@ -292,7 +294,10 @@ def test_corrupted_bytes_inside_a_shard_name_the_file(tmp_path):
 
 @pytest.mark.parametrize("missing", [records.ENCODED, records.LABEL])
 def test_missing_feature_names_the_feature(tmp_path, missing):
-    root = write_bad_dir(str(tmp_path), util.example(util.image_bytes(), 2, **{missing: None}))
+    root = write_bad_dir(
+        str(tmp_path),
+        imaging_testutil.example(imaging_testutil.image_bytes(), 2, **{missing: None}),
+    )
     ds = imagenet.make_dataset(
         root, "train", small(9, skip_corrupt=True), is_training=False, num_classes=4
     )
@@ -318,10 +323,12 @@ def test_unchecked_decoding_gives_the_same_batches(data_dir):
 @pytest.mark.parametrize("position", ["first", "last"])
 def test_undecodable_image_at_either_end_is_named(tmp_path, position):
     # The last record has no successor to notice its gap: the sentinel does.
-    good = util.example(util.image_bytes(), 1)
-    bad = util.example(b"junk", 1)
+    good = imaging_testutil.example(imaging_testutil.image_bytes(), 1)
+    bad = imaging_testutil.example(b"junk", 1)
     path = str(tmp_path / "train-00000-of-00001")
-    util.write_records(path, [bad, good, good] if position == "first" else [good, good, bad])
+    imaging_testutil.write_records(
+        path, [bad, good, good] if position == "first" else [good, good, bad]
+    )
     ds = imagenet.make_dataset(str(tmp_path), "train", small(3), is_training=False, num_classes=4)
     with pytest.raises(tf.errors.InvalidArgumentError) as info:
         list(ds)
@@ -332,9 +339,11 @@ def test_undecodable_image_at_either_end_is_named(tmp_path, position):
 
 
 def test_consecutive_undecodable_images_are_all_skipped(tmp_path, capfd):
-    good = util.example(util.image_bytes(), 2)
-    bad = util.example(b"junk", 2)
-    util.write_records(str(tmp_path / "train-00000-of-00001"), [good, bad, bad, good, bad])
+    good = imaging_testutil.example(imaging_testutil.image_bytes(), 2)
+    bad = imaging_testutil.example(b"junk", 2)
+    imaging_testutil.write_records(
+        str(tmp_path / "train-00000-of-00001"), [good, bad, bad, good, bad]
+    )
     ds = imagenet.make_dataset(
         str(tmp_path),
         "train",
@@ -349,7 +358,7 @@ def test_consecutive_undecodable_images_are_all_skipped(tmp_path, capfd):
 def test_training_order_still_names_the_bad_image(tmp_path):
     # Unseeded training reads shards in parallel and non-deterministically;
     # the decoding map keeps its order so that the count check still works.
-    root = write_bad_dir(str(tmp_path), util.example(b"junk", 2))
+    root = write_bad_dir(str(tmp_path), imaging_testutil.example(b"junk", 2))
     ds = imagenet.make_dataset(
         root, "train", small(2, drop_remainder=False), is_training=True, num_classes=4
     )

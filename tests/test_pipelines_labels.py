@@ -5,13 +5,12 @@ twice), read by the converter and the trainer: one line naming file and line."""
 import os
 import shutil
 
-import imaging_testutil as util
 import pytest
 
 from common import errors
 from pipelines import builtin, labels
 from pipelines import tfrecord_builder as builder
-from tests import train_testutil
+from tests import imaging_testutil, train_testutil
 
 LABEL_FILES = [
     (
@@ -27,7 +26,7 @@ LABEL_FILES = [
 
 
 @pytest.mark.parametrize("text,expected", LABEL_FILES)
-def test_labels_file_lines_give_synset_and_name(tmp_path, text, expected):
+def test_labels_file_lines_give_each_class(tmp_path, text, expected):
     path = tmp_path / "synset_words.txt"
     path.write_text(text)
     classes = labels.load_class_list(labels_file=str(path), num_classes=2)
@@ -47,13 +46,17 @@ def test_labels_file_of_another_class_count_is_a_data_error(tmp_path):
 
 
 def test_class_names_come_from_the_records(tmp_path):
-    util.write_shards(str(tmp_path), "validation", num_shards=1, per_shard=3, num_classes=3)
+    imaging_testutil.write_shards(
+        str(tmp_path), "validation", num_shards=1, per_shard=3, num_classes=3
+    )
     classes = labels.load_class_list(data_dir=str(tmp_path), num_classes=4)
     assert classes[:3] == [labels.ClassInfo(i, f"s{i:04d}", f"class {i}") for i in range(3)]
 
 
 def test_classes_missing_from_the_records_get_generic_names(tmp_path):
-    util.write_shards(str(tmp_path), "validation", num_shards=1, per_shard=3, num_classes=3)
+    imaging_testutil.write_shards(
+        str(tmp_path), "validation", num_shards=1, per_shard=3, num_classes=3
+    )
     classes = labels.load_class_list(data_dir=str(tmp_path), num_classes=4)
     assert classes[3] == labels.ClassInfo(3, "class_0003", "class_0003")
 
@@ -70,7 +73,7 @@ VAL = "ILSVRC2012_val_{:08d}.JPEG"
 @pytest.fixture
 def raw(tmp_path):
     root = tmp_path / "raw"
-    util.write_image_folder(str(root), {"n01": 2, "n02": 2})
+    imaging_testutil.write_image_folder(str(root), {"n01": 2, "n02": 2})
     return root
 
 
@@ -80,7 +83,7 @@ def flat(tmp_path):
     root = tmp_path / "val"
     root.mkdir()
     for i in range(3):
-        (root / VAL.format(i + 1)).write_bytes(util.image_bytes(seed=i))
+        (root / VAL.format(i + 1)).write_bytes(imaging_testutil.image_bytes(seed=i))
     return root
 
 
@@ -142,7 +145,7 @@ def test_converter_drops_a_byte_order_mark(raw, flat, tmp_path, flag):
         )
         expected = {VAL.format(1): 2, VAL.format(2): 1, VAL.format(3): 2}
         split = "validation"
-    examples = util.read_examples(out, split)
+    examples = imaging_testutil.read_examples(out, split)
     assert {e["filename"]: e["label"] for e in examples} == expected
 
 

@@ -1,12 +1,12 @@
 """Preprocessing: every function eagerly and inside Dataset.map, same result."""
 
-import imaging_testutil as util
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from pipelines import preprocessing as pp
 from pipelines.config import LIGHTING_STD
+from tests import imaging_testutil
 
 FORMATS = ["jpeg", "png", "gif", "bmp", "cmyk_jpeg", "gray_jpeg", "gray_png", "rgba_png"]
 
@@ -19,11 +19,11 @@ def in_graph(fn, *args):
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_decode_rgb_matches_pillow_for_every_format(fmt):
-    data = util.image_bytes(fmt, 30, 44, seed=3)
+    data = imaging_testutil.image_bytes(fmt, 30, 44, seed=3)
     eager = pp.decode_rgb(tf.constant(data)).numpy()
     assert eager.shape == (30, 44, 3) and eager.dtype == np.uint8
     np.testing.assert_array_equal(eager, in_graph(pp.decode_rgb, data))
-    reference = util.decode_pil(data)
+    reference = imaging_testutil.decode_pil(data)
     tolerance = 40 if fmt == "cmyk_jpeg" else 6  # Different colour pipelines.
     assert np.abs(eager.astype(int) - reference).mean() < tolerance
 
@@ -31,7 +31,7 @@ def test_decode_rgb_matches_pillow_for_every_format(fmt):
 @pytest.mark.parametrize("fmt", ["jpeg", "png", "cmyk_jpeg", "gray_jpeg"])
 @pytest.mark.parametrize("size", [(9, 5), (60, 90), (375, 500)])
 def test_train_eager_equals_graph(fmt, size):
-    data = tf.constant(util.image_bytes(fmt, *size, seed=1))
+    data = tf.constant(imaging_testutil.image_bytes(fmt, *size, seed=1))
     kwargs = dict(image_size=24, scale_range=(26, 52))
     fn = lambda b, s: pp.preprocess_for_train(b, seed=s, **kwargs)
     eager = fn(data, tf.constant([4, 2])).numpy()
@@ -44,8 +44,8 @@ def test_train_eager_equals_graph(fmt, size):
 def test_train_fast_jpeg_path_equals_full_decode_path():
     # The JPEG path decodes only the window; the general path decodes the
     # whole image and slices the same window: same pixels up to the decoder.
-    jpeg = util.image_bytes("jpeg", 120, 160, seed=5)
-    png = util.encode(util.decode_pil(jpeg), "png")
+    jpeg = imaging_testutil.image_bytes("jpeg", 120, 160, seed=5)
+    png = imaging_testutil.encode(imaging_testutil.decode_pil(jpeg), "png")
     for seed in ([0, 1], [0, 2], [7, 7]):
         a = pp.preprocess_for_train(jpeg, image_size=32, scale_range=(40, 80), seed=seed).numpy()
         b = pp.preprocess_for_train(png, image_size=32, scale_range=(40, 80), seed=seed).numpy()
@@ -55,8 +55,8 @@ def test_train_fast_jpeg_path_equals_full_decode_path():
 def test_train_crop_covers_the_scaled_window():
     # With no flip / lighting / mean, the crop at scale s == shorter side and
     # image_size == shorter side is the whole (square) image.
-    image = util.pattern(48, 48, seed=2)
-    data = util.encode(image, "png")
+    image = imaging_testutil.pattern(48, 48, seed=2)
+    data = imaging_testutil.encode(image, "png")
     out = pp.preprocess_for_train(
         data,
         image_size=48,
@@ -70,13 +70,13 @@ def test_train_crop_covers_the_scaled_window():
 
 
 def test_flip_happens_about_half_the_time():
-    data = util.encode(util.pattern(32, 32, seed=2), "png")
+    data = imaging_testutil.encode(imaging_testutil.pattern(32, 32, seed=2), "png")
     flipped = 0
     for i in range(40):
         out = pp.preprocess_for_train(
             data, image_size=32, scale_range=(32, 32), lighting_std=0, mean=None, seed=[3, i]
         )
-        flipped += int(not np.allclose(out.numpy(), util.decode_pil(data)))
+        flipped += int(not np.allclose(out.numpy(), imaging_testutil.decode_pil(data)))
     assert 10 <= flipped <= 30
 
 
@@ -109,7 +109,7 @@ def test_normalize_is_the_per_channel_affine_map():
 @pytest.mark.parametrize("fmt", ["jpeg", "png"])
 @pytest.mark.parametrize("size", [(7, 12), (100, 60), (375, 500)])
 def test_eval_centre_crop_eager_equals_graph(fmt, size):
-    data = util.image_bytes(fmt, *size, seed=4)
+    data = imaging_testutil.image_bytes(fmt, *size, seed=4)
     fn = lambda b: pp.preprocess_for_eval(b, image_size=28, resize_size=32)
     eager = fn(tf.constant(data)).numpy()
     assert eager.shape == (28, 28, 3)
@@ -128,7 +128,7 @@ def test_eval_centre_crop_eager_equals_graph(fmt, size):
     "size,expected", [((30, 40), (32, 43)), ((50, 20), (80, 32)), ((5, 5), (32, 32))]
 )
 def test_eval_whole_image_has_the_resized_shorter_side(size, expected):
-    data = util.image_bytes("jpeg", *size)
+    data = imaging_testutil.image_bytes("jpeg", *size)
     fn = lambda b: pp.preprocess_for_eval(b, resize_size=32, crop=False)
     out = fn(tf.constant(data)).numpy()
     assert out.shape == expected + (3,)
@@ -158,7 +158,9 @@ def test_undecodable_bytes_raise():
 
 
 def test_resize_shorter_side_takes_batches():
-    batch = tf.stack([tf.cast(util.pattern(20, 30, seed=i), tf.float32) for i in range(2)])
+    batch = tf.stack(
+        [tf.cast(imaging_testutil.pattern(20, 30, seed=i), tf.float32) for i in range(2)]
+    )
     out = pp.resize_shorter_side(batch, 10)
     assert out.shape == (2, 10, 15, 3)
     np.testing.assert_allclose(out[1], pp.resize_shorter_side(batch[1], 10), atol=1e-4)
@@ -175,7 +177,7 @@ def test_normalize_a_batch_equals_normalizing_each_image():
 
 
 def test_augment_then_normalize_is_preprocess_for_train():
-    data = tf.constant(util.image_bytes("jpeg", 50, 70, seed=6))
+    data = tf.constant(imaging_testutil.image_bytes("jpeg", 50, 70, seed=6))
     kwargs = dict(image_size=24, scale_range=(26, 52), seed=[3, 9])
     image, shift = pp.augment_for_train(data, **kwargs)
     assert image.dtype == tf.uint8 and image.shape == (24, 24, 3)

@@ -3,14 +3,13 @@ whole images, the decoded split, and counting records (corrupt ones too)."""
 
 import shutil
 
-import imaging_testutil as util
 import pytest
 
 from common import errors
 from delving.training import config, loop
 from pipelines import sources
 from pipelines.config import InputConfig
-from tests import train_testutil as util_train
+from tests import imaging_testutil, train_testutil
 
 CONFIG = InputConfig(batch_size=4, image_size=16, scale_range=(18, 30), resize_size=18, seed=0)
 
@@ -18,8 +17,8 @@ CONFIG = InputConfig(batch_size=4, image_size=16, scale_range=(18, 30), resize_s
 @pytest.fixture(scope="module")
 def source(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("source"))
-    util.write_shards(root, "train", num_shards=2, per_shard=5, num_classes=3)
-    util.write_shards(root, "validation", num_shards=1, per_shard=3, num_classes=3)
+    imaging_testutil.write_shards(root, "train", num_shards=2, per_shard=5, num_classes=3)
+    imaging_testutil.write_shards(root, "validation", num_shards=1, per_shard=3, num_classes=3)
     return sources.DataSource(data_dir=root, num_classes=3, input=CONFIG)
 
 
@@ -56,7 +55,7 @@ def test_num_examples_counts_the_records(source):
 def truncated(tmp_path_factory):
     """A copy of the tiny built-in set with its first train shard cut to 2/3."""
     data = shutil.copytree(
-        util_train.tiny_data_dir(tmp_path_factory), tmp_path_factory.mktemp("cut") / "data"
+        train_testutil.tiny_data_dir(tmp_path_factory), tmp_path_factory.mktemp("cut") / "data"
     )
     shard = sorted(data.glob("train-*"))[0]
     with open(shard, "r+b") as f:
@@ -66,7 +65,7 @@ def truncated(tmp_path_factory):
 
 def _recipe(data, model_dir):
     # No --steps_per_epoch: the epoch length comes from counting the records.
-    recipe = dict(util_train.TINY_RECIPE, data_dir=str(data), model_dir=str(model_dir))
+    recipe = dict(train_testutil.TINY_RECIPE, data_dir=str(data), model_dir=str(model_dir))
     del recipe["steps_per_epoch"]
     return recipe
 
@@ -85,6 +84,6 @@ def test_skip_corrupt_epoch_counts_only_the_intact_records(truncated, tmp_path):
     data, _ = truncated
     recipe = _recipe(data, tmp_path / "run")
     result = loop.train(config.resolve_config(**recipe, skip_corrupt=True), verbose=0)
-    full = sum(n for split, n, _ in util_train.TINY_SPLITS if split == "train")
+    full = sum(n for split, n, _ in train_testutil.TINY_SPLITS if split == "train")
     # The intact records only, fewer than the full split's.
     assert 0 < result.config.steps_per_epoch < config.steps_for(full, recipe["batch_size"])

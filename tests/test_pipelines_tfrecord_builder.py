@@ -7,7 +7,6 @@ import subprocess
 import sys
 import time
 
-import imaging_testutil as util
 import pytest
 import tensorflow as tf
 from absl import flags
@@ -17,7 +16,7 @@ from common import errors
 from pipelines import build_tfrecords, imagenet, records
 from pipelines import tfrecord_builder as builder
 from pipelines.config import InputConfig
-from tests import train_testutil
+from tests import imaging_testutil, train_testutil
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -31,11 +30,11 @@ def shard_bytes(output_dir):
 @pytest.fixture
 def train_dir(tmp_path):
     root = str(tmp_path / "raw" / "train")
-    util.write_image_folder(root, {"n02": 3, "n01": 3, "n03": 2})
+    imaging_testutil.write_image_folder(root, {"n02": 3, "n01": 3, "n03": 2})
     # ImageNet's oddities, all under .JPEG names.
     for name, fmt in [("cmyk", "cmyk_jpeg"), ("png", "png"), ("gray", "gray_jpeg")]:
         with open(os.path.join(root, "n03", name + ".JPEG"), "wb") as f:
-            f.write(util.image_bytes(fmt, 30, 20, seed=9))
+            f.write(imaging_testutil.image_bytes(fmt, 30, 20, seed=9))
     return root
 
 
@@ -56,7 +55,7 @@ def test_converts_folders_reencoding_odd_files(train_dir, tmp_path):
     assert open(os.path.join(out, "labels.txt")).read() == (
         "n01\tone fish\nn02\ttwo fish\nn03\tthree\n"
     )
-    examples = util.read_examples(out, "train")
+    examples = imaging_testutil.read_examples(out, "train")
     assert len(examples) == 11
     for e in examples:
         assert e["synset"] == e["filename"][:3] or e["synset"] == "n03"
@@ -66,7 +65,7 @@ def test_converts_folders_reencoding_odd_files(train_dir, tmp_path):
     assert odd["cmyk.JPEG"]["text"] == "three" and odd["png.JPEG"]["height"] == 30
     assert tf.io.decode_jpeg(odd["cmyk.JPEG"]["encoded"]).shape == (30, 20, 3)
     # Shards mix classes (files are shuffled), and the reader takes them.
-    first = util.read_examples(out, "train")[:4]
+    first = imaging_testutil.read_examples(out, "train")[:4]
     assert len({e["synset"] for e in first}) > 1
     config = InputConfig(batch_size=11, image_size=16, resize_size=16)
     ds = imagenet.make_dataset(out, "train", config, is_training=False, num_classes=3)
@@ -81,7 +80,7 @@ def test_flat_validation_with_label_file(tmp_path, with_names):
     lines = []
     for i, synset in enumerate(synsets):
         name = f"ILSVRC2012_val_{i + 1:08d}.JPEG"
-        (val / name).write_bytes(util.image_bytes(seed=i))
+        (val / name).write_bytes(imaging_testutil.image_bytes(seed=i))
         lines.append(f"{name} {synset}" if with_names else synset)
     (tmp_path / "val.txt").write_text("\n".join(lines) + "\n")
     out = tmp_path / "out"
@@ -94,7 +93,9 @@ def test_flat_validation_with_label_file(tmp_path, with_names):
         progress=False,
         validation_labels_file=str(tmp_path / "val.txt"),
     )
-    got = {e["filename"]: e["label"] for e in util.read_examples(str(out), "validation")}
+    got = {
+        e["filename"]: e["label"] for e in imaging_testutil.read_examples(str(out), "validation")
+    }
     assert got == {f"ILSVRC2012_val_{i + 1:08d}.JPEG": int(s[1:]) for i, s in enumerate(synsets)}
 
 
@@ -130,7 +131,7 @@ def test_rerun_keeps_a_live_writers_temporaries(train_dir, tmp_path):
 def test_killed_conversion_resumes(tmp_path):
     # Large PNGs (re-encoded) make the conversion slow enough to kill it.
     raw = tmp_path / "raw"
-    big = util.encode(util.pattern(900, 900), "png")
+    big = imaging_testutil.encode(imaging_testutil.pattern(900, 900), "png")
     for synset in ("n01", "n02"):
         (raw / synset).mkdir(parents=True)
         for i in range(12):
@@ -166,10 +167,10 @@ def test_killed_conversion_resumes(tmp_path):
     result = builder.build(str(raw), str(out), "train", num_shards=12, progress=False)
     assert result.shards_skipped == len(finished)
     assert not [n for n in os.listdir(out) if ".tmp-" in n]
-    assert len(util.read_examples(str(out), "train")) == 24
+    assert len(imaging_testutil.read_examples(str(out), "train")) == 24
 
 
-CORRUPT = [b"this is not an image", util.image_bytes(height=80)[:300]]
+CORRUPT = [b"this is not an image", imaging_testutil.image_bytes(height=80)[:300]]
 
 
 @pytest.mark.parametrize("payload", CORRUPT, ids=["text", "truncated_jpeg"])
@@ -191,7 +192,7 @@ def test_skip_corrupt_leaves_the_corrupt_file_out(train_dir, tmp_path, payload):
     out = str(tmp_path / "out")
     result = builder.build(train_dir, out, "train", num_shards=1, skip_corrupt=True, progress=False)
     assert result.skipped_files == [bad]
-    assert len(util.read_examples(out, "train")) == 11
+    assert len(imaging_testutil.read_examples(out, "train")) == 11
 
 
 def test_user_mistakes_are_one_line_errors(train_dir, tmp_path):
@@ -211,7 +212,7 @@ def test_user_mistakes_are_one_line_errors(train_dir, tmp_path):
     )
     flat = tmp_path / "flat"
     flat.mkdir()
-    (flat / "a.JPEG").write_bytes(util.image_bytes())
+    (flat / "a.JPEG").write_bytes(imaging_testutil.image_bytes())
     cases.append((dict(input_dir=str(flat)), "--validation_labels_file"))
     # More shards than images: refused, not 122 empty shards written.
     cases.append(
@@ -234,7 +235,7 @@ def test_binary_reports_errors_without_traceback(tmp_path, capsys):
         f"build_tfrecords: error: --input_dir={tmp_path / 'absent'} does not exist"
     )
     raw = tmp_path / "raw"
-    util.write_image_folder(str(raw), {"n01": 2})
+    imaging_testutil.write_image_folder(str(raw), {"n01": 2})
     with flagsaver.flagsaver(input_dir=str(raw), output_dir=str(tmp_path / "o"), num_shards=2):
         build_tfrecords.main(["build_tfrecords"])
     assert "train: 2 images, 2 shards written" in capsys.readouterr().out

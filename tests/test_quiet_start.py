@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from common import quiet_start
-from tests.train_testutil import HANG_GUARD_S
+from tests import train_testutil
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -35,7 +35,7 @@ def _python(script, level=None):
         env=env,
         capture_output=True,
         text=True,
-        timeout=HANG_GUARD_S,
+        timeout=train_testutil.HANG_GUARD_S,
         check=True,
     )
 
@@ -78,7 +78,7 @@ def test_binaries_that_load_tensorflow_print_no_start_up_lines(argv, tmp_path):
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
         capture_output=True,
         text=True,
-        timeout=HANG_GUARD_S,
+        timeout=train_testutil.HANG_GUARD_S,
     )
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     if argv[0] == "export.client":

@@ -11,13 +11,15 @@ import re
 import pytest
 
 from delving.training import config
-from tests import train_testutil as util
+from tests import train_testutil
 
 
 @pytest.fixture(scope="module")
 def helpshort():
     """--helpshort as {flag name: its help, on one line}."""
-    _, out, err = util.run("delving.train", ["--helpshort"], timeout=util.HANG_GUARD_S)
+    _, out, err = train_testutil.run(
+        "delving.train", ["--helpshort"], timeout=train_testutil.HANG_GUARD_S
+    )
     assert "delving/train.py:" in out, err[-2000:]  # absl exits 1 after help
     helps = {}
     for line in out.splitlines():
@@ -34,8 +36,8 @@ def helpshort():
 
 
 def _error(args):
-    code, _, err = util.run("delving.train", args, timeout=util.HANG_GUARD_S)
-    return code, util.error_lines(err)
+    code, _, err = train_testutil.run("delving.train", args, timeout=train_testutil.HANG_GUARD_S)
+    return code, train_testutil.error_lines(err)
 
 
 @pytest.mark.parametrize("field", [f.name for f in dataclasses.fields(config.TrainConfig)])

@@ -6,12 +6,12 @@ import tensorflow_datasets as tfds
 
 from common import errors
 from delving.training import config, loop, run_dir, setup
-from tests import train_testutil as util
+from tests import train_testutil
 
 
 def test_tfds_class_count_given_explicitly_is_checked_before_any_work(tmp_path):
     model_dir = tmp_path / "run"
-    recipe = {k: v for k, v in util.TINY_RECIPE.items() if k != "preset"}
+    recipe = {k: v for k, v in train_testutil.TINY_RECIPE.items() if k != "preset"}
     cfg = config.resolve_config(
         preset="imagenet",
         tfds_name="imagenette",
@@ -30,7 +30,9 @@ def test_tfds_class_count_given_explicitly_is_checked_before_any_work(tmp_path):
 def test_resuming_with_another_mixed_precision_is_refused(tmp_path, tmp_path_factory):
     model_dir = tmp_path / "run"
     recipe = dict(
-        util.TINY_RECIPE, data_dir=util.tiny_data_dir(tmp_path_factory), model_dir=str(model_dir)
+        train_testutil.TINY_RECIPE,
+        data_dir=train_testutil.tiny_data_dir(tmp_path_factory),
+        model_dir=str(model_dir),
     )
     loop.train(config.resolve_config(**recipe), verbose=0)
     before = sorted(p.name for p in model_dir.rglob("*"))
@@ -41,7 +43,7 @@ def test_resuming_with_another_mixed_precision_is_refused(tmp_path, tmp_path_fac
 
 
 def test_tfds_class_count_comes_from_the_label_feature(tmp_path):
-    recipe = {k: v for k, v in util.TINY_RECIPE.items() if k != "preset"}
+    recipe = {k: v for k, v in train_testutil.TINY_RECIPE.items() if k != "preset"}
     cfg = config.resolve_config(
         tfds_name="imagenette",
         tfds_data_dir=str(tmp_path / "tfds"),

@@ -15,9 +15,9 @@ import numpy as np
 import tensorflow as tf
 
 from delving.training import config, loop, run_dir
-from tests import train_testutil as util
+from tests import train_testutil
 
-OLD_RUN = os.path.join(util.ROOT, "tests", "data", "run_made_before_regrouping")
+OLD_RUN = os.path.join(train_testutil.ROOT, "tests", "data", "run_made_before_regrouping")
 
 
 def _old_run(tmp_path):
@@ -28,7 +28,7 @@ def _old_run(tmp_path):
 
 def _recipe(model_dir, data_dir):
     old = run_dir.load_config(os.path.join(model_dir, "config.json"))
-    fields = {k: getattr(old, k) for k in util.TINY_RECIPE if k != "preset"}
+    fields = {k: getattr(old, k) for k in train_testutil.TINY_RECIPE if k != "preset"}
     fields.update(
         epochs=2, checkpoint_every_steps=1, keep_checkpoints=1, in_memory=False, cache_data=False
     )
@@ -43,7 +43,9 @@ def test_old_config_json_loads(tmp_path):
 def test_old_run_resumes_from_its_last_step(tmp_path, tmp_path_factory):
     model_dir = _old_run(tmp_path)
     before = run_dir.read_history(model_dir)
-    result = loop.train(_recipe(model_dir, util.tiny_data_dir(tmp_path_factory)), verbose=0)
+    result = loop.train(
+        _recipe(model_dir, train_testutil.tiny_data_dir(tmp_path_factory)), verbose=0
+    )
     assert (result.step, result.epoch) == (4, 2)  # 2 old steps + the 2 of epoch 2
     history = run_dir.read_history(model_dir)
     assert [row["epoch"] for row in history] == [1, 2]
@@ -52,7 +54,7 @@ def test_old_run_resumes_from_its_last_step(tmp_path, tmp_path_factory):
 
 def test_old_checkpoint_restores_its_weights(tmp_path, tmp_path_factory):
     model_dir = _old_run(tmp_path)
-    cfg = _recipe(model_dir, util.tiny_data_dir(tmp_path_factory))
+    cfg = _recipe(model_dir, train_testutil.tiny_data_dir(tmp_path_factory))
     result = loop.train(config.resolve_config(**{**vars(cfg), "epochs": 1}), verbose=0)
     assert result.step == 2  # nothing left to train: the state is the restored one
     reader = tf.train.load_checkpoint(os.path.join(OLD_RUN, "checkpoints", "ckpt-2"))

@@ -83,7 +83,7 @@ def test_given_values_win_over_the_preset():
     assert (mine.batch_size, mine.model, mine.epochs) == (256, "model_b", 80)
 
 
-def test_default_model_dir_names_preset_model_and_activation():
+def test_default_model_dir_names_the_run():
     mine = config.resolve_config(data_dir="/d", model="model_b")
     assert mine.model_dir == "runs/imagenet_model_b_prelu"
 

@@ -6,12 +6,12 @@ import types
 import pytest
 
 from delving.training import estimate
-from tests import train_testutil as util
+from tests import train_testutil
 
 CFG = types.SimpleNamespace(epochs=80, steps_per_epoch=10_000, preset="imagenet")
 
 
-def test_project_multiplies_epochs_steps_and_step_time():
+def test_project_is_epochs_times_steps_times_step_time():
     projection = estimate.project(epochs=80, steps_per_epoch=10_000, step_s=0.5)
     assert projection.train_s == 80 * 10_000 * 0.5
     assert projection.eval_s is None
@@ -79,26 +79,26 @@ def test_paper_schedule_divides_its_flops_by_the_used_throughput():
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    return util.tiny_data_dir(tmp_path_factory)
+    return train_testutil.tiny_data_dir(tmp_path_factory)
 
 
 def test_train_prints_the_projection_once(data_dir, tmp_path):
-    args = util.as_flags(**dict(util.TINY_RECIPE, data_dir=data_dir, model_dir=tmp_path / "run"))
-    returncode, out, err = util.run("delving.train", args)
+    args = train_testutil.as_flags(
+        **dict(train_testutil.TINY_RECIPE, data_dir=data_dir, model_dir=tmp_path / "run")
+    )
+    returncode, out, err = train_testutil.run("delving.train", args)
     assert returncode == 0, err
     lines = [line for line in out.splitlines() if line.startswith("Projected run time")]
     assert len(lines) == 1, out
-    assert (
-        f"{util.TINY_RECIPE['epochs']} epochs x {util.TINY_RECIPE['steps_per_epoch']} steps"
-        in (lines[0])
-    )
+    recipe = train_testutil.TINY_RECIPE
+    assert f"{recipe['epochs']} epochs x {recipe['steps_per_epoch']} steps" in lines[0]
 
 
 def test_train_with_verbose_0_prints_no_projection(data_dir, tmp_path, capsys):
     from delving.training import config, loop
 
     cfg = config.resolve_config(
-        **dict(util.TINY_RECIPE, data_dir=data_dir, model_dir=str(tmp_path / "run"))
+        **dict(train_testutil.TINY_RECIPE, data_dir=data_dir, model_dir=str(tmp_path / "run"))
     )
     loop.train(cfg, verbose=0)
     assert capsys.readouterr().out == ""

@@ -7,7 +7,7 @@ the stopper, the data source, the run directory, the clock) are not stages."""
 import sys
 
 from delving.training import config, loop
-from tests import train_testutil as util
+from tests import train_testutil
 
 # The config is the object the flow carries, not a stage of it.
 _CARRIED = {"config"}
@@ -46,8 +46,8 @@ def _entries_until_first_step(cfg):
 
 def test_training_enters_its_modules_in_run_order(tmp_path, tmp_path_factory):
     cfg = config.resolve_config(
-        **util.TINY_RECIPE,
-        data_dir=util.tiny_data_dir(tmp_path_factory),
+        **train_testutil.TINY_RECIPE,
+        data_dir=train_testutil.tiny_data_dir(tmp_path_factory),
         model_dir=str(tmp_path / "run"),
     )
     entries = _entries_until_first_step(cfg)

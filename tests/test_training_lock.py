@@ -12,7 +12,7 @@ import pytest
 
 from common import files
 from delving.training import run_dir
-from tests import train_testutil as util
+from tests import train_testutil
 
 
 def _write_lock(model_dir, **holder):
@@ -83,21 +83,25 @@ def test_cleanup_removes_only_what_the_project_wrote(tmp_path):
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    return util.tiny_data_dir(tmp_path_factory)
+    return train_testutil.tiny_data_dir(tmp_path_factory)
 
 
 @pytest.mark.slow
 def test_force_never_takes_a_live_local_runs_directory(data_dir, tmp_path):
     model_dir = tmp_path / "run"
-    recipe = dict(util.TINY_RECIPE, data_dir=data_dir, model_dir=model_dir, steps_per_epoch=100000)
-    holder = util.start("delving.train", util.as_flags(**recipe))
+    recipe = dict(
+        train_testutil.TINY_RECIPE, data_dir=data_dir, model_dir=model_dir, steps_per_epoch=100000
+    )
+    holder = train_testutil.start("delving.train", train_testutil.as_flags(**recipe))
     try:
         lock_path = model_dir / run_dir.LOCK_FILE
         while not lock_path.exists():  # the holder is up once its lock is
             assert holder.poll() is None, holder.communicate()[1][-3000:]
             time.sleep(0.2)
-        code, _, err = util.run("delving.train", util.as_flags(**recipe) + ["--force"])
-        lines = util.error_lines(err)
+        code, _, err = train_testutil.run(
+            "delving.train", train_testutil.as_flags(**recipe) + ["--force"]
+        )
+        lines = train_testutil.error_lines(err)
         assert code == 1 and len(lines) == 1, err[-3000:]
         assert f"pid {holder.pid}" in lines[0] and "still running" in lines[0], lines[0]
         assert holder.poll() is None, "the holder keeps running"
@@ -113,8 +117,11 @@ def test_user_files_in_model_dir_survive_a_run(data_dir, tmp_path):
     for name in users:
         (model_dir / name).parent.mkdir(parents=True, exist_ok=True)
         (model_dir / name).write_text("mine")
-    code, _, err = util.run(
-        "delving.train", util.as_flags(**util.TINY_RECIPE, data_dir=data_dir, model_dir=model_dir)
+    code, _, err = train_testutil.run(
+        "delving.train",
+        train_testutil.as_flags(
+            **train_testutil.TINY_RECIPE, data_dir=data_dir, model_dir=model_dir
+        ),
     )
     assert code == 0, err[-3000:]
     assert all((model_dir / n).read_text() == "mine" for n in users)

@@ -25,12 +25,12 @@ import tensorflow as tf
 
 from delving.models import networks
 from delving.training import config, loop
-from tests import train_testutil as util
+from tests import train_testutil
 
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    return util.tiny_data_dir(tmp_path_factory)
+    return train_testutil.tiny_data_dir(tmp_path_factory)
 
 
 def _iterations(checkpoint_path):
@@ -51,7 +51,7 @@ def _iterations(checkpoint_path):
 def test_every_model_trains_one_step(name, data_dir, tmp_path):
     cfg = config.resolve_config(
         **dict(
-            util.TINY_RECIPE,
+            train_testutil.TINY_RECIPE,
             model=name,
             data_dir=data_dir,
             model_dir=str(tmp_path),
@@ -93,7 +93,7 @@ def chunked(data_dir, tmp_path_factory):
     """(result, model_dir) of 7 steps, logged every 5, checkpointed every 3."""
     model_dir = tmp_path_factory.mktemp("chunked") / "run"
     recipe = dict(
-        util.TINY_RECIPE,
+        train_testutil.TINY_RECIPE,
         data_dir=data_dir,
         model_dir=str(model_dir),
         steps_per_epoch=7,
@@ -133,7 +133,7 @@ def nan_in_a_call(data_dir, tmp_path_factory):
     """(the TrainingDiverged message, model_dir) of 6 steps in one call at lr 1e9."""
     model_dir = tmp_path_factory.mktemp("nan_in_a_call") / "run"
     recipe = dict(
-        util.TINY_RECIPE,
+        train_testutil.TINY_RECIPE,
         data_dir=data_dir,
         model_dir=str(model_dir),
         steps_per_epoch=6,
@@ -167,7 +167,7 @@ def printed(data_dir, tmp_path_factory):
     """(config, stdout of a run, stdout of the same command again)."""
     cfg = config.resolve_config(
         **dict(
-            util.TINY_RECIPE,
+            train_testutil.TINY_RECIPE,
             data_dir=data_dir,
             model_dir=str(tmp_path_factory.mktemp("printed") / "run"),
         )
@@ -207,9 +207,9 @@ def test_tensorboard_reads_the_validation_logs(printed):
 
 
 def test_nan_stop_starts_its_own_line_on_a_terminal(data_dir, tmp_path):
-    args = util.as_flags(
+    args = train_testutil.as_flags(
         **dict(
-            util.TINY_RECIPE,
+            train_testutil.TINY_RECIPE,
             data_dir=data_dir,
             model_dir=tmp_path / "run",
             steps_per_epoch=6,
@@ -219,8 +219,8 @@ def test_nan_stop_starts_its_own_line_on_a_terminal(data_dir, tmp_path):
     leader, follower = pty.openpty()  # stdout and stderr on one terminal
     proc = subprocess.Popen(
         [sys.executable, "-m", "delving.train", *args],
-        cwd=util.ROOT,
-        env=util.subprocess_env(),
+        cwd=train_testutil.ROOT,
+        env=train_testutil.subprocess_env(),
         stdout=follower,
         stderr=follower,
     )
@@ -255,9 +255,9 @@ def _latest_step(checkpoint_dir):
 def test_resume_after_sigkill_mid_epoch(data_dir, tmp_path):
     steps, every = 40, 4
     model_dir = tmp_path / "run"
-    args = util.as_flags(
+    args = train_testutil.as_flags(
         **dict(
-            util.TINY_RECIPE,
+            train_testutil.TINY_RECIPE,
             data_dir=data_dir,
             model_dir=model_dir,
             epochs=2,
@@ -265,8 +265,8 @@ def test_resume_after_sigkill_mid_epoch(data_dir, tmp_path):
             checkpoint_every_steps=every,
         )
     )
-    proc = util.start("delving.train", args)
-    deadline = time.time() + util.HANG_GUARD_S
+    proc = train_testutil.start("delving.train", args)
+    deadline = time.time() + train_testutil.HANG_GUARD_S
     while _latest_step(model_dir / "checkpoints") < 2 * every:
         assert proc.poll() is None, proc.communicate()[1][-3000:]
         assert time.time() < deadline, "no checkpoint appeared"
@@ -276,7 +276,7 @@ def test_resume_after_sigkill_mid_epoch(data_dir, tmp_path):
     killed_at = _latest_step(model_dir / "checkpoints")
     assert 2 * every <= killed_at < steps, "the kill should land mid-epoch 1"
 
-    code, out, err = util.run("delving.train", args)
+    code, out, err = train_testutil.run("delving.train", args)
     assert code == 0, err[-3000:]
     resumed = re.search(r"Resumed from \S+: step (\d+), epoch (\d+), (\d+) steps into", out)
     assert resumed, out[-2000:]
@@ -296,7 +296,7 @@ def test_resume_after_sigkill_mid_epoch(data_dir, tmp_path):
 def test_resumed_epoch_carries_its_running_sums(data_dir, tmp_path):
     model_dir = tmp_path / "run"
     recipe = dict(
-        util.TINY_RECIPE,
+        train_testutil.TINY_RECIPE,
         data_dir=data_dir,
         model_dir=str(model_dir),
         steps_per_epoch=4,
@@ -338,13 +338,13 @@ def nan_stop(data_dir, tmp_path_factory):
     """A good epoch, then the binary on the same run with an absurd learning
     rate: (the good checkpoint, model_dir, exit code, stderr)."""
     model_dir = tmp_path_factory.mktemp("nan_stop") / "run"
-    recipe = dict(util.TINY_RECIPE, data_dir=data_dir, model_dir=str(model_dir))
+    recipe = dict(train_testutil.TINY_RECIPE, data_dir=data_dir, model_dir=str(model_dir))
     good = loop.train(config.resolve_config(**recipe), verbose=0)
     good_ckpt = tf.train.latest_checkpoint(str(model_dir / "checkpoints"))
     assert good_ckpt.endswith(f"ckpt-{good.step}")
     # Same run, one more epoch, with an absurd learning rate.
-    args = util.as_flags(**dict(recipe, epochs=2, learning_rate=1e9))
-    code, _, err = util.run("delving.train", args)
+    args = train_testutil.as_flags(**dict(recipe, epochs=2, learning_rate=1e9))
+    code, _, err = train_testutil.run("delving.train", args)
     yield good_ckpt, model_dir, code, err
     shutil.rmtree(model_dir)
 
@@ -353,7 +353,7 @@ def nan_stop(data_dir, tmp_path_factory):
 def test_nan_loss_stops_the_binary_in_one_line_naming_the_good_checkpoint(nan_stop):
     good_ckpt, _, code, err = nan_stop
     assert code != 0
-    lines = util.error_lines(err)
+    lines = train_testutil.error_lines(err)
     assert len(lines) == 1 and "Traceback" not in err, err[-3000:]
     assert re.match(
         r"delving\.train: error: (loss became (nan|inf)|weights became "

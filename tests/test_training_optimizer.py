@@ -13,12 +13,12 @@ import tensorflow as tf
 import keras_layers
 from delving.training import config, loop
 from delving.training import optimizer as optimizer_lib
-from tests import train_testutil as util
+from tests import train_testutil
 
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    return util.tiny_data_dir(tmp_path_factory)
+    return train_testutil.tiny_data_dir(tmp_path_factory)
 
 
 def _model():
@@ -145,7 +145,9 @@ def _logged_rates(model_dir):
 
 def test_training_follows_the_ramp_across_a_resume(data_dir, tmp_path):
     """3 steps an epoch, warm-up over 2 epochs (6 steps); the log holds the rate after each."""
-    recipe = dict(util.TINY_RECIPE, data_dir=data_dir, model_dir=str(tmp_path), warmup_epochs=2)
+    recipe = dict(
+        train_testutil.TINY_RECIPE, data_dir=data_dir, model_dir=str(tmp_path), warmup_epochs=2
+    )
     loop.train(config.resolve_config(**recipe), verbose=0)
     # After 3 steps the optimizer's next rate is the 4th of 6: 4/6 of the base rate.
     assert _logged_rates(tmp_path) == pytest.approx([0.01 * 4 / 6])

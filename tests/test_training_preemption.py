@@ -14,20 +14,20 @@ import time
 import pytest
 
 from delving.training import run_dir
-from tests import train_testutil as util
+from tests import train_testutil
 
-PROGRAM = os.path.join(util.ROOT, "tests", "programs", "train_signalled.py")
+PROGRAM = os.path.join(train_testutil.ROOT, "tests", "programs", "train_signalled.py")
 EPOCHS, STEPS = 2, 6
 
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    return util.tiny_data_dir(tmp_path_factory)
+    return train_testutil.tiny_data_dir(tmp_path_factory)
 
 
 def _args(data_dir, model_dir, **extra):
     recipe = dict(
-        util.TINY_RECIPE,
+        train_testutil.TINY_RECIPE,
         data_dir=data_dir,
         model_dir=model_dir,
         epochs=EPOCHS,
@@ -36,28 +36,28 @@ def _args(data_dir, model_dir, **extra):
         log_every_steps=1000,
     )
     recipe.update(extra)
-    return util.as_flags(**recipe)
+    return train_testutil.as_flags(**recipe)
 
 
 def _signalled(point, signame, args):
     return subprocess.run(
         [sys.executable, PROGRAM, point, signame, *args],
-        cwd=util.ROOT,
-        env=util.subprocess_env(),
+        cwd=train_testutil.ROOT,
+        env=train_testutil.subprocess_env(),
         capture_output=True,
         text=True,
-        timeout=util.HANG_GUARD_S,
+        timeout=train_testutil.HANG_GUARD_S,
     )
 
 
 def _stopped_line(result):
-    lines = util.error_lines(result.stderr)
+    lines = train_testutil.error_lines(result.stderr)
     assert lines and lines[-1].startswith("delving.train: SIG"), result.stderr[-3000:]
     return lines[-1]
 
 
 def _resume_and_finish(args, model_dir, stopped_at, steps=STEPS):
-    code, out, err = util.run("delving.train", args)
+    code, out, err = train_testutil.run("delving.train", args)
     assert code == 0, err[-3000:]
     if stopped_at:
         assert f"ckpt-{stopped_at}: step {stopped_at}" in out, out
@@ -122,10 +122,10 @@ def test_sigint_exits_130(data_dir, tmp_path):
 @pytest.mark.slow
 def test_sigterm_to_one_worker_stops_every_worker_at_one_step(data_dir, tmp_path):
     model_dir = tmp_path / "mw"
-    ports = util.free_ports(2)
-    args = util.as_flags(
+    ports = train_testutil.free_ports(2)
+    args = train_testutil.as_flags(
         **dict(
-            util.TINY_RECIPE,
+            train_testutil.TINY_RECIPE,
             data_dir=data_dir,
             model_dir=model_dir,
             strategy="multi_worker",
@@ -135,18 +135,19 @@ def test_sigterm_to_one_worker_stops_every_worker_at_one_step(data_dir, tmp_path
         )
     )
     workers = [
-        util.start("delving.train", args, TF_CONFIG=util.tf_config(ports, i)) for i in range(2)
+        train_testutil.start("delving.train", args, TF_CONFIG=train_testutil.tf_config(ports, i))
+        for i in range(2)
     ]
     checkpoints = model_dir / "checkpoints"
     while not (checkpoints.is_dir() and list(checkpoints.glob("*.index"))):
         assert all(w.poll() is None for w in workers), workers[0].communicate()[1][-3000:]
         time.sleep(0.5)
     workers[1].send_signal(signal.SIGTERM)  # the non-chief: the chief hears it through TF
-    outputs = [w.communicate(timeout=util.HANG_GUARD_S) for w in workers]
+    outputs = [w.communicate(timeout=train_testutil.HANG_GUARD_S) for w in workers]
     lines = []
     for worker, (_, err) in zip(workers, outputs):
         assert worker.returncode == 143, err[-3000:]
-        lines.append(util.error_lines(err)[-1])
+        lines.append(train_testutil.error_lines(err)[-1])
     steps = {int(re.search(r"stopped at step (\d+)", line).group(1)) for line in lines}
     assert len(steps) == 1, lines
     assert (checkpoints / f"ckpt-{steps.pop()}.index").exists(), lines

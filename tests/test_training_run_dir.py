@@ -20,16 +20,16 @@ import pytest
 import tensorflow as tf
 
 from delving.training import run_dir
-from tests import train_testutil as util
+from tests import train_testutil
 
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    return util.tiny_data_dir(tmp_path_factory)
+    return train_testutil.tiny_data_dir(tmp_path_factory)
 
 
 def _wait_for(proc, what, condition):
-    deadline = time.time() + util.HANG_GUARD_S
+    deadline = time.time() + train_testutil.HANG_GUARD_S
     while not condition():
         assert proc.poll() is None, proc.communicate()[1][-3000:]
         assert time.time() < deadline, f"no {what} appeared"
@@ -39,21 +39,23 @@ def _wait_for(proc, what, condition):
 def test_second_trainer_refused_stale_lock_taken_over_leftovers_removed(data_dir, tmp_path):
     model_dir = tmp_path / "run"
     recipe = dict(
-        util.TINY_RECIPE,
+        train_testutil.TINY_RECIPE,
         data_dir=data_dir,
         model_dir=model_dir,
         epochs=1000,  # runs until killed
         checkpoint_every_steps=2,
     )
-    first = util.start("delving.train", util.as_flags(**recipe))
+    first = train_testutil.start("delving.train", train_testutil.as_flags(**recipe))
     checkpoints = str(model_dir / "checkpoints")
     _wait_for(first, "checkpoint", lambda: tf.train.latest_checkpoint(checkpoints))
     config_text = (model_dir / "config.json").read_text()
 
     # A second trainer on the same directory: refused in one line naming the holder.
-    code, _, err = util.run("delving.train", util.as_flags(**dict(recipe, seed=1)))
+    code, _, err = train_testutil.run(
+        "delving.train", train_testutil.as_flags(**dict(recipe, seed=1))
+    )
     assert code == 1
-    lines = util.error_lines(err)
+    lines = train_testutil.error_lines(err)
     assert len(lines) == 1 and "Traceback" not in err, err[-3000:]
     assert f"is in use by pid {first.pid} on " in lines[0], lines[0]
     assert "--force" in lines[0]
@@ -77,7 +79,9 @@ def test_second_trainer_refused_stale_lock_taken_over_leftovers_removed(data_dir
     (model_dir / "model.keras").write_bytes(b"PK\x03\x04 truncated")  # debris of a non-atomic write
 
     # The same command, finishing now (epochs=1: the checkpoint is past it).
-    code, out, err = util.run("delving.train", util.as_flags(**dict(recipe, epochs=1)))
+    code, out, err = train_testutil.run(
+        "delving.train", train_testutil.as_flags(**dict(recipe, epochs=1))
+    )
     assert code == 0, err[-3000:]
     assert "Resumed from" in out, out[-2000:]
     for path in leftovers:
@@ -102,9 +106,9 @@ def full_disk(data_dir, tmp_path_factory):
     mount = tmp_path / "small"
     mount.mkdir()
     args = " ".join(
-        util.as_flags(
+        train_testutil.as_flags(
             **dict(
-                util.TINY_RECIPE,
+                train_testutil.TINY_RECIPE,
                 data_dir=data_dir,
                 model_dir=mount / "run",
                 checkpoint_every_steps=1,
@@ -127,9 +131,9 @@ rm {mount}/filler
     for namespace in (["unshare", "-m"], ["unshare", "-rm"]):  # root, else a user namespace
         proc = subprocess.run(
             [*namespace, "sh", "-c", script],
-            cwd=util.ROOT,
-            env=util.subprocess_env(),
-            timeout=util.HANG_GUARD_S,
+            cwd=train_testutil.ROOT,
+            env=train_testutil.subprocess_env(),
+            timeout=train_testutil.HANG_GUARD_S,
             capture_output=True,
         )
         if proc.returncode != 77 and (logs / "1.rc").exists():
@@ -144,7 +148,7 @@ rm {mount}/filler
 def test_full_disk_is_a_one_line_error_naming_the_last_good_checkpoint(full_disk):
     mount, read = full_disk
     assert read("2.rc").strip() == "1", read("2.err")[-3000:] + read("2.out")[-1000:]
-    lines = util.error_lines(read("2.err"))
+    lines = train_testutil.error_lines(read("2.err"))
     assert len(lines) == 1 and "Traceback" not in read("2.err"), read("2.err")[-3000:]
     assert re.match(
         rf"delving\.train: error: cannot write {mount}/run\S*: no space left on device\. "
@@ -161,7 +165,7 @@ def test_run_resumes_once_space_is_freed(full_disk):
 
 def _kill_when(proc, condition, poll_s=0.002):
     """SIGKILLs `proc` as soon as `condition()` holds; False if it ended first."""
-    deadline = time.time() + util.HANG_GUARD_S
+    deadline = time.time() + train_testutil.HANG_GUARD_S
     while proc.poll() is None and time.time() < deadline:
         if condition():
             proc.send_signal(signal.SIGKILL)
@@ -181,9 +185,9 @@ KILLED_IN_MODEL_SAVE = os.path.join(
 @pytest.mark.slow
 def test_writes_killed_midway_lose_nothing(data_dir, tmp_path):
     model_dir = tmp_path / "run"
-    args = util.as_flags(
+    args = train_testutil.as_flags(
         **dict(
-            util.TINY_RECIPE,
+            train_testutil.TINY_RECIPE,
             data_dir=data_dir,
             model_dir=model_dir,
             epochs=2,
@@ -199,15 +203,15 @@ def test_writes_killed_midway_lose_nothing(data_dir, tmp_path):
         names = os.listdir(checkpoints) if checkpoints.is_dir() else []
         return any(n.endswith("_temp") or ".tmp" in n or n.endswith(".index") for n in names)
 
-    first = _kill_when(util.start("delving.train", args), checkpointing)
+    first = _kill_when(train_testutil.start("delving.train", args), checkpointing)
     assert first, "the run ended before any checkpoint was written"
     second = subprocess.run(
         [sys.executable, KILLED_IN_MODEL_SAVE, *args],
-        cwd=util.ROOT,
-        env=util.subprocess_env(),
+        cwd=train_testutil.ROOT,
+        env=train_testutil.subprocess_env(),
         capture_output=True,
         text=True,
-        timeout=util.HANG_GUARD_S,
+        timeout=train_testutil.HANG_GUARD_S,
     )
     assert second.returncode == -signal.SIGKILL, second.stderr[-3000:]
     assert list(model_dir.glob("model.keras.tmp-*.keras")), "killed inside the save"
@@ -215,7 +219,7 @@ def test_writes_killed_midway_lose_nothing(data_dir, tmp_path):
     latest = tf.train.latest_checkpoint(str(checkpoints))
     assert latest and latest.endswith(f"ckpt-{2 * 12}"), latest
 
-    code, out, err = util.run("delving.train", args)
+    code, out, err = train_testutil.run("delving.train", args)
     assert code == 0, err[-3000:]
     assert "all 2 epochs already done" in out
     assert not run_dir.leftover_temporaries(str(model_dir))

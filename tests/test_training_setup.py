@@ -9,19 +9,18 @@ converted from a folder of JPEG files."""
 import dataclasses
 import os
 
-import imaging_testutil as images
 import pytest
 import tensorflow as tf
 
 from common import errors
 from delving.training import config, loop, run_dir, setup
 from pipelines import tfrecord_builder
-from tests import train_testutil as util
+from tests import imaging_testutil, train_testutil
 
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    return util.tiny_data_dir(tmp_path_factory)
+    return train_testutil.tiny_data_dir(tmp_path_factory)
 
 
 def test_xla_default_follows_the_replicas_devices():
@@ -37,19 +36,23 @@ def test_xla_default_follows_the_replicas_devices():
 @pytest.mark.slow
 def test_multi_worker_two_local_processes(data_dir, tmp_path):
     model_dir = tmp_path / "mw"
-    ports = util.free_ports(2)
-    args = util.as_flags(
-        data_dir=data_dir, model_dir=model_dir, strategy="multi_worker", **util.TINY_RECIPE
+    ports = train_testutil.free_ports(2)
+    args = train_testutil.as_flags(
+        data_dir=data_dir,
+        model_dir=model_dir,
+        strategy="multi_worker",
+        **train_testutil.TINY_RECIPE,
     )
     workers = [
-        util.start("delving.train", args, TF_CONFIG=util.tf_config(ports, i)) for i in range(2)
+        train_testutil.start("delving.train", args, TF_CONFIG=train_testutil.tf_config(ports, i))
+        for i in range(2)
     ]
-    outputs = [w.communicate(timeout=util.HANG_GUARD_S) for w in workers]
+    outputs = [w.communicate(timeout=train_testutil.HANG_GUARD_S) for w in workers]
     for worker, (_, err) in zip(workers, outputs):
         assert worker.returncode == 0, err[-3000:]
     chief_out = outputs[0][0]
     assert "--strategy=multi_worker (CollectiveAllReduceStrategy, 2 replicas)" in chief_out
-    steps = util.TINY_RECIPE["steps_per_epoch"]
+    steps = train_testutil.TINY_RECIPE["steps_per_epoch"]
     assert tf.train.latest_checkpoint(str(model_dir / "checkpoints")).endswith(f"ckpt-{steps}")
     assert (model_dir / "model.keras").exists()
     assert (model_dir / "training_log.csv").read_text().count("\n") == 2
@@ -60,7 +63,7 @@ def test_multi_worker_two_local_processes(data_dir, tmp_path):
 
 def test_another_networks_command_leaves_the_run_intact(data_dir, tmp_path):
     model_dir = tmp_path / "run"
-    recipe = dict(util.TINY_RECIPE, data_dir=data_dir, model_dir=str(model_dir))
+    recipe = dict(train_testutil.TINY_RECIPE, data_dir=data_dir, model_dir=str(model_dir))
     loop.train(config.resolve_config(**recipe), verbose=0)
     classes = (model_dir / "classes.tsv").read_text()
     (model_dir / "config.json").unlink()
@@ -82,7 +85,7 @@ def test_another_networks_command_leaves_the_run_intact(data_dir, tmp_path):
 
 def test_a_refused_batch_leaves_no_fresh_directory(data_dir, tmp_path):
     fresh = tmp_path / "fresh"
-    recipe = dict(util.TINY_RECIPE, data_dir=data_dir, model_dir=str(fresh), batch_size=3)
+    recipe = dict(train_testutil.TINY_RECIPE, data_dir=data_dir, model_dir=str(fresh), batch_size=3)
     with pytest.raises(loop.BatchSizeError):
         loop.train(
             config.resolve_config(**recipe),
@@ -101,7 +104,9 @@ def three_class_records(tmp_path_factory):
     root = tmp_path_factory.mktemp("folder")
     out = str(root / "records")
     for split in ("train", "validation"):
-        images.write_image_folder(str(root / split), CLASSES, size=(40, 56), seed=len(split))
+        imaging_testutil.write_image_folder(
+            str(root / split), CLASSES, size=(40, 56), seed=len(split)
+        )
         tfrecord_builder.build(str(root / split), out, split, num_shards=1, progress=False)
     return out
 
@@ -109,7 +114,7 @@ def three_class_records(tmp_path_factory):
 def _recipe(data_dir, model_dir, **changes):
     """The tiny recipe under the preset `--data_dir` alone gets (imagenet),
     at a rate its fan-out init does not diverge at: only the set-up is tested."""
-    recipe = {k: v for k, v in util.TINY_RECIPE.items() if k != "preset"}
+    recipe = {k: v for k, v in train_testutil.TINY_RECIPE.items() if k != "preset"}
     recipe["learning_rate"] = 1e-4
     return config.resolve_config(
         data_dir=data_dir, model_dir=str(model_dir), **dict(recipe, **changes)

@@ -12,16 +12,16 @@ import tensorflow as tf
 
 from delving.models import networks
 from delving.training import config, loop
-from tests import train_testutil as util
+from tests import train_testutil
 
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    return util.tiny_data_dir(tmp_path_factory)
+    return train_testutil.tiny_data_dir(tmp_path_factory)
 
 
 def _train(data_dir, model_dir, strategy, **overrides):
-    recipe = dict(util.TINY_RECIPE, dropout=0.0, **overrides)
+    recipe = dict(train_testutil.TINY_RECIPE, dropout=0.0, **overrides)
     cfg = config.resolve_config(data_dir=data_dir, model_dir=str(model_dir), **recipe)
     return loop.train(cfg, strategy=strategy, verbose=0)
 
@@ -47,7 +47,7 @@ def test_mirrored_matches_one_device(data_dir, tmp_path):
             devices, cross_device_ops=tf.distribute.ReductionToOneDevice()
         ),
     )
-    assert one.step == two.step == util.TINY_RECIPE["steps_per_epoch"]
+    assert one.step == two.step == train_testutil.TINY_RECIPE["steps_per_epoch"]
     cfg = one.config  # the seeded initial weights, rebuilt
     initial = networks.build_model(
         cfg.model,
