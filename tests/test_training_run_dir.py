@@ -3,7 +3,13 @@ writes leave nothing that stops the next run.
 
 Real runs: the binary in subprocesses (two trainers, SIGKILL, a full tmpfs)
 and the library in-process where only the files matter.
-"""
+
+The lock against what clusters and users really do (reused pids, a lock left
+by this very process, another host's stale lock, --force against a live run,
+user files in --model_dir); runs made by earlier versions resume (the run
+directory is a stable format: tests/data/run_made_before_regrouping is a
+2-step run of the tiny recipe written by the last version with the flat
+`delving` package); a resume with another --mixed_precision is refused."""
 
 import json
 import os
@@ -16,10 +22,12 @@ import sys
 import time
 import zipfile
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
-from delving.training import run_dir
+from common import files
+from delving.training import config, loop, run_dir
 from tests import train_testutil
 
 
@@ -269,3 +277,171 @@ def test_lock_of_a_dead_local_process_is_taken_over(tmp_path):
         with pytest.raises(run_dir.RunLocked, match=f"in use by pid {os.getpid()}"):
             run_dir.acquire(str(model_dir))
     assert sorted(os.listdir(model_dir)) == []
+
+
+def _write_lock(model_dir, **holder):
+    model_dir.mkdir(parents=True, exist_ok=True)
+    info = {"host": socket.gethostname(), "started": "2026-01-01T00:00:00+00:00", **holder}
+    (model_dir / run_dir.LOCK_FILE).write_text(json.dumps(info))
+
+
+def test_a_reused_pid_does_not_keep_a_dead_runs_lock(tmp_path):
+    # The lock's pid is alive (this test), but it started another process then.
+    boot, start = files.process_identity(os.getpid())
+    _write_lock(tmp_path, pid=os.getpid(), process=[boot, start + 1])
+    with run_dir.acquire(str(tmp_path)) as lock:
+        assert lock.info["pid"] == os.getpid()
+
+
+def test_a_lock_this_process_left_is_not_a_rival(tmp_path):
+    # A restarted container's entrypoint: same pid as the lock's holder, and
+    # no live Lock of its own on the directory.
+    _write_lock(tmp_path, pid=os.getpid(), process=files.process_identity(os.getpid()))
+    with run_dir.acquire(str(tmp_path)):
+        pass
+
+
+def test_a_held_lock_refuses_a_second_acquire_in_the_same_process(tmp_path):
+    with run_dir.acquire(str(tmp_path)), pytest.raises(run_dir.RunLocked, match="still running"):
+        run_dir.acquire(str(tmp_path))
+
+
+def test_another_hosts_lock_is_taken_over_once_its_lease_expired(tmp_path):
+    _write_lock(tmp_path, host="elsewhere", pid=1)
+    lock_path = tmp_path / run_dir.LOCK_FILE
+    with pytest.raises(run_dir.RunLocked, match=r"refreshed \d+ s ago"):
+        run_dir.acquire(str(tmp_path))
+    old = time.time() - run_dir.LOCK_LEASE_S - 60
+    os.utime(lock_path, (old, old))
+    with run_dir.acquire(str(tmp_path)) as lock:
+        assert lock.info["host"] == socket.gethostname()
+
+
+def test_the_live_holder_refreshes_its_lock(tmp_path, monkeypatch):
+    monkeypatch.setattr(run_dir, "LOCK_REFRESH_S", 0.05)
+    with run_dir.acquire(str(tmp_path)):
+        old = time.time() - 3600
+        os.utime(tmp_path / run_dir.LOCK_FILE, (old, old))
+        deadline = time.monotonic() + 600  # a guard only: the refresh comes in 0.05 s
+        while run_dir._refreshed_s_ago(str(tmp_path / run_dir.LOCK_FILE)) > 60:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+
+
+def test_cleanup_removes_only_what_the_project_wrote(tmp_path):
+    ours = [
+        "config.json.tmp-7-0123abcd",
+        "model.keras.tmp-7-0123abcd.keras",
+        "checkpoints/ckpt-3_temp/part-00000-of-00001.data-00000-of-00001",
+        "checkpoints/checkpoint.tmp0123456789abcdef",
+    ]
+    users = ["notes.tmp", "report.tmpl", "project_temp/data.csv", "checkpoints/mine_temp/x"]
+    for name in ours + users:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("x")
+    run_dir.remove_leftovers(str(tmp_path))
+    assert [n for n in ours if (tmp_path / n).exists()] == []
+    assert [n for n in users if not (tmp_path / n).exists()] == []
+
+
+@pytest.mark.slow
+def test_force_never_takes_a_live_local_runs_directory(data_dir, tmp_path):
+    model_dir = tmp_path / "run"
+    recipe = dict(
+        train_testutil.TINY_RECIPE, data_dir=data_dir, model_dir=model_dir, steps_per_epoch=100000
+    )
+    holder = train_testutil.start("delving.train", train_testutil.as_flags(**recipe))
+    try:
+        lock_path = model_dir / run_dir.LOCK_FILE
+        while not lock_path.exists():  # the holder is up once its lock is
+            assert holder.poll() is None, holder.communicate()[1][-3000:]
+            time.sleep(0.2)
+        code, _, err = train_testutil.run(
+            "delving.train", train_testutil.as_flags(**recipe) + ["--force"]
+        )
+        lines = train_testutil.error_lines(err)
+        assert code == 1 and len(lines) == 1, err[-3000:]
+        assert f"pid {holder.pid}" in lines[0] and "still running" in lines[0], lines[0]
+        assert holder.poll() is None, "the holder keeps running"
+        assert json.loads(lock_path.read_text())["pid"] == holder.pid
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.communicate()
+
+
+def test_user_files_in_model_dir_survive_a_run(data_dir, tmp_path):
+    model_dir = tmp_path / "run"
+    users = ["notes.tmp", "report.tmpl", "project_temp/data.csv"]
+    for name in users:
+        (model_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        (model_dir / name).write_text("mine")
+    code, _, err = train_testutil.run(
+        "delving.train",
+        train_testutil.as_flags(
+            **train_testutil.TINY_RECIPE, data_dir=data_dir, model_dir=model_dir
+        ),
+    )
+    assert code == 0, err[-3000:]
+    assert all((model_dir / n).read_text() == "mine" for n in users)
+
+
+OLD_RUN = os.path.join(train_testutil.ROOT, "tests", "data", "run_made_before_regrouping")
+
+
+def _old_run(tmp_path):
+    model_dir = tmp_path / "run"
+    shutil.copytree(OLD_RUN, model_dir)
+    return str(model_dir)
+
+
+def _recipe(model_dir, data_dir):
+    old = run_dir.load_config(os.path.join(model_dir, "config.json"))
+    fields = {k: getattr(old, k) for k in train_testutil.TINY_RECIPE if k != "preset"}
+    fields.update(
+        epochs=2, checkpoint_every_steps=1, keep_checkpoints=1, in_memory=False, cache_data=False
+    )
+    return config.resolve_config(preset="builtin", data_dir=data_dir, model_dir=model_dir, **fields)
+
+
+def test_old_config_json_loads(tmp_path):
+    cfg = run_dir.load_config(os.path.join(_old_run(tmp_path), "config.json"))
+    assert (cfg.model, cfg.width_multiplier, cfg.steps_per_epoch) == ("small_14", 0.125, 2)
+
+
+def test_old_run_resumes_from_its_last_step(tmp_path, tmp_path_factory):
+    model_dir = _old_run(tmp_path)
+    before = run_dir.read_history(model_dir)
+    result = loop.train(
+        _recipe(model_dir, train_testutil.tiny_data_dir(tmp_path_factory)), verbose=0
+    )
+    assert (result.step, result.epoch) == (4, 2)  # 2 old steps + the 2 of epoch 2
+    history = run_dir.read_history(model_dir)
+    assert [row["epoch"] for row in history] == [1, 2]
+    assert history[0] == before[0]
+
+
+def test_old_checkpoint_restores_its_weights(tmp_path, tmp_path_factory):
+    model_dir = _old_run(tmp_path)
+    cfg = _recipe(model_dir, train_testutil.tiny_data_dir(tmp_path_factory))
+    result = loop.train(config.resolve_config(**{**vars(cfg), "epochs": 1}), verbose=0)
+    assert result.step == 2  # nothing left to train: the state is the restored one
+    reader = tf.train.load_checkpoint(os.path.join(OLD_RUN, "checkpoints", "ckpt-2"))
+    stored = [reader.get_tensor(k) for k in reader.get_variable_to_shape_map()]
+    kernel = next(w for w in result.model.weights if w.path.endswith("conv1/kernel")).numpy()
+    assert any(np.shape(t) == kernel.shape and np.array_equal(t, kernel) for t in stored)
+
+
+def test_resuming_with_another_mixed_precision_is_refused(tmp_path, tmp_path_factory):
+    model_dir = tmp_path / "run"
+    recipe = dict(
+        train_testutil.TINY_RECIPE,
+        data_dir=train_testutil.tiny_data_dir(tmp_path_factory),
+        model_dir=str(model_dir),
+    )
+    loop.train(config.resolve_config(**recipe), verbose=0)
+    before = sorted(p.name for p in model_dir.rglob("*"))
+    other = config.resolve_config(**dict(recipe, epochs=2, mixed_precision="float16"))
+    with pytest.raises(run_dir.ConfigMismatch, match=r"--mixed_precision=none \(asked float16\)"):
+        loop.train(other, verbose=0)
+    assert sorted(p.name for p in model_dir.rglob("*")) == before

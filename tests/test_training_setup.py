@@ -11,6 +11,7 @@ import os
 
 import pytest
 import tensorflow as tf
+import tensorflow_datasets as tfds
 
 from common import errors
 from delving.training import config, loop, run_dir, setup
@@ -158,3 +159,34 @@ def test_header_names_the_records_dir_under_the_builtin_preset(
     header = next(line for line in capsys.readouterr().out.splitlines() if "Training " in line)
     assert f" on {three_class_records} with " in header
     assert "built-in" not in header
+
+
+def test_tfds_class_count_given_explicitly_is_checked_before_any_work(tmp_path):
+    model_dir = tmp_path / "run"
+    recipe = {k: v for k, v in train_testutil.TINY_RECIPE.items() if k != "preset"}
+    cfg = config.resolve_config(
+        preset="imagenet",
+        tfds_name="imagenette",
+        tfds_data_dir=str(tmp_path / "tfds"),
+        model_dir=str(model_dir),
+        num_classes=1000,
+        **recipe,
+    )
+    assert cfg.num_classes == 1000  # given explicitly: imagenette has 10
+    refused = pytest.raises(errors.DataError, match=r"^--num_classes=1000 but imagenette has 10")
+    with tfds.testing.mock_data(num_examples=8), refused:
+        loop.train(cfg, verbose=0)
+    assert not model_dir.exists()
+
+
+def test_tfds_class_count_comes_from_the_label_feature(tmp_path):
+    recipe = {k: v for k, v in train_testutil.TINY_RECIPE.items() if k != "preset"}
+    cfg = config.resolve_config(
+        tfds_name="imagenette",
+        tfds_data_dir=str(tmp_path / "tfds"),
+        model_dir=str(tmp_path / "run"),
+        **recipe,
+    )
+    with tfds.testing.mock_data(num_examples=8):
+        prepared = setup.prepare(cfg)
+    assert prepared.cfg.num_classes == 10

@@ -54,7 +54,7 @@ reported numbers that the code prints beside ours are in `delving.paper`.
 
 Training, in the order a run happens, is `delving/training/loop.py`'s
 `train`, read top to bottom (its docstring lists the stages).
-tests/test_training_flow.py keeps it that way. Evaluation and export build or
+tests/test_training_loop.py keeps it that way. Evaluation and export build or
 load the same network and take the dense-testing window and the input scaling
 from `delving.models.from_config`.
 
