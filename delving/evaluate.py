@@ -134,10 +134,11 @@ def main(argv):
             f"{r['top5_error']:9.2%} {r['loss']:8.4f} {r['count']:7d}"
         )
     # Counted as errors above; many point at a float16 model that overflows.
-    print(
-        "images with non-finite probabilities: "
-        + ", ".join(f"{view} {r['nonfinite']}" for view, r in rows)
-    )
+    if any(r["nonfinite"] for _, r in rows):
+        print(
+            "images with non-finite probabilities: "
+            + ", ".join(f"{view} {r['nonfinite']}" for view, r in rows)
+        )
 
 
 if __name__ == "__main__":

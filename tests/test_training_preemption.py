@@ -90,7 +90,7 @@ def test_sigterm_mid_epoch_stops_between_two_steps_of_one_call(data_dir, tmp_pat
 def test_preemption_drill_resumes_from_the_interrupted_step(point, data_dir, tmp_path):
     model_dir = tmp_path / "run"
     # Mid-epoch: a long epoch, so that the timer's signal lands inside it.
-    steps = 1000 if point == "mid-epoch" else STEPS
+    steps = 400 if point == "mid-epoch" else STEPS
     args = _args(data_dir, model_dir, steps_per_epoch=steps)
     result = _signalled(point, "TERM", args)
     assert not (model_dir / run_dir.LOCK_FILE).exists(), "the lock is released"
