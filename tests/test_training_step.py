@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from delving.models import networks
+from delving.models import from_config
 from delving.training import config, loop
 from tests import train_testutil
 
@@ -49,16 +49,7 @@ def test_mirrored_matches_one_device(data_dir, tmp_path):
     )
     assert one.step == two.step == train_testutil.TINY_RECIPE["steps_per_epoch"]
     cfg = one.config  # the seeded initial weights, rebuilt
-    initial = networks.build_model(
-        cfg.model,
-        num_classes=cfg.num_classes,
-        activation=cfg.activation,
-        init=cfg.init,
-        dropout=cfg.dropout,
-        width_multiplier=cfg.width_multiplier,
-        fc_units=cfg.fc_units,
-        seed=cfg.seed,
-    )
+    initial = from_config.build(cfg, seed=cfg.seed)
     moved = 0
     for w1, w2, w0 in zip(one.model.weights, two.model.weights, initial.weights):
         a, b = np.asarray(w1.numpy()), np.asarray(w2.numpy())
