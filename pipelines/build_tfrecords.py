@@ -8,6 +8,12 @@ r"""Converts an ImageNet-style image folder into standard TFRecord shards.
       --output_dir=/data/imagenet --split=validation --num_shards=128 \
       --validation_labels_file=/raw/imagenet_2012_validation_synset_labels.txt
 
+A dataset root holding `train/` and `val/` (Imagenette, say) is given as
+it is: each split reads its own folder.
+
+  python -m pipelines.build_tfrecords --input_dir=/path/to/imagenette2-160 \
+      --output_dir=/data/imagenette --split=validation
+
 Re-running the same command resumes an interrupted conversion; a re-run
 with other images, --num_shards, --seed or classes is refused, naming what
 changed. See pipelines/tfrecord_builder.py for layouts and what gets
@@ -24,8 +30,9 @@ from absl import app, flags
 _INPUT_DIR = flags.DEFINE_string(
     "input_dir",
     None,
-    "Image folder: <synset>/*.JPEG, or flat images with "
-    "--validation_labels_file. <input_dir>/<split> is used if it exists.",
+    "Image folder: <class>/*.JPEG (.jpg, .png, ...; the folder name is the class), or "
+    "flat images with --validation_labels_file. Its folder of the split is used if there "
+    "is one: train/, or validation/ (else val/, valid/).",
 )
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where shards go.")
 _SPLIT = flags.DEFINE_enum(

@@ -1,8 +1,11 @@
 """Converts an ImageNet-style image folder into standard TFRecord shards.
 
-Layouts of `input_dir` (or of `input_dir/<split>` when that exists):
-  * class folders: `<synset>/<any name>.JPEG` (train, or validation sorted
-    into folders);
+Layouts of `input_dir` (or of its folder of the split, `input_dir/<split>`,
+for validation also `val` or `valid`, when one exists):
+  * class folders: `<class>/<any name>.JPEG` (also .jpg, .jpeg, .png, ...;
+    train, or validation sorted into folders). The folder name is the class
+    id ("synset"): a WordNet id such as `n01440764`, or any name such as
+    `golf ball`;
   * flat: image files directly inside, with `validation_labels_file` giving
     the synset of each: one synset per line in sorted file-name order
     (ImageNet's `imagenet_2012_validation_synset_labels.txt`), or
@@ -31,12 +34,11 @@ import random
 import re
 import threading
 
-import keras
 import tensorflow as tf
 from absl import logging
 from PIL import Image
 
-from common import errors, files
+from common import errors, files, progress
 from pipelines import build_manifest, labels, records
 
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".gif", ".bmp", ".webp")
@@ -74,19 +76,42 @@ def _read_validation_labels(path, image_paths):
     return [parts[0] for _, parts in lines]
 
 
+#: Folder names of a split inside `input_dir`, first found wins: Imagenette,
+#: fast.ai and Kaggle sets name their validation folder `val` or `valid`.
+SPLIT_FOLDERS = {"train": ("train",), "validation": ("validation", "val", "valid")}
+
+
 def image_root(input_dir, split):
-    """`input_dir/<split>` if that exists, else `input_dir`."""
-    root = os.path.join(input_dir, split)
-    if not tf.io.gfile.isdir(root):
-        root = input_dir
-    if not tf.io.gfile.isdir(root):
+    """The folder of `split`'s images: the first of `SPLIT_FOLDERS[split]`
+    inside `input_dir` that exists, else `input_dir` itself.
+
+    Raises:
+      DataError: `input_dir` does not exist, or has no folder of `split`
+        but one of another split (its folders are splits, not classes).
+    """
+    if not tf.io.gfile.isdir(input_dir):
         raise errors.DataError(f"input directory {input_dir} does not exist")
-    return root
+    names = SPLIT_FOLDERS.get(split, (split,))
+    for name in names:
+        root = os.path.join(input_dir, name)
+        if tf.io.gfile.isdir(root):
+            return root
+    others = [
+        n
+        for split_names in SPLIT_FOLDERS.values()
+        for n in split_names
+        if n not in names and tf.io.gfile.isdir(os.path.join(input_dir, n))
+    ]
+    if others:
+        raise errors.DataError(
+            f"{input_dir} holds {others[0]}/ but no {'/ '.join(names)}/ folder for split {split!r}"
+        )
+    return input_dir
 
 
-def list_images(input_dir, split, *, validation_labels_file=None):
-    """`[(path, synset), ...]` sorted by path, from either layout."""
-    root = image_root(input_dir, split)
+def list_images(root, split, *, validation_labels_file=None):
+    """`[(path, synset), ...]` sorted by path, from either layout of `root`
+    (`image_root`'s folder of `split`)."""
     entries, flat = [], []
     for name in sorted(tf.io.gfile.listdir(root)):
         path = os.path.join(root, name.rstrip("/"))
@@ -155,13 +180,13 @@ def encode_checked(path):
 
 
 class _Progress:
-    """Thread-safe counters shown with a Keras progress bar."""
+    """Thread-safe counters, shown as `common.progress.counter` shows them."""
 
-    def __init__(self, total, show):
+    def __init__(self, total, show, label):
         self.lock = threading.Lock()
         self.done = self.reencoded = 0
         self.skipped = []
-        self.bar = keras.utils.Progbar(total, unit_name="image") if show else None
+        self.bar = progress.counter(total, label=label, unit="image") if show else None
 
     def add(self, done=0, reencoded=0, skipped=None):
         with self.lock:
@@ -222,7 +247,8 @@ def build(
       num_workers: shards converted in parallel (threads); default CPU count.
       skip_corrupt: leave undecodable files out (logged) instead of failing.
       seed: the shuffle of files over shards.
-      progress: show a progress bar.
+      progress: print where the images come from and the progress (a bar
+        on a terminal, plain lines elsewhere).
 
     Returns:
       `BuildResult(num_images, shards_written, shards_skipped, reencoded,
@@ -238,7 +264,8 @@ def build(
         raise errors.DataError(
             f"--split={split!r} is not a plain name (letters, digits, _ . -; no path parts)"
         )
-    entries = list_images(input_dir, split, validation_labels_file=validation_labels_file)
+    root = image_root(input_dir, split)
+    entries = list_images(root, split, validation_labels_file=validation_labels_file)
     pairs = class_list(entries, labels_file=labels_file, output_dir=output_dir)
     label_of = {synset: i + 1 for i, (synset, _) in enumerate(pairs)}
     names = dict(pairs)
@@ -253,7 +280,7 @@ def build(
         raise errors.DataError(f"--output_dir={output_dir} is a file, not a directory")
     workers = num_workers or os.cpu_count() or 1
     manifest = build_manifest.describe(
-        image_root(input_dir, split),
+        root,
         entries,
         pairs,
         num_shards=num_shards,
@@ -274,7 +301,7 @@ def build(
 
     bounds = [len(entries) * i // num_shards for i in range(num_shards + 1)]
     todo, skipped_shards = [], 0
-    tracker = _Progress(len(entries), progress)
+    tracker = _Progress(len(entries), progress, split)
     for shard in range(num_shards):
         path = os.path.join(output_dir, records.shard_name(split, shard, num_shards))
         shard_entries = entries[bounds[shard] : bounds[shard + 1]]
@@ -283,14 +310,14 @@ def build(
             tracker.add(done=len(shard_entries))
         else:
             todo.append((path, shard_entries))
-    logging.info(
-        "%s: %d images, %d of %d shards to write into %s",
-        split,
-        len(entries),
-        len(todo),
-        num_shards,
-        output_dir,
+    plan = (
+        f"{split}: {len(entries)} images of {len(pairs)} classes from {root}, "
+        f"{len(todo)} of {num_shards} shards to write into {output_dir}"
     )
+    if progress:  # where the images come from is news when a folder was guessed
+        print(plan, flush=True)
+    else:
+        logging.info("%s", plan)
 
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
         futures = [

@@ -1,6 +1,7 @@
 """The folder-to-TFRecord converter on real image folders, bad files included."""
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -249,3 +250,110 @@ def test_split_names_cannot_escape_the_output_dir(train_dir, tmp_path, split):
     with pytest.raises(errors.DataError, match="not a plain name"):
         builder.build(train_dir, str(out), split, progress=False)
     assert not (tmp_path / "deep").exists()  # refused before anything is written
+
+
+# Imagenette's classes by their names (not WordNet ids), one of them non-ASCII,
+# under every image extension a photo folder has.
+NAMED_CLASSES = {
+    "tench": ".JPEG",
+    "English springer": ".jpg",
+    "cassette player": ".jpeg",
+    "chain saw": ".png",
+    "église": ".JPEG",
+    "French horn": ".jpg",
+    "garbage truck": ".JPEG",
+    "gas pump": ".jpeg",
+    "golf ball": ".jpg",
+    "parachute": ".JPEG",
+}
+
+
+def write_named_folders(root, per_class):
+    """`root/<class name>/*` in each class's extension (a PNG under .png)."""
+    for i, (name, extension) in enumerate(NAMED_CLASSES.items()):
+        imaging_testutil.write_image_folder(
+            str(root),
+            {name: per_class},
+            fmt="png" if extension == ".png" else "jpeg",
+            seed=100 * i,
+            extension=extension,
+        )
+
+
+@pytest.mark.parametrize("folder", ["val", "valid"])
+def test_validation_split_reads_a_folder_named_as_datasets_name_it(tmp_path, folder):
+    imaging_testutil.write_image_folder(str(tmp_path / "raw" / "train"), {"n01": 2, "n02": 2})
+    imaging_testutil.write_image_folder(str(tmp_path / "raw" / folder), {"n01": 1, "n02": 2})
+    result = builder.build(
+        str(tmp_path / "raw"), str(tmp_path / "out"), "validation", progress=False
+    )
+    assert result.num_images == 3
+    assert {
+        e["filename"] for e in imaging_testutil.read_examples(str(tmp_path / "out"), "validation")
+    } == {
+        "n01_0.JPEG",
+        "n02_0.JPEG",
+        "n02_1.JPEG",
+    }
+
+
+def test_validation_folder_wins_over_val(tmp_path):
+    imaging_testutil.write_image_folder(str(tmp_path / "raw" / "validation"), {"n01": 1})
+    imaging_testutil.write_image_folder(str(tmp_path / "raw" / "val"), {"n01": 3})
+    result = builder.build(
+        str(tmp_path / "raw"), str(tmp_path / "out"), "validation", progress=False
+    )
+    assert result.num_images == 1
+
+
+def test_plan_line_names_the_folder_read(tmp_path, capsys):
+    imaging_testutil.write_image_folder(str(tmp_path / "raw" / "val"), {"n01": 2})
+    builder.build(str(tmp_path / "raw"), str(tmp_path / "out"), "validation")
+    assert f"validation: 2 images of 1 classes from {tmp_path / 'raw' / 'val'}, " in (
+        capsys.readouterr().out
+    )
+
+
+def test_split_without_its_folder_beside_another_splits_is_refused(tmp_path):
+    # Else the folder `train` would be taken for a class of the validation split.
+    imaging_testutil.write_image_folder(str(tmp_path / "raw" / "train"), {"n01": 2})
+    with pytest.raises(errors.DataError, match=r"holds train/ but no validation/ val/ valid/"):
+        builder.build(str(tmp_path / "raw"), str(tmp_path / "out"), "validation", progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_class_folders_of_any_names_are_the_classes(tmp_path):
+    write_named_folders(tmp_path / "raw" / "train", per_class=1)
+    result = builder.build(str(tmp_path / "raw"), str(tmp_path / "out"), "train", progress=False)
+    assert result.num_images == 10 and result.reencoded == 1  # the PNG
+    written = (tmp_path / "out" / "labels.txt").read_text(encoding="utf-8")
+    assert written == "".join(f"{n}\t{n}\n" for n in sorted(NAMED_CLASSES))
+    examples = imaging_testutil.read_examples(str(tmp_path / "out"), "train")
+    assert {(e["synset"], e["label"]) for e in examples} == {
+        (n, i + 1) for i, n in enumerate(sorted(NAMED_CLASSES))
+    }
+
+
+def test_progress_in_a_log_file_is_plain_lines(tmp_path):
+    imaging_testutil.write_image_folder(str(tmp_path / "raw" / "train"), {"n01": 3, "n02": 3})
+    log = tmp_path / "build.log"
+    with open(log, "w") as f:
+        code = subprocess.call(
+            [
+                sys.executable,
+                "-m",
+                "pipelines.build_tfrecords",
+                f"--input_dir={tmp_path / 'raw'}",
+                f"--output_dir={tmp_path / 'out'}",
+            ],
+            cwd=ROOT,
+            env=train_testutil.subprocess_env(),
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            timeout=train_testutil.HANG_GUARD_S,
+        )
+    text = log.read_text()
+    assert code == 0, text
+    assert re.search(r"^train: 6/6 images \(100%\)", text, re.M), text
+    assert not re.search(r"[\x1b\r\b]", text), repr(text)  # no colours, no redrawing
+    assert [line for line in text.splitlines() if not line.startswith("train: ")] == []
