@@ -1,11 +1,18 @@
 r"""Trains one of the paper's networks: `python -m delving.train [flags]`.
 
 With no flags: the built-in dataset (generated offline on first use), the
-`builtin` preset, a few CPU minutes. With `--data_dir` (ImageNet TFRecords)
-or `--tfds_name`: the paper's recipe (`imagenet` preset), e.g.
+`builtin` preset, a few CPU minutes. With `--data_dir` (TFRecords) or
+`--tfds_name`: for ImageNet's 1000 classes the paper's recipe (`imagenet`
+preset), e.g.
 
   python -m delving.train --model=model_a --data_dir=/data/imagenet \
       --model_dir=/runs/model_a_prelu
+
+and for a set of few classes (at most `config.PHOTOS_MAX_CLASSES`, as
+Imagenette's 10) a recipe that trains on a CPU (`photos` preset;
+`--preset=imagenet` for the paper's):
+
+  python -m delving.train --data_dir=/data/imagenette
 
 Flags shown with "preset" defaults take their value from the preset unless
 given. Running the same command again resumes from the last checkpoint in

@@ -18,14 +18,28 @@ Example:
 import collections
 import os
 
-import tensorflow as tf
-
 from common import errors
-from pipelines import records
+
+# TensorFlow (and `records`, which loads it) is imported where a function
+# needs it: `delving.training.config` reads a labels file to choose a preset
+# before the flags are checked, when loading TensorFlow would be slow.
 
 ClassInfo = collections.namedtuple("ClassInfo", ["index", "synset", "name"])
 LABELS_FILE = "labels.txt"
 _MAX_RECORDS_SCANNED = 200_000
+
+
+def _is_local(path):
+    return "://" not in str(path)
+
+
+def _exists(path):
+    """Whether `path` exists; plain files are looked at without TensorFlow."""
+    if _is_local(path):
+        return os.path.exists(path)
+    import tensorflow as tf
+
+    return tf.io.gfile.exists(path)
 
 
 def read_text_lines(path, what):
@@ -39,10 +53,18 @@ def read_text_lines(path, what):
     Raises:
       DataError: the file is missing or not UTF-8 (naming the first bad line).
     """
-    if not tf.io.gfile.exists(path):
+    if not _exists(path):
         raise errors.DataError(f"{what} {path} does not exist")
-    with tf.io.gfile.GFile(path, "rb") as f:
-        data = f.read()
+    if _is_local(path):
+        if os.path.isdir(path):
+            raise errors.DataError(f"{what} {path} is a directory, not a file")
+        with open(path, "rb") as f:
+            data = f.read()
+    else:
+        import tensorflow as tf
+
+        with tf.io.gfile.GFile(path, "rb") as f:
+            data = f.read()
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -54,6 +76,13 @@ def read_text_lines(path, what):
     # "\n" only: str.splitlines would also split at form feeds and U+2028,
     # and the numbers would no longer be the editor's line numbers.
     return [(number, line.rstrip("\r")) for number, line in enumerate(text.split("\n"), 1)]
+
+
+def count_classes(*, data_dir=None, labels_file=None):
+    """Classes the labels file of the data lists (`labels_file_of`); None
+    when there is none. Plain files are read without TensorFlow."""
+    path = labels_file_of(data_dir=data_dir, labels_file=labels_file)
+    return len(read_labels_file(path)) if path else None
 
 
 def read_labels_file(path):
@@ -94,6 +123,10 @@ def _from_file(path, num_classes):
 
 def _from_records(data_dir, num_classes, label_offset):
     """Scans one split's records for synsets and texts, stopping early."""
+    import tensorflow as tf
+
+    from pipelines import records
+
     for split in ("validation", "train"):
         files = tf.io.gfile.glob(os.path.join(data_dir, f"{split}-*"))
         files = sorted(f for f in files if ".tmp-" not in f)
@@ -140,7 +173,7 @@ def labels_file_of(*, data_dir=None, labels_file=None):
         return labels_file
     if data_dir:
         path = os.path.join(data_dir, LABELS_FILE)
-        if tf.io.gfile.exists(path):
+        if _exists(path):
             return path
     return None
 
@@ -165,6 +198,8 @@ def load_class_list(*, data_dir=None, labels_file=None, num_classes, label_offse
         return _from_file(path, num_classes)
     if num_classes is None:
         raise ValueError(f"num_classes is needed: {data_dir} has no {LABELS_FILE}")
+    import tensorflow as tf
+
     if data_dir and tf.io.gfile.isdir(data_dir):
         found = _from_records(data_dir, num_classes, label_offset)
         if found:

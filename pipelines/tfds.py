@@ -138,3 +138,17 @@ def make_dataset(
         num_classes=num_classes,
         label_offset=0,  # tfds labels are 0-based
     )
+
+
+def num_classes(name, data_dir=None, label_key="label"):
+    """Classes of the dataset's label feature, from its builder's info (known
+    before it is prepared); None when it has no such class label.
+
+    Raises:
+      DataError: no tfds dataset of that name.
+    """
+    feature = load_builder(name, data_dir).info.features
+    try:
+        return int(feature[label_key].num_classes)
+    except (KeyError, AttributeError):
+        return None

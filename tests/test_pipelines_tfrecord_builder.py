@@ -357,3 +357,28 @@ def test_progress_in_a_log_file_is_plain_lines(tmp_path):
     assert re.search(r"^train: 6/6 images \(100%\)", text, re.M), text
     assert not re.search(r"[\x1b\r\b]", text), repr(text)  # no colours, no redrawing
     assert [line for line in text.splitlines() if not line.startswith("train: ")] == []
+
+
+def test_named_class_folders_train_and_evaluate_through_the_binaries(tmp_path):
+    # An Imagenette-shaped root (train/, val/) of classes named in words.
+    write_named_folders(tmp_path / "raw" / "train", per_class=2)
+    write_named_folders(tmp_path / "raw" / "val", per_class=1)
+    records_dir, run = tmp_path / "records", tmp_path / "run"
+    for split in ("train", "validation"):
+        code, out, err = train_testutil.run(
+            "pipelines.build_tfrecords",
+            [f"--input_dir={tmp_path / 'raw'}", f"--output_dir={records_dir}", f"--split={split}"],
+        )
+        assert code == 0, err[-3000:]
+    recipe = {k: v for k, v in train_testutil.TINY_RECIPE.items() if k != "preset"}
+    code, out, err = train_testutil.run(
+        "delving.train",
+        train_testutil.as_flags(**dict(recipe, data_dir=records_dir, model_dir=run)),
+    )
+    assert code == 0, err[-3000:]
+    assert "Preset photos (a CPU recipe for small photo sets)" in out
+    classes = (run / "classes.tsv").read_text(encoding="utf-8").splitlines()
+    assert [line.split("\t")[1] for line in classes] == sorted(NAMED_CLASSES)
+    code, out, err = train_testutil.run("delving.evaluate", [f"--model_dir={run}"])
+    assert code == 0, err[-3000:]
+    assert re.search(r"^center\s+\d+\s+[\d.]+%\s+[\d.]+%\s+[\d.]+\s+10$", out, re.M), out

@@ -8,7 +8,7 @@ import pytest
 from delving.training import estimate
 from tests import train_testutil
 
-CFG = types.SimpleNamespace(epochs=80, steps_per_epoch=10_000, preset="imagenet")
+CFG = types.SimpleNamespace(epochs=80, steps_per_epoch=10_000, preset="imagenet", builtin_data=True)
 
 
 def test_project_is_epochs_times_steps_times_step_time():
@@ -61,6 +61,16 @@ def test_more_than_a_day_on_a_cpu_warns_with_the_cpu_recipe():
     line, warning = _lines(0.5, "CPU")  # 80 x 10,000 x 0.5 s: 4.6 days
     assert warning.startswith("Warning: more than a day on a CPU")
     assert "--preset=builtin" in warning
+
+
+def test_more_than_a_day_on_a_cpu_on_photos_warns_with_the_photos_recipe():
+    line, warning = _lines(0.5, "CPU", builtin_data=False)
+    assert warning.endswith("the smaller recipe for CPUs is --preset=photos")
+
+
+def test_more_than_a_day_on_a_cpu_under_the_photos_recipe_suggests_a_shorter_run():
+    line, warning = _lines(0.5, "CPU", builtin_data=False, preset="photos")
+    assert warning.endswith("lower --epochs, --steps_per_epoch or the model size")
 
 
 def test_more_than_a_day_on_a_gpu_does_not_warn():

@@ -8,14 +8,17 @@ and both the flags (`common.cli.define_flags`) and `validate` read them.
 
 The defaults of `TrainConfig` are the paper's recipe (Sec. 4; summarised in
 docs/PAPER.md). A *preset* (`PRESETS`) holds only the fields it changes:
-`imagenet`, used as soon as `--data_dir` or `--tfds_name` is given, changes
-none; `builtin`, the offline default, shrinks the recipe to train on the
-generated built-in dataset in a few CPU minutes. Beyond the size, `builtin`
+`imagenet`, used for a dataset of more than `PHOTOS_MAX_CLASSES` classes
+(ImageNet's 1000), changes none; `photos`, used for a smaller one (a set of
+real photographs such as Imagenette's 10 classes), is a recipe that trains
+on a CPU in hours, not weeks; `builtin`, the offline default, shrinks the
+recipe to train on the generated built-in dataset in a few CPU minutes. Beyond the size, `builtin`
 departs from the paper where the tiny nets need it: Eq. 10 (fan-in) init,
 because Eq. 14's fan-out variance makes the logits of the tiny head ~25x too
 large and the first SGD steps diverge; inputs divided by the RGB std as well
 as mean-subtracted; and a learning-rate warm-up, without which the first
-steps at the rates that train these BN-free nets fastest diverge. The sweeps
+steps at the rates that train these BN-free nets fastest diverge; `photos`
+shares these departures. The sweeps
 behind every value are in docs/RECIPE_SWEEPS.md. `MODEL_OVERRIDES` holds a
 preset's per-model values.
 
@@ -74,7 +77,43 @@ PRESETS = {
         cache_data=True,
         in_memory=True,
     ),
+    # Real photographs on a CPU (Imagenette: 9,469 training images of 10
+    # classes): the built-in recipe's network and schedule for now. The
+    # training split is decoded once at the scale range's side (about 250 MB
+    # for Imagenette at 80 px), not at every epoch; the encoded records are
+    # not cached besides (a full-size Imagenette's are 1.5 GB).
+    "photos": dict(
+        model="small_14",
+        init="he_fan_in",
+        width_multiplier=0.25,
+        fc_units=256,
+        dropout=0.0,
+        image_size=64,
+        scale_range=(64, 80),
+        eval_resize=72,
+        batch_size=64,
+        epochs=40,
+        learning_rate=0.02,
+        warmup_epochs=2.0,
+        lr_schedule="step",
+        lr_decay_epochs=(30, 36),
+        lr_plateau_patience=2,
+        input_std=True,
+        checkpoint_every_steps=50,
+        log_every_steps=10,
+        cache_data=False,
+        in_memory=True,
+    ),
 }
+
+#: A dataset of at most this many classes gets the `photos` preset when no
+#: --preset is given, one with more (or with no count: ImageNet's records
+#: come without a labels file) the paper's `imagenet`. Sets of up to a few
+#: hundred classes (Imagenette 10, CIFAR-100 100, Food-101 101, Tiny ImageNet
+#: 200) hold at most a tenth of ImageNet's images, where a CPU recipe is what
+#: a user can run; ImageNet (1000), Places365 (365) and larger are what the
+#: paper's recipe is for.
+PHOTOS_MAX_CLASSES = 200
 
 #: Per-model values of a preset, applied over it (explicit values still win):
 #: deeper nets may need their own rate and length (docs/RECIPE_SWEEPS.md).
@@ -91,6 +130,7 @@ MODEL_OVERRIDES = {
             learning_rate=0.005, width_multiplier=0.125, epochs=30, lr_decay_epochs=(22, 27)
         ),
     },
+    "photos": {},
 }
 
 #: Fields that define the network: a checkpoint only restores into the same.
@@ -121,8 +161,9 @@ class TrainConfig:
     )
     preset: str = field(
         "imagenet",
-        "where the flags shown with [preset ...] take their defaults; default: imagenet "
-        "when --data_dir or --tfds_name is given, else builtin.",
+        "where the flags shown with [preset ...] take their defaults; default: photos for "
+        f"data of at most {PHOTOS_MAX_CLASSES} classes (its labels file or tfds label), else "
+        "imagenet when --data_dir or --tfds_name is given, else builtin.",
         choices=PRESETS,
         show_default=False,
     )
@@ -228,14 +269,22 @@ class TrainConfig:
     log_every_steps: int = field(100, "TensorBoard period.", check=POSITIVE)
 
     @property
+    def builtin_data(self) -> bool:
+        """Whether the data is the generated built-in set (no data flag, or
+        the directory it is generated in)."""
+        if self.tfds_name:
+            return False
+        from pipelines import builtin
+
+        return not self.data_dir or self.data_dir == builtin.default_dir()
+
+    @property
     def dataset_name(self) -> str:
         """The tfds name, 'the built-in dataset' or the TFRecord directory:
         what the data is, whichever preset the recipe came from."""
         if self.tfds_name:
             return self.tfds_name
-        from pipelines import builtin
-
-        if not self.data_dir or self.data_dir == builtin.default_dir():
+        if self.builtin_data:
             return f"the built-in dataset ({self.data_dir or 'generated'})"
         return self.data_dir
 
@@ -247,9 +296,53 @@ _INT_LISTS = tuple(
 )
 
 
-def preset_for(data_dir=None, tfds_name=None) -> str:
-    """`builtin` when no dataset is named, else `imagenet`."""
-    return "imagenet" if (data_dir or tfds_name) else "builtin"
+def preset_for(data_dir=None, tfds_name=None, num_classes=None) -> str:
+    """`builtin` when no dataset is named; else `photos` for a dataset of at
+    most `PHOTOS_MAX_CLASSES` classes, `imagenet` for more or an unknown count."""
+    if not (data_dir or tfds_name):
+        return "builtin"
+    if num_classes is not None and num_classes <= PHOTOS_MAX_CLASSES:
+        return "photos"
+    return "imagenet"
+
+
+def data_class_count(*, data_dir=None, labels_file=None, tfds_name=None, tfds_data_dir=None):
+    """The classes the data states without reading its records, as the
+    trainer will count them: tfds' label feature (unless a labels file is
+    given), else the labels file (`labels_file`, else `data_dir/labels.txt`);
+    None when none says. A local labels file is read without TensorFlow.
+
+    Raises:
+      DataError: the labels file is unreadable or the tfds name unknown.
+    """
+    if tfds_name and not labels_file:
+        from pipelines import tfds as reader  # loads TensorFlow: only for --tfds_name
+
+        return reader.num_classes(tfds_name, tfds_data_dir)
+    from pipelines import labels
+
+    return labels.count_classes(data_dir=data_dir, labels_file=labels_file)
+
+
+def preset_reason(cfg: TrainConfig) -> str:
+    """Which preset the run's recipe came from and why, for its header;
+    `cfg.num_classes` is the data's count (as `setup.prepare` fills it in)."""
+    kind = {"photos": " (a CPU recipe for small photo sets)", "imagenet": " (the paper's recipe)"}
+    line = f"Preset {cfg.preset}{kind.get(cfg.preset, '')}, "
+    if cfg.builtin_data:
+        default, data = "builtin", "the built-in dataset"
+        rule = "the default for the built-in dataset"
+    else:
+        default = preset_for(cfg.data_dir, cfg.tfds_name, cfg.num_classes)
+        data = f"{cfg.dataset_name} ({cfg.num_classes} classes)"
+        bound = "at most" if default == "photos" else "more than"
+        rule = f"the default for data of {bound} {PHOTOS_MAX_CLASSES} classes: {data}"
+    if cfg.preset != default:
+        return line + f"given by --preset; the default for {data} is {default}"
+    line += rule
+    if cfg.preset == "photos":
+        line += "; --preset=imagenet trains the paper's recipe instead"
+    return line
 
 
 def default_model_dir(cfg: TrainConfig) -> str:
@@ -261,16 +354,26 @@ def resolve_config(preset=None, **values) -> TrainConfig:
     """TrainConfig from explicit values, the preset's, then the defaults; validated.
 
     Args:
-      preset: a name in `PRESETS`; default from the data flags (`preset_for`).
+      preset: a name in `PRESETS`; default from the data flags and the
+        class count they state (`preset_for`, `data_class_count`).
       **values: TrainConfig fields. A value of None means "not given".
     """
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(values) - names)
     if unknown:
         raise TypeError(f"unknown TrainConfig fields: {', '.join(unknown)}")
-    preset = preset or preset_for(values.get("data_dir"), values.get("tfds_name"))
-    fields.check_field(TrainConfig, "preset", preset)
     given = {k: v for k, v in values.items() if v is not None}
+    if preset is None:
+        data = {k: given.get(k) for k in ("data_dir", "tfds_name")}
+        count = given.get("num_classes")
+        if count is None and len([v for v in data.values() if v]) == 1:  # both: refused below
+            count = data_class_count(
+                labels_file=given.get("labels_file"),
+                tfds_data_dir=given.get("tfds_data_dir"),
+                **data,
+            )
+        preset = preset_for(num_classes=count, **data)
+    fields.check_field(TrainConfig, "preset", preset)
     merged = {k: v for k, v in PRESETS[preset].items() if v is not None}
     model = given.get("model", merged.get("model", TrainConfig.model))
     merged.update(MODEL_OVERRIDES.get(preset, {}).get(model, {}))

@@ -65,9 +65,10 @@ def projection_lines(cfg, projection, *, step_s, eval_batches, eval_batch_s, dev
         line += f" + {cfg.epochs} evaluations x {eval_batches} batches x {eval_batch_s:.3g} s"
     lines = [line]
     if device == "CPU" and projection.total_s > DAY_S:
+        smaller = "builtin" if cfg.builtin_data else "photos"
         instead = (
-            "the smaller recipe for CPUs is --preset=builtin"
-            if cfg.preset != "builtin"
+            f"the smaller recipe for CPUs is --preset={smaller}"
+            if cfg.preset not in ("builtin", "photos")
             else "lower --epochs, --steps_per_epoch or the model size"
         )
         lines.append(f"Warning: more than a day on a CPU; {instead}")

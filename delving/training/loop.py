@@ -107,6 +107,7 @@ def _train(run, directory, restored, verbose, stop):
         f"global batch {cfg.batch_size}; model_dir {cfg.model_dir}",
         flush=True,
     )
+    say(config_lib.preset_reason(cfg), flush=True)
     if restored:
         say(_resumed(cfg, state, restored), flush=True)
     train_step = step.make_train_step(
