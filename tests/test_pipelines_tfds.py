@@ -1,5 +1,8 @@
-"""The tfds reader, offline: tfds.testing.mock_data (5-49 px images) and a
-tiny dataset prepared here by tfds itself, each record's label its index."""
+"""The tfds reader, offline: tfds.testing.mock_data (5-49 px images), a
+tiny dataset prepared here by tfds itself, each record's label its index,
+and tfds' own Imagenette builder over a tiny local archive."""
+
+import os
 
 import numpy as np
 import pytest
@@ -9,6 +12,7 @@ import tensorflow_datasets as tfds
 from common import errors
 from pipelines import tfds as tfds_pipeline
 from pipelines.config import InputConfig
+from tests import tfds_testutil
 
 
 @pytest.mark.parametrize("is_training", [True, False])
@@ -126,3 +130,33 @@ def test_two_workers_read_each_record_once(numbered_builder, is_training):
     first, second = _labels_read_by_each_worker(numbered_builder, 2, is_training=is_training)
     assert first and second  # each worker reads a share, not the whole split
     assert sorted(first + second) == list(range(_RECORDS))
+
+
+@pytest.mark.parametrize("config", ["160px-v2", "320px-v2", "full-size-v2"])
+def test_imagenette_prepared_from_a_local_archive_has_its_ten_classes(tmp_path, config):
+    with tfds_testutil.no_network() as attempts:
+        tfds_testutil.prepare_imagenette(tmp_path, config, per_class=(2, 1))
+        builder = tfds_pipeline.load_builder(f"imagenette/{config}", str(tmp_path))
+    assert attempts == []
+    splits = {name: split.num_examples for name, split in builder.info.splits.items()}
+    assert (splits, tfds_pipeline.num_classes(f"imagenette/{config}", str(tmp_path))) == (
+        {"train": 20, "validation": 10},
+        10,
+    )
+
+
+def test_imagenette_batches_hold_its_labels(tmp_path):
+    with tfds_testutil.no_network():
+        builder = tfds_testutil.prepare_imagenette(tmp_path, per_class=(1, 1))
+    config = InputConfig(batch_size=10, image_size=32, resize_size=36)
+    images, labels = next(
+        iter(tfds_pipeline.make_dataset(builder, "validation", config, is_training=False))
+    )
+    assert images.shape == (10, 32, 32, 3) and sorted(labels.numpy().tolist()) == list(range(10))
+
+
+def test_preparing_imagenette_from_its_cached_archive_downloads_nothing(tmp_path):
+    with tfds_testutil.no_network() as attempts:
+        tfds_testutil.prepare_imagenette(tmp_path, per_class=(1, 1))
+    downloads = [f for _, _, files in os.walk(tmp_path / "downloads" / "imagenette") for f in files]
+    assert attempts == [] and len(downloads) == 2  # the archive and its .INFO, nothing fetched

@@ -30,7 +30,7 @@ import tensorflow as tf
 
 from delving.models import networks
 from delving.training import config, loop
-from tests import train_testutil
+from tests import imaging_testutil, tfds_testutil, train_testutil
 
 
 @pytest.fixture(scope="module")
@@ -197,6 +197,78 @@ def test_a_finished_run_started_again_announces_no_new_epoch(printed):
     cfg, _, again = printed
     assert f"all {cfg.epochs} epochs already done" in again, again
     assert f"epoch {cfg.epochs + 1}" not in again.lower()
+
+
+@pytest.fixture(scope="module")
+def photo_records_header(tmp_path_factory):
+    """(records dir, the first two lines a run on it prints): records of a
+    three-class photo folder, trained with no --preset."""
+    from pipelines import tfrecord_builder
+
+    root = tmp_path_factory.mktemp("photos")
+    for split in ("train", "validation"):
+        imaging_testutil.write_image_folder(
+            str(root / "raw" / split), {"tench": 8, "golf ball": 8, "église": 8}, seed=len(split)
+        )
+        tfrecord_builder.build(str(root / "raw"), str(root / "records"), split, progress=False)
+    recipe = {k: v for k, v in train_testutil.TINY_RECIPE.items() if k != "preset"}
+    cfg = config.resolve_config(
+        **dict(recipe, data_dir=str(root / "records"), model_dir=str(root / "run"))
+    )
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        loop.train(cfg)
+    return str(root / "records"), out.getvalue().splitlines()[:2]
+
+
+def test_header_names_the_records_directory(photo_records_header):
+    records, (header, _) = photo_records_header
+    assert f" on {records} with " in header and "built-in" not in header
+
+
+def test_header_says_the_photos_preset_was_chosen_for_the_class_count(photo_records_header):
+    records, (_, preset) = photo_records_header
+    assert preset.startswith(
+        "Preset photos (a CPU recipe for small photo sets), the default for data of at most "
+        f"{config.PHOTOS_MAX_CLASSES} classes: {records} (3 classes)"
+    )
+
+
+def test_header_says_how_to_get_the_papers_recipe(photo_records_header):
+    _, (_, preset) = photo_records_header
+    assert preset.endswith("; --preset=imagenet trains the paper's recipe instead")
+
+
+@pytest.fixture(scope="module")
+def imagenette_from_tfds(tmp_path_factory):
+    """(result, the first line it prints, network attempts): one short epoch
+    on tfds' Imagenette (160px-v2) prepared from a tiny local archive, with
+    only the data flags a user gives."""
+    root = tmp_path_factory.mktemp("tfds")
+    recipe = {k: v for k, v in train_testutil.TINY_RECIPE.items() if k != "preset"}
+    with tfds_testutil.no_network() as attempts:
+        tfds_testutil.prepare_imagenette(root / "data", per_class=(3, 1))
+        cfg = config.resolve_config(
+            **dict(
+                recipe,
+                tfds_name="imagenette/160px-v2",
+                tfds_data_dir=str(root / "data"),
+                model_dir=str(root / "run"),
+            )
+        )
+        with contextlib.redirect_stdout(io.StringIO()) as out:
+            result = loop.train(cfg)
+    return result, out.getvalue().splitlines()[0], attempts
+
+
+def test_imagenette_from_tfds_has_the_class_count_of_its_info(imagenette_from_tfds):
+    result, _, attempts = imagenette_from_tfds
+    assert (result.config.num_classes, result.model.output_shape[-1]) == (10, 10)
+    assert (result.config.preset, attempts) == ("photos", [])
+
+
+def test_header_names_the_tfds_dataset(imagenette_from_tfds):
+    _, header, _ = imagenette_from_tfds
+    assert header.startswith("Training small_14 (prelu) on imagenette/160px-v2 with ")
 
 
 def test_tensorboard_reads_the_validation_logs(printed):
