@@ -27,15 +27,15 @@ The resolved config (no `None` left in a recipe field) is what `config.json`
 holds, so a run can be re-created from its model_dir alone: what only the
 data can tell (`num_classes` of a named dataset, `steps_per_epoch`,
 `data_dir` of the built-in set) `delving.training.setup.prepare` fills in. This module
-imports no TensorFlow (only `save` and `load` do, when called), so flags are
-checked quickly.
+imports no TensorFlow at import, and choosing the preset from a local labels
+file loads none (a `--tfds_name` does), so flags are checked quickly.
 """
 
 import dataclasses
 import json
 import os
 
-from common import fields
+from common import errors, fields
 from common.fields import AT_LEAST_ZERO, FRACTION, POSITIVE, field
 from delving import paper
 from delving.models.specs import ACTIVATIONS, INITS, MODEL_NAMES
@@ -310,10 +310,11 @@ def data_class_count(*, data_dir=None, labels_file=None, tfds_name=None, tfds_da
     """The classes the data states without reading its records, as the
     trainer will count them: tfds' label feature (unless a labels file is
     given), else the labels file (`labels_file`, else `data_dir/labels.txt`);
-    None when none says. A local labels file is read without TensorFlow.
+    None when none says or the labels file cannot be read. A local labels
+    file is read without TensorFlow.
 
     Raises:
-      DataError: the labels file is unreadable or the tfds name unknown.
+      DataError: the tfds name is unknown.
     """
     if tfds_name and not labels_file:
         from pipelines import tfds as reader  # loads TensorFlow: only for --tfds_name
@@ -321,7 +322,10 @@ def data_class_count(*, data_dir=None, labels_file=None, tfds_name=None, tfds_da
         return reader.num_classes(tfds_name, tfds_data_dir)
     from pipelines import labels
 
-    return labels.count_classes(data_dir=data_dir, labels_file=labels_file)
+    try:
+        return labels.count_classes(data_dir=data_dir, labels_file=labels_file)
+    except (errors.DataError, OSError):  # a directory, unreadable, not UTF-8, ...:
+        return None  # the path checks and the class list report it, naming the flag
 
 
 def preset_reason(cfg: TrainConfig) -> str:
