@@ -1,5 +1,4 @@
-"""The training input through tf.data service: decoding and augmentation on
-other machines.
+"""The training input made by a tf.data service: decoded and augmented elsewhere.
 
 A dispatcher (`start_dispatcher`) hands out work; workers (`start_worker`,
 any number, added or lost at any time) run the dataset graph a trainer sends
@@ -25,9 +24,10 @@ the same on every worker unless drawn where it runs: the readers draw each
 image's augmentation seed on the worker when `InputConfig.seed_per_worker`
 is set (`pipelines.bad_input`), which `delving.training.inputs` sets here.
 
-A worker runs the graph with its own TensorFlow and ops: it needs the same
-TensorFlow version as the trainer (our pipeline uses core ops only, so not
-this package itself; `delving-data-service` is the way to start one).
+A worker runs the graph with its own TensorFlow: it needs the same
+TensorFlow version as the trainer, this package to start it
+(`delving-data-service`), and read access to the records at the trainer's
+path.
 
 Example:
   >>> dispatcher = start_dispatcher(5050)
