@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from delving.training import config as config_lib
-from delving.training import inputs
+from delving.training import inputs, setup
 from pipelines import preprocessing
 from tests import data_service_testutil, train_testutil
 
@@ -112,6 +112,21 @@ def test_service_crops_are_all_augmented_differently(local_and_service):
     """Both workers run one graph; identical seeds would repeat each draw."""
     shifts = local_and_service["service"][1]
     assert len(np.unique(shifts, axis=0)) == len(shifts)
+
+
+def test_service_batches_split_over_mirrored_replicas(ramp_dir, tmp_path):
+    strategy = setup.make_strategy("mirrored")  # the two logical CPUs of conftest
+    with data_service_testutil.servers(2) as (address, _):
+        cfg = _cfg(ramp_dir, tmp_path, data_service=address, strategy="mirrored")
+        source = inputs.source_from_config(cfg)
+        _, labels = next(iter(inputs.make_train_dataset(cfg, source, strategy, seed=0)))
+        sizes = [int(t.shape[0]) for t in strategy.experimental_local_results(labels)]
+    assert sizes == [BATCH // 2, BATCH // 2]
+
+
+def test_replicas_of_one_run_share_one_job_name(tmp_path):
+    cfg = _cfg("/d", tmp_path / "run", data_service="grpc://d:1")
+    assert inputs.service_job_name(cfg, 7) == f"delving.train:{tmp_path / 'run'}:seed7"
 
 
 def _start_server(*args):

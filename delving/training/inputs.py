@@ -68,7 +68,8 @@ def service_job_name(cfg, seed):
     """The tf.data service job of a run: the trainer replicas of one run (one
     model_dir, the same resumed step, so the same seed) read one job; another
     run, or this one resumed, a job of its own (a job's name fixes its graph)."""
-    return f"delving.train:{os.path.abspath(cfg.model_dir)}:seed{seed}"
+    where = cfg.model_dir if "://" in cfg.model_dir else os.path.abspath(cfg.model_dir)
+    return f"delving.train:{where}:seed{seed}"
 
 
 def service_dataset(source, train, address, job_name, context=None):
