@@ -105,7 +105,8 @@ def main():
             data_dir = tmp
             input_pipeline.write_shards(tmp, 512)
         config = InputConfig(batch_size=BATCH, seed=0, repeat=True, normalize=False)
-        num_classes = len(sources.DataSource(data_dir=data_dir, input=config).class_list())
+        source = sources.DataSource(data_dir=data_dir, num_classes=None, input=config)
+        num_classes = len(source.class_list())
 
         def reader(**changes):
             return imagenet.make_dataset(
