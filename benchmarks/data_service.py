@@ -147,12 +147,15 @@ def main():
                 for proc in procs:
                     proc.terminate()
                     proc.communicate()
-    print("\n| input | images/s, median [min-max] | vs local |")
+    local = "0 workers (local)"
+    print("\n| input | images/s, median [min-max] | / local, paired per repeat |")
     print("| --- | ---: | ---: |")
-    local = compare.spread(rates["0 workers (local)"])[0]
     for name, values in rates.items():
         median, low, high = compare.spread(values)
-        print(f"| {name} | {median:.0f} [{low:.0f}-{high:.0f}] | {median / local:.2f}x |")
+        ratio = compare.format_ratio(compare.paired_ratio(rates, name, local))
+        print(f"| {name} | {median:.0f} [{low:.0f}-{high:.0f}] | {ratio} |")
+    for line in compare.warnings(rates, [(name, local) for name in rates if name != local]):
+        print(line)
     print(
         f"\nload after: {_load()}. The workers share this host's {os.cpu_count()} cores with "
         "the reader: this measures the service's overhead, not its scaling."
