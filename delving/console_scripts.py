@@ -34,3 +34,7 @@ def client():
 
 def build_tfrecords():
     _run("pipelines.build_tfrecords")
+
+
+def data_service():
+    _run("pipelines.data_service_server")

@@ -101,6 +101,8 @@ class Bookkeeping:
       check_images: False: no `ignore_errors`, no sentinel; a bad image then
         fails with TensorFlow's own error, which does not name the file.
       finite: whether the stream ends (False for a repeated one).
+      seed_per_worker: each image's seed is `[random, number]`, the first
+        drawn where the graph runs (`InputConfig.seed_per_worker`).
     """
 
     plan: object
@@ -110,6 +112,7 @@ class Bookkeeping:
     skip_corrupt: bool
     check_images: bool
     finite: bool
+    seed_per_worker: bool = False
 
     @property
     def sentinel(self):
@@ -142,7 +145,17 @@ class Bookkeeping:
                 lambda: image_bytes,
                 lambda: _PLACEHOLDER_IMAGE,
             )
-            seed_pair = tf.stack([tf.cast(seed, tf.int64), record.count])
+            first = seed
+            if self.seed_per_worker:
+                # Seeds 0, 0: the kernel seeds itself from the OS, each worker its own.
+                first = tf.raw_ops.RandomUniformInt(
+                    shape=tf.constant([], tf.int32),
+                    minval=tf.constant(0, tf.int64),
+                    maxval=tf.constant(2**31 - 1, tf.int64),
+                    seed=0,
+                    seed2=0,
+                )
+            seed_pair = tf.stack([tf.cast(first, tf.int64), record.count])
             image, shift = preprocess_fn(image_bytes, tf.cast(seed_pair % (2**31 - 1), tf.int32))
             return Decoded(
                 image=image,

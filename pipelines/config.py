@@ -59,6 +59,11 @@ class InputConfig:
         `preprocessing.normalize` on the device (what the trainer does).
       seed: shuffling and augmentation seed; None draws a fresh one per
         dataset (the in-memory input needs one).
+      seed_per_worker: draw each image's augmentation seed from the OS where
+        the graph runs (`seed` then orders the files and the shuffle buffer
+        only): a graph built once and run by several tf.data service
+        workers (`pipelines.data_service`) would otherwise draw the same
+        augmentations on each. Not reproducible.
       shuffle_buffer: records in the training shuffle buffer; 0 disables.
       cache: True caches the records in memory, a string to that file.
       repeat: repeat forever.
@@ -84,6 +89,7 @@ class InputConfig:
     dtype: str = "float32"
     normalize: bool = True
     seed: int | None = None
+    seed_per_worker: bool = False
     shuffle_buffer: int = SHUFFLE_BUFFER
     cache: bool | str = False
     repeat: bool = False

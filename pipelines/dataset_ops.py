@@ -143,6 +143,7 @@ def preprocess_and_batch(
         skip_corrupt=config.skip_corrupt,
         check_images=config.check_images,
         finite=not config.repeat,
+        seed_per_worker=config.seed_per_worker,
     )
     ds = books.number(ds)
     # In order when checking: a failed image must leave a gap where it was.

@@ -40,6 +40,7 @@ BINARIES = {
             (["--batch_size=0"], "--batch_size=0: must be positive"),
             (["--scale_range=a,b"], "--scale_range: expected integers"),
             (["--image_size=500"], "--scale_range=64,80: must be"),
+            (["--data_service=localhost:5050"], "--data_service=localhost:5050: expected grpc://"),
         ],
     ),
     "delving.evaluate": (
@@ -58,6 +59,14 @@ BINARIES = {
     "pipelines.build_tfrecords": (
         "--num_shards",
         [(["--input_dir=x", "--output_dir=y", "--num_shards=0"], "--num_shards")],
+    ),
+    "pipelines.data_service_server": (
+        "--worker_timeout_ms",
+        [
+            (["--role=worker"], "--role=worker needs --dispatcher"),
+            (["--role=worker", "--dispatcher=nohost"], "--dispatcher=nohost: expected host:port"),
+            (["--role=dispatcher", "--dispatcher=a:1"], "--dispatcher is for --role=worker"),
+        ],
     ),
     "delving.experiments.activations": ("--seeds", [(["--seeds=a"], "--seeds: expected")]),
     "delving.experiments.convergence": ("--models", [(["--models=model_z"], "--models")]),

@@ -146,6 +146,15 @@ _REFUSED = [
         dict(data_dir="/d", tfds_name="t"),
         "--tfds_name=t: give either --data_dir or --tfds_name, not both",
     ),
+    (
+        dict(data_service="localhost:5050"),
+        "--data_service=localhost:5050: expected grpc://host:port (the dispatcher)",
+    ),
+    (
+        dict(data_service="grpc://h:5050", in_memory=True),
+        "--data_service=grpc://h:5050: not with --in_memory: the service's workers read the "
+        "records themselves (drop --in_memory)",
+    ),
 ]
 
 
@@ -358,3 +367,13 @@ def test_preset_reason_of_an_explicit_preset_names_the_default(tmp_path):
 
 def test_preset_reason_of_the_builtin_set():
     assert _reason() == "Preset builtin, the default for the built-in dataset"
+
+def test_data_service_drops_the_presets_in_trainer_copies():
+    """The builtin preset holds its split in memory; the service's workers stream it."""
+    cfg = config.resolve_config(data_service="grpc://localhost:5050")
+    assert (cfg.preset, cfg.in_memory, cfg.cache_data) == ("builtin", False, False)
+
+
+def test_data_service_given_cache_data_is_refused():
+    with pytest.raises(ValueError, match="^--data_service=grpc://h:1: not with --cache_data"):
+        config.resolve_config(data_service="grpc://h:1", cache_data=True)

@@ -40,6 +40,7 @@ from common.fields import AT_LEAST_ZERO, FRACTION, POSITIVE, field
 from delving import paper
 from delving.models.specs import ACTIVATIONS, INITS, MODEL_NAMES
 from pipelines import config as input_config
+from pipelines import data_service
 
 # Allowed values of the string fields.
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
@@ -136,6 +137,11 @@ MODEL_OVERRIDES = {
 #: Fields that define the network: a checkpoint only restores into the same.
 ARCHITECTURE_FIELDS = ("model", "activation", "init", "num_classes", "width_multiplier", "fc_units")
 
+#: Input copies held by the trainer, which a tf.data service's workers
+#: cannot use: the decoded split is in the trainer's memory, and a worker's
+#: cache would replay the shards of its first pass (a lost worker's for ever).
+_NOT_WITH_DATA_SERVICE = ("in_memory", "cache_data")
+
 _DECAY_FACTOR = fields.Check(lambda v: 0 < v <= 1, "must be in (0, 1]")
 _EPOCHS = fields.Check(lambda v: all(e >= 0 for e in v), "must be epochs >= 0")
 
@@ -206,6 +212,14 @@ class TrainConfig:
         False,
         "decode the training split once into memory and augment whole batches at once "
         "(for a dataset that fits in half the free memory).",
+    )
+    data_service: str | None = field(
+        None,
+        "grpc://host:port of a tf.data service dispatcher (delving-data-service): its workers "
+        "read, decode and augment the training split, each shard of a pass on one worker "
+        "(docs/TRAINING.md); not with --in_memory or --cache_data, which a preset's values "
+        "then drop.",
+        check=fields.Check(data_service.is_address, "expected grpc://host:port (the dispatcher)"),
     )
     skip_corrupt: bool = field(
         False,
@@ -381,6 +395,10 @@ def resolve_config(preset=None, **values) -> TrainConfig:
     merged = {k: v for k, v in PRESETS[preset].items() if v is not None}
     model = given.get("model", merged.get("model", TrainConfig.model))
     merged.update(MODEL_OVERRIDES.get(preset, {}).get(model, {}))
+    if given.get("data_service"):
+        # The workers stream the records: a preset's in-trainer copies do not apply.
+        for key in _NOT_WITH_DATA_SERVICE:
+            merged.pop(key, None)
     merged.update(given)
     no_data = not (merged.get("data_dir") or merged.get("tfds_name"))
     if merged.get("num_classes") is None and no_data:
@@ -420,6 +438,14 @@ def validate(cfg: TrainConfig) -> None:
         raise fields.error(
             "eval_resize", cfg.eval_resize, f"must be >= image_size ({cfg.image_size})"
         )
+    for key in _NOT_WITH_DATA_SERVICE:
+        if cfg.data_service and getattr(cfg, key):
+            raise fields.error(
+                "data_service",
+                cfg.data_service,
+                f"not with --{key}: the service's workers read the records themselves "
+                f"(drop --{key})",
+            )
     if cfg.data_dir and cfg.tfds_name:
         raise fields.error(
             "tfds_name", cfg.tfds_name, "give either --data_dir or --tfds_name, not both"
@@ -439,10 +465,18 @@ _UNUSED_BY_SCHEDULE = {
 }
 
 
+# Where the input is made, not what it is: left out of config.json when not
+# used, so the config.json of a run from before these existed stays as it was.
+_OMITTED_WHEN_UNSET = ("data_service",)
+
+
 def to_json(cfg: TrainConfig) -> str:
     data = dataclasses.asdict(cfg)
     for key in _UNUSED_BY_SCHEDULE.get(cfg.lr_schedule, ()):
         del data[key]
+    for key in _OMITTED_WHEN_UNSET:
+        if data[key] is None:
+            del data[key]
     return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
 
