@@ -20,7 +20,7 @@ Usage (from the repository root):
   python -m delving.experiments.report          # shapes: under an hour on 2 idle cores
   python -m delving.experiments.report --quick --output=/tmp/r/REPRODUCTION.md \
       --figures_dir=/tmp/r/figures --work_dir=/tmp/r/work       # seconds, for tests
-  python -m delving.experiments.report --data_dir=$DATA_DIR     # photos: see PHOTO_FLAGS
+  python -m delving.experiments.report --data_dir=$DATA_DIR     # photos: 2-2.5 h, see PHOTO_EPOCHS
 """
 
 import datetime
@@ -36,12 +36,20 @@ import time
 
 from absl import app, flags
 
-# The photo report's plan (measured on Imagenette records, 9,469 train /
-# 3,925 val images, on 2 shared cores): an epoch of small_14 at the preset's
-# 64 px, x0.25 costs EPOCH_COST_TODO. Table 2 is 4 activations x 5 seeds of
-# PHOTO_EPOCHS epochs each, about PLAN_TODO.
-PHOTO_EPOCHS = 12
-PHOTO_CONVERGENCE_EPOCHS = 12
+# The photo report's plan, from one- and two-epoch runs on Imagenette records
+# (9,469 train / 3,925 val images; preset values: 64 px crops, batch 64, 147
+# steps an epoch), in CPU seconds (user + sys) on a 2-core Xeon @ 2.8 GHz
+# measured while shared (load 12-17, so wall times were 3-6x these): small_14
+# (x0.25) 18 s per epoch (training plus the centre-crop validation) and 36 s
+# per run (start, decoding the split, tracing), its 10-view test 20-30 s;
+# small_30 (x0.25) about 29 s and model B (x0.125) about 40 s per epoch.
+# Table 2 = 4 activations x 5 seeds x (56 s + PHOTO_EPOCHS x 18 s): 2.3 h at
+# 20 epochs, counting wall = CPU time (no gain from the second core: an upper
+# bound). Fig. 2/3 = 2 inits x 2 seeds x (small_30 + model B) x 15 epochs:
+# another 1.2 h, hence off by default (--convergence; with --jobs=2 it runs
+# beside Table 2, each on one core).
+PHOTO_EPOCHS = 20
+PHOTO_CONVERGENCE_EPOCHS = 15
 PHOTO_CONVERGENCE_DEFAULT = False
 #: Flags each experiment gets in the photo report (before --experiment_flag's).
 PHOTO_FLAGS = {
@@ -218,7 +226,7 @@ def main(argv):
     else:
         started = datetime.datetime.now(datetime.UTC)
         start, load_start = time.time(), os.getloadavg()[0]
-        jobs = _JOBS.value
+        jobs = min(_JOBS.value, len(names))
         done = run_experiments(work_dir, _QUICK.value, _EXTRA.value, jobs, names, data_dir)
         total, load = time.time() - start, (load_start, os.getloadavg()[0])
         with open(run_file, "w") as f:
