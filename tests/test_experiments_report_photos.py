@@ -150,3 +150,23 @@ def test_ranking_calls_a_step_within_noise_unresolved():
         )
     )
     assert "better than ReLU only within noise" in said[0]
+
+
+@pytest.mark.parametrize("records", ["missing", "empty"])
+def test_data_dir_without_shards_fails_in_one_line_writing_nothing(tmp_path, records):
+    data = tmp_path / records
+    if records == "empty":
+        data.mkdir()
+    out = tmp_path / "out"
+    proc = experiments_testutil.run_module(
+        [
+            "delving.experiments.report",
+            f"--data_dir={data}",
+            f"--output={out / 'REPRODUCTION_PHOTOS.md'}",
+            f"--work_dir={out / 'work'}",
+            f"--figures_dir={out / 'figures'}",
+        ],
+        timeout=120,
+    )
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert f"--data_dir={data}" in proc.stderr and not out.exists()

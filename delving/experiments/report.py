@@ -24,6 +24,7 @@ Usage (from the repository root):
 """
 
 import datetime
+import glob
 import importlib.metadata
 import json
 import os
@@ -219,6 +220,15 @@ def main(argv):
         output_dirs={"work_dir": work_dir, "figures_dir": _FIGURES_DIR.value},
         output_files={"output": output},
     )
+    if data_dir:
+        missing = [
+            p for p in ("train-*", "validation-*") if not glob.glob(os.path.join(data_dir, p))
+        ]
+        if missing:  # before hours of runs, and before any output is written
+            raise SystemExit(
+                f"{program}: error: --data_dir={data_dir} has no {' or '.join(missing)} "
+                "TFRecord shards (write them with python -m pipelines.build_tfrecords)"
+            )
     names = experiments(data_dir, _CONVERGENCE.value)
     run_file = os.path.join(work_dir, "report_run.json")
     if _RENDER_ONLY.value:
