@@ -275,11 +275,12 @@ def main(argv):
         report_command=command,
     )
     if data_dir:
-        from delving.experiments import report_photos  # pylint: disable=import-outside-toplevel
+        # pylint: disable-next=import-outside-toplevel
+        from delving.experiments import common, report_photos
 
         for name, fig in report_photos.figures(work_dir):
             dest = os.path.join(_FIGURES_DIR.value, f"{prefix}{name}.png")
-            report_photos.save(fig, dest)
+            common.save_figure(fig, dest)
             figures[name] = _link(dest, output)
         text = report_photos.render(
             data_dir=data_dir, figures=figures, shapes_work_dir=_SHAPES_WORK_DIR.value, **context

@@ -10,6 +10,7 @@ results passed in; the only numbers not measured are the paper's
 own results when they are there.
 """
 
+import json
 import math
 import os
 
@@ -17,6 +18,7 @@ import numpy as np
 
 from delving import paper
 from delving.experiments import common, report_text, slope_evolution
+from pipelines import build_manifest
 
 #: Table 2's claims, as (better, worse) pairs, and the pair the paper finds equal.
 RANKING = (("prelu", "prelu_shared"), ("prelu_shared", "relu"))
@@ -245,15 +247,8 @@ def figures(work_dir):
     return out
 
 
-save = common.save_figure
-
-
 def data_line(data_dir, results):
-    """The dataset in words, from our builder's manifests and labels.txt."""
-    import json  # pylint: disable=import-outside-toplevel
-
-    from pipelines import build_manifest  # pylint: disable=import-outside-toplevel
-
+    """The dataset in words: image counts from our builder's manifests, classes from the runs."""
     counts = {}
     for split in ("train", "validation"):
         path = build_manifest.manifest_path(data_dir, split)
