@@ -72,3 +72,79 @@ def assert_bad_flag_fails_in_one_line(args):
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
     assert args[1].split("=")[0] in proc.stderr
+
+
+def write_photo_folders(root, per_class=(6, 3), size=72, seed=0):
+    """`root/{train,validation}/<synset>/*.JPEG`: crops of a real photograph,
+    one region of it per class (matplotlib's sample photo: no download)."""
+    import matplotlib.cbook  # pylint: disable=import-outside-toplevel
+    import numpy as np  # pylint: disable=import-outside-toplevel
+    from PIL import Image  # pylint: disable=import-outside-toplevel
+
+    photo = Image.open(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+    width, height = photo.size
+    # Face, background beside it, uniform below: three distinct-looking regions.
+    regions = {
+        "n00000001": (150, 60, 400, 310),
+        "n00000002": (0, 0, 150, 250),
+        "n00000003": (100, 400, width, height),
+    }
+    rng = np.random.default_rng(seed)
+    for split, count in zip(("train", "validation"), per_class):
+        for synset, (left, top, right, bottom) in regions.items():
+            os.makedirs(os.path.join(root, split, synset), exist_ok=True)
+            for i in range(count):
+                side = int(
+                    rng.integers(
+                        min(right - left, bottom - top) // 2, 1 + min(right - left, bottom - top)
+                    )
+                )
+                x = int(rng.integers(left, right - side + 1))
+                y = int(rng.integers(top, bottom - side + 1))
+                crop = photo.crop((x, y, x + side, y + side)).resize((size, size))
+                crop.save(os.path.join(root, split, synset, f"{i}.JPEG"), quality=90)
+    return root
+
+
+def photo_records(out_dir):
+    """Our builder's TFRecords of `write_photo_folders`: train, validation, labels.txt."""
+    from pipelines import tfrecord_builder  # pylint: disable=import-outside-toplevel
+
+    raw = write_photo_folders(os.path.join(out_dir, "raw"))
+    records = os.path.join(out_dir, "records")
+    for split in ("train", "validation"):
+        tfrecord_builder.build(raw, records, split, num_workers=1, progress=False)
+    return records
+
+
+def quick_photo_report(tmp_path_factory):
+    """The photo report, --quick, on `photo_records`: {"report", "figures", "work",
+    "data", "stdout"}; run once per pytest session."""
+    out = tmp_path_factory.getbasetemp() / "quick_photo_report"
+    paths = {
+        "report": out / "REPRODUCTION_PHOTOS.md",
+        "figures": out / "figures",
+        "work": out / "work",
+        "data": out / "data" / "records",
+    }
+    done = out / "stdout.txt"  # written last: a failed run is run again
+    if not done.exists():
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir()
+        photo_records(str(out / "data"))
+        proc = run_module(
+            [
+                "delving.experiments.report",
+                "--quick",
+                f"--data_dir={paths['data']}",
+                f"--output={paths['report']}",
+                f"--figures_dir={paths['figures']}",
+                f"--work_dir={paths['work']}",
+                f"--shapes_work_dir={out / 'no_shapes'}",
+            ],
+            timeout=train_testutil.HANG_GUARD_S,
+        )
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        done.write_text(proc.stdout)
+    paths["stdout"] = done.read_text()
+    return paths

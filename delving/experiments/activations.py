@@ -28,8 +28,8 @@ _OUTPUT_DIR = flags.DEFINE_string(
 _QUICK = flags.DEFINE_bool(
     "quick",
     False,
-    "A tiny dataset, a few steps, one seed and (unless "
-    "--activations is given) relu and prelu only, for tests.",
+    "A tiny dataset (unless --data_dir is given), a few steps, one seed (unless --seeds is "
+    "given) and (unless --activations is given) relu and prelu only, for tests.",
 )
 _DATA_DIR = flags.DEFINE_string(
     "data_dir", None, "TFRecords in the ImageNet schema; default: the built-in dataset."
@@ -69,10 +69,11 @@ flags.register_validator(
 )
 
 
-def run(*, data_dir, output_dir, activations, seeds, train_fields, verbose=1):
+def run(*, data_dir, output_dir, activations, seeds, train_fields, verbose=1, preset="builtin"):
     """Trains every (activation, seed) and tests it with 10 views; returns the results dict."""
     from delving.evaluation import validation
     from delving.experiments import common  # pylint: disable=import-outside-toplevel
+    from delving.models import networks  # pylint: disable=import-outside-toplevel
     from delving.training import inputs
 
     runs, recipes = {}, {}
@@ -83,6 +84,7 @@ def run(*, data_dir, output_dir, activations, seeds, train_fields, verbose=1):
                 model_dir=os.path.join(output_dir, "runs", f"{activation}_seed{seed}"),
                 data_dir=data_dir,
                 verbose=verbose,
+                preset=preset,
                 model="small_14",
                 activation=activation,
                 seed=seed,
@@ -113,6 +115,11 @@ def run(*, data_dir, output_dir, activations, seeds, train_fields, verbose=1):
                     "val_count": ten_view["count"],
                     "center_top1_error": result.history[-1]["val_top1_error"],
                     "prelu": {_layer(name): slope for name, slope in result.prelu.items()},
+                    # Every channel's slope: Table 1's spread over channels.
+                    "prelu_channels": {
+                        _layer(name): slopes
+                        for name, slopes in networks.prelu_slopes(result.model).items()
+                    },
                     "num_classes": cfg.num_classes,
                 }
             )
@@ -122,6 +129,7 @@ def run(*, data_dir, output_dir, activations, seeds, train_fields, verbose=1):
         "recipes": recipes,
         "train_fields": train_fields,
         "data_dir": data_dir,
+        "preset": preset,
     }
 
 
@@ -298,7 +306,7 @@ def main(argv):
     )
     seeds = [int(s) for s in _SEEDS.value]
     quick, output_dir = _QUICK.value, _OUTPUT_DIR.value
-    if quick:
+    if quick and not flags.FLAGS["seeds"].present:
         seeds = seeds[:1]
     start = time.time()
     from delving.experiments import common  # pylint: disable=import-outside-toplevel
@@ -326,6 +334,7 @@ def main(argv):
         seeds=seeds,
         train_fields=fields,
         verbose=0 if quick else 1,
+        preset=common.preset_for(_DATA_DIR.value),
     )
     summarize(results)
     results.update(quick=quick, seconds=time.time() - start)

@@ -111,10 +111,15 @@ def write_outputs(output_dir, name, *, markdown, results, figures=()):
     paths.append(json_path)
     for suffix, fig in figures:
         png_path = os.path.join(output_dir, f"{name}{suffix}.png")
-        fig.savefig(png_path, dpi=110, bbox_inches="tight")
-        plt.close(fig)
+        save_figure(fig, png_path)
         paths.append(png_path)
     return paths
+
+
+def save_figure(fig, path):
+    """Saves a figure as the report's PNGs are saved, and closes it."""
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
 
 
 def read_results(output_dir, name):
@@ -186,6 +191,16 @@ RECIPE_FIELDS = (
 QUICK_SPLITS = (("train", 48, 2), ("validation", 24, 1))
 
 
+# The preset of every run on real photos (`--data_dir` given): the one place
+# to switch when `delving.training.config.PRESETS` gets a recipe for them.
+PHOTOS_PRESET = "builtin"
+
+
+def preset_for(data_dir):
+    """The preset of the runs: PHOTOS_PRESET for a given `--data_dir`, else `builtin`."""
+    return PHOTOS_PRESET if data_dir else "builtin"
+
+
 def resolve_data_dir(data_dir, *, quick, output_dir):
     """`--data_dir` if given; else the built-in set (a tiny one under output_dir for --quick)."""
     from pipelines import builtin  # pylint: disable=import-outside-toplevel
@@ -197,14 +212,14 @@ def resolve_data_dir(data_dir, *, quick, output_dir):
     return builtin.ensure_dataset()
 
 
-def train(*, model_dir, data_dir, verbose=1, **fields):
+def train(*, model_dir, data_dir, verbose=1, preset="builtin", **fields):
     """One fresh training run on `data_dir` through `delving.training.loop`.
 
     A run whose loss becomes NaN is a result too: it comes back as
     `(None, seconds, message, history so far)` instead of raising.
 
-    `fields` are `TrainConfig` fields; the rest comes from the `builtin`
-    preset (the paper's recipe shrunk for the built-in set). `model_dir` is
+    `fields` are `TrainConfig` fields; the rest comes from `preset` (by
+    default `builtin`: the paper's recipe shrunk for the built-in set). `model_dir` is
     emptied first, so every number comes from this run, not a resumed one.
 
     Returns:
@@ -215,9 +230,7 @@ def train(*, model_dir, data_dir, verbose=1, **fields):
 
     if os.path.isdir(model_dir):
         shutil.rmtree(model_dir)
-    cfg = config_lib.resolve_config(
-        preset="builtin", data_dir=data_dir, model_dir=model_dir, **fields
-    )
+    cfg = config_lib.resolve_config(preset=preset, data_dir=data_dir, model_dir=model_dir, **fields)
     start = time.time()
     try:
         result = loop.train(cfg, verbose=verbose)

@@ -34,8 +34,8 @@ _OUTPUT_DIR = flags.DEFINE_string(
 _QUICK = flags.DEFINE_bool(
     "quick",
     False,
-    "A tiny dataset, a few steps, one seed and (unless --models is given) small_30 only, "
-    "for tests.",
+    "A tiny dataset (unless --data_dir is given), a few steps, one seed (unless --seeds is "
+    "given) and (unless --models is given) small_30 only, for tests.",
 )
 _DATA_DIR = flags.DEFINE_string(
     "data_dir", None, "TFRecords in the ImageNet schema; default: the built-in dataset."
@@ -51,6 +51,14 @@ _HE_INIT = flags.DEFINE_enum(
     "The rectifier init compared with Xavier.",
 )
 
+_EPOCHS = flags.DEFINE_integer(
+    "epochs",
+    None,
+    "Epochs per run; default: the preset's per-model value. The preset's rate decays move "
+    "with it, at the same fractions of the run.",
+    lower_bound=1,
+)
+
 flags.register_validator(
     "models",
     lambda v: bool(v) and set(v) <= set(specs.MODEL_NAMES),
@@ -60,14 +68,32 @@ flags.register_validator(
 NAME = "convergence"
 
 
-def run(*, data_dir, output_dir, models, inits, seeds, train_fields, verbose=1):
-    """Trains every (model, init, seed); returns the results dict written as JSON."""
+def run(
+    *,
+    data_dir,
+    output_dir,
+    models,
+    inits,
+    seeds,
+    train_fields,
+    verbose=1,
+    preset="builtin",
+    epochs=None,
+):
+    """Trains every (model, init, seed); returns the results dict written as JSON.
+
+    `epochs`, when given, replaces the preset's per-model length, its rate
+    decays kept at the same fractions of the run.
+    """
     from delving.experiments import common  # pylint: disable=import-outside-toplevel
     from pipelines import builtin  # pylint: disable=import-outside-toplevel
 
     runs, recipes = {}, {}
     for model in models:
         runs[model] = {init: [] for init in inits}
+        fields = dict(train_fields)
+        if epochs:
+            fields.update(_shortened(preset, model, data_dir, epochs))
         for seed in seeds:
             for init in inits:
                 result, seconds, diverged, history = common.train(
@@ -78,7 +104,8 @@ def run(*, data_dir, output_dir, models, inits, seeds, train_fields, verbose=1):
                     activation="relu",
                     init=init,
                     seed=seed,
-                    **train_fields,
+                    preset=preset,
+                    **fields,
                 )
                 cfg = result.config if result else None
                 if cfg is not None:
@@ -99,7 +126,19 @@ def run(*, data_dir, output_dir, models, inits, seeds, train_fields, verbose=1):
         "recipes": recipes,
         "train_fields": train_fields,
         "data_dir": data_dir,
+        "preset": preset,
     }
+
+
+def _shortened(preset, model, data_dir, epochs):
+    """`epochs` and the preset's decay epochs for `model` scaled to them."""
+    from delving.training import config as config_lib  # pylint: disable=import-outside-toplevel
+
+    cfg = config_lib.resolve_config(preset=preset, model=model, data_dir=data_dir)
+    decays = sorted(
+        {max(1, min(epochs - 1, round(e * epochs / cfg.epochs))) for e in cfg.lr_decay_epochs}
+    )
+    return dict(epochs=epochs, lr_decay_epochs=tuple(decays) if epochs >= 2 else ())
 
 
 def first_epoch_below(history, level):
@@ -231,7 +270,7 @@ def main(argv):
     )
     quick, output_dir = _QUICK.value, _OUTPUT_DIR.value
     seeds = [int(s) for s in _SEEDS.value]
-    if quick:
+    if quick and not flags.FLAGS["seeds"].present:
         seeds = seeds[:1]
     start = time.time()
     from delving.experiments import common  # pylint: disable=import-outside-toplevel
@@ -246,6 +285,8 @@ def main(argv):
         seeds=seeds,
         train_fields=dict(common.QUICK_FIELDS) if quick else {},
         verbose=0 if quick else 1,
+        preset=common.preset_for(_DATA_DIR.value),
+        epochs=None if quick else _EPOCHS.value,
     )
     summarize(results)
     results.update(quick=quick, seconds=time.time() - start)

@@ -1,4 +1,7 @@
-r"""Runs every reproduction experiment and regenerates docs/REPRODUCTION.md.
+r"""Runs the reproduction experiments; writes docs/REPRODUCTION.md or REPRODUCTION_PHOTOS.md.
+
+Without `--data_dir` on the built-in shapes (docs/REPRODUCTION.md); given
+`--data_dir`, on real photos (docs/REPRODUCTION_PHOTOS.md).
 
 Each experiment runs as its own process with the exact command printed in
 the report, writes its tables, JSON and figures into `--work_dir`; this
@@ -6,13 +9,22 @@ binary then copies the figures to `--figures_dir` and writes the report from
 the JSON files: every number in it comes from these runs (the paper's numbers
 beside them come from `delving.experiments.common`).
 
-Usage (from the repository root; under an hour on 2 idle CPU cores):
-  python -m delving.experiments.report
+The photo report is its own file, not a section of the shapes one: the two
+run hours apart on different data, and each is regenerated (or
+`--render_only`-ed) without the other's runs. It runs Table 2 (and Table 1
+from its PReLU runs) and, with `--convergence`, Fig. 2/3; signal propagation
+does not depend on the data and stays in the shapes report. Its figures go
+to `--figures_dir` as `photos_*.png`.
+
+Usage (from the repository root):
+  python -m delving.experiments.report          # shapes: under an hour on 2 idle cores
   python -m delving.experiments.report --quick --output=/tmp/r/REPRODUCTION.md \
       --figures_dir=/tmp/r/figures --work_dir=/tmp/r/work       # seconds, for tests
+  python -m delving.experiments.report --data_dir=$DATA_DIR     # photos: 2-2.5 h, see PHOTO_EPOCHS
 """
 
 import datetime
+import glob
 import importlib.metadata
 import json
 import os
@@ -24,6 +36,34 @@ import threading
 import time
 
 from absl import app, flags
+
+# The photo report's plan, from one- and two-epoch runs on Imagenette records
+# (9,469 train / 3,925 val images; preset values: 64 px crops, batch 64, 147
+# steps an epoch), in CPU seconds (user + sys) on a 2-core Xeon @ 2.8 GHz
+# measured while shared (load 12-17, so wall times were 3-6x these): small_14
+# (x0.25) 18 s per epoch (training plus the centre-crop validation) and 36 s
+# per run (start, decoding the split, tracing), its 10-view test 20-30 s;
+# small_30 (x0.25) about 29 s and model B (x0.125) about 40 s per epoch.
+# Table 2 = 4 activations x 5 seeds x (56 s + PHOTO_EPOCHS x 18 s): 2.3 h at
+# 20 epochs, counting wall = CPU time (no gain from the second core: an upper
+# bound). Fig. 2/3 = 2 inits x 2 seeds x (small_30 + model B) x 15 epochs:
+# another 1.2 h, hence off by default (--convergence; with --jobs=2 it runs
+# beside Table 2, each on one core).
+PHOTO_EPOCHS = 20
+PHOTO_CONVERGENCE_EPOCHS = 15
+PHOTO_CONVERGENCE_DEFAULT = False
+#: Flags each experiment gets in the photo report (before --experiment_flag's).
+PHOTO_FLAGS = {
+    "activations": (f"--epochs={PHOTO_EPOCHS}",),
+    "convergence": (f"--epochs={PHOTO_CONVERGENCE_EPOCHS}", "--seeds=0,1"),
+}
+#: The same with --quick: every activation and two seeds, to fill every column.
+PHOTO_QUICK_FLAGS = {
+    "activations": ("--seeds=0,1", "--activations=relu,lrelu,prelu_shared,prelu"),
+    "convergence": (),
+}
+PHOTO_DEFAULTS = {"output": "docs/REPRODUCTION_PHOTOS.md", "work_dir": "runs/reproduction_photos"}
+PHOTO_FIGURE_PREFIX = "photos_"
 
 _OUTPUT = flags.DEFINE_string("output", "docs/REPRODUCTION.md", "The report to (re)write.")
 _FIGURES_DIR = flags.DEFINE_string("figures_dir", "docs/figures", "Where the report's PNGs go.")
@@ -43,6 +83,25 @@ _RENDER_ONLY = flags.DEFINE_bool(
     "Run nothing: rewrite the report from the runs already in "
     "--work_dir (after changing the report's text).",
 )
+_DATA_DIR = flags.DEFINE_string(
+    "data_dir",
+    None,
+    "Real-photo TFRecords written by our builder (train-*, validation-*, labels.txt): "
+    "write the photo report instead (default --output docs/REPRODUCTION_PHOTOS.md, "
+    "--work_dir runs/reproduction_photos, figures named photos_*.png).",
+)
+_CONVERGENCE = flags.DEFINE_bool(
+    "convergence",
+    PHOTO_CONVERGENCE_DEFAULT,
+    "With --data_dir: also run Fig. 2/3 (model B and the 30-layer net, 2 seeds per init) "
+    "on the photos; see PHOTO_FLAGS in this binary for the time each part takes.",
+)
+_SHAPES_WORK_DIR = flags.DEFINE_string(
+    "shapes_work_dir",
+    "runs/reproduction",
+    "With --data_dir: the shapes report's --work_dir, whose learned slopes the photo "
+    "report's Table 1 shows beside its own when they are there.",
+)
 _EXTRA = flags.DEFINE_multi_string(
     "experiment_flag",
     [],
@@ -60,11 +119,21 @@ flags.register_validator(
 )
 
 
-def _command(name, work_dir, quick, extra):
+def _command(name, work_dir, quick, extra, data_dir=None):
     cmd = ["python", "-m", f"delving.experiments.{name}", f"--output_dir={work_dir}/{name}"]
     if quick:
         cmd.append("--quick")
+    if data_dir:
+        cmd.append(f"--data_dir={data_dir}")
+        cmd += (PHOTO_QUICK_FLAGS if quick else PHOTO_FLAGS)[name]
     return cmd + [e.split(":", 1)[1] for e in extra if e.split(":", 1)[0] == name]
+
+
+def experiments(data_dir, convergence):
+    """The experiments this report runs, longest first."""
+    if not data_dir:
+        return EXPERIMENTS
+    return ("convergence", "activations") if convergence else ("activations",)
 
 
 def _cores():
@@ -79,24 +148,26 @@ def _forward(name, stream, lock):
             sys.stdout.flush()
 
 
-def run_experiments(work_dir, quick, extra, jobs=1):
+def run_experiments(work_dir, quick, extra, jobs=1, names=EXPERIMENTS, data_dir=None):
     """Runs each experiment binary, `jobs` at a time; returns {name: (command, seconds)}.
 
-    Longest first (EXPERIMENTS is in that order), each next one as soon as a
-    slot is free. With jobs > 1 each process gets `cores // jobs` intra-op
-    threads (TF_NUM_INTRAOP_THREADS): the small nets of the built-in preset
-    keep one core busy per process better than two cores in one process.
+    Longest first (`names` is in that order), each next one as soon as a
+    slot is free. With more than one at a time each process gets
+    `cores // at a time` intra-op threads (TF_NUM_INTRAOP_THREADS): the small
+    nets of the built-in preset keep one core busy per process better than
+    two cores in one process.
     """
     env = dict(os.environ)
+    jobs = min(jobs, len(names))
     if jobs > 1:
         env["TF_NUM_INTRAOP_THREADS"] = str(max(1, _cores() // jobs))
-    pending, running, done = list(EXPERIMENTS), {}, {}
+    pending, running, done = list(names), {}, {}
     lock = threading.Lock()
     failed = None
     while pending or running:
         while pending and len(running) < jobs and failed is None:
             name = pending.pop(0)
-            cmd = _command(name, work_dir, quick, extra)
+            cmd = _command(name, work_dir, quick, extra, data_dir)
             with lock:
                 print(f"\n=== {shlex.join(cmd)}", flush=True)
             proc = subprocess.Popen(
@@ -128,7 +199,7 @@ def run_experiments(work_dir, quick, extra, jobs=1):
                 print(f"=== {name}: done in {seconds / 60:.1f} min", flush=True)
     if failed:
         raise SystemExit(failed)
-    return {name: done[name] for name in EXPERIMENTS}
+    return {name: done[name] for name in names}
 
 
 def main(argv):
@@ -137,23 +208,36 @@ def main(argv):
     program = "delving.experiments.report"
     cli.no_arguments(program, argv)
     quiet_start.start()
+    data_dir = _DATA_DIR.value
+    output, work_dir = _OUTPUT.value, _WORK_DIR.value
+    if data_dir:  # the photo report's own files unless told otherwise
+        output = output if flags.FLAGS["output"].present else PHOTO_DEFAULTS["output"]
+        work_dir = work_dir if flags.FLAGS["work_dir"].present else PHOTO_DEFAULTS["work_dir"]
     # Before any experiment runs (tens of minutes), not when writing at the end.
     cli.exit_on_bad_paths(
         program,
-        dirs={"work_dir": _WORK_DIR.value if _RENDER_ONLY.value else None},
-        output_dirs={"work_dir": _WORK_DIR.value, "figures_dir": _FIGURES_DIR.value},
-        output_files={"output": _OUTPUT.value},
+        dirs={"work_dir": work_dir if _RENDER_ONLY.value else None, "data_dir": data_dir},
+        output_dirs={"work_dir": work_dir, "figures_dir": _FIGURES_DIR.value},
+        output_files={"output": output},
     )
-    from delving.experiments import report_text  # pylint: disable=import-outside-toplevel
-
-    run_file = os.path.join(_WORK_DIR.value, "report_run.json")
+    if data_dir:
+        missing = [
+            p for p in ("train-*", "validation-*") if not glob.glob(os.path.join(data_dir, p))
+        ]
+        if missing:  # before hours of runs, and before any output is written
+            raise SystemExit(
+                f"{program}: error: --data_dir={data_dir} has no {' or '.join(missing)} "
+                "TFRecord shards (write them with python -m pipelines.build_tfrecords)"
+            )
+    names = experiments(data_dir, _CONVERGENCE.value)
+    run_file = os.path.join(work_dir, "report_run.json")
     if _RENDER_ONLY.value:
-        done, started, total, load, jobs = _recorded_run(run_file)
+        done, started, total, load, jobs = _recorded_run(run_file, work_dir, names)
     else:
         started = datetime.datetime.now(datetime.UTC)
         start, load_start = time.time(), os.getloadavg()[0]
-        jobs = _JOBS.value
-        done = run_experiments(_WORK_DIR.value, _QUICK.value, _EXTRA.value, jobs)
+        jobs = min(_JOBS.value, len(names))
+        done = run_experiments(work_dir, _QUICK.value, _EXTRA.value, jobs, names, data_dir)
         total, load = time.time() - start, (load_start, os.getloadavg()[0])
         with open(run_file, "w") as f:
             json.dump(
@@ -168,39 +252,58 @@ def main(argv):
                 indent=1,
             )
     os.makedirs(_FIGURES_DIR.value, exist_ok=True)
+    prefix = PHOTO_FIGURE_PREFIX if data_dir else ""
     figures = {}
-    for name in EXPERIMENTS:
-        src_dir = os.path.join(_WORK_DIR.value, name)
+    for name in names:
+        src_dir = os.path.join(work_dir, name)
         for file in sorted(os.listdir(src_dir)):
             if file.endswith(".png"):
-                shutil.copyfile(os.path.join(src_dir, file), os.path.join(_FIGURES_DIR.value, file))
-                figures[file[:-4]] = os.path.relpath(
-                    os.path.join(_FIGURES_DIR.value, file),
-                    os.path.dirname(os.path.abspath(_OUTPUT.value)),
-                )
+                dest = os.path.join(_FIGURES_DIR.value, prefix + file)
+                shutil.copyfile(os.path.join(src_dir, file), dest)
+                figures[file[:-4]] = _link(dest, output)
     versions = {p: _version(p) for p in ("tensorflow", "keras", "numpy", "matplotlib")}
-    text = report_text.render(
-        work_dir=_WORK_DIR.value,
+    command = shlex.join(["python", "-m", "delving.experiments.report"] + _flag_args())
+    context = dict(
+        work_dir=work_dir,
         runs=done,
         total_seconds=total,
         started=started,
-        figures=figures,
         quick=_QUICK.value,
         versions=versions,
         load=load,
         jobs=jobs,
-        report_command=shlex.join(["python", "-m", "delving.experiments.report"] + _flag_args()),
+        report_command=command,
     )
-    os.makedirs(os.path.dirname(os.path.abspath(_OUTPUT.value)), exist_ok=True)
-    with open(_OUTPUT.value, "w") as f:
+    if data_dir:
+        # pylint: disable-next=import-outside-toplevel
+        from delving.experiments import common, report_photos
+
+        for name, fig in report_photos.figures(work_dir):
+            dest = os.path.join(_FIGURES_DIR.value, f"{prefix}{name}.png")
+            common.save_figure(fig, dest)
+            figures[name] = _link(dest, output)
+        text = report_photos.render(
+            data_dir=data_dir, figures=figures, shapes_work_dir=_SHAPES_WORK_DIR.value, **context
+        )
+    else:
+        from delving.experiments import report_text  # pylint: disable=import-outside-toplevel
+
+        text = report_text.render(figures=figures, **context)
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    with open(output, "w") as f:
         f.write(text)
     print(
-        f"\nWrote {_OUTPUT.value} and {len(figures)} figures in {_FIGURES_DIR.value} "
+        f"\nWrote {output} and {len(figures)} figures in {_FIGURES_DIR.value} "
         f"({total / 60:.1f} min)"
     )
 
 
-def _recorded_run(run_file):
+def _link(path, output):
+    """`path` as the report at `output` links it."""
+    return os.path.relpath(path, os.path.dirname(os.path.abspath(output)))
+
+
+def _recorded_run(run_file, work_dir, names):
     """(runs, started, total seconds, load, jobs) of the run that filled --work_dir.
 
     From `report_run.json`; for a work_dir written before that file existed,
@@ -219,13 +322,16 @@ def _recorded_run(run_file):
             rec.get("jobs", 1),
         )
     runs, starts = {}, []
-    for name in EXPERIMENTS:
-        path = os.path.join(_WORK_DIR.value, name, f"{name}.json")
+    for name in names:
+        path = os.path.join(work_dir, name, f"{name}.json")
         if not os.path.exists(path):
             raise SystemExit(f"error: --render_only: no {path}; run the report first")
         with open(path) as f:
             seconds = json.load(f)["seconds"]
-        runs[name] = (_command(name, _WORK_DIR.value, _QUICK.value, _EXTRA.value), seconds)
+        runs[name] = (
+            _command(name, work_dir, _QUICK.value, _EXTRA.value, _DATA_DIR.value),
+            seconds,
+        )
         starts.append(os.path.getmtime(path) - seconds)
     started = datetime.datetime.fromtimestamp(min(starts), datetime.UTC)
     return runs, started, sum(sec for _, sec in runs.values()), None, 1
@@ -233,7 +339,17 @@ def _recorded_run(run_file):
 
 def _flag_args():
     """The flags this run was given, as they were written."""
-    names = {"output", "figures_dir", "work_dir", "quick", "experiment_flag", "jobs"}
+    names = {
+        "output",
+        "figures_dir",
+        "work_dir",
+        "quick",
+        "experiment_flag",
+        "jobs",
+        "data_dir",
+        "convergence",
+        "shapes_work_dir",
+    }
     return [
         a
         for a in sys.argv[1:]

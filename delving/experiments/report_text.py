@@ -34,7 +34,7 @@ def _dataset_info(data_dir):
     return None
 
 
-def _recipe(work_dir):
+def recipe_of(work_dir):
     """The config of the activation experiment's first run: what was trained."""
     runs_dir = os.path.join(work_dir, "activations", "runs")
     for name in sorted(os.listdir(runs_dir)) if os.path.isdir(runs_dir) else []:
@@ -46,8 +46,20 @@ def _recipe(work_dir):
 
 
 def setup_section(
-    *, hardware, versions, runs, total_seconds, started, load, data_info, quick, recipe=None, jobs=1
+    *,
+    hardware,
+    versions,
+    runs,
+    total_seconds,
+    started,
+    load,
+    data_info,
+    quick,
+    recipe=None,
+    jobs=1,
+    data_line=None,
 ):
+    """The setup in words; `data_line` (a bullet) describes data other than the built-in set."""
     recipe = recipe or {}
     lines = ["## Setup", ""]
     mem = f"{hardware['memory_gib']:.1f} GiB" if hardware["memory_gib"] else "unknown"
@@ -78,7 +90,9 @@ def setup_section(
             "was not recorded.)"
         )
     )
-    if data_info:
+    if data_line:
+        lines.append(data_line)
+    elif data_info:
         sizes = data_info.get("size_range", ["?", "?"])
         lines.append(
             f"- **Data**: the project's built-in dataset (`pipelines.builtin`, generated "
@@ -289,7 +303,14 @@ def convergence_verdict(model, he_runs, xavier_runs):
     return "As in the paper" if agree else "Differs from the paper"
 
 
-def convergence_section(results, markdown, figure):
+#: How convergence_section names each run, on the built-in set.
+BUILTIN_RUNS = (
+    "on the built-in dataset. Every run is exactly `python -m delving.train --model=<model> "
+    "--activation=relu --init=<init> --seed=<seed>` (the built-in preset with its per-model values)"
+)
+
+
+def convergence_section(results, markdown, figure, runs_said=BUILTIN_RUNS):
     lines = [
         "## 2. Convergence of deep plain ReLU nets (Fig. 2 and 3)",
         "",
@@ -297,9 +318,7 @@ def convergence_section(results, markdown, figure):
         'reducing the error earlier (Fig. 2). The 30-layer model: "Xavier" stalls '
         "completely, the rectifier init converges (Fig. 3).",
         "",
-        f"**Ours**: ReLU, seeds {results['seeds']} for each init, on the built-in dataset. "
-        "Every run is exactly `python -m delving.train --model=<model> --activation=relu "
-        "--init=<init> --seed=<seed>` (the built-in preset with its per-model values). "
+        f"**Ours**: ReLU, seeds {results['seeds']} for each init, {runs_said}. "
         "The rectifier init is Eq. 10 (fan-in), which differs from Xavier by exactly the "
         "factor 2 in every layer's weight variance that the paper is about (the paper trains "
         f'with Eq. 14 and states that either suffices). "Stalled": neither the training nor '
@@ -617,7 +636,7 @@ def render(
             jobs=jobs,
             data_info=_dataset_info(act.get("data_dir")),
             quick=quick,
-            recipe=_recipe(work_dir),
+            recipe=recipe_of(work_dir),
         ),
         signal_section(sig, sig_md, figures.get("signal_propagation", "")),
         convergence_section(conv, conv_md, figures.get("convergence", "")),
