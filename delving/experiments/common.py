@@ -191,9 +191,9 @@ RECIPE_FIELDS = (
 QUICK_SPLITS = (("train", 48, 2), ("validation", 24, 1))
 
 
-# The preset of every run on real photos (`--data_dir` given): the one place
-# to switch when `delving.training.config.PRESETS` gets a recipe for them.
-PHOTOS_PRESET = "builtin"
+# The preset of every run on real photos (`--data_dir` given): the trainer's
+# recipe for small photo sets, so the report's runs are what a user gets.
+PHOTOS_PRESET = "photos"
 
 
 def preset_for(data_dir):
