@@ -34,3 +34,7 @@ def client():
 
 def build_tfrecords():
     _run("pipelines.build_tfrecords")
+
+
+def generate_imagenet_shaped():
+    _run("pipelines.generate_imagenet_shaped")

@@ -59,6 +59,10 @@ BINARIES = {
         "--num_shards",
         [(["--input_dir=x", "--output_dir=y", "--num_shards=0"], "--num_shards")],
     ),
+    "pipelines.generate_imagenet_shaped": (
+        "--images_per_class",
+        [(["--output_dir=y", "--images_per_class=0"], "--images_per_class")],
+    ),
     "delving.experiments.activations": ("--seeds", [(["--seeds=a"], "--seeds: expected")]),
     "delving.experiments.convergence": ("--models", [(["--models=model_z"], "--models")]),
     "delving.experiments.signal_propagation": (

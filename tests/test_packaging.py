@@ -45,6 +45,7 @@ CONSOLE_SCRIPTS = {
     "delving-export": "--export_base",
     "delving-client": "--server",
     "delving-build-tfrecords": "--num_shards",
+    "delving-generate-imagenet-shaped": "--images_per_class",
 }
 # Uses the layers the way README shows, under the PyTorch backend, from a
 # directory outside the repository; prints what it needs checked.
