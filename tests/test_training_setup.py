@@ -7,6 +7,7 @@ converter writes) and the name its header gives the data, on real records
 converted from a folder of JPEG files."""
 
 import dataclasses
+import json
 import os
 
 import pytest
@@ -190,3 +191,17 @@ def test_tfds_class_count_comes_from_the_label_feature(tmp_path):
     with tfds.testing.mock_data(num_examples=8):
         prepared = setup.prepare(cfg)
     assert prepared.cfg.num_classes == 10
+
+
+def test_workers_on_this_host_counts_the_local_training_tasks():
+    cluster = {
+        "chief": ["localhost:2000"],
+        "worker": ["127.0.0.1:2001", "192.0.2.7:2002"],  # 192.0.2.0/24: never a real host
+        "ps": ["127.0.0.1:2003"],
+    }
+    tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}})
+    assert setup.workers_on_this_host(tf_config) == 2
+
+
+def test_workers_on_this_host_is_one_without_a_cluster():
+    assert setup.workers_on_this_host(None) == 1
