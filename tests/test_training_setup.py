@@ -9,6 +9,7 @@ converted from a folder of JPEG files."""
 import dataclasses
 import json
 import os
+import re
 
 import pytest
 import tensorflow as tf
@@ -95,6 +96,20 @@ def test_a_refused_batch_leaves_no_fresh_directory(data_dir, tmp_path):
             verbose=0,
         )
     assert not fresh.exists()
+
+
+def test_the_batch_a_memory_refusal_suggests_splits_over_the_replicas(data_dir, tmp_path):
+    recipe = dict(
+        train_testutil.TINY_RECIPE, data_dir=data_dir, model_dir=str(tmp_path), batch_size=10**6
+    )
+    with pytest.raises(loop.BatchSizeError, match=r"use --batch_size=(\d+) or less") as caught:
+        loop.train(
+            config.resolve_config(**recipe),
+            strategy=tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]),
+            verbose=0,
+        )
+    suggested = int(re.search(r"use --batch_size=(\d+)", str(caught.value)).group(1))
+    assert suggested % 2 == 0
 
 
 CLASSES = {"n01": 8, "n02": 8, "n03": 8}  # three classes, as a real folder names them

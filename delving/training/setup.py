@@ -277,7 +277,8 @@ def _check_batch_fits(cfg, model, strategy):
         bytes_per_element=2 if compute_dtype in ("float16", "bfloat16") else 4,
     )
     if needed > available:
-        fits = max(1, int(cfg.batch_size * available / needed))
+        replicas = strategy.num_replicas_in_sync  # the batch it names must split over them
+        fits = max(replicas, int(cfg.batch_size * available / needed) // replicas * replicas)
         raise BatchSizeError(
             f"--batch_size={cfg.batch_size} needs at least {needed / GIB:.1f} GiB for the "
             f"activations of one training step, more than the {available / GIB:.1f} GiB "
