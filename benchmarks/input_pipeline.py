@@ -25,6 +25,8 @@ each time a fresh iterator timed over `--num_images` images after 8 untimed
 batches (its start-up: threads, the shuffle buffer).
 
   python benchmarks/input_pipeline.py [--num_images=2048] [--repeats=5]
+      [--data_dir=DIR]   # existing train-* shards instead of the written ones,
+                         # e.g. pipelines.generate_imagenet_shaped's
 """
 
 import argparse
@@ -160,14 +162,19 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--num_images", type=int, default=2048)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--data_dir", help="read these train-* shards instead of writing some")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as data_dir:
-        start = time.time()
-        mean_bytes = write_shards(data_dir, args.num_images)
-        print(
-            f"wrote {args.num_images} JPEGs (500x375, q90, {mean_bytes / 1024:.0f} KB mean) "
-            f"in {time.time() - start:.1f} s; {os.cpu_count()} CPUs"
-        )
+    with tempfile.TemporaryDirectory() as scratch:
+        data_dir = args.data_dir or scratch
+        if args.data_dir:
+            print(f"reading {data_dir}; {os.cpu_count()} CPUs")
+        else:
+            start = time.time()
+            mean_bytes = write_shards(data_dir, args.num_images)
+            print(
+                f"wrote {args.num_images} JPEGs (500x375, q90, {mean_bytes / 1024:.0f} KB mean) "
+                f"in {time.time() - start:.1f} s; {os.cpu_count()} CPUs"
+            )
         pipelines = [
             ("decode only", decode_only(data_dir)),
             ("ours", ours(data_dir)),

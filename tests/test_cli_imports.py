@@ -68,6 +68,10 @@ BINARIES = {
             (["--role=dispatcher", "--dispatcher=a:1"], "--dispatcher is for --role=worker"),
         ],
     ),
+    "pipelines.generate_imagenet_shaped": (
+        "--images_per_class",
+        [(["--output_dir=y", "--images_per_class=0"], "--images_per_class")],
+    ),
     "delving.experiments.activations": ("--seeds", [(["--seeds=a"], "--seeds: expected")]),
     "delving.experiments.convergence": ("--models", [(["--models=model_z"], "--models")]),
     "delving.experiments.signal_propagation": (

@@ -7,7 +7,9 @@ converter writes) and the name its header gives the data, on real records
 converted from a folder of JPEG files."""
 
 import dataclasses
+import json
 import os
+import re
 
 import pytest
 import tensorflow as tf
@@ -94,6 +96,20 @@ def test_a_refused_batch_leaves_no_fresh_directory(data_dir, tmp_path):
             verbose=0,
         )
     assert not fresh.exists()
+
+
+def test_the_batch_a_memory_refusal_suggests_splits_over_the_replicas(data_dir, tmp_path):
+    recipe = dict(
+        train_testutil.TINY_RECIPE, data_dir=data_dir, model_dir=str(tmp_path), batch_size=10**6
+    )
+    with pytest.raises(loop.BatchSizeError, match=r"use --batch_size=(\d+) or less") as caught:
+        loop.train(
+            config.resolve_config(**recipe),
+            strategy=tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]),
+            verbose=0,
+        )
+    suggested = int(re.search(r"use --batch_size=(\d+)", str(caught.value)).group(1))
+    assert suggested % 2 == 0
 
 
 CLASSES = {"n01": 8, "n02": 8, "n03": 8}  # three classes, as a real folder names them
@@ -191,3 +207,17 @@ def test_tfds_class_count_comes_from_the_label_feature(tmp_path):
     with tfds.testing.mock_data(num_examples=8):
         prepared = setup.prepare(cfg)
     assert prepared.cfg.num_classes == 10
+
+
+def test_workers_on_this_host_counts_the_local_training_tasks():
+    cluster = {
+        "chief": ["localhost:2000"],
+        "worker": ["127.0.0.1:2001", "192.0.2.7:2002"],  # 192.0.2.0/24: never a real host
+        "ps": ["127.0.0.1:2003"],
+    }
+    tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}})
+    assert setup.workers_on_this_host(tf_config) == 2
+
+
+def test_workers_on_this_host_is_one_without_a_cluster():
+    assert setup.workers_on_this_host(None) == 1

@@ -8,9 +8,11 @@ restores into next. Every check that can refuse the command happens here, so
 a refused command leaves the model_dir as it was.
 """
 
+import contextlib
 import dataclasses
 import json
 import os
+import socket
 from typing import NamedTuple
 
 import keras
@@ -262,6 +264,10 @@ def _check_batch_fits(cfg, model, strategy):
     available = memory.host_available_bytes()
     if available is None:
         return
+    sharing = 1
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        sharing = workers_on_this_host(os.environ.get("TF_CONFIG"))
+    available //= sharing  # every local worker checks the same free memory
     host_batch = cfg.batch_size * len(devices) // strategy.num_replicas_in_sync
     compute_dtype = keras.mixed_precision.global_policy().compute_dtype
     needed = step_activation_bytes(
@@ -271,9 +277,33 @@ def _check_batch_fits(cfg, model, strategy):
         bytes_per_element=2 if compute_dtype in ("float16", "bfloat16") else 4,
     )
     if needed > available:
-        fits = max(1, int(cfg.batch_size * available / needed))
+        replicas = strategy.num_replicas_in_sync  # the batch it names must split over them
+        fits = max(replicas, int(cfg.batch_size * available / needed) // replicas * replicas)
         raise BatchSizeError(
             f"--batch_size={cfg.batch_size} needs at least {needed / GIB:.1f} GiB for the "
             f"activations of one training step, more than the {available / GIB:.1f} GiB "
-            f"of memory available (pid {os.getpid()}); use --batch_size={fits} or less"
+            f"of memory available{_share(sharing)} (pid {os.getpid()}); use "
+            f"--batch_size={fits} or less"
         )
+
+
+def _share(workers):
+    return f" to each of the {workers} workers on this host" if workers > 1 else ""
+
+
+def workers_on_this_host(tf_config):
+    """How many training tasks (chief, worker) of a TF_CONFIG cluster run on
+    this machine, at least 1: they share its memory."""
+    try:
+        cluster = json.loads(tf_config or "{}").get("cluster", {})
+    except (ValueError, AttributeError):
+        return 1  # MultiWorkerMirroredStrategy reports a bad TF_CONFIG itself
+    names = {"localhost", "::1", socket.gethostname()}
+    with contextlib.suppress(OSError):  # a host name /etc/hosts does not resolve
+        names.add(socket.gethostbyname(socket.gethostname()))
+    hosts = [
+        address.rsplit(":", 1)[0].strip("[]")
+        for kind in ("chief", "worker")
+        for address in cluster.get(kind, [])
+    ]
+    return max(1, sum(h in names or h.startswith("127.") for h in hosts))
