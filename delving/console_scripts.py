@@ -39,5 +39,6 @@ def build_tfrecords():
 def data_service():
     _run("pipelines.data_service_server")
 
+
 def generate_imagenet_shaped():
     _run("pipelines.generate_imagenet_shaped")

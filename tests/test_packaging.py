@@ -46,7 +46,6 @@ CONSOLE_SCRIPTS = {
     "delving-client": "--server",
     "delving-build-tfrecords": "--num_shards",
     "delving-data-service": "--dispatcher",
-
     "delving-generate-imagenet-shaped": "--images_per_class",
 }
 # Uses the layers the way README shows, under the PyTorch backend, from a

@@ -368,6 +368,7 @@ def test_preset_reason_of_an_explicit_preset_names_the_default(tmp_path):
 def test_preset_reason_of_the_builtin_set():
     assert _reason() == "Preset builtin, the default for the built-in dataset"
 
+
 def test_data_service_drops_the_presets_in_trainer_copies():
     """The builtin preset holds its split in memory; the service's workers stream it."""
     cfg = config.resolve_config(data_service="grpc://localhost:5050")
