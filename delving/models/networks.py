@@ -276,11 +276,13 @@ def _walk_layers(model):
             yield layer
 
 
+def prelu_layers(model):
+    """The `keras_layers.PReLU` layers in network order, searching nested
+    models; empty for ReLU/LReLU networks."""
+    return [layer for layer in _walk_layers(model) if isinstance(layer, keras_layers.PReLU)]
+
+
 def prelu_coefficients(model):
     """`{prelu_layer_name: mean slope}` in network order (Table 1's numbers),
     searching nested models; empty for ReLU/LReLU networks."""
-    return {
-        layer.name: float(keras.ops.mean(layer.alpha))
-        for layer in _walk_layers(model)
-        if isinstance(layer, keras_layers.PReLU)
-    }
+    return {layer.name: float(keras.ops.mean(layer.alpha)) for layer in prelu_layers(model)}
