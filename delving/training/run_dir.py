@@ -7,7 +7,9 @@ model_dir/
   lock.json            the live run's owner: host, pid, start time
   checkpoints/         tf.train.CheckpointManager (model, optimizer, step, epoch,
                        epoch_step, epoch_sums, lr_schedule)
-  logs/train, logs/validation   TensorBoard
+  logs/                TensorBoard: the run's hyperparameters (HPARAMS tab);
+    train/, validation/  losses, errors, learning rate, PReLU slopes per epoch
+                       (`delving.training.summaries` lists the tags)
   training_log.csv     one row per epoch
   model.keras          the final model
 ```
