@@ -4,7 +4,14 @@ slopes at step 0 and every epoch end, the hyperparameters for the HPARAMS
 tab, under one device and under MirroredStrategy on two logical CPUs."""
 
 import dataclasses
+import json
 import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
 
 import numpy as np
 import pytest
@@ -167,6 +174,10 @@ def test_a_relu_run_writes_no_slope_tags(relu):
     assert summaries.slope_history(model_dir) == {}
 
 
+def test_a_run_without_logs_has_no_slope_history(tmp_path):
+    assert summaries.slope_history(str(tmp_path / "never_trained")) == {}
+
+
 def test_a_resumed_run_continues_the_slope_history(resumed):
     result, model_dir = resumed
     history = summaries.slope_history(model_dir)
@@ -233,3 +244,80 @@ def test_a_resumed_run_keeps_its_hparams_readable(resumed):
     )
     assert info.hparams["model_dir"].string_value == result.config.model_dir
     assert info.hparams["activation"].string_value == "prelu"
+
+
+# --- TensorBoard itself, as `tensorboard --logdir runs/` serves it
+
+
+def _get(port, route, request):
+    url = f"http://127.0.0.1:{port}/data/plugin/hparams/{route}?" + urllib.parse.urlencode(
+        {"request": json.dumps(request)}
+    )
+    with urllib.request.urlopen(url, timeout=60) as response:
+        return json.load(response)
+
+
+@pytest.fixture(scope="module")
+def served(prelu, relu, tmp_path_factory):
+    """A real TensorBoard server on a runs/ folder holding the PReLU and the ReLU run."""
+    runs = tmp_path_factory.mktemp("runs")
+    for name, (_, model_dir) in (("prelu", prelu), ("relu", relu)):
+        shutil.copytree(os.path.join(model_dir, "logs"), runs / name / "logs")
+    (port,) = train_testutil.free_ports(1)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tensorboard.main",
+            f"--logdir={runs}",
+            f"--port={port}",
+            "--host=127.0.0.1",
+            "--load_fast=false",  # the Python reader: no data server binary needed
+        ],
+        env=train_testutil.subprocess_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + train_testutil.HANG_GUARD_S
+        while True:  # until the server is up and has loaded both runs
+            assert server.poll() is None, server.stderr.read()[-3000:]
+            assert time.monotonic() < deadline, "TensorBoard did not load the runs"
+            try:
+                groups = _get(port, "session_groups", _SESSION_GROUPS)
+                if len(groups.get("sessionGroups", [])) == 2:
+                    break
+            except OSError:
+                pass
+            time.sleep(1)
+        yield port
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
+_SESSION_GROUPS = {
+    "startIndex": 0,
+    "sliceSize": 10,
+    "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"],
+    "colParams": [
+        {"hparam": "activation", "order": "ORDER_ASC"},
+        {"metric": {"group": "validation", "tag": "top1_err"}},
+        {"metric": {"group": "validation", "tag": "top5_err"}},
+        {"metric": {"group": "train", "tag": "loss"}},
+    ],
+}
+
+
+def test_tensorboard_compares_the_runs_in_the_hparams_tab(served, prelu, relu):
+    groups = _get(served, "session_groups", _SESSION_GROUPS)["sessionGroups"]
+    assert [g["hparams"]["activation"] for g in groups] == ["prelu", "relu"]
+    for group, (result, _) in zip(groups, (prelu, relu)):
+        metrics = {
+            (m["name"]["group"], m["name"]["tag"]): m["value"] for m in group["metricValues"]
+        }
+        last = result.history[-1]
+        assert metrics[("validation", "top1_err")] == pytest.approx(last["val_top1_error"])
+        assert metrics[("validation", "top5_err")] == pytest.approx(last["val_top5_error"])
+        assert metrics[("train", "loss")] == pytest.approx(last["train_loss"], rel=1e-5)

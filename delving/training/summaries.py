@@ -126,10 +126,11 @@ def slope_history(model_dir):
       An epoch logged twice (redone after a resume) gives its last values.
       Empty for a run without PReLU or without logs.
     """
-    logs = event_accumulator.EventAccumulator(
-        os.path.join(run_dir.paths(model_dir)["tensorboard"], "train"),
-        size_guidance={event_accumulator.TENSORS: 0},  # 0: keep every event, not a sample
-    )
+    path = os.path.join(run_dir.paths(model_dir)["tensorboard"], "train")
+    if not tf.io.gfile.isdir(path):
+        return {}
+    # 0: keep every event (the default keeps a sample of 10 per tag).
+    logs = event_accumulator.EventAccumulator(path, size_guidance={event_accumulator.TENSORS: 0})
     logs.Reload()
     tags = logs.Tags()["tensors"]
     if EPOCH_TAG not in tags:
