@@ -16,8 +16,7 @@ logs/                               (the run's session in the HPARAMS tab)
 ```
 
 The slopes are read to the host once per epoch end, where the loop waits for
-the step anyway: no host sync per step. Off the chief the run directory's
-writers are no-op writers, so only the chief writes.
+the step anyway: no host sync per step. Only the chief reads and writes them.
 
 `TrainSummaries` is an object the loop carries, as it carries the run
 directory; `slope_history` reads a finished (or running) run back.
@@ -89,11 +88,14 @@ class TrainSummaries:
 
     def __init__(self, directory, model):
         self._directory = directory
-        self._layers = networks.prelu_layers(model)
+        # Off the chief nothing is written: no slopes read, no summary ops run.
+        self._layers = networks.prelu_layers(model) if directory.chief else None
 
     def write_hparams(self, cfg):
         """The hparams config and this run's values under logs/. A resumed run
         writes them again; TensorBoard keeps the first of a run."""
+        if self._layers is None:
+            return
         writer = self._directory.writer("")
         metrics = [hp.Metric(tag, group=group, dataset_type=kind) for group, tag, kind in METRICS]
         with writer.as_default():
@@ -104,6 +106,8 @@ class TrainSummaries:
     def write_slopes(self, epoch, step):
         """Each PReLU layer's slopes after `epoch` epochs, at global `step`
         (nothing but the epoch for a network without PReLU)."""
+        if self._layers is None:
+            return
         writer = self._directory.writer("train")
         with writer.as_default(step=step):
             tb_summary.scalar(EPOCH_TAG, epoch)
