@@ -1,6 +1,8 @@
 """delving.experiments.slope_evolution: the figure of the learned slopes over
-training, drawn from slopes of real trained runs (the photo report's --quick
-runs), and the report's fallback while no summary reader exists."""
+training, drawn from the TensorBoard summaries of real trained runs (the
+photo report's --quick runs)."""
+
+import os
 
 import pytest
 
@@ -10,22 +12,28 @@ from tests import experiments_testutil
 
 
 @pytest.fixture(scope="module")
-def history(tmp_path_factory):
-    """{run: {layer: [(0, initial, channels), (1, learned mean, learned channels)]}}."""
-    act = experiments_testutil.results(
-        experiments_testutil.quick_photo_report(tmp_path_factory), "activations"
-    )
-    out = {}
-    for a in ("prelu_shared", "prelu"):
-        run = act["runs"][a][0]
-        out[a] = {
-            layer: [
-                (0, PRELU_INIT_SLOPE, [PRELU_INIT_SLOPE] * len(channels)),
-                (1, run["prelu"][layer], channels if len(channels) > 1 else None),
-            ]
-            for layer, channels in run["prelu_channels"].items()
-        }
-    return out
+def runs(tmp_path_factory):
+    """{activation: run directory} of the quick photo report's PReLU runs."""
+    report = experiments_testutil.quick_photo_report(tmp_path_factory)
+    act = experiments_testutil.results(report, "activations")
+    seed = act["seeds"][0]
+    return {
+        a: os.path.join(report["work"], "activations", "runs", f"{a}_seed{seed}")
+        for a in ("prelu_shared", "prelu")
+    }
+
+
+@pytest.fixture(scope="module")
+def history(runs):
+    return slope_evolution.histories(runs)
+
+
+def test_histories_start_at_the_initial_slope(history):
+    assert all(points[0][:2] == (0, PRELU_INIT_SLOPE) for points in history["prelu"].values())
+
+
+def test_histories_leave_out_runs_without_slopes(runs, tmp_path):
+    assert slope_evolution.histories({**runs, "relu": str(tmp_path)}).keys() == runs.keys()
 
 
 def test_plot_draws_one_panel_per_run(history):
@@ -44,7 +52,3 @@ def test_plot_draws_one_line_per_layer(history):
 def test_plot_saves_a_png(history, tmp_path):
     common.save_figure(slope_evolution.plot(history), tmp_path / "evolution.png")
     assert experiments_testutil.is_png(tmp_path / "evolution.png")
-
-
-def test_histories_are_empty_without_the_reader(tmp_path):
-    assert slope_evolution.histories({"run": str(tmp_path)}, "delving.training.no_reader") == {}

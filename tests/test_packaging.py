@@ -7,6 +7,7 @@ dependency is downloaded.
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -196,6 +197,40 @@ def test_wheel_offers_the_extras(wheel):
         if line.startswith("Provides-Extra:")
     }
     assert {"tf", "serving", "test"} <= extras
+
+
+def test_wheel_tf_extra_installs_tensorboard(wheel):
+    _, metadata, _ = _wheel_metadata(wheel)
+    tf_extra = [
+        line.split(":", 1)[1].split(";")[0].strip()
+        for line in metadata.splitlines()
+        if line.startswith("Requires-Dist:") and 'extra == "tf"' in line
+    ]
+    assert "tensorboard>=2.16" in tf_extra, tf_extra
+
+
+def _requirement_name(line):
+    return re.split(r"[<>=!~\[; ]", line.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+
+def test_requirements_files_list_every_declared_dependency():
+    """What pyproject.toml declares, base and extras, is what the requirements files install."""
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        project = tomllib.load(f)["project"]
+    declared = {
+        _requirement_name(d)
+        for d in project["dependencies"]
+        + [d for ds in project["optional-dependencies"].values() for d in ds]
+    } - {project["name"]}
+    listed = set()
+    for name in ("requirements.txt", "requirements-test.txt"):
+        with open(os.path.join(ROOT, name)) as f:
+            listed |= {
+                _requirement_name(line)
+                for line in f
+                if line.strip() and not line.startswith(("#", "-r"))
+            }
+    assert declared <= listed, sorted(declared - listed)
 
 
 def test_wheel_declares_the_console_scripts(wheel):

@@ -1,36 +1,22 @@
 """The learned PReLU slopes over training, per layer: a figure for the photo report.
 
-`plot(histories)` takes what a TensorBoard reader returns for each run,
+`plot(histories)` takes what the TensorBoard reader
+(`delving.training.summaries.slope_history`) returns for each run,
 `{layer_name: [(epoch, mean slope, per-channel slopes or None), ...]}`, and
 draws one line per layer (the mean) with the channel range as a band where
-the per-channel slopes are there. `histories(run_dirs)` asks
-`delving.training.summaries.slope_history` for them and returns {} while
-that reader does not exist, so the report leaves the figure out.
+the per-channel slopes are there. `histories(run_dirs)` reads them.
 """
-
-import importlib
 
 import numpy as np
 
 from delving.experiments import common
 from delving.models.specs import PRELU_INIT_SLOPE
-
-#: Where the reader of the TensorBoard slope summaries lives.
-READER_MODULE = "delving.training.summaries"
+from delving.training import summaries
 
 
-def histories(run_dirs, reader_module=READER_MODULE):
-    """{run label: slope history} of each run directory, or {} without a reader."""
-    try:
-        summaries = importlib.import_module(reader_module)
-    except ModuleNotFoundError as e:
-        if e.name != reader_module:  # the reader is there but broken: say so
-            raise
-        return {}
-    reader = getattr(summaries, "slope_history", None)
-    if reader is None:
-        return {}
-    found = {label: reader(path) for label, path in run_dirs.items()}
+def histories(run_dirs):
+    """{run label: slope history} of the run directories that logged slopes."""
+    found = {label: summaries.slope_history(path) for label, path in run_dirs.items()}
     return {label: h for label, h in found.items() if h}
 
 

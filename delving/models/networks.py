@@ -276,18 +276,22 @@ def _walk_layers(model):
             yield layer
 
 
+def prelu_layers(model):
+    """The `keras_layers.PReLU` layers in network order, searching nested
+    models; empty for ReLU/LReLU networks."""
+    return [layer for layer in _walk_layers(model) if isinstance(layer, keras_layers.PReLU)]
+
+
 def prelu_slopes(model):
     """`{prelu_layer_name: [slope, ...]}` in network order, one slope per
-    channel (a single one for channel-shared), searching nested models;
-    empty for ReLU/LReLU networks."""
+    channel (a single one for channel-shared); empty for ReLU/LReLU networks."""
     return {
         layer.name: [float(a) for a in keras.ops.convert_to_numpy(layer.alpha).ravel()]
-        for layer in _walk_layers(model)
-        if isinstance(layer, keras_layers.PReLU)
+        for layer in prelu_layers(model)
     }
 
 
 def prelu_coefficients(model):
     """`{prelu_layer_name: mean slope}` in network order (Table 1's numbers),
     searching nested models; empty for ReLU/LReLU networks."""
-    return {name: sum(a) / len(a) for name, a in prelu_slopes(model).items()}
+    return {layer.name: float(keras.ops.mean(layer.alpha)) for layer in prelu_layers(model)}

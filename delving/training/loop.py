@@ -34,7 +34,7 @@ from delving import paper
 from delving.evaluation import validation
 from delving.models import networks
 from delving.training import config as config_lib
-from delving.training import estimate, inputs, preemption, run_dir, setup, step
+from delving.training import estimate, inputs, preemption, run_dir, setup, step, summaries
 from delving.training.preemption import Stopped, Stopper  # noqa: F401  (delving.train uses both)
 from delving.training.run_dir import ConfigMismatch, RunLocked, WriteFailed  # noqa: F401
 from delving.training.setup import BatchSizeError  # noqa: F401
@@ -110,6 +110,10 @@ def _train(run, directory, restored, verbose, stop):
     say(config_lib.preset_reason(cfg), flush=True)
     if restored:
         say(_resumed(cfg, state, restored), flush=True)
+    tensorboard = summaries.TrainSummaries(directory, state.model)
+    tensorboard.write_hparams(cfg)
+    if not int(state.step.numpy()):
+        tensorboard.write_slopes(epoch=0, step=0)  # the initial slopes
     train_step = step.make_train_step(
         cfg, state, strategy, jit_compile=run.jit_compile, stop=stop.flag()
     )
@@ -125,6 +129,7 @@ def _train(run, directory, restored, verbose, stop):
         )
         history = [r for r in history if r["epoch"] < row["epoch"]] + [row]
         directory.write_history(history)
+        tensorboard.write_slopes(epoch=row["epoch"], step=row["step"])
         state.epoch.assign_add(1)
         state.epoch_step.assign(0)
         state.epoch_sums.assign(tf.zeros_like(state.epoch_sums))

@@ -7,7 +7,9 @@ model_dir/
   lock.json            the live run's owner: host, pid, start time
   checkpoints/         tf.train.CheckpointManager (model, optimizer, step, epoch,
                        epoch_step, epoch_sums, lr_schedule)
-  logs/train, logs/validation   TensorBoard
+  logs/                TensorBoard: the run's hyperparameters (HPARAMS tab);
+    train/, validation/  losses, errors, learning rate, PReLU slopes per epoch
+                       (`delving.training.summaries` lists the tags)
   training_log.csv     one row per epoch
   model.keras          the final model
 ```
@@ -51,7 +53,7 @@ import threading
 import time
 
 import tensorflow as tf
-from tensorflow.core.framework import summary_pb2
+from tensorboard.summary import v2 as tb_summary
 
 from common import files
 from delving.training import config as config_lib
@@ -379,12 +381,6 @@ def _write_error_text(e):
 
 
 # ---------------------------------------------------------------- the open run
-# `tf.summary.scalar` lives in the tensorboard package, which TF does not
-# install; `tf.summary.write` with the scalars plugin's metadata writes the
-# same event records from TF alone.
-_SCALAR_METADATA = summary_pb2.SummaryMetadata(
-    plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars")
-)
 
 
 class RunDir:
@@ -446,22 +442,23 @@ class RunDir:
             path = os.path.join(self.paths["checkpoints"], os.path.basename(path))
         return path
 
-    def write_scalars(self, kind, step, scalars):
-        """TensorBoard scalars under logs/<kind> (kind: train or validation)."""
+    def writer(self, kind):
+        """The TensorBoard writer of logs/<kind> (train, validation; "" for
+        logs/ itself); a no-op writer off the chief."""
         if kind not in self._writers:
             self._writers[kind] = (
                 tf.summary.create_file_writer(os.path.join(self.paths["tensorboard"], kind))
                 if self.chief
                 else tf.summary.create_noop_writer()
             )
-        writer = self._writers[kind]
+        return self._writers[kind]
+
+    def write_scalars(self, kind, step, scalars):
+        """TensorBoard scalars under logs/<kind> (kind: train or validation)."""
+        writer = self.writer(kind)
         with writer.as_default(step=step):
             for name, value in scalars.items():
-                tf.summary.write(
-                    name.replace("/", "_per_"),
-                    tf.constant(float(value), tf.float32),
-                    metadata=_SCALAR_METADATA,
-                )
+                tb_summary.scalar(name.replace("/", "_per_"), float(value))
         writer.flush()
 
     def write_history(self, rows):
