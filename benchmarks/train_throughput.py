@@ -37,9 +37,12 @@ import tempfile
 import threading
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from common import quiet_start  # noqa: E402
+
+quiet_start.install()  # the binary's start-up state, before TensorFlow loads
 
 import compare  # noqa: E402
 import keras  # noqa: E402
@@ -49,12 +52,7 @@ import torch  # noqa: E402
 import torch_net  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from common import quiet_start  # noqa: E402
-from delving.models import (
-    from_config,  # noqa: E402
-    networks,  # noqa: E402
-    stats,  # noqa: E402
-)
+from delving.models import from_config, networks, stats  # noqa: E402
 from delving.training import config as config_lib  # noqa: E402
 from delving.training import loop, run_dir  # noqa: E402
 
