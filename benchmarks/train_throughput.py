@@ -1,8 +1,10 @@
 """Training throughput, side by side in one run:
 
-  (a) `delving.training.loop`'s real loop on the real built-in TFRecords, the
-      built-in preset's config (input pipeline, loss, weight decay, metrics,
-      logging and checkpoint boundaries included);
+  (a) what `python -m delving.train` runs: `delving.training.loop.train` on
+      the config the binary resolves (the built-in preset: the built-in set
+      decoded in memory, its input, loss, weight decay, metrics, logging,
+      checkpoints and per-epoch evaluation), one epoch per repeat, its
+      images/s read from the run's own training_log.csv;
   (b) the same model and batch in Keras `train_on_batch` on in-memory
       tensors (the compute floor of (a));
   (c) the same network in PyTorch eager on the CPU (benchmarks/torch_net.py,
@@ -10,7 +12,8 @@
 
 plus a float32 matmul, against which the achieved FLOP/s of each is given
 (6 FLOPs per multiply-add of the conv and fc layers, `delving.models.stats`).
-Repeats are interleaved (a, b, c, matmul, a, b, ...) so that load changes on
+Repeats are interleaved (a, b, c, matmul, a, b, ...: (a) waits between its
+epochs in the loop's `on_epoch_end`) so that load changes on
 the machine hit every variant alike; the table gives medians with min-max
 and each variant's speed relative to (b) within each repeat, and warnings
 where two spreads overlap or a ratio's spread includes 1.00
@@ -25,17 +28,21 @@ where two spreads overlap or a ratio's spread includes 1.00
         --fc_units=4096 --image_size=224 --batch_size=4
 """
 
-import contextlib
 import dataclasses
 import os
+import queue
 import statistics
 import sys
 import tempfile
+import threading
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from common import quiet_start  # noqa: E402
+
+quiet_start.install()  # the binary's start-up state, before TensorFlow loads
 
 import compare  # noqa: E402
 import keras  # noqa: E402
@@ -45,13 +52,9 @@ import torch  # noqa: E402
 import torch_net  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from delving.models import (
-    from_config,  # noqa: E402
-    networks,  # noqa: E402
-    stats,  # noqa: E402
-)
+from delving.models import from_config, networks, stats  # noqa: E402
 from delving.training import config as config_lib  # noqa: E402
-from delving.training import inputs, loop, run_dir, setup, step  # noqa: E402
+from delving.training import loop, run_dir  # noqa: E402
 
 _B = config_lib.PRESETS["builtin"]
 _MODEL = flags.DEFINE_enum("model", _B["model"], networks.MODEL_NAMES, "Network.")
@@ -67,7 +70,13 @@ _COMPARE_XLA = flags.DEFINE_bool(
     "Also time (a) and (b) with XLA, interleaved with the rest (what the "
     "per-device default of delving.train's --jit_compile is decided from).",
 )
-_STEPS = flags.DEFINE_integer("steps", 10, "Timed steps per repeat.", lower_bound=1)
+_STEPS = flags.DEFINE_integer("steps", 10, "Timed steps of (b), (c) per repeat.", lower_bound=1)
+_TRAINER_STEPS = flags.DEFINE_integer(
+    "trainer_steps",
+    None,
+    "Steps of an epoch of (a), one epoch per repeat; default: the run's own (the split).",
+    lower_bound=1,
+)
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Interleaved repeats.", lower_bound=1)
 _DATA_DIR = flags.DEFINE_string(
     "data_dir", None, "TFRecords in the ImageNet schema for (a); default: the built-in set."
@@ -77,9 +86,13 @@ _COMPARE_RELU = flags.DEFINE_bool(
     False,
     "Also time (b) with ReLU in place of --activation, interleaved (PReLU's cost).",
 )
+_MODEL_DIR = flags.DEFINE_string(
+    "model_dir", None, "Where (a) trains, kept; must not exist yet. Default: a temporary directory."
+)
 _MATMUL = flags.DEFINE_integer("matmul_size", 1024, "Side of the float32 matmul.", lower_bound=64)
 
 
+_TRAINER = "(a) delving.training.loop.train"
 _FLOOR = "(b) Keras train_on_batch, in memory"
 _RELU = "(b) the same, ReLU"
 _MATMUL_NAME = "float32 matmul"
@@ -92,30 +105,59 @@ def _timed(fn, steps):
     return (time.perf_counter() - start) / steps
 
 
-def trainer_variant(cfg, stack):
-    """(a): seconds per step of the trainer's own loop (`delving.training`: its
-    set-up, run directory, step, input and `train_epoch`), one epoch of
-    `steps_per_epoch` steps per repeat (its `images_per_sec`: training only,
-    the per-epoch evaluation is not timed). Returns (the config as the run
-    resolved it from the data, the model, the timed epoch)."""
-    run = setup.prepare(cfg, tf.distribute.get_strategy())
-    directory, _ = stack.enter_context(
-        run_dir.open_run(run.cfg, run.classes, run.state, chief=run.chief, task=run.task)
-    )
-    cfg, state = run.cfg, run.state
-    train_step = step.make_train_step(
-        cfg, state, run.strategy, jit_compile=run.jit_compile, stop=loop.Stopper().flag()
-    )
-    evaluator = loop.make_evaluator(run)
-    iterator = iter(inputs.make_train_dataset(cfg, run.source, run.strategy, seed=cfg.seed))
+class TrainerVariant:
+    """(a): `delving.train`'s own code path, `delving.training.loop.train` on
+    the resolved config, run in a thread that trains one epoch per call and
+    waits between calls in the loop's `on_epoch_end` (as the binary waits in
+    its evaluation, whose time is not counted either). Each call returns the
+    seconds per step of that epoch from the run's own training_log.csv
+    (`images_per_sec`). The first epoch (tracing, the split decoded into
+    memory) is run on construction and not timed; `cfg.epochs` must be
+    1 + the number of calls."""
 
-    def epoch():
-        state.epoch_step.assign(0)
-        row = loop.train_epoch(cfg, state, directory, train_step, iterator, evaluator, False)
-        return cfg.batch_size / row["images_per_sec"]
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self._go = threading.Semaphore(0)
+        self._done = queue.Queue()
+        self._thread = threading.Thread(target=self._train, name="trainer", daemon=True)
+        self._thread.start()
+        self._wait()
 
-    epoch()  # tracing, the dataset's cache and shuffle buffer
-    return cfg, state.model, epoch
+    def _train(self):
+        try:
+            loop.train(self.cfg, verbose=0, on_epoch_end=self._epoch_end)
+            self._done.put(None)
+        except BaseException as e:  # re-raised by the caller's thread
+            self._done.put(e)
+
+    def _epoch_end(self, row):
+        self._done.put(row)
+        if row["epoch"] < self.cfg.epochs:
+            self._go.acquire()
+
+    def _wait(self):
+        row = self._done.get()
+        if isinstance(row, BaseException):
+            raise row
+        if row is None:
+            raise RuntimeError(f"{self.cfg.model_dir}: the run ended before the epoch")
+        return row
+
+    def __call__(self):
+        self._go.release()
+        self._wait()
+        rate = run_dir.read_history(self.cfg.model_dir)[-1]["images_per_sec"]
+        return self.cfg.batch_size / rate
+
+    def close(self):
+        """Waits for the run to finish (its model saved)."""
+        self._thread.join()
+        if isinstance(error := self._done.get(), BaseException):
+            raise error
+
+    @property
+    def num_classes(self):
+        return len(run_dir.read_classes(self.cfg.model_dir))
 
 
 def keras_variant(cfg, steps):
@@ -125,7 +167,7 @@ def keras_variant(cfg, steps):
     model.compile(
         keras.optimizers.SGD(cfg.learning_rate, momentum=cfg.momentum),
         keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        jit_compile=cfg.jit_compile,
+        jit_compile=bool(cfg.jit_compile),
     )
     rng = np.random.default_rng(0)
     size, batch = cfg.image_size, cfg.batch_size
@@ -174,38 +216,58 @@ def matmul_variant(size, steps):
 
 def main(argv):
     del argv
+    quiet_start.start()  # as delving.train: absl at WARNING (no line per checkpoint)
+    tf.get_logger().setLevel("WARNING")
     # Another crop size scales the preset's jitter and evaluation resize with it.
     ratio = _IMAGE_SIZE.value / _B["image_size"]
-    with tempfile.TemporaryDirectory() as model_dir, contextlib.ExitStack() as stack:
+    network = dict(
+        model=_MODEL.value,
+        activation=_ACTIVATION.value,
+        image_size=_IMAGE_SIZE.value,
+        batch_size=_BATCH_SIZE.value,
+        width_multiplier=_WIDTH.value,
+        fc_units=_FC_UNITS.value,
+    )
+    changed = {k: v for k, v in network.items() if v != _B.get(k, "prelu")}
+    if _MODEL_DIR.value and os.path.exists(_MODEL_DIR.value):
+        raise app.UsageError(f"--model_dir={_MODEL_DIR.value} exists: (a) would resume its run")
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = _MODEL_DIR.value or tmp
+        # With the flags' defaults this is `python -m delving.train`'s config
+        # (only the model_dir and the number of epochs differ).
         cfg = config_lib.resolve_config(
             preset="builtin",
             data_dir=_DATA_DIR.value,
-            scale_range=tuple(round(s * ratio) for s in _B["scale_range"]),
-            eval_resize=round(_B["eval_resize"] * ratio),
-            # Speed does not depend on the rate; full-width nets diverge at the preset's.
-            learning_rate=1e-3,
-            model=_MODEL.value,
-            activation=_ACTIVATION.value,
-            image_size=_IMAGE_SIZE.value,
-            batch_size=_BATCH_SIZE.value,
-            width_multiplier=_WIDTH.value,
-            fc_units=_FC_UNITS.value,
-            jit_compile=_JIT.value,
             model_dir=model_dir,
-            steps_per_epoch=_STEPS.value,
-            eval_steps=1,
-            epochs=10**6,
+            epochs=1 + _REPEATS.value,
+            steps_per_epoch=_TRAINER_STEPS.value,
+            jit_compile=True if _JIT.value else None,
+            **changed,
+            **(
+                dict(
+                    scale_range=tuple(round(s * ratio) for s in _B["scale_range"]),
+                    eval_resize=round(_B["eval_resize"] * ratio),
+                    # Speed does not depend on the rate; full-width nets diverge at the preset's.
+                    learning_rate=1e-3,
+                )
+                if changed
+                else {}
+            ),
         )
-        cfg, model, run_a = trainer_variant(cfg, stack)  # (b), (c): the data's class count
+        run_a = TrainerVariant(cfg)
+        # (b), (c): the data's class count, as the run resolved it.
+        cfg = dataclasses.replace(cfg, num_classes=run_a.num_classes)
+        trainers = [run_a]
         variants = {
-            "(a) delving.training.loop, built-in TFRecords": run_a,
+            _TRAINER: run_a,
             _FLOOR: keras_variant(cfg, _STEPS.value),
             "(c) PyTorch eager, in memory": torch_variant(cfg, _STEPS.value),
         }
         if _COMPARE_XLA.value and not cfg.jit_compile:
             xla = dataclasses.replace(cfg, jit_compile=True, model_dir=model_dir + "/xla")
             start = time.perf_counter()
-            variants["(a) the same, XLA"] = trainer_variant(xla, stack)[2]
+            trainers.append(TrainerVariant(xla))
+            variants["(a) the same, XLA"] = trainers[-1]
             variants["(b) the same, XLA"] = keras_variant(xla, _STEPS.value)
             seconds = time.perf_counter() - start
             print(f"XLA: tracing and compiling (a) and (b) took {seconds:.1f} s")
@@ -216,6 +278,9 @@ def main(argv):
         load_before = os.getloadavg()[0]
         times = compare.interleaved(variants, _REPEATS.value)
         loads = (load_before, os.getloadavg()[0])
+        for trainer in trainers:
+            trainer.close()
+        model = from_config.build(cfg)
     matmul_times = times.pop(_MATMUL_NAME)
 
     flops = 6 * stats.totals(stats.layer_stats(model, cfg.image_size))[1]

@@ -59,7 +59,13 @@ class TrainResult:
 
 
 def train(
-    cfg: config_lib.TrainConfig, *, strategy=None, verbose=1, force=False, stop=None
+    cfg: config_lib.TrainConfig,
+    *,
+    strategy=None,
+    verbose=1,
+    force=False,
+    stop=None,
+    on_epoch_end=None,
 ) -> TrainResult:
     """Trains (or resumes) the run described by `cfg` in `cfg.model_dir`.
 
@@ -69,6 +75,9 @@ def train(
       verbose: 0 for silence, 1 for progress bars and per-epoch lines.
       force: take model_dir's lock over from another run.
       stop: a `Stopper` that can end the run early (e.g. `Stopper.on_signals`).
+      on_epoch_end: called with each epoch's training_log.csv row once it is
+        written and checkpointed (benchmarks/train_throughput.py interleaves
+        its other variants with the epochs this way).
 
     Raises:
       TrainingDiverged: the loss became NaN/Inf (the latest checkpoint is good).
@@ -89,12 +98,12 @@ def train(
         with run_dir.open_run(
             run.cfg, run.classes, run.state, chief=run.chief, task=run.task, force=force
         ) as (directory, restored):
-            return _train(run, directory, restored, verbose and run.chief, stop)
+            return _train(run, directory, restored, verbose and run.chief, stop, on_epoch_end)
     finally:
         keras.mixed_precision.set_global_policy(previous)
 
 
-def _train(run, directory, restored, verbose, stop):
+def _train(run, directory, restored, verbose, stop, on_epoch_end):
     cfg, state, strategy = run.cfg, run.state, run.strategy
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         stop = preemption.ClusterStop(cfg, state, strategy, directory)
@@ -135,6 +144,8 @@ def _train(run, directory, restored, verbose, stop):
         state.epoch_sums.assign(tf.zeros_like(state.epoch_sums))
         _save(state, directory)
         _stop_if_requested(cfg, state, directory, stop)
+        if on_epoch_end is not None:
+            on_epoch_end(row)
     return _finish(cfg, state, directory, history, say)
 
 
