@@ -247,9 +247,35 @@ class DenseClassifier:
         return self.outputs(self._one_by_one(one, (image_bytes, *headers)))
 
 
+def store_each_variable_once(archive):
+    """Makes `archive.write_out` store each variable once.
+
+    `track(model)` keeps the Keras variables and the endpoints capture their
+    `tf.Variable`s: two objects for one buffer, which `tf.saved_model.save`
+    writes twice, and every loader (TF Serving included) restores twice.
+    Dropping from the endpoints' variables those that share a handle with a
+    tracked one leaves one copy; endpoint-only variables stay, and once
+    Keras tracks each buffer once there is nothing left to drop.
+    """
+    # Keras stores tracked weights twice (keras-team/keras#23553); remove with it.
+    filter_and_track = getattr(archive, "_filter_and_track_resources", None)
+    if filter_and_track is None:  # a Keras without the hook: nothing to fix up
+        return
+
+    def filter_and_track_once():
+        filter_and_track()
+        root = archive._tf_trackable
+        if hasattr(root, "_all_variables"):
+            tracked = {v.handle.ref() for v in root.variables}
+            root._all_variables = [v for v in root._all_variables if v.handle.ref() not in tracked]
+
+    archive._filter_and_track_resources = filter_and_track_once
+
+
 def build_archive(classifier):
-    """A `keras.export.ExportArchive` with both signatures."""
+    """A `keras.export.ExportArchive` with both signatures, each variable stored once."""
     archive = keras.export.ExportArchive()
+    store_each_variable_once(archive)
     for servable in classifier.servables:
         archive.track(servable.model)
 
