@@ -248,36 +248,31 @@ class DenseClassifier:
 
 
 def store_each_variable_once(archive):
-    """Makes `archive.write_out` store each variable once.
+    """Puts in `archive`'s variable collections the `tf.Variable`s its
+    endpoints capture, in place of the Keras variables `track` put there.
 
-    `track(model)` keeps the Keras variables and the endpoints capture their
-    `tf.Variable`s: two objects for one buffer, which `tf.saved_model.save`
-    writes twice, and every loader (TF Serving included) restores twice.
-    Dropping from the endpoints' variables those that share a handle with a
-    tracked one leaves one copy; endpoint-only variables stay, and once
-    Keras tracks each buffer once there is nothing left to drop.
+    The two are different objects for one buffer, so `tf.saved_model.save`
+    writes each weight twice and every loader (TF Serving included)
+    restores both, the Keras one's copy unused by the graph. With one object
+    per buffer the save keeps one. Call it after the last `track`.
     """
     # Keras stores tracked weights twice (keras-team/keras#23553); remove with it.
-    filter_and_track = getattr(archive, "_filter_and_track_resources", None)
-    if filter_and_track is None:  # a Keras without the hook: nothing to fix up
-        return
+    for name in ("variables", "trainable_variables", "non_trainable_variables"):
+        archive.add_variable_collection(name, [_tf_variable(v) for v in getattr(archive, name)])
 
-    def filter_and_track_once():
-        filter_and_track()
-        root = archive._tf_trackable
-        if hasattr(root, "_all_variables"):
-            tracked = {v.handle.ref() for v in root.variables}
-            root._all_variables = [v for v in root._all_variables if v.handle.ref() not in tracked]
 
-    archive._filter_and_track_resources = filter_and_track_once
+def _tf_variable(variable):
+    """The `tf.Variable` under a Keras variable (a `tf.Variable` as it is)."""
+    value = getattr(variable, "value", None)
+    return value if isinstance(value, tf.Variable) else variable
 
 
 def build_archive(classifier):
     """A `keras.export.ExportArchive` with both signatures, each variable stored once."""
     archive = keras.export.ExportArchive()
-    store_each_variable_once(archive)
     for servable in classifier.servables:
         archive.track(servable.model)
+    store_each_variable_once(archive)
 
     # The argument names are the signatures' input names.
     def serving_default(image_bytes):

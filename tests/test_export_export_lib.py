@@ -33,8 +33,8 @@ def test_store_each_variable_once_keeps_endpoint_only_variables(tmp_path):
     layer.build((None, 3))
     offset = tf.Variable([1.0, 2.0, 3.0, 4.0])  # used by the endpoint only
     archive = keras.export.ExportArchive()
-    export_lib.store_each_variable_once(archive)
     archive.track(layer)
+    export_lib.store_each_variable_once(archive)
     archive.add_endpoint(
         "serve", lambda x: layer(x) + offset, input_signature=[tf.TensorSpec([None, 3])]
     )
