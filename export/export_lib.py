@@ -256,7 +256,7 @@ def store_each_variable_once(archive):
     restores both, the Keras one's copy unused by the graph. With one object
     per buffer the save keeps one. Call it after the last `track`.
     """
-    # Keras stores tracked weights twice (keras-team/keras#23553); remove with it.
+    # Keras stores tracked weights twice (keras-team/keras#23553); a no-op once it does not.
     for name in ("variables", "trainable_variables", "non_trainable_variables"):
         archive.add_variable_collection(name, [_tf_variable(v) for v in getattr(archive, name)])
 
