@@ -247,11 +247,32 @@ class DenseClassifier:
         return self.outputs(self._one_by_one(one, (image_bytes, *headers)))
 
 
+def store_each_variable_once(archive):
+    """Puts in `archive`'s variable collections the `tf.Variable`s its
+    endpoints capture, in place of the Keras variables `track` put there.
+
+    The two are different objects for one buffer, so `tf.saved_model.save`
+    writes each weight twice and every loader (TF Serving included)
+    restores both, the Keras one's copy unused by the graph. With one object
+    per buffer the save keeps one. Call it after the last `track`.
+    """
+    # Keras stores tracked weights twice (keras-team/keras#23553); a no-op once it does not.
+    for name in ("variables", "trainable_variables", "non_trainable_variables"):
+        archive.add_variable_collection(name, [_tf_variable(v) for v in getattr(archive, name)])
+
+
+def _tf_variable(variable):
+    """The `tf.Variable` under a Keras variable (a `tf.Variable` as it is)."""
+    value = getattr(variable, "value", None)
+    return value if isinstance(value, tf.Variable) else variable
+
+
 def build_archive(classifier):
-    """A `keras.export.ExportArchive` with both signatures."""
+    """A `keras.export.ExportArchive` with both signatures, each variable stored once."""
     archive = keras.export.ExportArchive()
     for servable in classifier.servables:
         archive.track(servable.model)
+    store_each_variable_once(archive)
 
     # The argument names are the signatures' input names.
     def serving_default(image_bytes):

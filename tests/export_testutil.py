@@ -1,10 +1,12 @@
 """Shared by the export tests: tiny trained-model dirs and real image bytes."""
 
 import io
+import os
 import struct
 
 import keras
 import numpy as np
+import tensorflow as tf
 from PIL import Image
 
 from delving.models import networks
@@ -43,6 +45,16 @@ def write_model_dir(
     run_dir.write_classes(cfg.model_dir, CLASSES)
     net.save(run_dir.paths(str(model_dir))["model"])
     return str(model_dir)
+
+
+def stored_values(saved_model_dir):
+    """How many variable values the SavedModel's checkpoint holds."""
+    checkpoint = os.path.join(saved_model_dir, "variables", "variables")
+    return sum(
+        int(np.prod(shape))
+        for name, shape in tf.train.list_variables(checkpoint)
+        if name.endswith("VARIABLE_VALUE")
+    )
 
 
 def picture(height, width, seed=0):

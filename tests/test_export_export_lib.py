@@ -2,6 +2,7 @@
 a run's config decides for its export (the exported SavedModel as a server
 loads it: test_export_export_lib_served.py)."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -25,6 +26,21 @@ def test_ensemble_members_must_share_classes(tmp_path):
     b = export_lib.ServableModel(b.model_dir, b.model, b.config, tuple(reversed(b.classes)))
     with pytest.raises(export_lib.ExportError, match="different classes.tsv"):
         export_lib.DenseClassifier([a, b])
+
+
+def test_store_each_variable_once_keeps_endpoint_only_variables(tmp_path):
+    layer = keras.layers.Dense(4)
+    layer.build((None, 3))
+    offset = tf.Variable([1.0, 2.0, 3.0, 4.0])  # used by the endpoint only
+    archive = keras.export.ExportArchive()
+    archive.track(layer)
+    export_lib.store_each_variable_once(archive)
+    archive.add_endpoint(
+        "serve", lambda x: layer(x) + offset, input_signature=[tf.TensorSpec([None, 3])]
+    )
+    archive.write_out(str(tmp_path / "saved"), verbose=False)
+    stored = export_testutil.stored_values(tmp_path / "saved")
+    assert stored == layer.count_params() + 4
 
 
 def test_mixed_precision_model_serves_float32(tmp_path):

@@ -136,6 +136,7 @@ def exported(tmp_path_factory):
         for p in os.listdir(out_dir)
         if p.endswith(".npz")
     }
+    servables = [export_lib.load_servable(d) for d in model_dirs]
     reference = [
         dense.DenseInference(
             s.model,
@@ -143,11 +144,14 @@ def exported(tmp_path_factory):
             scales=SCALES,
             std=preprocessing.STD_RGB,
         )
-        for s in map(export_lib.load_servable, model_dirs)
+        for s in servables
     ]
+    # count_params() plus the dropout layers' seed states (variables, not weights).
+    model_values = sum(int(np.prod(v.shape)) for s in servables for v in s.model.variables)
     return dict(
         root=root,
         reference=reference,
+        model_values=model_values,
         export_base=export_base,
         version_dir=version_dir,
         images=images,
@@ -186,6 +190,15 @@ def test_loads_in_a_clean_process_with_the_session_loader(exported):
             "scores": ["float32", [-1, 3]],
             "labels": ["string", [-1, 3]],
         }
+
+
+def test_checkpoint_stores_each_model_variable_once(exported):
+    stored = export_testutil.stored_values(exported["version_dir"])
+    assert stored == exported["model_values"]
+
+
+def test_session_loader_holds_each_model_variable_once(exported):
+    assert exported["report"]["variable_values"] == exported["model_values"]
 
 
 def test_only_core_ops_no_python_no_xla(exported):

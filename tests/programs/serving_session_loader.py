@@ -5,7 +5,8 @@ PredictRequests and REST bodies from files, and the warmup file replayed.
 
 Usage: serving_session_loader.py EXPORT_DIR REQUESTS_DIR OUT_DIR
 Writes OUT_DIR/<request>.npz per answered request and OUT_DIR/report.json
-(signatures, ops, errors, warmup). Run by tests/test_export_export_lib_served.py.
+(signatures, ops, variable values held, errors, warmup). Run by
+tests/test_export_export_lib_served.py.
 """
 
 import base64
@@ -47,6 +48,21 @@ nodes = list(graph.node) + [n for f in graph.library.function for n in f.node_de
 ops = {n.op for n in nodes}
 report["ops"] = sorted(ops)
 report["unregistered_ops"] = sorted(op for op in ops if op_def_registry.get(op) is None)
+# The values of the variables the loader restored: what the server holds (a
+# VarHandleOp no one assigned holds no memory).
+handles = [n for n in graph.node if n.op == "VarHandleOp"]
+with sess.graph.as_default():
+    held = sess.run(
+        [
+            tf.raw_ops.VarIsInitializedOp(resource=sess.graph.get_tensor_by_name(n.name + ":0"))
+            for n in handles
+        ]
+    )
+report["variable_values"] = sum(
+    int(np.prod([d.size for d in n.attr["shape"].shape.dim]))
+    for n, initialized in zip(handles, held)
+    if initialized
+)
 report["xla"] = [n.name for n in nodes if n.attr["_XlaMustCompile"].b] + [
     f.signature.name for f in graph.library.function if f.attr["_XlaMustCompile"].b
 ]
