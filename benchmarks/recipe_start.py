@@ -56,7 +56,12 @@ def _batches(cfg, count):
 
     config = dataclasses.replace(inputs.input_config(cfg), std=None, seed=0, shuffle_buffer=256)
     ds = imagenet.make_dataset(
-        FLAGS.data_dir, "train", config, is_training=True, num_classes=FLAGS.data_classes
+        FLAGS.data_dir,
+        "train",
+        config,
+        is_training=True,
+        num_classes=FLAGS.data_classes,
+        label_offset=cfg.label_offset,
     )
     out = [(tf.identity(x), tf.identity(y)) for x, y in ds.take(count)]
     return out
