@@ -3,7 +3,8 @@ r"""Trains one of the paper's networks: `python -m delving.train [flags]`.
 With no flags: the built-in dataset (generated offline on first use), the
 `builtin` preset, a few CPU minutes. With `--data_dir` (TFRecords) or
 `--tfds_name`: for ImageNet's 1000 classes the paper's recipe (`imagenet`
-preset), e.g.
+preset; inputs divided by the RGB std and a one-epoch warm-up, without which
+model A diverges at once: docs/SCALING.md), e.g.
 
   python -m delving.train --model=model_a --data_dir=/data/imagenet \
       --model_dir=/runs/model_a_prelu

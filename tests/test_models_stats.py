@@ -1,5 +1,7 @@
 """delving.models.stats: shapes, params and multiply-adds of every layer."""
 
+import math
+
 import pytest
 
 from delving.models import networks
@@ -66,3 +68,13 @@ def test_format_table_has_a_line_per_layer():
 def test_format_table_ends_with_the_total_params():
     model, _, lines = _table_lines()
     assert f"{model.count_params():,}" in lines[-1]
+
+
+@pytest.mark.parametrize("name", networks.MODEL_NAMES)
+@pytest.mark.parametrize("dropout", [0.5, 0.0])
+def test_activation_elements_from_the_spec_match_the_built_model(name, dropout):
+    narrow = dict(width_multiplier=0.125, fc_units=16, num_classes=7, dropout=dropout)
+    model = networks.build_model(name, **narrow)
+    for size in (64, 77):  # 77: odd sides round up at every stride
+        built = sum(math.prod(s.output_shape) for s in model_stats.layer_stats(model, size))
+        assert model_stats.activation_elements(name, size, **narrow) == built

@@ -64,9 +64,23 @@ def test_helpshort_shows_a_default_taken_from_the_data(helpshort):
     assert helpshort["num_classes"].endswith("[default from the data]")
 
 
-@pytest.mark.parametrize("field", sorted(config.PRESETS["builtin"]))
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(config.TrainConfig)}
+# Fields the built-in preset changes and the imagenet preset does not set alike.
+_DIFFERING = sorted(
+    name
+    for name, value in config.PRESETS["builtin"].items()
+    if config.PRESETS["imagenet"].get(name, _DEFAULTS[name]) != value
+)
+
+
+@pytest.mark.parametrize("field", _DIFFERING)
 def test_helpshort_shows_the_preset_default_of_every_field_a_preset_changes(helpshort, field):
     assert "[preset imagenet: " in helpshort[field]
+
+
+def test_helpshort_shows_one_default_where_every_preset_sets_the_same(helpshort):
+    assert all(changes["input_std"] for changes in config.PRESETS.values())
+    assert helpshort["input_std"].endswith("[default True]")
 
 
 def test_helpshort_shows_the_default_of_a_field_no_preset_changes(helpshort):

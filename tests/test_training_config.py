@@ -378,3 +378,36 @@ def test_data_service_drops_the_presets_in_trainer_copies():
 def test_data_service_given_cache_data_is_refused():
     with pytest.raises(ValueError, match="^--data_service=grpc://h:1: not with --cache_data"):
         config.resolve_config(data_service="grpc://h:1", cache_data=True)
+
+
+def test_imagenet_preset_starts_model_a_near_chance_on_jpegs(tmp_path):
+    # On 0-255 inputs the paper's Eq. 14 init gives model A logits of std ~100
+    # and a loss of hundreds of nats, from which lr 0.01 diverges at once
+    # (docs/SCALING.md). A quarter of model A's widths with fc and classes
+    # scaled alike keeps every fan-in/fan-out ratio, hence the logits' scale.
+    import math
+
+    import numpy as np
+    import tensorflow as tf
+
+    from delving.models import from_config
+    from delving.training import inputs
+    from pipelines import imagenet
+    from tests import imaging_testutil
+
+    data_dir = str(tmp_path)
+    imaging_testutil.write_shards(
+        data_dir, "validation", num_shards=1, per_shard=8, num_classes=3, height=256, width=320
+    )
+    cfg = config.resolve_config(
+        "imagenet", data_dir=data_dir, num_classes=250, width_multiplier=0.25, fc_units=1024
+    )
+    read = dataclasses.replace(inputs.input_config(cfg), batch_size=8)
+    images, labels = next(
+        iter(imagenet.make_dataset(data_dir, "validation", read, is_training=False, num_classes=3))
+    )
+    logits = from_config.build(cfg, seed=0)(images, training=False)
+    loss = float(
+        np.mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+    )
+    assert loss < 3 * math.log(cfg.num_classes)

@@ -98,6 +98,25 @@ def test_a_refused_batch_leaves_no_fresh_directory(data_dir, tmp_path):
     assert not fresh.exists()
 
 
+def test_a_batch_too_large_for_memory_is_refused_before_any_weight_exists(data_dir, tmp_path):
+    # Model A takes minutes and GBs to build: the refusal must not wait for it.
+    created = []
+
+    def record(next_creator, **kwargs):
+        created.append(kwargs.get("name"))
+        return next_creator(**kwargs)
+
+    recipe = dict(
+        train_testutil.TINY_RECIPE, data_dir=data_dir, model_dir=str(tmp_path), batch_size=10**6
+    )
+    with tf.variable_creator_scope(record), pytest.raises(loop.BatchSizeError):
+        setup.prepare(
+            config.resolve_config(**recipe),
+            strategy=tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]),
+        )
+    assert created == []
+
+
 def test_the_batch_a_memory_refusal_suggests_splits_over_the_replicas(data_dir, tmp_path):
     recipe = dict(
         train_testutil.TINY_RECIPE, data_dir=data_dir, model_dir=str(tmp_path), batch_size=10**6

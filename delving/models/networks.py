@@ -77,7 +77,8 @@ def _activation_layer(activation, layer_name, data_format):
     )
 
 
-def _scaled(filters, width_multiplier):
+def scaled_filters(filters, width_multiplier):
+    """A conv's filter count at `width_multiplier` (rounded, at least 1)."""
     return max(1, int(filters * width_multiplier + 0.5))
 
 
@@ -115,7 +116,7 @@ def _build_trunk(spec, *, activation, make_init, seeds, data_format, width_multi
                     )(x)
                     padding = "valid"
             x = keras.layers.Conv2D(
-                _scaled(stage.filters, width_multiplier),
+                scaled_filters(stage.filters, width_multiplier),
                 stage.kernel,
                 strides=stride,
                 padding=padding,
@@ -222,7 +223,7 @@ def build_model(
         data_format=data_format,
         width_multiplier=width_multiplier,
     )
-    channels = _scaled(spec.stages[-1].filters, width_multiplier)
+    channels = scaled_filters(spec.stages[-1].filters, width_multiplier)
     head = _build_head(
         spec,
         channels,

@@ -15,6 +15,8 @@ import math
 
 import keras
 
+from delving.models import networks, specs
+
 
 @dataclasses.dataclass(frozen=True)
 class LayerStats:
@@ -82,6 +84,39 @@ def layer_stats(model, image_size=224):
     # The unknown spatial axes of (None, None, 3) or (3, None, None).
     shape = (1,) + tuple(image_size if d is None else d for d in model.inputs[0].shape[1:])
     return _chain_stats(model, shape, model.name)[0]
+
+
+def activation_elements(
+    name,
+    image_size=224,
+    *,
+    width_multiplier=1.0,
+    fc_units=specs.FC_UNITS,
+    num_classes=1000,
+    dropout=0.5,
+):
+    """Output elements of every leaf layer of `networks.build_model(name, ...)`
+    for one square image, what `layer_stats`' output shapes add up to, from
+    the spec alone: a memory check can then refuse a batch before building
+    (and initialising) a network of up to 178 M parameters."""
+    spec = specs.get_spec(name)
+    size, total, even_kernels, channels = image_size, 0, 0, 3
+    for stage in spec.stages:
+        filters = networks.scaled_filters(stage.filters, width_multiplier)
+        for j in range(stage.repeats):
+            stride = stage.stride if j == 0 else 1
+            if stage.kernel % 2 == 0 and stride == 1:
+                even_kernels += 1
+                if even_kernels % 2 == 0:  # an explicit padding layer before the conv
+                    total += (size + stage.kernel - 1) ** 2 * channels
+            size, channels = -(-size // stride), filters  # "same": ceil(size / stride)
+            total += 2 * size * size * channels  # the conv and its activation
+        if stage.pool:
+            size = -(-size // stage.pool.stride)
+            total += size * size * channels
+    total += channels * sum(b * b for b in spec.spp_bins)
+    total += 2 * (2 + (dropout > 0)) * fc_units  # fc1, fc2: dense, activation, dropout
+    return total + num_classes
 
 
 def totals(stats):

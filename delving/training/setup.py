@@ -116,8 +116,8 @@ def prepare(cfg, strategy=None) -> Prepared:
         steps = config_lib.steps_for(source.num_examples("train"), cfg.batch_size)
         cfg = dataclasses.replace(cfg, steps_per_epoch=steps)
     run_dir.check_compatible(cfg)
+    _check_batch_fits(cfg, strategy)  # before building: model A takes minutes and GBs
     state = _create_state(cfg, strategy)
-    _check_batch_fits(cfg, state.model, strategy)
     return Prepared(
         cfg=cfg,
         strategy=strategy,
@@ -238,20 +238,23 @@ def check_batch_size(cfg, replicas):
         )
 
 
-def step_activation_bytes(model, *, image_size, batch_size, bytes_per_element=4):
+def step_activation_bytes(cfg, *, batch_size, bytes_per_element=4):
     """A lower bound on one training step's memory: every layer's output kept
     for the backward pass plus a gradient of the same size (no weights, slots,
-    input or workspace), so a refused batch would certainly not fit."""
-    per_image = 3 * image_size**2
-    for layer in stats.layer_stats(model, image_size):
-        size = 1
-        for d in layer.output_shape:
-            size *= d
-        per_image += size
+    input or workspace), so a refused batch would certainly not fit. Read
+    from the model's spec, so it is known before the model is built."""
+    per_image = 3 * cfg.image_size**2 + stats.activation_elements(
+        cfg.model,
+        cfg.image_size,
+        width_multiplier=cfg.width_multiplier,
+        fc_units=cfg.fc_units,
+        num_classes=cfg.num_classes,
+        dropout=cfg.dropout,
+    )
     return 2 * batch_size * per_image * bytes_per_element
 
 
-def _check_batch_fits(cfg, model, strategy):
+def _check_batch_fits(cfg, strategy):
     """`BatchSizeError` (one line, both numbers) when this host's share of the
     batch cannot fit in the host's free memory. CPU replicas only: accelerators
     report no total memory through TensorFlow."""
@@ -269,12 +272,8 @@ def _check_batch_fits(cfg, model, strategy):
         sharing = workers_on_this_host(os.environ.get("TF_CONFIG"))
     available //= sharing  # every local worker checks the same free memory
     host_batch = cfg.batch_size * len(devices) // strategy.num_replicas_in_sync
-    compute_dtype = keras.mixed_precision.global_policy().compute_dtype
     needed = step_activation_bytes(
-        model,
-        image_size=cfg.image_size,
-        batch_size=host_batch,
-        bytes_per_element=2 if compute_dtype in ("float16", "bfloat16") else 4,
+        cfg, batch_size=host_batch, bytes_per_element=4 if cfg.mixed_precision == "none" else 2
     )
     if needed > available:
         replicas = strategy.num_replicas_in_sync  # the batch it names must split over them
