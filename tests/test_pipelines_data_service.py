@@ -76,11 +76,23 @@ def test_workers_draw_distinct_augmentations_with_seed_per_worker(ramp_dir, serv
     assert len(np.unique(shifts, axis=0)) == len(shifts)
 
 
-def test_a_graph_seeded_once_repeats_its_augmentations_on_every_worker(ramp_dir, service):
-    """Why `seed_per_worker` exists: both workers run the same seeded graph,
-    so the i-th image of each draws the same lighting (and crop, and flip)."""
-    shifts = _shifts(_reader(ramp_dir, repeat=True), service, "shared-seed", 16)
-    assert len(np.unique(shifts, axis=0)) < len(shifts)
+def _instance_shifts(dataset, batches):
+    return np.concatenate([f["lighting"].numpy() for f, _ in dataset.take(batches)])
+
+
+def test_a_graph_seeded_once_repeats_its_augmentations_in_every_instance(ramp_dir):
+    """Why `seed_per_worker` exists: each worker runs its own instance of the
+    graph the trainer sends, so with fixed op seeds the i-th image of every
+    instance draws the same lighting (and crop, and flip). Two instances in
+    this process stand for two workers: which worker serves which batch is
+    up to the dispatcher, so a check through the service could see one."""
+    dataset = _reader(ramp_dir, repeat=True)
+    np.testing.assert_array_equal(_instance_shifts(dataset, 4), _instance_shifts(dataset, 4))
+
+
+def test_seed_per_worker_draws_anew_in_every_instance(ramp_dir):
+    dataset = _reader(ramp_dir, repeat=True, seed_per_worker=True)
+    assert not np.array_equal(_instance_shifts(dataset, 4), _instance_shifts(dataset, 4))
 
 
 def test_bad_address_fails_before_contacting_anything(ramp_dir):
