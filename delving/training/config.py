@@ -56,6 +56,29 @@ MIXED_PRECISION_POLICIES = {
 MIXED_PRECISIONS = tuple(MIXED_PRECISION_POLICIES)
 LR_SCHEDULES = ("plateau", "step")
 
+_BUILTIN = dict(
+    model="small_14",
+    init="he_fan_in",
+    width_multiplier=0.25,
+    fc_units=256,
+    dropout=0.0,
+    image_size=64,
+    scale_range=(64, 80),
+    eval_resize=72,
+    batch_size=64,
+    epochs=40,
+    learning_rate=0.02,
+    warmup_epochs=2.0,
+    lr_schedule="step",
+    lr_decay_epochs=(30, 36),
+    lr_plateau_patience=2,
+    input_std=True,
+    checkpoint_every_steps=50,
+    log_every_steps=10,
+    cache_data=True,
+    in_memory=True,
+)
+
 #: Preset name -> the TrainConfig fields it changes.
 PRESETS = {
     "imagenet": dict(
@@ -65,56 +88,21 @@ PRESETS = {
         input_std=True,
         warmup_epochs=1.0,
     ),
-    "builtin": dict(
-        model="small_14",
-        init="he_fan_in",
-        width_multiplier=0.25,
-        fc_units=256,
-        dropout=0.0,
-        image_size=64,
-        scale_range=(64, 80),
-        eval_resize=72,
-        batch_size=64,
-        epochs=40,
-        learning_rate=0.02,
-        warmup_epochs=2.0,
-        lr_schedule="step",
-        lr_decay_epochs=(30, 36),
-        lr_plateau_patience=2,
-        input_std=True,
-        checkpoint_every_steps=50,
-        log_every_steps=10,
-        cache_data=True,
-        in_memory=True,
-    ),
+    "builtin": _BUILTIN,
     # Real photographs on a CPU (Imagenette: 9,469 training images of 10
-    # classes): the built-in recipe's network and schedule for now. The
-    # training split is decoded once at the scale range's side (about 250 MB
-    # for Imagenette at 80 px), not at every epoch; the encoded records are
-    # not cached besides (a full-size Imagenette's are 1.5 GB).
-    # Chosen on Imagenette (docs/RECIPE_SWEEPS.md, "Real photos"): at equal
-    # CPU time 64, 80 and 96 px end level, and only 96 px keeps improving.
+    # classes): the built-in recipe at larger crops, chosen on Imagenette
+    # (docs/RECIPE_SWEEPS.md, "Real photos"): at equal CPU time 64, 80 and
+    # 96 px end level, and only 96 px keeps improving. The training split is
+    # decoded once, at twice the smallest scale (about 1 GB for Imagenette);
+    # the encoded records are not cached besides (1.5 GB at full size).
     "photos": dict(
-        model="small_14",
-        init="he_fan_in",
-        width_multiplier=0.25,
-        fc_units=256,
-        dropout=0.0,
+        _BUILTIN,
         image_size=96,
         scale_range=(96, 120),
         eval_resize=108,
-        batch_size=64,
         epochs=30,
-        learning_rate=0.02,
-        warmup_epochs=2.0,
-        lr_schedule="step",
         lr_decay_epochs=(25, 28),
-        lr_plateau_patience=2,
-        input_std=True,
-        checkpoint_every_steps=50,
-        log_every_steps=10,
         cache_data=False,
-        in_memory=True,
     ),
 }
 
