@@ -9,7 +9,7 @@ import re
 import pytest
 
 from delving.experiments import common, report_photos
-from tests import experiments_testutil
+from tests import experiments_testutil, train_testutil
 
 ACTIVATIONS = ("relu", "lrelu", "prelu_shared", "prelu")
 
@@ -166,7 +166,7 @@ def test_data_dir_without_shards_fails_in_one_line_writing_nothing(tmp_path, rec
             f"--work_dir={out / 'work'}",
             f"--figures_dir={out / 'figures'}",
         ],
-        timeout=120,
+        timeout=train_testutil.HANG_GUARD_S,
     )
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert f"--data_dir={data}" in proc.stderr and not out.exists()

@@ -294,7 +294,7 @@ def served(prelu, relu, tmp_path_factory):
         yield port
     finally:
         server.terminate()
-        server.wait(timeout=60)
+        server.wait(timeout=train_testutil.HANG_GUARD_S)
 
 
 _SESSION_GROUPS = {
