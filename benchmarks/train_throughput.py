@@ -54,9 +54,9 @@ from absl import app, flags  # noqa: E402
 
 from delving.models import from_config, networks, stats  # noqa: E402
 from delving.training import config as config_lib  # noqa: E402
-from delving.training import loop, run_dir  # noqa: E402
+from delving.training import loop, presets, run_dir  # noqa: E402
 
-_B = config_lib.PRESETS["builtin"]
+_B = presets.PRESETS["builtin"]
 _MODEL = flags.DEFINE_enum("model", _B["model"], networks.MODEL_NAMES, "Network.")
 _ACTIVATION = flags.DEFINE_enum("activation", "prelu", networks.ACTIVATIONS, "Activation.")
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", _B["image_size"], "Crop side.", lower_bound=16)

@@ -9,7 +9,7 @@ model A diverges at once: docs/SCALING.md), e.g.
   python -m delving.train --model=model_a --data_dir=/data/imagenet \
       --model_dir=/runs/model_a_prelu
 
-and for a set of few classes (at most `config.PHOTOS_MAX_CLASSES`, as
+and for a set of few classes (at most `presets.PHOTOS_MAX_CLASSES`, as
 Imagenette's 10) a recipe that trains on a CPU (`photos` preset;
 `--preset=imagenet` for the paper's):
 
@@ -30,9 +30,10 @@ from absl import app, flags
 # imports it after the config is resolved and validated.
 from common import cli, errors, quiet_start
 from delving.training import config as config_lib
+from delving.training import presets
 
 # One flag per TrainConfig field, from its declaration (help, choices, check).
-_CONFIG = cli.define_flags(config_lib.TrainConfig, presets=config_lib.PRESETS)
+_CONFIG = cli.define_flags(config_lib.TrainConfig, presets=presets.PRESETS)
 # Not part of the run's config.
 _FORCE = flags.DEFINE_bool(
     "force",

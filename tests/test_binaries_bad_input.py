@@ -17,7 +17,7 @@ import sys
 
 import pytest
 
-from delving.training import config
+from delving.training import presets
 from tests import export_testutil, imaging_testutil, train_testutil
 
 
@@ -101,7 +101,7 @@ def test_train_answers_each_mistake_in_one_line(paths, data_dir):
         paths.root / "other_run", model="small_14", data_dir=data_dir
     )
     model_dir = paths.root / "run"
-    low, high = config.PRESETS["builtin"]["scale_range"]
+    low, high = presets.PRESETS["builtin"]["scale_range"]
     cases = [
         (["--model=model_z"], "--model"),
         (["--tfds_name=no_such_dataset", f"--model_dir={model_dir}"], "no_such_dataset"),

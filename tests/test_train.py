@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from delving.training import config
+from delving.training import config, presets
 from tests import train_testutil
 
 
@@ -68,8 +68,8 @@ _DEFAULTS = {f.name: f.default for f in dataclasses.fields(config.TrainConfig)}
 # Fields the built-in preset changes and the imagenet preset does not set alike.
 _DIFFERING = sorted(
     name
-    for name, value in config.PRESETS["builtin"].items()
-    if config.PRESETS["imagenet"].get(name, _DEFAULTS[name]) != value
+    for name, value in presets.PRESETS["builtin"].items()
+    if presets.PRESETS["imagenet"].get(name, _DEFAULTS[name]) != value
 )
 
 
@@ -79,7 +79,7 @@ def test_helpshort_shows_the_preset_default_of_every_field_a_preset_changes(help
 
 
 def test_helpshort_shows_one_default_where_every_preset_sets_the_same(helpshort):
-    assert all(changes["input_std"] for changes in config.PRESETS.values())
+    assert all(changes["input_std"] for changes in presets.PRESETS.values())
     assert helpshort["input_std"].endswith("[default True]")
 
 

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from delving.training import config, run_dir
+from delving.training import config, presets, run_dir
 from tests import train_testutil
 
 
@@ -244,12 +244,12 @@ _EXISTING_RUN_CONFIG = """\
 
 def test_per_model_preset_values_apply_unless_given(monkeypatch):
     monkeypatch.setitem(
-        config.MODEL_OVERRIDES, "builtin", {"small_30": dict(learning_rate=0.123, epochs=7)}
+        presets.MODEL_OVERRIDES, "builtin", {"small_30": dict(learning_rate=0.123, epochs=7)}
     )
     deep = config.resolve_config(model="small_30")
     assert (deep.learning_rate, deep.epochs) == (0.123, 7)
     assert config.resolve_config(model="small_30", epochs=3).epochs == 3  # given wins
-    assert config.resolve_config().learning_rate == config.PRESETS["builtin"]["learning_rate"]
+    assert config.resolve_config().learning_rate == presets.PRESETS["builtin"]["learning_rate"]
     # Another preset's runs are untouched.
     assert config.resolve_config(data_dir="/d", model="small_30").learning_rate == 1e-2
 
@@ -277,7 +277,7 @@ def test_a_thousand_classes_resolve_to_the_imagenet_preset(tmp_path):
 
 @pytest.mark.parametrize(
     "num_classes, preset",
-    [(config.PHOTOS_MAX_CLASSES, "photos"), (config.PHOTOS_MAX_CLASSES + 1, "imagenet")],
+    [(presets.PHOTOS_MAX_CLASSES, "photos"), (presets.PHOTOS_MAX_CLASSES + 1, "imagenet")],
 )
 def test_photos_preset_goes_up_to_its_class_count(tmp_path, num_classes, preset):
     assert config.resolve_config(data_dir=_labels_dir(tmp_path, num_classes)).preset == preset
@@ -337,14 +337,14 @@ def test_choosing_the_preset_from_a_labels_file_loads_no_tensorflow(tmp_path):
 
 
 def _reason(**values):
-    return config.preset_reason(config.resolve_config(**values))
+    return presets.preset_reason(config.resolve_config(**values))
 
 
 def test_preset_reason_of_photos_names_the_papers_recipe(tmp_path):
     reason = _reason(data_dir=_labels_dir(tmp_path, 10), num_classes=10)
     assert reason == (
         "Preset photos (a CPU recipe for small photo sets), the default for data of at most "
-        f"{config.PHOTOS_MAX_CLASSES} classes: {tmp_path} (10 classes); --preset=imagenet "
+        f"{presets.PHOTOS_MAX_CLASSES} classes: {tmp_path} (10 classes); --preset=imagenet "
         "trains the paper's recipe instead"
     )
 
@@ -353,7 +353,7 @@ def test_preset_reason_of_imagenet_gives_the_class_count(tmp_path):
     reason = _reason(data_dir=str(tmp_path), num_classes=1000)
     assert reason == (
         "Preset imagenet (the paper's recipe), the default for data of more than "
-        f"{config.PHOTOS_MAX_CLASSES} classes: {tmp_path} (1000 classes)"
+        f"{presets.PHOTOS_MAX_CLASSES} classes: {tmp_path} (1000 classes)"
     )
 
 

@@ -29,7 +29,7 @@ import pytest
 import tensorflow as tf
 
 from delving.models import networks
-from delving.training import config, loop
+from delving.training import config, loop, presets
 from tests import imaging_testutil, tfds_testutil, train_testutil
 
 
@@ -229,7 +229,7 @@ def test_header_says_the_photos_preset_was_chosen_for_the_class_count(photo_reco
     records, (_, preset) = photo_records_header
     assert preset.startswith(
         "Preset photos (a CPU recipe for small photo sets), the default for data of at most "
-        f"{config.PHOTOS_MAX_CLASSES} classes: {records} (3 classes)"
+        f"{presets.PHOTOS_MAX_CLASSES} classes: {records} (3 classes)"
     )
 
 
@@ -496,7 +496,9 @@ def test_training_enters_its_modules_in_run_order(tmp_path, tmp_path_factory):
     )
     entries = _entries_until_first_step(cfg)
     first = list(dict.fromkeys(module for module, _ in entries))
-    assert first == ["setup", "inputs", "run_dir", "optimizer", "step", "estimate"], entries
+    assert first == ["setup", "inputs", "run_dir", "optimizer", "presets", "step", "estimate"], (
+        entries
+    )
     # Each later entry into a module already left is a jump back a reader makes.
     stays = [m for i, (m, _) in enumerate(entries) if i == 0 or entries[i - 1][0] != m]
     returns = len(stays) - len(set(stays))

@@ -34,7 +34,7 @@ from delving import paper
 from delving.evaluation import validation
 from delving.models import networks
 from delving.training import config as config_lib
-from delving.training import estimate, inputs, preemption, run_dir, setup, step, summaries
+from delving.training import estimate, inputs, preemption, presets, run_dir, setup, step, summaries
 from delving.training.preemption import Stopped, Stopper  # noqa: F401  (delving.train uses both)
 from delving.training.run_dir import ConfigMismatch, RunLocked, WriteFailed  # noqa: F401
 from delving.training.setup import BatchSizeError  # noqa: F401
@@ -116,7 +116,7 @@ def _train(run, directory, restored, verbose, stop, on_epoch_end):
         f"global batch {cfg.batch_size}; model_dir {cfg.model_dir}",
         flush=True,
     )
-    say(config_lib.preset_reason(cfg), flush=True)
+    say(presets.preset_reason(cfg), flush=True)
     if restored:
         say(_resumed(cfg, state, restored), flush=True)
     tensorboard = summaries.TrainSummaries(directory, state.model)
