@@ -1,7 +1,6 @@
 """The folder-to-TFRecord converter on real image folders, bad files included."""
 
 import os
-import pty
 import re
 import shutil
 import signal
@@ -362,33 +361,15 @@ def test_progress_in_a_log_file_is_plain_lines(tmp_path):
 
 def test_progress_on_a_terminal_is_a_bar_drawn_in_place(tmp_path):
     imaging_testutil.write_image_folder(str(tmp_path / "raw" / "train"), {"n01": 3, "n02": 3})
-    leader, follower = pty.openpty()
-    process = subprocess.Popen(
+    code, text = train_testutil.run_on_terminal(
         [
-            sys.executable,
             "-m",
             "pipelines.build_tfrecords",
             f"--input_dir={tmp_path / 'raw'}",
             f"--output_dir={tmp_path / 'out'}",
-        ],
-        cwd=ROOT,
-        env=train_testutil.subprocess_env(),
-        stdout=follower,
-        stderr=follower,
+        ]
     )
-    os.close(follower)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:  # EIO: the process closed the terminal
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(leader)
-    text = b"".join(chunks).decode(errors="replace")
-    assert process.wait() == 0, text
+    assert code == 0, text
     assert "\r\x1b[1m6/6\x1b[0m" in text, repr(text)  # Keras' bar, redrawn in place
 
 

@@ -16,11 +16,9 @@ import csv
 import io
 import math
 import os
-import pty
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import time
 
@@ -293,27 +291,8 @@ def test_nan_stop_starts_its_own_line_on_a_terminal(data_dir, tmp_path):
             learning_rate=1e9,
         )
     )
-    leader, follower = pty.openpty()  # stdout and stderr on one terminal
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "delving.train", *args],
-        cwd=train_testutil.ROOT,
-        env=train_testutil.subprocess_env(),
-        stdout=follower,
-        stderr=follower,
-    )
-    os.close(follower)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:  # EIO: the process closed the terminal
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(leader)
-    assert proc.wait() != 0
-    text = b"".join(chunks).decode(errors="replace")
+    code, text = train_testutil.run_on_terminal(["-m", "delving.train", *args])
+    assert code != 0
     assert "delving.train: error: " in text, text[-2000:]
     before = text[: text.index("delving.train: error: ")]
     assert before.endswith("\n"), repr(text[-600:])

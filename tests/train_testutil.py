@@ -8,6 +8,7 @@ that a training step takes milliseconds on a CPU.
 
 import json
 import os
+import pty
 import socket
 import subprocess
 import sys
@@ -114,3 +115,29 @@ def error_lines(stderr):
         for line in stderr.splitlines()
         if line.strip() and not line.startswith("Pass --helpshort")
     ]
+
+
+def run_on_terminal(args):
+    """(exit status, output) of `python args...` with stdout and stderr on one
+    pseudo-terminal, as a user at a shell sees it."""
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, *args],
+        cwd=ROOT,
+        env=subprocess_env(),
+        stdout=follower,
+        stderr=follower,
+    )
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # EIO: the process closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    code = proc.wait(timeout=HANG_GUARD_S)
+    return code, b"".join(chunks).decode(errors="replace")
