@@ -62,7 +62,7 @@ def _export(*args, cwd=ROOT):
     )
 
 
-def _wait_for(predicate, timeout=120):
+def _wait_for(predicate, timeout=train_testutil.HANG_GUARD_S):
     end = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < end, "timed out"
@@ -130,10 +130,10 @@ def test_a_live_exports_claim_survives_another_export(tmp_path, writer):
     claim = base / f"{versions.CLAIM_PREFIX}1"
     _wait_for(lambda: (claim / "saved_model" / "complete").exists())
     other = _python(writer, str(base), "1", "-")
-    assert other.communicate(timeout=120)[0].strip() == str(base / "2")
+    assert other.communicate(timeout=train_testutil.HANG_GUARD_S)[0].strip() == str(base / "2")
     assert claim.is_dir()  # the other export neither removed nor took it
     release.touch()
-    assert holder.communicate(timeout=120)[0].strip() == str(base / "1")
+    assert holder.communicate(timeout=train_testutil.HANG_GUARD_S)[0].strip() == str(base / "1")
     assert sorted(os.listdir(base)) == ["1", "2"]
 
 
@@ -146,7 +146,7 @@ def test_a_killed_exports_claim_is_removed_by_the_next(tmp_path, writer):
     holder.wait()
     assert versions.provably_dead(versions.read_owner(str(claim)))
     other = _python(writer, str(base), "1", "-")
-    assert other.communicate(timeout=120)[0].strip() == str(base / "1")
+    assert other.communicate(timeout=train_testutil.HANG_GUARD_S)[0].strip() == str(base / "1")
     assert sorted(os.listdir(base)) == ["1"]
 
 
