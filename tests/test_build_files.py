@@ -6,6 +6,7 @@ Bazel itself is not needed: the BUILD files are read as text (their globs and
 """
 
 import ast
+import glob as globlib
 import os
 import re
 
@@ -59,3 +60,44 @@ def test_build_files_glob_every_module(package):
 def test_build_files_depend_on_every_package_imported(package):
     deps = set(re.findall(r'"//(\w+)"', _build_text(package)))
     assert _imported_packages(package) <= deps, f"{package}/BUILD lacks deps"
+
+
+def _declared_targets(package):
+    """Runs the BUILD file as Python (Starlark's subset) with rules that record names."""
+    names = []
+
+    def rule(*args, **kwargs):
+        if "name" in kwargs:
+            names.append(kwargs["name"])
+
+    def build_glob(patterns, exclude=()):
+        top = os.path.join(ROOT, package)
+        found = {
+            os.path.relpath(f, top) for p in patterns for f in globlib.glob(os.path.join(top, p))
+        }
+        return sorted(found - set(exclude))
+
+    scope = {"glob": build_glob, "load": lambda *a: None}
+    for kind in ("package", "exports_files", "py_library", "py_binary", "test_suite"):
+        scope[kind] = rule
+    scope["pytest_test"] = rule
+    # compile() rejects a repeated keyword, the mark a bad merge leaves in a rule.
+    exec(compile(_build_text(package), f"{package}/BUILD", "exec"), scope)
+    return names
+
+
+@pytest.mark.parametrize("package", TOP_PACKAGES + ["tests"])
+def test_build_files_declare_each_target_once(package):
+    names = _declared_targets(package)
+    assert len(names) == len(set(names)), f"{package}/BUILD declares a target twice"
+
+
+@pytest.mark.parametrize("package", TOP_PACKAGES + ["tests"])
+def test_build_files_labels_name_declared_targets(package):
+    labels = re.findall(r'"//(\w+)(?::(\w+))?"', _build_text(package))
+    for label_package, target in labels:
+        if label_package != "visibility":
+            target = target or label_package
+            assert target in _declared_targets(label_package), (
+                f"{package}/BUILD: //{label_package}:{target}"
+            )
