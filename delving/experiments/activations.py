@@ -58,6 +58,14 @@ _LEARNING_RATE = flags.DEFINE_float(
     lower_bound=0.0,
 )
 
+_IMAGE_SIZE = flags.DEFINE_integer(
+    "image_size",
+    None,
+    "Crop size of every run; the training scale range and the test resize follow it at the "
+    "preset's ratios (1.25 and 1.125). Default: the preset's.",
+    lower_bound=32,
+)
+
 NAME = "activations"
 ACTIVATIONS = tuple(paper.TABLE2)  # Table 2's rectifiers, in its order
 
@@ -67,6 +75,15 @@ flags.register_validator(
     lambda v: bool(v) and set(v) <= set(ACTIVATIONS),
     f"must be a non-empty list of {', '.join(ACTIVATIONS)}",
 )
+
+
+def crop_fields(image_size):
+    """TrainConfig fields for crops of `image_size`, scaled as both CPU presets scale theirs."""
+    return dict(
+        image_size=image_size,
+        scale_range=(image_size, round(image_size * 1.25)),
+        eval_resize=round(image_size * 1.125),
+    )
 
 
 def run(*, data_dir, output_dir, activations, seeds, train_fields, verbose=1, preset="builtin"):
@@ -324,6 +341,8 @@ def main(argv):
             lr_schedule="step",
             lr_decay_epochs=tuple(decay) if epochs >= 3 else (),
         )
+        if _IMAGE_SIZE.value:
+            fields.update(crop_fields(_IMAGE_SIZE.value))
     activations = _ACTIVATIONS.value
     if quick and not flags.FLAGS["activations"].present:
         activations = ["relu", "prelu"]

@@ -37,24 +37,25 @@ import time
 
 from absl import app, flags
 
-# The photo report's plan, from one- and two-epoch runs on Imagenette records
-# (9,469 train / 3,925 val images; preset values: 64 px crops, batch 64, 147
-# steps an epoch), in CPU seconds (user + sys) on a 2-core Xeon @ 2.8 GHz
-# measured while shared (load 12-17, so wall times were 3-6x these): small_14
-# (x0.25) 18 s per epoch (training plus the centre-crop validation) and 36 s
-# per run (start, decoding the split, tracing), its 10-view test 20-30 s;
-# small_30 (x0.25) about 29 s and model B (x0.125) about 40 s per epoch.
-# Table 2 = 4 activations x 5 seeds x (56 s + PHOTO_EPOCHS x 18 s): 2.3 h at
-# 20 epochs, counting wall = CPU time (no gain from the second core: an upper
-# bound). Fig. 2/3 = 2 inits x 2 seeds x (small_30 + model B) x 15 epochs:
-# another 1.2 h, hence off by default (--convergence; with --jobs=2 it runs
-# beside Table 2, each on one core).
+# The photo report's plan, from runs on Imagenette records (9,469 train /
+# 3,925 val images, batch 64, 147 steps an epoch), in CPU seconds (user +
+# sys) on a 2-core Xeon @ 2.8 GHz: small_14 (x0.25) 16-18 s per epoch at 64-px
+# crops, 35 s at the photos preset's 96 px; about 60 s per run for the start,
+# decoding the split and its 10-view test. Table 2 = 4 activations x 5 seeds:
+# at 96 px and 20 epochs over 4 h, so its runs take 64-px crops (the ratio of
+# the activations compare, not the best error, is what Table 2 is about):
+# 20 x (60 s + 20 x 17 s) = 2.2 h of CPU, under 2 h on two cores. Fig. 2/3 =
+# 2 inits x 2 seeds x (small_30 + model B) x 15 epochs: small_30 (x0.25) about
+# 29 s and model B (x0.125) about 40 s per epoch at 64 px (the convergence runs
+# keep the preset's 96 px: about twice that), 1.2 h or more, hence
+# off by default (--convergence).
 PHOTO_EPOCHS = 20
+PHOTO_IMAGE_SIZE = 64
 PHOTO_CONVERGENCE_EPOCHS = 15
 PHOTO_CONVERGENCE_DEFAULT = False
 #: Flags each experiment gets in the photo report (before --experiment_flag's).
 PHOTO_FLAGS = {
-    "activations": (f"--epochs={PHOTO_EPOCHS}",),
+    "activations": (f"--epochs={PHOTO_EPOCHS}", f"--image_size={PHOTO_IMAGE_SIZE}"),
     "convergence": (f"--epochs={PHOTO_CONVERGENCE_EPOCHS}", "--seeds=0,1"),
 }
 #: The same with --quick: every activation and two seeds, to fill every column.
