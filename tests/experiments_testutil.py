@@ -16,6 +16,10 @@ import sys
 from tests import train_testutil
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+# The written shapes report, whose Table 1 the photo report shows beside its own.
+SHAPES_REPORT = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "REPRODUCTION.md"
+)
 
 
 def run_module(args, **kwargs):
@@ -33,7 +37,11 @@ def run_module(args, **kwargs):
 
 def quick_report(tmp_path_factory):
     """{"report", "figures", "work": paths, "stdout": the report's output}."""
-    out = tmp_path_factory.getbasetemp() / "quick_report"
+    with train_testutil.once_per_run(tmp_path_factory, "quick_report") as out:
+        return _quick_report(out)
+
+
+def _quick_report(out):
     paths = {"report": out / "REPRODUCTION.md", "figures": out / "figures", "work": out / "work"}
     done = out / "stdout.txt"  # written last: a failed run is run again
     if not done.exists():
@@ -120,7 +128,11 @@ def photo_records(out_dir):
 def quick_photo_report(tmp_path_factory):
     """The photo report, --quick, on `photo_records`: {"report", "figures", "work",
     "data", "stdout"}; run once per pytest session."""
-    out = tmp_path_factory.getbasetemp() / "quick_photo_report"
+    with train_testutil.once_per_run(tmp_path_factory, "quick_photo_report") as out:
+        return _quick_photo_report(out)
+
+
+def _quick_photo_report(out):
     paths = {
         "report": out / "REPRODUCTION_PHOTOS.md",
         "figures": out / "figures",
@@ -141,6 +153,7 @@ def quick_photo_report(tmp_path_factory):
                 f"--figures_dir={paths['figures']}",
                 f"--work_dir={paths['work']}",
                 f"--shapes_work_dir={out / 'no_shapes'}",
+                f"--shapes_report={SHAPES_REPORT}",
             ],
             timeout=train_testutil.HANG_GUARD_S,
         )

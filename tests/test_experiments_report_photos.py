@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from delving.experiments import common, report_photos
+from delving.experiments import common, report_photos, slope_tables
 from tests import experiments_testutil, train_testutil
 
 ACTIVATIONS = ("relu", "lrelu", "prelu_shared", "prelu")
@@ -74,8 +74,25 @@ def test_table1_gives_the_channel_spread(text, results):
     assert "{:.3f} ({:.3f} to {:.3f})".format(*spread) in _row(text, "conv2_1")
 
 
-def test_answers_whether_conv1_learns_the_largest_slope(text):
-    assert text.count("the largest conv slope is") == 2
+def test_table1_shows_the_slopes_the_shapes_report_published(text):
+    with open(experiments_testutil.SHAPES_REPORT) as f:
+        shapes = slope_tables.read_coefficient_table(f.read())["summary"]
+    conv1 = _row(text, "conv1").split(" | ")
+    header = next(l for l in text.splitlines() if l.startswith("| layer |")).split(" | ")
+    for variant, column in (
+        ("prelu_shared", "shared: shapes"),
+        ("prelu", "channel-wise mean: shapes"),
+    ):
+        assert conv1[header.index(column)] == f"{shapes[variant]['prelu']['conv1'][0]:.3f}"
+    assert f"(from `{experiments_testutil.SHAPES_REPORT}`)" in text
+
+
+def test_slopes_section_says_when_the_shapes_are_left_out(results):
+    assert "the shapes' values are left out" in report_photos.slopes_section(results, None, {})
+
+
+def test_answers_whether_conv1_learns_the_largest_slope_on_photos_and_shapes(text):
+    assert text.count("the largest conv slope is") == 4
 
 
 def test_links_only_existing_photo_figures(photo_report, text):

@@ -6,6 +6,8 @@ base temporary directory. The tiny recipe keeps every network small enough
 that a training step takes milliseconds on a CPU.
 """
 
+import contextlib
+import fcntl
 import json
 import os
 import pty
@@ -38,6 +40,22 @@ TINY_RECIPE = dict(
     eval_steps=2,
     log_every_steps=1,
 )
+
+
+@contextlib.contextmanager
+def once_per_run(tmp_path_factory, name):
+    """A directory `name` that this run's pytest-xdist workers share, held under a lock.
+
+    Session fixtures run once per xdist worker (pytest-dev/pytest-xdist#271);
+    a fixture that fills this directory and writes a marker last is built by
+    the first worker, the others wait on the lock and read it.
+    """
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # this run's own base directory, one per run
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        yield root / name
 
 
 def tiny_data_dir(tmp_path_factory):

@@ -207,35 +207,6 @@ def error_table(results):
     return common.markdown_table(headers, rows)
 
 
-def coefficient_table(results):
-    """Table 1's layout: layer | shared (ours, paper) | channel-wise (ours, paper)."""
-    from delving.experiments import common  # pylint: disable=import-outside-toplevel
-
-    summary = results["summary"]
-    variants = [a for a in ("prelu_shared", "prelu") if a in summary]
-    if not variants:
-        return ""
-    headers = ["layer"]
-    for a in variants:
-        kind = "channel-shared" if a == "prelu_shared" else "channel-wise (mean)"
-        headers += [f"{kind}: ours", f"{kind}: paper"]
-    rows = []
-    variants = [a for a in variants if "prelu" in summary[a]]
-    if not variants:
-        return ""
-    for layer in summary[variants[0]]["prelu"]:
-        row = [layer]
-        for a in variants:
-            mean, std = summary[a]["prelu"].get(layer, (None, None))
-            reported = paper.TABLE1.get(layer)
-            row += [
-                f"{mean:.3f} ± {std:.3f}" if mean is not None else "-",
-                common.fmt(reported[0 if a == "prelu_shared" else 1], 3) if reported else "-",
-            ]
-        rows.append(row)
-    return common.markdown_table(headers, rows)
-
-
 def plot_errors(results):
     from delving.experiments import common  # pylint: disable=import-outside-toplevel
 
@@ -326,7 +297,7 @@ def main(argv):
     if quick and not flags.FLAGS["seeds"].present:
         seeds = seeds[:1]
     start = time.time()
-    from delving.experiments import common  # pylint: disable=import-outside-toplevel
+    from delving.experiments import common, slope_tables  # pylint: disable=import-outside-toplevel
 
     data_dir = common.resolve_data_dir(_DATA_DIR.value, quick=quick, output_dir=output_dir)
     if quick:
@@ -358,7 +329,7 @@ def main(argv):
     summarize(results)
     results.update(quick=quick, seconds=time.time() - start)
     markdown = error_table(results)
-    coefficients = coefficient_table(results)
+    coefficients = slope_tables.coefficient_table(results)
     if coefficients:
         markdown += "\n\nLearned PReLU coefficients (mean ± std over seeds):\n\n" + coefficients
     paths = common.write_outputs(

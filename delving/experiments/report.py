@@ -103,6 +103,12 @@ _SHAPES_WORK_DIR = flags.DEFINE_string(
     "With --data_dir: the shapes report's --work_dir, whose learned slopes the photo "
     "report's Table 1 shows beside its own when they are there.",
 )
+_SHAPES_REPORT = flags.DEFINE_string(
+    "shapes_report",
+    "docs/REPRODUCTION.md",
+    "With --data_dir, when --shapes_work_dir has no results: the written shapes report "
+    "whose Table 1 slopes the photo report shows instead.",
+)
 _EXTRA = flags.DEFINE_multi_string(
     "experiment_flag",
     [],
@@ -284,7 +290,11 @@ def main(argv):
             common.save_figure(fig, dest)
             figures[name] = _link(dest, output)
         text = report_photos.render(
-            data_dir=data_dir, figures=figures, shapes_work_dir=_SHAPES_WORK_DIR.value, **context
+            data_dir=data_dir,
+            figures=figures,
+            shapes_work_dir=_SHAPES_WORK_DIR.value,
+            shapes_report=_SHAPES_REPORT.value,
+            **context,
         )
     else:
         from delving.experiments import report_text  # pylint: disable=import-outside-toplevel
@@ -350,6 +360,7 @@ def _flag_args():
         "data_dir",
         "convergence",
         "shapes_work_dir",
+        "shapes_report",
     }
     return [
         a

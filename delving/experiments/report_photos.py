@@ -17,7 +17,7 @@ import os
 import numpy as np
 
 from delving import paper
-from delving.experiments import common, report_text, slope_evolution
+from delving.experiments import common, report_text, slope_evolution, slope_tables
 from pipelines import build_manifest
 
 #: Table 2's claims, as (better, worse) pairs, and the pair the paper finds equal.
@@ -296,7 +296,7 @@ def activations_section(results, markdown_t2, figures_):
     return "\n".join(lines)
 
 
-def slopes_section(results, shapes, figures_):
+def slopes_section(results, shapes, figures_, shapes_source=None):
     t1 = table1(results, shapes)
     if not t1:
         return ""
@@ -308,7 +308,8 @@ def slopes_section(results, shapes, figures_):
         "PReLU runs, mean ± std over seeds; for channel-wise, the std over a layer's "
         "channels (averaged over seeds) and the smallest and largest channel of any seed"
         + (
-            "; the shapes' values are the built-in set's runs (docs/REPRODUCTION.md)."
+            "; the shapes' values are those of the same runs on the built-in set "
+            f"(from `{shapes_source}`)."
             if shapes
             else "; the shapes' values are left out: the shapes report's results were not found."
         ),
@@ -330,11 +331,21 @@ def slopes_section(results, shapes, figures_):
     return "\n".join(lines)
 
 
-def _shapes_results(shapes_work_dir):
+def _shapes_results(shapes_work_dir, shapes_report):
+    """(the shapes' activations results, where they came from), or (None, None).
+
+    Their runs when `shapes_work_dir` holds them, else the slopes the shapes
+    report `shapes_report` published: a clone has the report, not its runs.
+    """
     path = os.path.join(shapes_work_dir or "", "activations", "activations.json")
     if shapes_work_dir and os.path.exists(path):
-        return common.read_results(os.path.dirname(path), "activations")
-    return None
+        return common.read_results(os.path.dirname(path), "activations"), path
+    if shapes_report and os.path.exists(shapes_report):
+        with open(shapes_report) as f:
+            published = slope_tables.read_coefficient_table(f.read())
+        if published:
+            return published, shapes_report
+    return None, None
 
 
 def render(
@@ -350,11 +361,12 @@ def render(
     load,
     report_command,
     shapes_work_dir=None,
+    shapes_report=None,
     jobs=1,
 ):
     """The whole REPRODUCTION_PHOTOS.md as a string, `data_dir` written as $DATA_DIR."""
     act = common.read_results(os.path.join(work_dir, "activations"), "activations")
-    shapes = _shapes_results(shapes_work_dir)
+    shapes, shapes_source = _shapes_results(shapes_work_dir, shapes_report)
     header = [
         "# Reproducing *Delving Deep into Rectifiers* on real photos at CPU scale",
         "",
@@ -382,7 +394,7 @@ def render(
     )
     parts = ["\n".join(header), setup]
     parts.append(activations_section(act, table2(act), figures))
-    parts.append(slopes_section(act, shapes, figures))
+    parts.append(slopes_section(act, shapes, figures, shapes_source))
     if "convergence" in runs:
         conv = common.read_results(os.path.join(work_dir, "convergence"), "convergence")
         with open(os.path.join(work_dir, "convergence", "convergence.md")) as f:
