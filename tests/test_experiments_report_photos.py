@@ -87,6 +87,10 @@ def test_table1_shows_the_slopes_the_shapes_report_published(text):
     assert f"(from `{experiments_testutil.SHAPES_REPORT}`)" in text
 
 
+def test_says_why_fig_2_3_was_not_run_without_convergence(text):
+    assert report_photos.CONVERGENCE_NOT_RUN.strip() in text
+
+
 def test_slopes_section_says_when_the_shapes_are_left_out(results):
     assert "the shapes' values are left out" in report_photos.slopes_section(results, None, {})
 

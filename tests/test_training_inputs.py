@@ -141,7 +141,9 @@ def test_a_worker_killed_mid_epoch_does_not_stop_the_input(ramp_dir, tmp_path):
     SIGKILLed after a few batches, the trainer's stream goes on over the other."""
     procs = []
     try:
-        dispatcher, line = _start_server("--role=dispatcher", "--worker_timeout_ms=3000")
+        # Long enough that the surviving worker, heartbeating every 0.5 s, is
+        # not declared dead too on a loaded host; the killed one is after it.
+        dispatcher, line = _start_server("--role=dispatcher", "--worker_timeout_ms=10000")
         procs.append(dispatcher)
         port = int(line.rsplit("(port ", 1)[1].rstrip(")\n"))
         for _ in range(2):
