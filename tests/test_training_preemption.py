@@ -89,8 +89,9 @@ def test_sigterm_mid_epoch_stops_between_two_steps_of_one_call(data_dir, tmp_pat
 )
 def test_preemption_drill_resumes_from_the_interrupted_step(point, data_dir, tmp_path):
     model_dir = tmp_path / "run"
-    # Mid-epoch: a long epoch, so that the timer's signal lands inside it.
-    steps = 400 if point == "mid-epoch" else STEPS
+    # Mid-epoch: an epoch long enough that the timer's signal, 0.5 s into the
+    # training (about 10 steps of 50 ms on a quiet 2-core host), lands inside it.
+    steps = 120 if point == "mid-epoch" else STEPS
     args = _args(data_dir, model_dir, steps_per_epoch=steps)
     result = _signalled(point, "TERM", args)
     assert not (model_dir / run_dir.LOCK_FILE).exists(), "the lock is released"
@@ -107,6 +108,8 @@ def test_preemption_drill_resumes_from_the_interrupted_step(point, data_dir, tmp
         _resume_and_finish(args, model_dir, None)
         return
     stopped_at = int(re.search(r"stopped at step (\d+)", line).group(1))
+    if point == "mid-epoch":
+        assert "steps into it" in line, line
     assert re.search(rf"saved \S+ckpt-{stopped_at};", line), line
     _resume_and_finish(args, model_dir, stopped_at, steps)
 
