@@ -50,13 +50,13 @@ def test_helpshort_lists_force(helpshort):
 
 
 def test_helpshort_shows_each_presets_default(helpshort):
-    assert helpshort["image_size"].endswith("[preset imagenet: 224; builtin: 64; photos: 96]")
+    assert helpshort["image_size"].endswith("[preset imagenet: 224; builtin: 64; photos: 128]")
 
 
 def test_helpshort_shows_a_list_default_as_written_on_the_command_line(helpshort):
     assert helpshort["scale_range"].startswith(
         "min,max shorter side before cropping (scale jitter). "
-        "[preset imagenet: 256,512; builtin: 64,80; photos: 96,120]"
+        "[preset imagenet: 256,512; builtin: 64,80; photos: 128,160]"
     )
 
 

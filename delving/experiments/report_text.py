@@ -108,7 +108,7 @@ def setup_section(
             f"the paper's "
             f"(SGD momentum {recipe.get('momentum')}, weight decay {recipe.get('weight_decay'):g} "
             f"not on PReLU slopes, scale jitter, random crops, flips, colour noise) shrunk to "
-            f"the machine, with the `builtin` preset's departures: "
+            f"the machine, with the `{recipe.get('preset') or 'builtin'}` preset's departures: "
             + (
                 f"dropout {recipe['dropout']:g}"
                 if recipe.get("dropout")
