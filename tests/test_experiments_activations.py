@@ -58,7 +58,7 @@ def test_draws_its_figures(quick_report, name):
     assert experiments_testutil.is_png(quick_report["work"] / "activations" / f"{name}.png")
 
 
-@pytest.mark.parametrize("flag", ["--activations=swish", "--seeds=0,x"])
+@pytest.mark.parametrize("flag", ["--activations=swish", "--seeds=0,x", "--image_size=8"])
 def test_bad_flag_fails_in_one_line(flag):
     experiments_testutil.assert_bad_flag_fails_in_one_line(
         ["delving.experiments.activations", flag]
