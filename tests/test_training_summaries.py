@@ -157,13 +157,16 @@ def test_channel_shared_layers_log_no_channel_slopes(mirrored):
     assert not [t for t in tags if t.startswith(summaries.HISTOGRAM_TAG)]
 
 
-def test_a_mirrored_run_logs_the_slopes_of_every_epoch(mirrored):
-    result, model_dir = mirrored
+def _assert_slopes_of_epochs_0_to_2_ending_at_the_final_ones(result, model_dir):
     history = summaries.slope_history(model_dir)
     assert list(history) == list(result.prelu)
     for layer, rows in history.items():
         assert [epoch for epoch, _, _ in rows] == [0, 1, 2], layer
         assert rows[-1][1] == pytest.approx(result.prelu[layer], rel=1e-5), layer
+
+
+def test_a_mirrored_run_logs_the_slopes_of_every_epoch(mirrored):
+    _assert_slopes_of_epochs_0_to_2_ending_at_the_final_ones(*mirrored)
 
 
 def test_a_relu_run_writes_no_slope_tags(relu):
@@ -179,12 +182,7 @@ def test_a_run_without_logs_has_no_slope_history(tmp_path):
 
 
 def test_a_resumed_run_continues_the_slope_history(resumed):
-    result, model_dir = resumed
-    history = summaries.slope_history(model_dir)
-    assert list(history) == list(result.prelu)
-    for layer, rows in history.items():
-        assert [epoch for epoch, _, _ in rows] == [0, 1, 2], layer
-        assert rows[-1][1] == pytest.approx(result.prelu[layer], rel=1e-5), layer
+    _assert_slopes_of_epochs_0_to_2_ending_at_the_final_ones(*resumed)
 
 
 # --- The hyperparameters
@@ -253,7 +251,7 @@ def _get(port, route, request):
     url = f"http://127.0.0.1:{port}/data/plugin/hparams/{route}?" + urllib.parse.urlencode(
         {"request": json.dumps(request)}
     )
-    with urllib.request.urlopen(url, timeout=60) as response:
+    with urllib.request.urlopen(url, timeout=train_testutil.HANG_GUARD_S) as response:
         return json.load(response)
 
 
